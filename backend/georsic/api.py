@@ -1,0 +1,523 @@
+"""The Python API: :func:`compress`, :func:`decompress` and :func:`open`.
+
+The plugin, the command line and the tests all go through these three functions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.errors import RasterioError, RasterioIOError
+from rasterio.windows import Window
+
+from georsic import __version__
+from georsic.archive import ArchiveReader, ArchiveWriter, pack_sections, unpack_sections
+from georsic.bandmap import SUPPORTED_DTYPES, BandMapping, band_groups, full_range
+from georsic.codec import get_codec, resolve_device
+from georsic.errors import (
+    ArchiveError,
+    Cancelled,
+    GeorsicError,
+    InputError,
+    OutputError,
+    TileError,
+    WeightsError,
+)
+from georsic.rasterinfo import RasterInfo
+from georsic.tiling import Mosaic, Tile, TileGrid
+from georsic.weights import find_model
+
+Progress = Callable[[int, int], None]
+Cancel = Callable[[], bool]
+
+#: Number of trained quality levels; ``quality`` is continuous in ``[0, QUALITY_LEVELS - 1]``.
+QUALITY_LEVELS = 8
+_STATS_ROWS = 256
+
+
+@dataclass(frozen=True)
+class ArchiveSummary:
+    """What :func:`compress` produced."""
+
+    path: Path
+    width: int
+    height: int
+    count: int
+    tiles: int
+    bytes: int
+    quality: float
+    model_id: str
+    seconds: float
+
+    @property
+    def bpp(self) -> float:
+        """Bits per pixel (over width x height, all bands together) of the whole archive."""
+        return self.bytes * 8 / (self.width * self.height)
+
+
+# ----------------------------------------------------------------------------------- input
+
+
+@contextlib.contextmanager
+def _open_raster(path: str | Path) -> Iterator[rasterio.io.DatasetReader]:
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"input {path} does not exist")
+    if path.is_dir():
+        raise InputError(f"input {path} is a folder, not a raster file")
+    try:
+        src = rasterio.open(path)
+    except RasterioIOError:
+        raise InputError(f"{path} is not a raster that GDAL can read") from None
+    with src:
+        if src.width == 0 or src.height == 0 or src.count == 0:
+            raise InputError(f"{path} is an empty raster ({src.width}x{src.height}, "
+                             f"{src.count} bands)")
+        if len(set(src.dtypes)) > 1:
+            raise InputError(f"{path} mixes data types across bands ({', '.join(src.dtypes)}); "
+                             "GeoRSIC needs one data type for all bands")
+        if src.dtypes[0] not in SUPPORTED_DTYPES:
+            raise InputError(f"{path} holds {src.dtypes[0]} data, which GeoRSIC cannot compress "
+                             f"(supported: {', '.join(SUPPORTED_DTYPES)})")
+        yield src
+
+
+def _validity(src, data: np.ndarray, info: RasterInfo, window: Window) -> np.ndarray | None:
+    """Per-band validity (bands, h, w) or None when every pixel is valid."""
+    if info.mask_kind == "nodata":
+        nodata = info.nodata
+        valid = ~np.isnan(data) if nodata is not None and np.isnan(nodata) else data != nodata
+    elif info.mask_kind == "dataset":
+        valid = np.broadcast_to(src.dataset_mask(window=window) > 0, data.shape)
+    else:
+        valid = np.ones(data.shape, dtype=bool)
+    if data.dtype.kind == "f":
+        valid = valid & np.isfinite(data)
+    return None if valid.all() else np.ascontiguousarray(valid)
+
+
+def _band_mapping(src, info: RasterInfo, cancel: Cancel | None) -> BandMapping:
+    groups = band_groups(info.count)
+    fixed = full_range(info.dtype)
+    if fixed:
+        return BandMapping(groups, (fixed[0],) * info.count, (fixed[1],) * info.count, info.dtype)
+    low = np.full(info.count, np.inf)
+    high = np.full(info.count, -np.inf)
+    for row in range(0, info.height, _STATS_ROWS):
+        _check(cancel)
+        window = Window(0, row, info.width, min(_STATS_ROWS, info.height - row))
+        data = src.read(window=window)
+        valid = _validity(src, data, info, window)
+        for band in range(info.count):
+            values = data[band] if valid is None else data[band][valid[band]]
+            if values.size:
+                low[band] = min(low[band], float(values.min()))
+                high[band] = max(high[band], float(values.max()))
+    empty = ~np.isfinite(low)
+    low[empty], high[empty] = 0.0, 1.0
+    high = np.where(high > low, high, low + 1.0)
+    return BandMapping(groups, tuple(low.tolist()), tuple(high.tolist()), info.dtype)
+
+
+def _check(cancel: Cancel | None) -> None:
+    if cancel is not None and cancel():
+        raise Cancelled("cancelled; no output was written")
+
+
+# -------------------------------------------------------------------------------- compress
+
+
+def _encode_mask(valid: np.ndarray | None, planes: int) -> bytes:
+    if valid is None:
+        return b""
+    invalid = ~valid[:planes]
+    return zlib.compress(np.packbits(invalid.reshape(-1)).tobytes(), 9)
+
+
+def compress(
+    src: str | Path,
+    dst: str | Path,
+    *,
+    quality: float = 3.0,
+    tile_size: int = 512,
+    overlap: int = 32,
+    device: str = "auto",
+    model: str | None = None,
+    progress: Progress | None = None,
+    cancel: Cancel | None = None,
+) -> ArchiveSummary:
+    """Compress a raster file into a ``.grsc`` archive.
+
+    Parameters
+    ----------
+    src, dst:
+        Input raster (anything GDAL reads) and output archive path.
+    quality:
+        0 (smallest file) to ``QUALITY_LEVELS - 1`` (best quality); fractional values
+        interpolate between trained levels.
+    tile_size, overlap:
+        Tile edge in pixels (multiple of 64) and the overlap between neighbouring tiles.
+    device:
+        ``auto``, ``cpu`` or ``cuda``.
+    model:
+        Model id from ``resources/weights/manifest.json``; the default codec when None.
+    progress, cancel:
+        ``progress(done, total)`` after each tile; ``cancel()`` returning True stops the run,
+        raising :class:`~georsic.errors.Cancelled` and leaving no file behind.
+    """
+    started = time.perf_counter()
+    if not 0 <= quality <= QUALITY_LEVELS - 1:
+        raise GeorsicError(f"quality must be between 0 and {QUALITY_LEVELS - 1}, not {quality}")
+    entry = find_model(model)
+    codec = get_codec(entry, resolve_device(device))
+    with _open_raster(src) as raster:
+        info = RasterInfo.from_dataset(raster)
+        try:
+            grid = TileGrid(info.width, info.height, tile_size, overlap)
+        except ValueError as exc:
+            raise GeorsicError(str(exc)) from None
+        mapping = _band_mapping(raster, info, cancel)
+        planes = 1 if info.mask_kind == "dataset" else info.count
+        header = {
+            "format": "georsic-archive", "software": f"georsic {__version__}",
+            "raster": info.to_dict(), "band_mapping": mapping.to_dict(),
+            "tiling": {"size": grid.size, "overlap": grid.overlap, "rows": grid.rows,
+                       "cols": grid.cols},
+            "mask": {"planes": planes},
+            "codec": {"model_id": entry.id, "architecture": entry.architecture,
+                      "weights_sha256": entry.sha256, "quality": float(quality),
+                      "streams_per_image": codec.streams_per_image},
+        }
+        with ArchiveWriter(dst, header) as writer:
+            for tile in grid:
+                _check(cancel)
+                data = raster.read(window=tile.window)
+                valid = _validity(raster, data, info, tile.window)
+                sections = [_encode_mask(valid, planes)]
+                for image in mapping.encode(data, valid):
+                    sections.extend(codec.encode(image, quality))
+                writer.add_tile(pack_sections(sections))
+                if progress:
+                    progress(tile.index + 1, len(grid))
+            path = writer.close()
+    return ArchiveSummary(path, info.width, info.height, info.count, len(grid),
+                          path.stat().st_size, float(quality), entry.id,
+                          time.perf_counter() - started)
+
+
+# ------------------------------------------------------------------------------ decompress
+
+
+class Archive:
+    """An open ``.grsc`` archive: metadata, and decoding of any region.
+
+    Use :func:`georsic.open` to get one.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self._reader = ArchiveReader(path)
+        try:
+            header = self._reader.header
+            self.header = header
+            self.info = RasterInfo.from_dict(header["raster"])
+            self.mapping = BandMapping.from_dict(header["band_mapping"])
+            tiling = header["tiling"]
+            self.grid = TileGrid(self.info.width, self.info.height, tiling["size"],
+                                 tiling["overlap"])
+            self.codec_info = header["codec"]
+            self.planes = int(header["mask"]["planes"])
+        except (KeyError, TypeError, ValueError) as exc:
+            self._reader.close()
+            raise ArchiveError(f"{Path(path).name}: archive header is incomplete ({exc})") from None
+        if len(self.grid) != self._reader.tile_count:
+            self._reader.close()
+            raise ArchiveError(f"{Path(path).name}: archive holds {self._reader.tile_count} "
+                               f"tiles, its header describes {len(self.grid)}")
+
+    # ---- metadata
+    path = property(lambda self: self._reader.path)
+    width = property(lambda self: self.info.width)
+    height = property(lambda self: self.info.height)
+    count = property(lambda self: self.info.count)
+    dtype = property(lambda self: self.info.dtype)
+    crs = property(lambda self: self.info.crs_wkt)
+    transform = property(lambda self: self.info.affine)
+    tile_count = property(lambda self: len(self.grid))
+    model_id = property(lambda self: self.codec_info["model_id"])
+    quality = property(lambda self: self.codec_info["quality"])
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        return rasterio.transform.array_bounds(self.height, self.width, self.transform)[::1]
+
+    @property
+    def bpp(self) -> float:
+        return self._reader.size * 8 / (self.width * self.height)
+
+    def describe(self) -> str:
+        """A human-readable report, as ``georsic info`` prints it."""
+        info, crs = self.info, self.info.crs
+        crs_name = (crs.to_string() if crs and crs.to_epsg() else
+                    (crs.to_wkt()[:60] + "..." if crs else "none"))
+        left, bottom, right, top = self.bounds
+        lines = [
+            f"archive:   {self.path} ({self._reader.size:,} bytes, {self.bpp:.4f} bpp)",
+            f"raster:    {info.width} x {info.height}, {info.count} band(s) of {info.dtype}",
+            f"crs:       {crs_name}",
+            f"bounds:    {left:.6g}, {bottom:.6g}, {right:.6g}, {top:.6g}",
+            f"pixel:     {info.transform[0]:.6g} x {-info.transform[4]:.6g}",
+            f"nodata:    {info.nodata} (mask: {info.mask_kind})",
+            f"tiles:     {self.grid.cols} x {self.grid.rows} of {self.grid.size} px, "
+            f"overlap {self.grid.overlap}",
+            f"model:     {self.model_id} (weights {self.codec_info['weights_sha256'][:12]}), "
+            f"quality {self.quality:g}",
+            f"software:  {self.header.get('software', '?')}",
+        ]
+        if any(info.descriptions):
+            lines.append("bands:     " + ", ".join(d or "-" for d in info.descriptions))
+        return "\n".join(lines)
+
+    # ---- decoding
+    def window_for(self, bounds: tuple[float, float, float, float],
+                   bounds_crs: str | None = None) -> Window:
+        """Pixel window covering ``bounds`` (in ``bounds_crs``, default the archive's CRS)."""
+        from rasterio.windows import from_bounds
+
+        if bounds_crs and self.info.crs and rasterio.crs.CRS.from_user_input(bounds_crs) != \
+                self.info.crs:
+            from rasterio.warp import transform_bounds
+
+            bounds = transform_bounds(bounds_crs, self.info.crs, *bounds, densify_pts=21)
+        window = from_bounds(*bounds, transform=self.transform)
+        return self._clip(window.round_offsets("floor").round_lengths("ceil"))
+
+    def _clip(self, window: Window) -> Window:
+        x0 = max(int(window.col_off), 0)
+        y0 = max(int(window.row_off), 0)
+        x1 = min(int(window.col_off + window.width), self.width)
+        y1 = min(int(window.row_off + window.height), self.height)
+        if x1 <= x0 or y1 <= y0:
+            raise GeorsicError("the requested region does not overlap the archive's raster")
+        return Window(x0, y0, x1 - x0, y1 - y0)
+
+    def _decode_tile(self, tile: Tile, codec) -> tuple[np.ndarray, np.ndarray | None]:
+        payload = self._reader.read_tile(tile.index)
+        h, w = int(tile.window.height), int(tile.window.width)
+        try:
+            sections = unpack_sections(payload)
+            per_image = int(self.codec_info["streams_per_image"])
+            if len(sections) != 1 + per_image * len(self.mapping.groups):
+                raise ValueError("wrong number of streams")
+            images = [codec.decode(sections[1 + i * per_image: 1 + (i + 1) * per_image], h, w,
+                                   self.quality) for i in range(len(self.mapping.groups))]
+            invalid = None
+            if sections[0]:
+                bits = np.frombuffer(zlib.decompress(sections[0]), dtype=np.uint8)
+                invalid = np.unpackbits(bits, count=self.planes * h * w).astype(bool)
+                invalid = invalid.reshape(self.planes, h, w)
+        except (ValueError, zlib.error, RuntimeError) as exc:
+            raise TileError(f"{self.path.name}: tile {tile.index} (row {tile.row}, col "
+                            f"{tile.col}) cannot be decoded: {exc}", tile.index) from None
+        return self.mapping.decode(images).astype(np.float32), invalid
+
+    def blocks(self, window: Window | None = None, *, device: str = "auto",
+               progress: Progress | None = None, cancel: Cancel | None = None,
+               ignore_errors: bool = False, errors: list | None = None,
+               ) -> Iterator[tuple[Window, np.ndarray, np.ndarray | None]]:
+        """Decode ``window`` as horizontal blocks ``(window, values, invalid)``, top to bottom.
+
+        Each tile is decoded once, and only two rows of decoded tiles are held at a time, so
+        memory does not grow with the raster's height.
+        """
+        window = self._clip(window or Window(0, 0, self.width, self.height))
+        codec = get_codec(self._weights(), resolve_device(device))
+        needed = self.grid.tiles_in(window)
+        rows = sorted({t.row for t in needed})
+        cache: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
+        done = 0
+        for row in rows:
+            band = self._row_band(row, window)
+            for tile in (t for t in needed if t.row == row):
+                _check(cancel)
+                try:
+                    cache[tile.index] = self._decode_tile(tile, codec)
+                except TileError as exc:
+                    if not ignore_errors:
+                        raise
+                    if errors is not None:
+                        errors.append(str(exc))
+                done += 1
+                if progress:
+                    progress(done, len(needed))
+            if band is None:
+                continue
+            mosaic = Mosaic(self.grid, band, self.count)
+            invalid = np.zeros((self.planes, int(band.height), int(band.width)), dtype=bool)
+            lost = np.ones((int(band.height), int(band.width)), dtype=bool)
+            for tile in (t for t in needed if t.row in (row - 1, row)):
+                if tile.index not in cache:
+                    continue
+                values, tile_invalid = cache[tile.index]
+                mosaic.add(tile, values)
+                _paste(lost, tile.window, band, np.zeros(values.shape[1:], dtype=bool))
+                if tile_invalid is not None:
+                    _paste(invalid, tile.window, band, tile_invalid)
+            invalid |= lost[None]
+            for index in [i for i in cache if self.grid.tile(i).row < row]:
+                del cache[index]
+            yield band, mosaic.result(), (invalid if invalid.any() else None)
+
+    def _row_band(self, row: int, window: Window) -> Window | None:
+        """Rows of the raster that are final once tile row ``row`` is decoded, within window."""
+        stride = self.grid.stride
+        y0 = row * stride if row > 0 else 0
+        y1 = (row + 1) * stride if row < self.grid.rows - 1 else self.height
+        y0, y1 = max(y0, window.row_off), min(y1, window.row_off + window.height)
+        if y1 <= y0:
+            return None
+        return Window(window.col_off, y0, window.width, y1 - y0)
+
+    def _weights(self):
+        return find_model(self.model_id, self.codec_info["weights_sha256"])
+
+    def finalize(self, values: np.ndarray, invalid: np.ndarray | None) -> np.ndarray:
+        """Decoded float values to the raster's dtype with no-data pixels restored exactly."""
+        out = self.mapping.cast(values)
+        nodata = self.info.nodata
+        if self.info.mask_kind != "nodata" or nodata is None:
+            if invalid is not None and out.dtype.kind == "f":
+                out[np.broadcast_to(invalid, out.shape)] = np.nan
+            return out
+        dtype = out.dtype
+        nodata_value = dtype.type(nodata)
+        if not np.isnan(nodata):
+            # a valid pixel that decodes to the no-data value would vanish: move it one step
+            clash = out == nodata_value
+            if clash.any():
+                if dtype.kind == "f":
+                    step = np.nextafter(nodata_value, dtype.type(np.inf))
+                else:
+                    step = nodata_value + 1 if nodata < np.iinfo(dtype).max else nodata_value - 1
+                out[clash] = step
+        if invalid is not None:
+            out[np.broadcast_to(invalid, out.shape)] = nodata_value
+        return out
+
+    def read(self, window: Window | None = None, *, bounds=None, bounds_crs=None,
+             device: str = "auto") -> np.ndarray:
+        """Decode a region (default: everything) to (bands, h, w) in the raster's dtype."""
+        if bounds is not None:
+            window = self.window_for(bounds, bounds_crs)
+        window = self._clip(window or Window(0, 0, self.width, self.height))
+        out = np.empty((self.count, int(window.height), int(window.width)), dtype=self.dtype)
+        for band, values, invalid in self.blocks(window, device=device):
+            y0 = int(band.row_off - window.row_off)
+            out[:, y0:y0 + int(band.height)] = self.finalize(values, invalid)
+        return out
+
+    def close(self) -> None:
+        self._reader.close()
+
+    def __enter__(self) -> Archive:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _paste(target: np.ndarray, tile_window: Window, band: Window, values: np.ndarray) -> None:
+    t, w = tile_window, band
+    x0, y0 = max(t.col_off, w.col_off), max(t.row_off, w.row_off)
+    x1 = min(t.col_off + t.width, w.col_off + w.width)
+    y1 = min(t.row_off + t.height, w.row_off + w.height)
+    if x0 >= x1 or y0 >= y1:
+        return
+    src = (slice(y0 - t.row_off, y1 - t.row_off), slice(x0 - t.col_off, x1 - t.col_off))
+    dst = (slice(y0 - w.row_off, y1 - w.row_off), slice(x0 - w.col_off, x1 - w.col_off))
+    target[(..., *dst)] = values[(..., *src)]
+
+
+def open(path: str | Path) -> Archive:  # noqa: A001 - mirrors rasterio.open
+    """Open an archive for inspection and region reads."""
+    return Archive(path)
+
+
+def decompress(
+    src: str | Path,
+    dst: str | Path,
+    *,
+    window: Window | None = None,
+    bounds: tuple[float, float, float, float] | None = None,
+    bounds_crs: str | None = None,
+    prior: bool = False,
+    fidelity: float = 0.5,
+    device: str = "auto",
+    ignore_errors: bool = False,
+    progress: Progress | None = None,
+    cancel: Cancel | None = None,
+) -> Path:
+    """Decode an archive (or a region of it) to a GeoTIFF with the source's georeferencing.
+
+    ``bounds`` are in ``bounds_crs`` (default the archive's CRS); ``window`` is in pixels.
+    With ``ignore_errors`` a corrupt tile is written as no-data (or zeros) instead of
+    stopping the run.
+    """
+    if prior:
+        raise WeightsError("the Code-RSIC codebook prior is not installed in this GeoRSIC "
+                           "(no 'prior' model in resources/weights); decode without --prior")
+    dst = Path(dst)
+    with open(src) as archive:
+        if bounds is not None:
+            window = archive.window_for(bounds, bounds_crs)
+        window = archive._clip(window or Window(0, 0, archive.width, archive.height))
+        transform = rasterio.windows.transform(window, archive.transform)
+        profile = archive.info.geotiff_profile(int(window.width), int(window.height), transform)
+        with _atomic_output(dst) as tmp:
+            errors: list[str] = []
+            try:
+                with rasterio.open(tmp, "w", **profile) as out:
+                    archive.info.apply_metadata(out)
+                    for band, values, invalid in archive.blocks(
+                            window, device=device, progress=progress, cancel=cancel,
+                            ignore_errors=ignore_errors, errors=errors):
+                        target = Window(0, band.row_off - window.row_off, band.width, band.height)
+                        out.write(archive.finalize(values, invalid), window=target)
+                        if archive.info.mask_kind == "dataset":
+                            mask = 255 * ~(invalid[0] if invalid is not None else
+                                           np.zeros((int(band.height), int(band.width)), bool))
+                            out.write_mask(mask.astype(np.uint8), window=target)
+            except RasterioError as exc:
+                raise OutputError(f"cannot write {dst}: {exc}") from None
+    return dst
+
+
+@contextlib.contextmanager
+def _atomic_output(dst: Path) -> Iterator[Path]:
+    directory = dst.parent if str(dst.parent) else Path(".")
+    if not directory.is_dir():
+        raise OutputError(f"output folder {directory} does not exist")
+    if dst.is_dir():
+        raise OutputError(f"output {dst} is a folder")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{dst.stem}.", suffix=".tmp.tif", dir=directory)
+    except OSError as exc:
+        raise OutputError(f"cannot write to {directory}: {exc.strerror}") from None
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.chmod(tmp_path, 0o644)
+        os.replace(tmp_path, dst)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+        for sidecar in directory.glob(tmp_path.name + ".*"):
+            sidecar.unlink(missing_ok=True)

@@ -1,0 +1,197 @@
+"""The ``.grsc`` archive container (see ``docs/format.md``).
+
+Layout, all integers little-endian::
+
+    magic "GRSC\\r\\n\\x1a\\n" | u16 version | u32 header length | header (UTF-8 JSON) | u32 crc32
+    tile payloads, one after the other
+    index: per tile  u64 offset | u32 length | u32 crc32
+    footer: "GRSCIDX\\0" | u64 index offset | u32 tile count | u32 index crc32
+
+The header is written first and the index last, so a writer streams tiles straight to disk and
+a reader seeks to any tile through the footer.  Writing goes to a temporary file beside the
+target, renamed into place only when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+import zlib
+from pathlib import Path
+
+from georsic.errors import ArchiveError, OutputError, TileError
+
+MAGIC = b"GRSC\r\n\x1a\n"
+FOOTER_MAGIC = b"GRSCIDX\x00"
+VERSION = 1
+_PREFIX = struct.Struct("<8sHI")
+_ENTRY = struct.Struct("<QII")
+_FOOTER = struct.Struct("<8sQII")
+_U32 = struct.Struct("<I")
+
+
+def pack_sections(sections: list[bytes]) -> bytes:
+    """Length-prefixed concatenation of byte strings."""
+    out = [_U32.pack(len(sections))]
+    for section in sections:
+        out.append(_U32.pack(len(section)))
+        out.append(section)
+    return b"".join(out)
+
+
+def unpack_sections(payload: bytes) -> list[bytes]:
+    (count,), pos = _U32.unpack_from(payload, 0), _U32.size
+    sections = []
+    for _ in range(count):
+        (length,) = _U32.unpack_from(payload, pos)
+        pos += _U32.size
+        if pos + length > len(payload):
+            raise ValueError("section runs past the end of the tile")
+        sections.append(payload[pos:pos + length])
+        pos += length
+    if pos != len(payload):
+        raise ValueError("trailing bytes after the last section")
+    return sections
+
+
+class ArchiveWriter:
+    """Streams tile payloads into an archive; atomic: the file appears only on :meth:`close`."""
+
+    def __init__(self, path: str | Path, header: dict) -> None:
+        self.path = Path(path)
+        directory = self.path.parent if str(self.path.parent) else Path(".")
+        if not directory.is_dir():
+            raise OutputError(f"output folder {directory} does not exist")
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=directory)
+        except OSError as exc:
+            raise OutputError(f"cannot write to {directory}: {exc.strerror}") from None
+        self._tmp = Path(tmp)
+        self._file = os.fdopen(fd, "wb")
+        self._index: list[tuple[int, int, int]] = []
+        blob = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
+        self._file.write(_PREFIX.pack(MAGIC, VERSION, len(blob)) + blob + _U32.pack(zlib.crc32(blob)))
+
+    def add_tile(self, payload: bytes) -> None:
+        offset = self._file.tell()
+        self._file.write(payload)
+        self._index.append((offset, len(payload), zlib.crc32(payload)))
+
+    def close(self) -> Path:
+        index_offset = self._file.tell()
+        index = b"".join(_ENTRY.pack(*entry) for entry in self._index)
+        self._file.write(index)
+        self._file.write(_FOOTER.pack(FOOTER_MAGIC, index_offset, len(self._index),
+                                      zlib.crc32(index)))
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        try:
+            os.chmod(self._tmp, 0o644)
+            os.replace(self._tmp, self.path)
+        except OSError as exc:
+            self._tmp.unlink(missing_ok=True)
+            raise OutputError(f"cannot write {self.path}: {exc.strerror}") from None
+        return self.path
+
+    def abort(self) -> None:
+        """Drop the partial file (on error or cancel)."""
+        if not self._file.closed:
+            self._file.close()
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> ArchiveWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+        elif not self._file.closed:
+            self.close()
+
+
+class ArchiveReader:
+    """Random access to the header and tiles of an archive, with every checksum verified."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ArchiveError(f"archive {self.path} does not exist")
+        self._file = open(self.path, "rb")
+        try:
+            self.header = self._read_header()
+            self._index = self._read_index()
+        except BaseException:
+            self._file.close()
+            raise
+
+    def _fail(self, what: str) -> ArchiveError:
+        return ArchiveError(f"{self.path.name}: {what}")
+
+    def _read_header(self) -> dict:
+        prefix = self._file.read(_PREFIX.size)
+        if len(prefix) < _PREFIX.size or prefix[:8] != MAGIC:
+            raise self._fail("not a GeoRSIC archive (bad magic number)")
+        _, version, length = _PREFIX.unpack(prefix)
+        if version != VERSION:
+            raise self._fail(f"archive format version {version} is not supported by this "
+                             f"GeoRSIC (reads version {VERSION}); upgrade GeoRSIC")
+        blob = self._file.read(length)
+        crc = self._file.read(_U32.size)
+        if len(blob) < length or len(crc) < _U32.size:
+            raise self._fail("archive is truncated (header incomplete)")
+        if zlib.crc32(blob) != _U32.unpack(crc)[0]:
+            raise self._fail("archive header is corrupt (checksum mismatch)")
+        self.data_start = _PREFIX.size + length + _U32.size
+        return json.loads(blob)
+
+    def _read_index(self) -> list[tuple[int, int, int]]:
+        size = self._file.seek(0, os.SEEK_END)
+        if size < self.data_start + _FOOTER.size:
+            raise self._fail("archive is truncated (no tile index)")
+        self._file.seek(size - _FOOTER.size)
+        magic, offset, count, crc = _FOOTER.unpack(self._file.read(_FOOTER.size))
+        if magic != FOOTER_MAGIC:
+            raise self._fail("archive is truncated or damaged (tile index footer missing)")
+        if offset + count * _ENTRY.size != size - _FOOTER.size or offset < self.data_start:
+            raise self._fail("archive tile index is damaged (inconsistent size)")
+        self._file.seek(offset)
+        index = self._file.read(count * _ENTRY.size)
+        if zlib.crc32(index) != crc:
+            raise self._fail("archive tile index is corrupt (checksum mismatch)")
+        entries = [_ENTRY.unpack_from(index, i * _ENTRY.size) for i in range(count)]
+        for number, (start, length, _) in enumerate(entries):
+            if start < self.data_start or start + length > offset:
+                raise self._fail(f"tile {number} lies outside the archive's data")
+        return entries
+
+    @property
+    def tile_count(self) -> int:
+        return len(self._index)
+
+    @property
+    def size(self) -> int:
+        return self.path.stat().st_size
+
+    def tile_sizes(self) -> list[int]:
+        return [length for _, length, _ in self._index]
+
+    def read_tile(self, number: int) -> bytes:
+        offset, length, crc = self._index[number]
+        self._file.seek(offset)
+        payload = self._file.read(length)
+        if len(payload) != length or zlib.crc32(payload) != crc:
+            raise TileError(f"{self.path.name}: tile {number} is corrupt (checksum mismatch)",
+                            number)
+        return payload
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> ArchiveReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,47 @@
+"""Errors GeoRSIC raises: each carries a one-line message meant for the user."""
+
+from __future__ import annotations
+
+
+class GeorsicError(Exception):
+    """Base class: anything that went wrong for a reason the user can act on."""
+
+    exit_code = 1
+
+
+class InputError(GeorsicError):
+    """The input file is missing, not a raster, or holds data GeoRSIC cannot encode."""
+
+    exit_code = 2
+
+
+class OutputError(GeorsicError):
+    """The output path cannot be written."""
+
+    exit_code = 3
+
+
+class ArchiveError(GeorsicError):
+    """The archive is corrupt, truncated or of an unknown version."""
+
+    exit_code = 4
+
+
+class TileError(ArchiveError):
+    """One tile of an archive fails its checksum or cannot be decoded."""
+
+    def __init__(self, message: str, tile: int) -> None:
+        super().__init__(message)
+        self.tile = tile
+
+
+class WeightsError(GeorsicError):
+    """The model weights an archive needs are not installed, or a weights file is damaged."""
+
+    exit_code = 5
+
+
+class Cancelled(GeorsicError):
+    """The caller cancelled the operation; no output was left behind."""
+
+    exit_code = 130

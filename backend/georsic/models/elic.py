@@ -1,0 +1,96 @@
+"""Variable-rate ELIC.
+
+ELIC [He2022] with gain units [Cui2021] so that one model serves every
+quality level: the analysis output ``y`` is scaled channel-wise by a learned
+gain vector before quantisation and rescaled by a learned inverse gain before
+synthesis.  Quality is a continuous value ``q`` in ``[0, levels - 1]``; between
+two trained levels the gains are interpolated geometrically, which gives a
+smooth rate control at no extra cost.
+
+[He2022]: "ELIC: Efficient Learned Image Compression with Unevenly Grouped
+Space-Channel Contextual Adaptive Coding", D. He, Z. Yang, W. Peng, R. Ma,
+H. Qin and Y. Wang, CVPR 2022.  The transforms and the space-channel context
+model are CompressAI's :class:`~compressai.models.sensetime.Elic2022Official`.
+
+[Cui2021]: "Asymmetric Gained Deep Image Compression With Continuous Rate
+Adaptation", Z. Cui, J. Wang, S. Gao, T. Guo, Y. Feng and B. Bai, CVPR 2021.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from compressai.models.sensetime import Elic2022Official
+from torch import Tensor, nn
+
+#: Rate-distortion trade-offs of the trained levels (loss = lambda * 255^2 * MSE + bpp).
+DEFAULT_LAMBDAS: tuple[float, ...] = (0.0004, 0.0009, 0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483)
+
+
+def default_groups(latent_channels: int) -> list[int]:
+    """Uneven channel groups in the proportions of the paper (16, 16, 32, 64, rest of 320)."""
+    unit = max(latent_channels // 20, 1)
+    groups = [unit, unit, 2 * unit, 4 * unit]
+    groups.append(latent_channels - sum(groups))
+    return groups
+
+
+class ElicVariableRate(Elic2022Official):
+    """ELIC with gain units: one network for all quality levels.
+
+    Parameters
+    ----------
+    N, M:
+        Channels of the transforms and of the latent ``y`` (paper: 192 and 320).
+    groups:
+        Uneven channel groups of the space-channel context model.
+    lambdas:
+        The rate-distortion trade-off each gain level is trained for.
+    """
+
+    def __init__(
+        self,
+        N: int = 192,
+        M: int = 320,
+        groups: Sequence[int] | None = None,
+        lambdas: Sequence[float] = DEFAULT_LAMBDAS,
+    ) -> None:
+        groups = list(groups) if groups is not None else default_groups(M)
+        super().__init__(N=N, M=M, groups=groups)
+        self.lambdas = tuple(float(v) for v in lambdas)
+        reference = math.exp(sum(math.log(v) for v in self.lambdas) / len(self.lambdas))
+        init = torch.tensor([0.5 * math.log(v / reference) for v in self.lambdas])
+        self.log_gain = nn.Parameter(init[:, None].repeat(1, M))
+        self.log_inverse_gain = nn.Parameter(-init[:, None].repeat(1, M))
+
+    @property
+    def levels(self) -> int:
+        return len(self.lambdas)
+
+    def _gain(self, table: Tensor, quality: Tensor | float) -> Tensor:
+        """Gain vectors for ``quality`` (scalar or one per sample), shaped (B|1, M, 1, 1)."""
+        q = torch.as_tensor(quality, dtype=table.dtype, device=table.device).reshape(-1)
+        q = q.clamp(0, self.levels - 1)
+        low = q.floor().long().clamp(max=self.levels - 2)
+        frac = (q - low.to(q.dtype))[:, None]
+        log_gain = table[low] * (1 - frac) + table[low + 1] * frac
+        return log_gain.exp()[:, :, None, None]
+
+    def forward(self, x: Tensor, quality: Tensor | float = 0.0) -> dict:
+        y = self.g_a(x) * self._gain(self.log_gain, quality)
+        y_out = self.latent_codec(y)
+        y_hat = y_out["y_hat"] * self._gain(self.log_inverse_gain, quality)
+        return {"x_hat": self.g_s(y_hat), "likelihoods": y_out["likelihoods"]}
+
+    @torch.no_grad()
+    def compress(self, x: Tensor, quality: float = 0.0) -> dict:
+        y = self.g_a(x) * self._gain(self.log_gain, quality)
+        return self.latent_codec.compress(y)
+
+    @torch.no_grad()
+    def decompress(self, strings: list, shape, quality: float = 0.0) -> dict:
+        y_hat = self.latent_codec.decompress(strings, shape)["y_hat"]
+        y_hat = y_hat * self._gain(self.log_inverse_gain, quality)
+        return {"x_hat": self.g_s(y_hat).clamp_(0, 1)}

@@ -1,0 +1,52 @@
+"""Export a training checkpoint as shipped weights: safetensors plus a manifest entry."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from georsic.models import build_model
+from georsic.weights import MANIFEST, file_sha256
+
+
+def export_codec(checkpoint: str | Path, out_dir: str | Path, model_id: str,
+                 training: dict | None = None, make_default: bool = True) -> dict:
+    """Write ``OUT/<model_id>.safetensors`` with its entropy tables and add it to the manifest."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    cfg = state["config"]
+    config = {"N": cfg["N"], "M": cfg["M"]}
+    model = build_model(cfg["architecture"], config)
+    model.load_state_dict(state["model"])
+    model.update(force=True)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{model_id}.safetensors"
+    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    save_file(tensors, str(path), metadata={"model_id": model_id, "architecture":
+                                            cfg["architecture"], "config": json.dumps(config)})
+    entry = {
+        "id": model_id, "kind": "codec", "architecture": cfg["architecture"], "config": config,
+        "file": path.name, "sha256": file_sha256(path), "bytes": path.stat().st_size,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "lambdas": list(model.lambdas),
+        "training": {"steps": state["step"], "data": cfg["data"], "exclude": cfg["exclude"],
+                     "batch": cfg["batch"], "patch": cfg["patch"], "lr": cfg["lr"],
+                     **(training or {})},
+    }
+    manifest_path = out_dir / MANIFEST
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    models = [m for m in manifest.get("models", []) if m["id"] != model_id]
+    old = next((m for m in manifest.get("models", []) if m["id"] == model_id), None)
+    if old and "rd" in old and old["sha256"] == entry["sha256"]:
+        entry["rd"] = old["rd"]
+    manifest["models"] = models + [entry]
+    if make_default:
+        manifest.setdefault("default", {})["codec"] = model_id
+    tmp = manifest_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    os.replace(tmp, manifest_path)
+    return entry

@@ -1,0 +1,125 @@
+"""Installed model weights: safetensors files described by ``manifest.json``.
+
+The manifest lists, for each model id, its file, sha256, architecture and configuration, how it
+was trained and its measured rate-distortion.  Archives record the sha256 of the weights they
+were made with; decoding looks the weights up by that hash, never by name alone.
+
+Weights are searched in ``$GEORSIC_WEIGHTS`` (a folder, if set) and in the project's
+``resources/weights``.  Nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from georsic.errors import WeightsError
+
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One installed model, as its manifest describes it."""
+
+    id: str
+    kind: str
+    architecture: str
+    config: dict
+    path: Path
+    sha256: str
+    info: dict = field(default_factory=dict, compare=False)
+
+
+def weights_dirs() -> list[Path]:
+    dirs = []
+    if os.environ.get("GEORSIC_WEIGHTS"):
+        dirs.append(Path(os.environ["GEORSIC_WEIGHTS"]))
+    dirs.append(Path(__file__).resolve().parents[2] / "resources" / "weights")
+    return [d for d in dirs if (d / MANIFEST).is_file()]
+
+
+def read_manifest(folder: Path) -> dict:
+    try:
+        return json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError) as exc:
+        raise WeightsError(f"cannot read weights manifest {folder / MANIFEST}: {exc}") from None
+
+
+def installed_models() -> list[ModelEntry]:
+    """Every model of every manifest found, first folder first."""
+    entries = []
+    for folder in weights_dirs():
+        for item in read_manifest(folder).get("models", []):
+            entries.append(ModelEntry(
+                id=item["id"], kind=item.get("kind", "codec"), architecture=item["architecture"],
+                config=item["config"], path=folder / item["file"], sha256=item["sha256"],
+                info=item))
+    return entries
+
+
+def default_model_id(kind: str = "codec") -> str:
+    for folder in weights_dirs():
+        default = read_manifest(folder).get("default", {}).get(kind)
+        if default:
+            return default
+    raise WeightsError(f"no default {kind} model is installed (looked in resources/weights "
+                       "and $GEORSIC_WEIGHTS)")
+
+
+def find_model(model_id: str | None = None, sha256: str | None = None,
+               kind: str = "codec") -> ModelEntry:
+    """The installed model with this sha256 (preferred) or id."""
+    models = installed_models()
+    if sha256:
+        for entry in models:
+            if entry.sha256 == sha256:
+                return entry
+        name = f" {model_id!r}" if model_id else ""
+        raise WeightsError(f"this archive needs model{name} with weights sha256 {sha256[:16]}..., "
+                           "which is not installed; copy its .safetensors file and manifest entry "
+                           "into resources/weights or a folder named by $GEORSIC_WEIGHTS")
+    model_id = model_id or default_model_id(kind)
+    for entry in models:
+        if entry.id == model_id:
+            return entry
+    raise WeightsError(f"model {model_id!r} is not installed; installed: "
+                       f"{', '.join(e.id for e in models) or 'none'}")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@lru_cache(maxsize=8)
+def _verified(path: Path, sha256: str) -> bool:
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} is missing")
+    if file_sha256(path) != sha256:
+        raise WeightsError(f"weights file {path} is damaged (sha256 does not match its manifest)")
+    return True
+
+
+def load_state_dict_file(path: str | Path) -> dict:
+    """A state dict from a safetensors file (or a training checkpoint ``.pt``)."""
+    path = Path(path)
+    if path.suffix == ".pt":
+        import torch
+
+        return torch.load(path, map_location="cpu", weights_only=False)["model"]
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def load_entry_state_dict(entry: ModelEntry) -> dict:
+    _verified(entry.path, entry.sha256)
+    return load_state_dict_file(entry.path)
