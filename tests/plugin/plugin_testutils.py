@@ -56,15 +56,20 @@ def qgis_process_executable() -> str | None:
 
 
 def qgis_process_env(home: Path) -> dict:
-    """Environment for qgis_process: headless, an empty profile under ``home``, this plugin on
+    """Environment for qgis_process: headless, an empty profile under ``home`` (the default
+    profile is ``home/.local/share/QGIS/QGIS3/profiles/default``), this plugin on
     QGIS_PLUGINPATH, and the venv's packages plus the backend sources on PYTHONPATH."""
     env = dict(os.environ)
+    # pytest-qgis points QGIS_CUSTOM_CONFIG_PATH at its own settings folder, which qgis_process
+    # would use as its profile root: point it at the default location under ``home`` instead.
+    env.pop("QGIS_OPTIONS_PATH", None)
     home.mkdir(parents=True, exist_ok=True)
     runtime = home / "runtime"
     runtime.mkdir(mode=0o700, exist_ok=True)
     site_packages = sysconfig.get_paths()["purelib"]
     env.update(
         HOME=str(home),
+        QGIS_CUSTOM_CONFIG_PATH=str(home / ".local" / "share" / "QGIS" / "QGIS3"),
         XDG_RUNTIME_DIR=str(runtime),
         QT_QPA_PLATFORM="offscreen",
         QGIS_PLUGINPATH=str(PLUGIN_DIR),
