@@ -6,6 +6,7 @@ The plugin, the command line and the tests all go through these three functions.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import tempfile
 import time
@@ -298,7 +299,10 @@ class Archive:
 
             bounds = transform_bounds(bounds_crs, self.info.crs, *bounds, densify_pts=21)
         window = from_bounds(*bounds, transform=self.transform)
-        return self._clip(window.round_offsets("floor").round_lengths("ceil"))
+        x0, y0 = math.floor(window.col_off + 1e-6), math.floor(window.row_off + 1e-6)
+        x1 = math.ceil(window.col_off + window.width - 1e-6)
+        y1 = math.ceil(window.row_off + window.height - 1e-6)
+        return self._clip(Window(x0, y0, x1 - x0, y1 - y0))
 
     def _clip(self, window: Window) -> Window:
         x0 = max(int(window.col_off), 0)

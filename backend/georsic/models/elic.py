@@ -21,9 +21,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import warnings
+
 import torch
-from compressai.models.sensetime import Elic2022Official
 from torch import Tensor, nn
+
+with warnings.catch_warnings():  # compressai scripts functions with the deprecated torch.jit
+    warnings.simplefilter("ignore", FutureWarning)
+    from compressai.models.sensetime import Elic2022Official
 
 #: Rate-distortion trade-offs of the trained levels (loss = lambda * 255^2 * MSE + bpp).
 DEFAULT_LAMBDAS: tuple[float, ...] = (0.0004, 0.0009, 0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483)

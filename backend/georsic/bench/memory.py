@@ -1,0 +1,106 @@
+"""Peak memory of compress/decompress against raster size (``georsic bench memory``).
+
+Each size runs in a fresh process that generates a textured raster window by window (so the
+generator itself stays small), compresses it, decompresses it, and reports its own peak
+resident set size.  Flat peak RSS across sizes shows that archives are written and read as
+streams.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def synthetic_raster(path: Path, size: int, block: int = 512) -> None:
+    """A (3, size, size) uint8 GeoTIFF of smooth fields plus noise, written block by block."""
+    import rasterio
+    from rasterio.transform import from_origin
+    from rasterio.windows import Window
+
+    profile = {"driver": "GTiff", "width": size, "height": size, "count": 3, "dtype": "uint8",
+               "crs": "EPSG:32633", "transform": from_origin(500000, 5000000, 0.5, 0.5),
+               "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "deflate"}
+    rng = np.random.default_rng(0)
+    with rasterio.open(path, "w", **profile) as dst:
+        for y in range(0, size, block):
+            for x in range(0, size, block):
+                h, w = min(block, size - y), min(block, size - x)
+                yy, xx = np.mgrid[y:y + h, x:x + w].astype(np.float32)
+                base = 120 + 60 * np.sin(xx / 97.0) * np.cos(yy / 53.0)
+                data = np.stack([base + 20 * np.sin((xx + yy) / (11.0 + 7 * c)) for c in range(3)])
+                data += rng.normal(0, 6, size=data.shape)
+                dst.write(np.clip(data, 0, 255).astype(np.uint8), window=Window(x, y, w, h))
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_one(size: int, quality: float, tile_size: int, device: str, workdir: Path) -> dict:
+    import georsic
+
+    raster = workdir / f"synthetic_{size}.tif"
+    synthetic_raster(raster, size)
+    rss_generate = peak_rss_mib()
+    started = time.perf_counter()
+    summary = georsic.compress(raster, workdir / "a.grsc", quality=quality, tile_size=tile_size,
+                               device=device)
+    encode_s = time.perf_counter() - started
+    rss_compress = peak_rss_mib()
+    started = time.perf_counter()
+    georsic.decompress(workdir / "a.grsc", workdir / "restored.tif", device=device)
+    decode_s = time.perf_counter() - started
+    return {"size": size, "megapixels": size * size / 1e6, "tiles": summary.tiles,
+            "bpp": round(summary.bpp, 4), "encode_s": round(encode_s, 1),
+            "decode_s": round(decode_s, 1),
+            "peak_rss_after_generate_mib": round(rss_generate, 1),
+            "peak_rss_after_compress_mib": round(rss_compress, 1),
+            "peak_rss_mib": round(peak_rss_mib(), 1)}
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.child:
+        with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
+            result = run_one(args.sizes[0], args.quality, args.tile_size, args.device, Path(tmp))
+        print(json.dumps(result))
+        return 0
+    rows = []
+    for size in args.sizes:
+        cmd = [sys.executable, "-m", "georsic.cli", "bench", "memory", "--child",
+               "--sizes", str(size), "--quality", str(args.quality), "--tile-size",
+               str(args.tile_size), "--device", args.device]
+        if args.tmp:
+            cmd += ["--tmp", args.tmp]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        rows.append(json.loads(out.strip().splitlines()[-1]))
+        print(json.dumps(rows[-1]), flush=True)
+    lines = ["| size | MP | tiles | bpp | encode s | decode s | peak RSS MiB |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['size']} | {r['megapixels']:.1f} | {r['tiles']} | {r['bpp']} | "
+              f"{r['encode_s']} | {r['decode_s']} | {r['peak_rss_mib']} |" for r in rows]
+    table = "\n".join(lines)
+    print(table)
+    if args.out:
+        Path(args.out).write_text(table + "\n")
+    return 0
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("memory", help="peak RSS of compress+decompress against size")
+    p.add_argument("--sizes", type=int, nargs="+", default=[1024, 4096, 8192])
+    p.add_argument("--quality", type=float, default=3.0)
+    p.add_argument("--tile-size", type=int, default=512)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--tmp", default=None, help="folder for the generated rasters")
+    p.add_argument("--out", default=None, help="write the markdown table here")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(func=main)

@@ -1,0 +1,79 @@
+"""Tile seam visibility (``georsic bench seams``).
+
+Compresses a real image with a given tile size and overlap, decodes it, and compares the mean
+squared error on the pixel rows and columns at tile borders with that of the interior.  A ratio
+near 1 means that tile borders cannot be told from the rest of the image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+def border_mask(width: int, height: int, tile_size: int, overlap: int,
+                reach: int = 1) -> np.ndarray:
+    """Pixels within ``reach`` of a line where one tile starts or ends inside the raster."""
+    from georsic.tiling import TileGrid
+
+    grid = TileGrid(width, height, tile_size, overlap)
+    cols, rows = set(), set()
+    for tile in grid:
+        w = tile.window
+        for x in (w.col_off, w.col_off + w.width):
+            if 0 < x < width:
+                cols.add(int(x))
+        for y in (w.row_off, w.row_off + w.height):
+            if 0 < y < height:
+                rows.add(int(y))
+    mask = np.zeros((height, width), dtype=bool)
+    for x in cols:
+        mask[:, max(x - reach, 0):x + reach] = True
+    for y in rows:
+        mask[max(y - reach, 0):y + reach, :] = True
+    return mask
+
+
+def seam_ratio(source: Path, quality: float, tile_size: int, overlap: int,
+               device: str = "cpu") -> dict:
+    import rasterio
+
+    import georsic
+
+    with rasterio.open(source) as src:
+        original = src.read().astype(np.float64)
+    with tempfile.TemporaryDirectory() as tmp:
+        summary = georsic.compress(source, Path(tmp) / "a.grsc", quality=quality,
+                                   tile_size=tile_size, overlap=overlap, device=device)
+        georsic.decompress(Path(tmp) / "a.grsc", Path(tmp) / "b.tif", device=device)
+        with rasterio.open(Path(tmp) / "b.tif") as dst:
+            decoded = dst.read().astype(np.float64)
+    error = ((original - decoded) ** 2).mean(axis=0)
+    border = border_mask(original.shape[2], original.shape[1], tile_size, overlap)
+    if not border.any():
+        raise ValueError("the image is smaller than one tile: no seams to measure")
+    return {"image": source.name, "quality": quality, "tile_size": tile_size, "overlap": overlap,
+            "bpp": round(summary.bpp, 4), "mse_border": round(float(error[border].mean()), 3),
+            "mse_interior": round(float(error[~border].mean()), 3),
+            "ratio": round(float(error[border].mean() / error[~border].mean()), 4)}
+
+
+def main(args: argparse.Namespace) -> int:
+    for overlap in args.overlaps:
+        result = seam_ratio(Path(args.image), args.quality, args.tile_size, overlap, args.device)
+        print(json.dumps(result), flush=True)
+    return 0
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("seams", help="error at tile borders against the interior")
+    p.add_argument("image")
+    p.add_argument("--quality", type=float, default=3.0)
+    p.add_argument("--tile-size", type=int, default=256)
+    p.add_argument("--overlaps", type=int, nargs="+", default=[0, 32])
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=main)

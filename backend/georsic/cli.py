@@ -1,0 +1,270 @@
+"""The ``georsic`` command line.
+
+Exit codes: 0 success, 1 general error, 2 bad input or usage, 3 output not writable,
+4 corrupt or unsupported archive, 5 model weights missing, 6 some files of a batch failed,
+130 interrupted.  Errors print one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from georsic.errors import GeorsicError
+
+BATCH_FAILED = 6
+
+
+class ProgressBar:
+    """tiles done / total and rate on stderr; silent when quiet or not a terminal."""
+
+    def __init__(self, label: str, quiet: bool = False) -> None:
+        self.label = label
+        self.enabled = not quiet and sys.stderr.isatty()
+        self.started = time.perf_counter()
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        filled = int(30 * done / max(total, 1))
+        sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (30 - filled)}] "
+                         f"{done}/{total} tiles, {done / elapsed:.2f} tiles/s")
+        if done == total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def _numbers(text: str, count: int, name: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != count:
+        raise argparse.ArgumentTypeError(f"{name} takes {count} comma-separated numbers")
+    return values
+
+
+def _add_codec_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quality", "-q", type=float, default=3.0,
+                        help="0 (smallest) to 7 (best); fractions interpolate (default 3)")
+    parser.add_argument("--tile-size", type=int, default=512, help="tile edge, pixels (512)")
+    parser.add_argument("--overlap", type=int, default=32, help="tile overlap, pixels (32)")
+    parser.add_argument("--model", default=None, help="model id (default: the shipped codec)")
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
+
+
+def cmd_compress(args) -> int:
+    import georsic
+
+    summary = georsic.compress(
+        args.input, args.output, quality=args.quality, tile_size=args.tile_size,
+        overlap=args.overlap, device=args.device, model=args.model,
+        progress=ProgressBar("compress", args.quiet))
+    if not args.quiet:
+        print(f"{summary.path}: {summary.bytes:,} bytes, {summary.bpp:.4f} bpp, "
+              f"{summary.tiles} tiles, {summary.seconds:.1f} s")
+    return 0
+
+
+def _decompress_kwargs(args) -> dict:
+    from rasterio.windows import Window
+
+    kwargs = {"device": args.device, "prior": args.prior, "fidelity": args.fidelity,
+              "ignore_errors": args.ignore_errors}
+    if args.window:
+        col, row, width, height = (int(v) for v in _numbers(args.window, 4, "--window"))
+        kwargs["window"] = Window(col, row, width, height)
+    if args.bounds:
+        kwargs["bounds"] = _numbers(args.bounds, 4, "--bounds")
+        kwargs["bounds_crs"] = args.bounds_crs
+    return kwargs
+
+
+def cmd_decompress(args) -> int:
+    import georsic
+
+    path = georsic.decompress(args.input, args.output, progress=ProgressBar(
+        "decompress", args.quiet), **_decompress_kwargs(args))
+    if not args.quiet:
+        print(f"{path}")
+    return 0
+
+
+def cmd_info(args) -> int:
+    import georsic
+
+    with georsic.open(args.input) as archive:
+        if args.json:
+            print(json.dumps({**archive.header, "bytes": archive._reader.size,
+                              "bpp": archive.bpp}, indent=2))
+        else:
+            print(archive.describe())
+    return 0
+
+
+def _batch_inputs(paths: list[str], suffixes: tuple[str, ...]) -> list[Path]:
+    found: list[Path] = []
+    for item in map(Path, paths):
+        if item.is_dir():
+            found.extend(sorted(p for p in item.iterdir() if p.suffix.lower() in suffixes))
+        else:
+            found.append(item)
+    return found
+
+
+def cmd_batch(args) -> int:
+    import georsic
+
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if args.action == "compress":
+        inputs = _batch_inputs(args.inputs, (".tif", ".tiff", ".jp2", ".png", ".img", ".vrt"))
+    else:
+        inputs = _batch_inputs(args.inputs, (".grsc",))
+    if not inputs:
+        raise GeorsicError("no input files found")
+    failed = 0
+    for number, path in enumerate(inputs, start=1):
+        suffix = ".grsc" if args.action == "compress" else ".tif"
+        target = out_dir / (path.stem + suffix)
+        if target.exists() and not args.overwrite:
+            print(f"[{number}/{len(inputs)}] {path}: skipped, {target} exists", file=sys.stderr)
+            continue
+        try:
+            if args.action == "compress":
+                summary = georsic.compress(path, target, quality=args.quality,
+                                           tile_size=args.tile_size, overlap=args.overlap,
+                                           device=args.device, model=args.model)
+                note = f"{summary.bpp:.4f} bpp"
+            else:
+                georsic.decompress(path, target, device=args.device)
+                note = "ok"
+        except GeorsicError as exc:
+            failed += 1
+            print(f"[{number}/{len(inputs)}] {path}: error: {exc}", file=sys.stderr)
+            continue
+        if not args.quiet:
+            print(f"[{number}/{len(inputs)}] {path} -> {target}: {note}")
+    if not args.quiet:
+        print(f"{len(inputs) - failed} done, {failed} failed")
+    return BATCH_FAILED if failed else 0
+
+
+def cmd_train_codec(args) -> int:
+    from georsic.train.codec import CodecTrainConfig, train_codec
+    from georsic.train.export import export_codec
+
+    cfg = CodecTrainConfig(
+        data=args.data, out=args.out, exclude=args.exclude, steps=args.steps, batch=args.batch,
+        patch=args.patch, lr=args.lr, N=args.N, M=args.M, init=args.init, device=args.device,
+        threads=args.threads, time_limit=args.time_limit)
+    checkpoint = train_codec(cfg)
+    if args.export:
+        entry = export_codec(checkpoint, args.export, args.model_id)
+        print(f"exported {entry['id']} ({entry['sha256'][:12]}) to {args.export}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from georsic import __version__
+
+    parser = argparse.ArgumentParser(prog="georsic", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"georsic {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("compress", help="compress a raster into a .grsc archive")
+    p.add_argument("input")
+    p.add_argument("output")
+    _add_codec_options(p)
+    _add_common(p)
+    p.set_defaults(func=cmd_compress)
+
+    p = sub.add_parser("decompress", help="decode an archive to a GeoTIFF")
+    p.add_argument("input")
+    p.add_argument("output")
+    p.add_argument("--window", help="COL,ROW,WIDTH,HEIGHT in pixels")
+    p.add_argument("--bounds", help="LEFT,BOTTOM,RIGHT,TOP (archive CRS unless --bounds-crs)")
+    p.add_argument("--bounds-crs", help="CRS of --bounds, e.g. EPSG:4326")
+    p.add_argument("--prior", action="store_true", help="decode with the codebook prior")
+    p.add_argument("--fidelity", type=float, default=0.5, help="prior fidelity weight w")
+    p.add_argument("--ignore-errors", action="store_true",
+                   help="write corrupt tiles as no-data and go on")
+    _add_common(p)
+    p.set_defaults(func=cmd_decompress)
+
+    p = sub.add_parser("info", help="describe an archive")
+    p.add_argument("input")
+    p.add_argument("--json", action="store_true", help="the whole header as JSON")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("batch", help="compress or decompress many files")
+    p.add_argument("action", choices=["compress", "decompress"])
+    p.add_argument("inputs", nargs="+", help="files or folders")
+    p.add_argument("--out-dir", "-o", required=True)
+    p.add_argument("--overwrite", action="store_true")
+    _add_codec_options(p)
+    _add_common(p)
+    p.set_defaults(func=cmd_batch)
+
+    train = sub.add_parser("train", help="train models").add_subparsers(dest="what",
+                                                                         required=True)
+    p = train.add_parser("codec", help="train (or fine-tune) the ELIC codec")
+    p.add_argument("data", nargs="+", help="image files or folders")
+    p.add_argument("--out", required=True, help="run folder (resumes if it has a checkpoint)")
+    p.add_argument("--exclude", nargs="*", default=[], help="skip files whose name has these")
+    p.add_argument("--steps", type=int, default=10000)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--patch", type=int, default=128)
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--N", type=int, default=64)
+    p.add_argument("--M", type=int, default=128)
+    p.add_argument("--init", help="start from these weights (.safetensors), to fine-tune")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--time-limit", type=float, default=0.0, help="stop after this many seconds")
+    p.add_argument("--export", help="write weights + manifest entry to this folder at the end")
+    p.add_argument("--model-id", default="elic-vr-s")
+    p.set_defaults(func=cmd_train_codec)
+
+    bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="what", required=True)
+    from georsic.bench import memory, seams
+
+    memory.add_parser(bench)
+    seams.add_parser(bench)
+    try:
+        from georsic.bench import rd
+    except ImportError:  # the RD benchmark needs the optional 'bench' extra (imagecodecs)
+        pass
+    else:
+        rd.add_parser(bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except GeorsicError as exc:
+        print(f"georsic: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("georsic: interrupted; no output was written", file=sys.stderr)
+        return 130
+    except argparse.ArgumentTypeError as exc:
+        print(f"georsic: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
