@@ -71,6 +71,7 @@ class CompressRasterAlgorithm(GeorsicAlgorithm):
             minValue=0.0,
             maxValue=7.0,
         )
+        quality.setMetadata({"widget_wrapper": {"decimals": 2}})
         self.addParameter(quality)
         advanced = [
             QgsProcessingParameterNumber(

@@ -79,16 +79,16 @@ class DecompressArchiveAlgorithm(GeorsicAlgorithm):
                 defaultValue=False,
             )
         )
-        self.addParameter(
-            QgsProcessingParameterNumber(
-                self.FIDELITY,
-                self.tr("Prior fidelity (0 = sharpest, 1 = closest to the decoded image)"),
-                type=QgsProcessingParameterNumber.Double,
-                defaultValue=0.5,
-                minValue=0.0,
-                maxValue=1.0,
-            )
+        fidelity = QgsProcessingParameterNumber(
+            self.FIDELITY,
+            self.tr("Prior fidelity (0 = sharpest, 1 = closest to the decoded image)"),
+            type=QgsProcessingParameterNumber.Double,
+            defaultValue=0.5,
+            minValue=0.0,
+            maxValue=1.0,
         )
+        fidelity.setMetadata({"widget_wrapper": {"decimals": 2}})
+        self.addParameter(fidelity)
         device = QgsProcessingParameterEnum(
             self.DEVICE,
             self.tr("Device"),
