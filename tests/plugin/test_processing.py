@@ -281,3 +281,33 @@ def test_bad_inputs_give_clear_messages(georsic_plugin, tmp_path):
     with pytest.raises(QgsProcessingException, match="does not exist"):
         run("georsic:info", {"INPUT": str(tmp_path / "missing.grsc")})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.grsc", "notes.txt"]
+
+
+def test_gpu_device_without_a_gpu_is_explained(georsic_plugin, work, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    output = tmp_path / "gpu.grsc"
+    with pytest.raises(QgsProcessingException, match="(?i)no CUDA GPU"):
+        run("georsic:compress",
+            {"INPUT": str(work / "solaris.tif"), "DEVICE": 2, "OUTPUT": str(output)})
+    assert not output.exists()
+
+
+def test_prior_option_reaches_the_backend(aerial_archive, work, tmp_path):
+    """With the prior on, the backend either decodes with it or says why it cannot."""
+    output = tmp_path / "prior.tif"
+    params = {"INPUT": str(aerial_archive[0]), "PRIOR": True, "FIDELITY": 0.7,
+              "OUTPUT": str(output)}
+    try:
+        run("georsic:decompress", params)
+    except QgsProcessingException as exc:
+        assert "prior" in str(exc).lower()
+        assert not output.exists()
+    else:
+        layer = QgsRasterLayer(str(output), "prior")
+        try:
+            assert layer.isValid()
+        finally:
+            del layer
