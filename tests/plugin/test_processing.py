@@ -40,7 +40,7 @@ def work(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def aerial_archive(georsic_plugin, work):
+def aerial_grsc(georsic_plugin, work):
     """The aerial raster compressed through Processing, with the progress it reported."""
     feedback = QgsProcessingFeedback()
     progress = []
@@ -88,8 +88,8 @@ def assert_reasonable_psnr(restored: np.ndarray, original: np.ndarray):
     assert value > max(15.0, baseline + 1.5), f"PSNR {value:.2f} dB (flat image {baseline:.2f})"
 
 
-def test_compress_writes_an_archive_and_reports_progress(aerial_archive):
-    archive, results, progress = aerial_archive
+def test_compress_writes_an_archive_and_reports_progress(aerial_grsc):
+    archive, results, progress = aerial_grsc
     assert results["OUTPUT"] == str(archive)
     assert archive.is_file() and archive.stat().st_size > 100
     assert results["TILES"] >= 1
@@ -101,8 +101,8 @@ def test_compress_writes_an_archive_and_reports_progress(aerial_archive):
     assert len({p for p in progress if 0 < p < 100}) >= results["TILES"] - 1
 
 
-def test_decompress_restores_the_aerial_raster_on_its_grid(aerial_archive, work):
-    archive = aerial_archive[0]
+def test_decompress_restores_the_aerial_raster_on_its_grid(aerial_grsc, work):
+    archive = aerial_grsc[0]
     restored_path = work / "aerial_restored.tif"
     results = run("georsic:decompress", {"INPUT": str(archive), "OUTPUT": str(restored_path)})
     assert results["OUTPUT"] == str(restored_path)
@@ -115,8 +115,8 @@ def test_decompress_restores_the_aerial_raster_on_its_grid(aerial_archive, work)
     assert_reasonable_psnr(read_bands(restored_path), read_bands(work / "aerial.tif"))
 
 
-def test_info_reports_the_archive(aerial_archive, work):
-    archive, compressed, _ = aerial_archive
+def test_info_reports_the_archive(aerial_grsc, work):
+    archive, compressed, _ = aerial_grsc
     html = work / "info.html"
     results = run("georsic:info", {"INPUT": str(archive), "OUTPUT": str(html)})
     original = QgsRasterLayer(str(work / "aerial.tif"), "original")
@@ -135,8 +135,8 @@ def test_info_reports_the_archive(aerial_archive, work):
     assert page.startswith("<!DOCTYPE html>") and results["MODEL_ID"] in page
 
 
-def test_decompress_an_extent_given_in_another_crs(aerial_archive, work):
-    archive = aerial_archive[0]
+def test_decompress_an_extent_given_in_another_crs(aerial_grsc, work):
+    archive = aerial_grsc[0]
     original = QgsRasterLayer(str(work / "aerial.tif"), "original")
     try:
         full, crs = original.extent(), original.crs()
@@ -295,10 +295,10 @@ def test_gpu_device_without_a_gpu_is_explained(georsic_plugin, work, tmp_path):
     assert not output.exists()
 
 
-def test_prior_option_reaches_the_backend(aerial_archive, work, tmp_path):
+def test_prior_option_reaches_the_backend(aerial_grsc, work, tmp_path):
     """With the prior on, the backend either decodes with it or says why it cannot."""
     output = tmp_path / "prior.tif"
-    params = {"INPUT": str(aerial_archive[0]), "PRIOR": True, "FIDELITY": 0.7,
+    params = {"INPUT": str(aerial_grsc[0]), "PRIOR": True, "FIDELITY": 0.7,
               "OUTPUT": str(output)}
     try:
         run("georsic:decompress", params)
