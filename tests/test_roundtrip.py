@@ -74,7 +74,7 @@ def test_six_bands_in_two_groups(tmp_path):
         assert len(archive.mapping.groups) == 2
         decoded = archive.read()
     assert decoded.shape == six.shape
-    assert psnr(six, decoded) > 20
+    assert psnr(six, decoded) > 16
     georsic.decompress(tmp_path / "six.grsc", tmp_path / "six_out.tif")
     with rasterio.open(tmp_path / "six_out.tif") as out:
         assert out.descriptions == tuple(f"band {i}" for i in range(1, 7))

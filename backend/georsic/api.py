@@ -107,10 +107,12 @@ def _validity(src, data: np.ndarray, info: RasterInfo, window: Window) -> np.nda
 
 
 def _band_mapping(src, info: RasterInfo, cancel: Cancel | None) -> BandMapping:
-    groups = band_groups(info.count)
+    lossless = tuple(i for i, name in enumerate(info.colorinterp) if name == "alpha")
+    groups = band_groups([i for i in range(info.count) if i not in lossless])
     fixed = full_range(info.dtype)
     if fixed:
-        return BandMapping(groups, (fixed[0],) * info.count, (fixed[1],) * info.count, info.dtype)
+        return BandMapping(groups, (fixed[0],) * info.count, (fixed[1],) * info.count,
+                           info.dtype, lossless)
     low = np.full(info.count, np.inf)
     high = np.full(info.count, -np.inf)
     for row in range(0, info.height, _STATS_ROWS):
@@ -126,7 +128,7 @@ def _band_mapping(src, info: RasterInfo, cancel: Cancel | None) -> BandMapping:
     empty = ~np.isfinite(low)
     low[empty], high[empty] = 0.0, 1.0
     high = np.where(high > low, high, low + 1.0)
-    return BandMapping(groups, tuple(low.tolist()), tuple(high.tolist()), info.dtype)
+    return BandMapping(groups, tuple(low.tolist()), tuple(high.tolist()), info.dtype, lossless)
 
 
 def _check(cancel: Cancel | None) -> None:
@@ -142,6 +144,12 @@ def _encode_mask(valid: np.ndarray | None, planes: int) -> bytes:
         return b""
     invalid = ~valid[:planes]
     return zlib.compress(np.packbits(invalid.reshape(-1)).tobytes(), 9)
+
+
+def _encode_raw(data: np.ndarray, bands: tuple[int, ...]) -> bytes:
+    if not bands:
+        return b""
+    return zlib.compress(np.ascontiguousarray(data[list(bands)]).tobytes(), 6)
 
 
 def compress(
@@ -203,7 +211,7 @@ def compress(
                 _check(cancel)
                 data = raster.read(window=tile.window)
                 valid = _validity(raster, data, info, tile.window)
-                sections = [_encode_mask(valid, planes)]
+                sections = [_encode_mask(valid, planes), _encode_raw(data, mapping.lossless)]
                 for image in mapping.encode(data, valid):
                     sections.extend(codec.encode(image, quality))
                 writer.add_tile(pack_sections(sections))
@@ -319,9 +327,9 @@ class Archive:
         try:
             sections = unpack_sections(payload)
             per_image = int(self.codec_info["streams_per_image"])
-            if len(sections) != 1 + per_image * len(self.mapping.groups):
+            if len(sections) != 2 + per_image * len(self.mapping.groups):
                 raise ValueError("wrong number of streams")
-            images = [codec.decode(sections[1 + i * per_image: 1 + (i + 1) * per_image], h, w,
+            images = [codec.decode(sections[2 + i * per_image: 2 + (i + 1) * per_image], h, w,
                                    self.quality) for i in range(len(self.mapping.groups))]
             invalid = None
             if sections[0]:
@@ -331,7 +339,11 @@ class Archive:
         except (ValueError, zlib.error, RuntimeError) as exc:
             raise TileError(f"{self.path.name}: tile {tile.index} (row {tile.row}, col "
                             f"{tile.col}) cannot be decoded: {exc}", tile.index) from None
-        return self.mapping.decode(images).astype(np.float32), invalid
+        values = self.mapping.decode(images, h, w).astype(np.float32)
+        if self.mapping.lossless:
+            raw = np.frombuffer(zlib.decompress(sections[1]), dtype=self.dtype)
+            values[list(self.mapping.lossless)] = raw.reshape(-1, h, w)
+        return values, invalid
 
     def blocks(self, window: Window | None = None, *, device: str = "auto",
                progress: Progress | None = None, cancel: Cancel | None = None,

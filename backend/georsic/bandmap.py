@@ -32,12 +32,15 @@ class BandMapping:
         Per band, the values mapped to 0 and 1.
     dtype:
         The raster's dtype, to which decoded values are cast.
+    lossless:
+        Bands stored losslessly beside the codec images (alpha bands: they are masks).
     """
 
     groups: tuple[tuple[int, int, int], ...]
     low: tuple[float, ...]
     high: tuple[float, ...]
     dtype: str
+    lossless: tuple[int, ...] = ()
 
     @property
     def band_count(self) -> int:
@@ -45,13 +48,13 @@ class BandMapping:
 
     def to_dict(self) -> dict:
         return {"groups": [list(g) for g in self.groups], "low": list(self.low),
-                "high": list(self.high), "dtype": self.dtype}
+                "high": list(self.high), "dtype": self.dtype, "lossless": list(self.lossless)}
 
     @classmethod
     def from_dict(cls, data: dict) -> BandMapping:
         return cls(tuple(tuple(int(b) for b in g) for g in data["groups"]),  # type: ignore[misc]
                    tuple(float(v) for v in data["low"]), tuple(float(v) for v in data["high"]),
-                   str(data["dtype"]))
+                   str(data["dtype"]), tuple(int(b) for b in data.get("lossless", ())))
 
     def encode(self, data: np.ndarray, valid: np.ndarray | None = None) -> list[np.ndarray]:
         """(bands, H, W) raster values to codec images (3, H, W) float32 in [0, 1].
@@ -68,9 +71,11 @@ class BandMapping:
                 scaled[band][~valid[band]] = fill
         return [scaled[list(group)].astype(np.float32) for group in self.groups]
 
-    def decode(self, images: list[np.ndarray]) -> np.ndarray:
-        """Codec images back to (bands, H, W) float64 in the raster's units (not yet cast)."""
-        height, width = images[0].shape[-2:]
+    def decode(self, images: list[np.ndarray], height: int, width: int) -> np.ndarray:
+        """Codec images back to (bands, H, W) float64 in the raster's units (not yet cast).
+
+        Lossless bands are left at zero, for the caller to fill in.
+        """
         total = np.zeros((self.band_count, height, width))
         count = np.zeros(self.band_count)
         for image, group in zip(images, self.groups, strict=True):
@@ -79,7 +84,7 @@ class BandMapping:
                 count[band] += 1
         low = np.asarray(self.low)[:, None, None]
         span = np.asarray(self.high)[:, None, None] - low
-        return low + total / count[:, None, None] * span
+        return low + total / np.maximum(count, 1)[:, None, None] * span
 
     def cast(self, values: np.ndarray) -> np.ndarray:
         """Round and clip decoded values to the raster's dtype and valid range."""
@@ -92,11 +97,11 @@ class BandMapping:
         return values.astype(dtype)
 
 
-def band_groups(band_count: int) -> tuple[tuple[int, int, int], ...]:
+def band_groups(bands: list[int]) -> tuple[tuple[int, int, int], ...]:
     """Bands in groups of three; a short last group repeats its last band."""
     groups = []
-    for start in range(0, band_count, 3):
-        members = list(range(start, min(start + 3, band_count)))
+    for start in range(0, len(bands), 3):
+        members = bands[start:start + 3]
         while len(members) < 3:
             members.append(members[-1])
         groups.append(tuple(members))

@@ -111,6 +111,23 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from georsic.metrics import compare_rasters
+
+    result = compare_rasters(args.reference, args.test)
+    lines = [f"PSNR {result['psnr']:.2f} dB over {result['valid_pixels']:,} valid pixels "
+             f"(peak {result['peak']:g})"]
+    lines += [f"  band {i}: PSNR {v:.2f} dB" for i, v in enumerate(result["band_psnr"], 1)]
+    if args.archive:
+        import georsic
+
+        with georsic.open(args.archive) as archive:
+            lines.insert(0, f"archive {archive.path}: {archive._reader.size:,} bytes, "
+                            f"{archive.bpp:.4f} bpp")
+    print("\n".join(lines))
+    return 0
+
+
 def _batch_inputs(paths: list[str], suffixes: tuple[str, ...]) -> list[Path]:
     found: list[Path] = []
     for item in map(Path, paths):
@@ -205,6 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input")
     p.add_argument("--json", action="store_true", help="the whole header as JSON")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("compare", help="PSNR of a decoded raster against its source")
+    p.add_argument("reference")
+    p.add_argument("test")
+    p.add_argument("--archive", help="also print this archive's size and bpp")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("batch", help="compress or decompress many files")
     p.add_argument("action", choices=["compress", "decompress"])

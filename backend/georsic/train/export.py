@@ -13,6 +13,28 @@ from georsic.models import build_model
 from georsic.weights import MANIFEST, file_sha256
 
 
+def fit_quantiles(model, steps: int = 3000, lr: float = 0.1) -> float:
+    """Fit the entropy bottleneck's quantiles (CompressAI's aux loss) to convergence.
+
+    The quantiles only set the range of the z CDF tables; they depend on no data, so a few
+    thousand cheap steps at export finish what training left.
+    """
+    quantiles = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
+    for param in model.parameters():
+        param.requires_grad_(False)
+    for param in quantiles:
+        param.requires_grad_(True)
+    optimizer = torch.optim.Adam(quantiles, lr=lr)
+    for _ in range(steps):
+        loss = model.aux_loss()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    for param in model.parameters():
+        param.requires_grad_(True)
+    return float(model.aux_loss().detach())
+
+
 def export_codec(checkpoint: str | Path, out_dir: str | Path, model_id: str,
                  training: dict | None = None, make_default: bool = True) -> dict:
     """Write ``OUT/<model_id>.safetensors`` with its entropy tables and add it to the manifest."""
@@ -21,6 +43,7 @@ def export_codec(checkpoint: str | Path, out_dir: str | Path, model_id: str,
     config = {"N": cfg["N"], "M": cfg["M"]}
     model = build_model(cfg["architecture"], config)
     model.load_state_dict(state["model"])
+    aux = fit_quantiles(model)
     model.update(force=True)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -32,6 +55,7 @@ def export_codec(checkpoint: str | Path, out_dir: str | Path, model_id: str,
         "id": model_id, "kind": "codec", "architecture": cfg["architecture"], "config": config,
         "file": path.name, "sha256": file_sha256(path), "bytes": path.stat().st_size,
         "parameters": sum(p.numel() for p in model.parameters()),
+        "aux_loss": round(aux, 4),
         "lambdas": list(model.lambdas),
         "training": {"steps": state["step"], "data": cfg["data"], "exclude": cfg["exclude"],
                      "batch": cfg["batch"], "patch": cfg["patch"], "lr": cfg["lr"],

@@ -1,0 +1,1 @@
+"""Benchmarks (``georsic bench ...``): rate-distortion against classical codecs, and more."""
