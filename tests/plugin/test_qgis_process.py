@@ -12,6 +12,7 @@ from plugin_testutils import (
     needs_backend,
     qgis_process_env,
     qgis_process_executable,
+    read_bands,
 )
 
 QGIS_PROCESS = qgis_process_executable()
@@ -51,8 +52,8 @@ def test_qgis_process_compress_then_info(shell, tmp_path):
     src = tmp_path / "solaris.tif"
     shutil.copyfile(SOLARIS, src)
     archive = tmp_path / "solaris.grsc"
-    done = shell("run", "georsic:compress", "--", f"INPUT={src}", "QUALITY=2.5",
-                 "TILE_SIZE=256", f"OUTPUT={archive}")
+    # exactly what a user types: only the input and the output, every other parameter default
+    done = shell("run", "georsic:compress", "--", f"INPUT={src}", f"OUTPUT={archive}")
     assert done.returncode == 0, done.stdout + done.stderr
     assert archive.is_file()
     assert "100 - done" in done.stdout  # the progress bar reached the end
@@ -61,7 +62,13 @@ def test_qgis_process_compress_then_info(shell, tmp_path):
     assert info.returncode == 0, info.stdout + info.stderr
     results = json.loads(info.stdout[info.stdout.index("{"):])["results"]
     assert (results["WIDTH"], results["HEIGHT"], results["BANDS"]) == (200, 200, 3)
-    assert "quality 2.5" in results["TEXT"]
+    assert results["TILES"] == 1  # the default 512-pixel tile covers 200x200
+    assert "quality 3" in results["TEXT"]  # the default quality
+
+    restored = tmp_path / "restored.tif"
+    done = shell("run", "georsic:decompress", "--", f"INPUT={archive}", f"OUTPUT={restored}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert read_bands(restored).shape == read_bands(src).shape
 
 
 def test_qgis_process_reports_errors_in_plain_words(shell, tmp_path):

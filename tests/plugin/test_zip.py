@@ -74,3 +74,14 @@ def test_zip_installs_into_a_qgis_profile(plugin_zip, tmp_path):
     listing = qgis_process("list")
     assert "georsic:compress" in listing.stdout, listing.stdout + listing.stderr
     assert "georsic:decompress" in listing.stdout and "georsic:info" in listing.stdout
+
+    # installed from the zip there is no source folder to point the install command at
+    probe = subprocess.run(
+        [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
+         "from georsic_qgis import dependencies as d; "
+         "print(d.source_folder()); print(d.install_message(['torch']))", str(plugins)],
+        capture_output=True, text=True, timeout=60, env=env,
+    )
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.startswith("None\n"), probe.stdout
+    assert "-m pip install georsic" in probe.stdout and "/path/to/georsic" in probe.stdout
