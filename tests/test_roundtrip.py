@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import rasterio
+from conftest import DATA, psnr
 from rasterio.windows import Window
 
 import georsic
-from conftest import DATA, psnr
 
 FIXTURES = [
     "osbs_aerial_rgb.tif",  # 8-bit RGB, nodata 255, UTM

@@ -72,7 +72,8 @@ class ArchiveWriter:
         self._file = os.fdopen(fd, "wb")
         self._index: list[tuple[int, int, int]] = []
         blob = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
-        self._file.write(_PREFIX.pack(MAGIC, VERSION, len(blob)) + blob + _U32.pack(zlib.crc32(blob)))
+        crc = _U32.pack(zlib.crc32(blob))
+        self._file.write(_PREFIX.pack(MAGIC, VERSION, len(blob)) + blob + crc)
 
     def add_tile(self, payload: bytes) -> None:
         offset = self._file.tell()

@@ -18,7 +18,8 @@ def build_model(architecture: str, config: dict) -> nn.Module:
     try:
         builder = MODELS[architecture]
     except KeyError:
-        raise ValueError(f"unknown model architecture {architecture!r}; known: {sorted(MODELS)}")
+        raise ValueError(f"unknown model architecture {architecture!r}; known: {sorted(MODELS)}"
+                         ) from None
     return builder(**config)
 
 

@@ -19,9 +19,8 @@ Adaptation", Z. Cui, J. Wang, S. Gao, T. Guo, Y. Feng and B. Bai, CVPR 2021.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-
 import warnings
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
