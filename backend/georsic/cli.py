@@ -178,7 +178,7 @@ def cmd_batch(args) -> int:
 
 def cmd_train_codec(args) -> int:
     from georsic.train.codec import CodecTrainConfig, train_codec
-    from georsic.train.export import export_codec
+    from georsic.train.export import export_codec, measure_rd
 
     cfg = CodecTrainConfig(
         data=args.data, out=args.out, exclude=args.exclude, steps=args.steps, batch=args.batch,
@@ -188,6 +188,10 @@ def cmd_train_codec(args) -> int:
     if args.export:
         entry = export_codec(checkpoint, args.export, args.model_id)
         print(f"exported {entry['id']} ({entry['sha256'][:12]}) to {args.export}")
+        if args.rd_images:
+            for row in measure_rd(args.export, args.model_id, args.rd_images):
+                print(f"{row['image']} quality {row['quality']}: {row['bpp']:.4f} bpp, "
+                      f"{row['psnr']:.2f} dB")
     return 0
 
 
@@ -256,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-limit", type=float, default=0.0, help="stop after this many seconds")
     p.add_argument("--export", help="write weights + manifest entry to this folder at the end")
     p.add_argument("--model-id", default="elic-vr-s")
+    p.add_argument("--rd-images", nargs="*", default=[],
+                   help="after --export, measure rate-distortion on these (held-out) images and "
+                        "record it in the manifest")
     p.set_defaults(func=cmd_train_codec)
 
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="what", required=True)
