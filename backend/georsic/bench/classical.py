@@ -10,8 +10,12 @@ Two ways of running them:
 * **GDAL files** (``gtiff-jpeg``, ``gtiff-webp``, ``gdal-jp2``): a whole georeferenced file
   written by GDAL (through rasterio) with the creation options an analyst would use, and read
   back by GDAL. bpp then counts the whole file (TIFF/JP2 header, georeferencing, tile
-  padding). Only the compressions the GDAL of the installed rasterio wheel can write are
-  offered here (it has no JPEG-XL in GeoTIFF and no AVIF driver).
+  padding). Each is offered only when the GDAL of the installed rasterio can write it: this
+  is probed (:func:`unavailable_codecs` says why one is missing, e.g. the rasterio wheels'
+  libtiff has no JPEG-XL codec, so ``gtiff-jxl`` is usually absent).
+
+AVIF comes from imagecodecs, or from Pillow's AVIF plugin when imagecodecs lacks it; when
+neither has it, it is reported as not available rather than failing.
 
 Every codec is swept over its own quality parameter on a grid chosen to cover roughly
 0.05-1.5 bpp on hard aerial scenes.
@@ -19,11 +23,16 @@ Every codec is swept over its own quality parameter on a grid chosen to cover ro
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import io
+import logging
 import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import imagecodecs
 import numpy as np
@@ -106,6 +115,22 @@ def _avif_enc(img: BenchImage, q: float) -> bytes:
     return imagecodecs.avif_encode(img.rgb, level=int(q), speed=6, numthreads=_THREADS)
 
 
+def _pillow_avif_enc(img: BenchImage, q: float) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(img.rgb).save(buf, format="AVIF", quality=int(q), speed=6,
+                                  subsampling="4:4:4", max_threads=_THREADS)
+    return buf.getvalue()
+
+
+def _pillow_dec(buf: bytes) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(buf)) as im:
+        return np.asarray(im.convert("RGB"))
+
+
 def _j2k_dec(buf: bytes) -> np.ndarray:
     return imagecodecs.jpeg2k_decode(buf, numthreads=_THREADS)
 
@@ -120,6 +145,22 @@ def _avif_dec(buf: bytes) -> np.ndarray:
 
 # --- GDAL files ----------------------------------------------------------------------------
 
+@contextlib.contextmanager
+def _quiet_gdal():
+    """Mute GDAL's messages, which rasterio logs (libjpeg's "quantization tables are too
+    coarse" at JPEG qualities 1-2, the error of a failing availability probe); errors still
+    raise."""
+    logger = logging.getLogger("rasterio")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            yield
+    finally:
+        logger.setLevel(level)
+
+
 def _gdal_encode(img: BenchImage, driver: str, options: dict) -> bytes:
     profile = {
         "driver": driver,
@@ -132,19 +173,23 @@ def _gdal_encode(img: BenchImage, driver: str, options: dict) -> bytes:
     if img.crs is not None:
         profile["crs"] = img.crs
         profile["transform"] = img.transform
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with MemoryFile() as mf:
-            with mf.open(**profile) as ds:
-                ds.write(img.rgb.transpose(2, 0, 1))
-            return bytes(mf.getbuffer())
+    with _quiet_gdal(), MemoryFile() as mf:
+        with mf.open(**profile) as ds:
+            ds.write(img.rgb.transpose(2, 0, 1))
+        if "compress" in options:
+            # GDAL writes an uncompressed file, with a mere warning, for a COMPRESS value it
+            # does not know
+            with mf.open() as ds:
+                got = ds.compression.name if ds.compression else "none"
+            if got.upper() != options["compress"].upper():
+                raise RuntimeError(f"COMPRESS={options['compress']} not supported: GDAL "
+                                   f"wrote {got}")
+        return bytes(mf.getbuffer())
 
 
 def _gdal_decode(buf: bytes) -> np.ndarray:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with MemoryFile(buf) as mf, mf.open() as ds:
-            data = ds.read()
+    with _quiet_gdal(), MemoryFile(buf) as mf, mf.open() as ds:
+        data = ds.read()
     return np.ascontiguousarray(data.transpose(1, 2, 0))
 
 
@@ -160,6 +205,11 @@ def _gtiff_webp_enc(img: BenchImage, q: float) -> bytes:
     return _gdal_encode(img, "GTiff", {**_GTIFF, "compress": "WEBP", "webp_level": int(q)})
 
 
+def _gtiff_jxl_enc(img: BenchImage, q: float) -> bytes:
+    return _gdal_encode(img, "GTiff", {**_GTIFF, "compress": "JXL", "jxl_lossless": "NO",
+                                       "jxl_effort": 7, "jxl_distance": float(q)})
+
+
 def _gdal_jp2_enc(img: BenchImage, q: float) -> bytes:
     return _gdal_encode(img, "JP2OpenJPEG", {"quality": float(q), "reversible": "NO"})
 
@@ -170,50 +220,142 @@ def _gdal_version() -> str:
     return rasterio.__gdal_version__
 
 
-def build_codecs() -> dict[str, ClassicalCodec]:
-    gdal = f"GDAL {_gdal_version()} (rasterio wheel)"
-    codecs = [
-        ClassicalCodec(
+_JPEG_Q = (1, 2, 3, 5, 8, 12, 17, 25, 35, 50, 70, 85)
+_WEBP_Q = (0, 5, 10, 20, 30, 45, 60, 75, 90)
+_JXL_D = (25, 18, 14, 11, 8.5, 6.5, 5, 4, 3, 2.3, 1.7, 1.2)
+_AVIF_Q = (0, 4, 8, 13, 18, 24, 30, 37, 45, 53, 62)
+
+
+def _imagecodecs_missing(name: str) -> str | None:
+    """Why imagecodecs cannot run codec ``name`` (None when it can)."""
+    codec = getattr(imagecodecs, name, None)
+    if codec is None or not codec.available:
+        return f"imagecodecs {imagecodecs.__version__} was built without {name}"
+    return None
+
+
+def _pillow_avif_missing() -> str | None:
+    try:
+        import PIL
+        from PIL import features
+    except ImportError:
+        return "Pillow is not installed"
+    if not features.check("avif"):
+        return f"Pillow {PIL.__version__} has no AVIF support (Pillow >= 11.3 wheels have it)"
+    return None
+
+
+def avif_codec(backends: Sequence[str] = ("imagecodecs", "pillow")
+               ) -> tuple[ClassicalCodec | None, str]:
+    """The AVIF codec from the first of ``backends`` that has it, or None and why not."""
+    why = []
+    for backend in backends:
+        if backend == "imagecodecs":
+            missing = _imagecodecs_missing("AVIF")
+            if missing is None:
+                return ClassicalCodec(
+                    "avif", "AVIF", f"imagecodecs libavif {_lib_version('libavif')}",
+                    "speed 6, YUV 4:4:4 (library default)", "quality", _AVIF_Q,
+                    _avif_enc, _avif_dec), ""
+        elif backend == "pillow":
+            missing = _pillow_avif_missing()
+            if missing is None:
+                import PIL
+
+                return ClassicalCodec(
+                    "avif", "AVIF", f"Pillow {PIL.__version__} AVIF plugin (libavif)",
+                    "speed 6, YUV 4:4:4", "quality", _AVIF_Q, _pillow_avif_enc,
+                    _pillow_dec), ""
+        else:
+            raise ValueError(f"unknown AVIF backend {backend!r}")
+        why.append(missing)
+    return None, "; ".join(why)
+
+
+def _probe_gdal(codec: ClassicalCodec) -> str | None:
+    """Why GDAL cannot write and read back ``codec`` (None when it can)."""
+    y, x = np.mgrid[0:32, 0:32]
+    rgb = np.stack([x * 8, y * 8, (x + y) * 4], axis=-1).astype(np.uint8)
+    tiny = BenchImage("probe", Path("probe"), rgb, "uint8", 3, "")
+    try:
+        decoded = codec.decode(codec.encode(tiny, codec.params[len(codec.params) // 2]))
+    except Exception as exc:  # noqa: BLE001 - the reason is what is reported
+        return f"GDAL {_gdal_version()} of rasterio cannot: {exc}"
+    if decoded.shape != rgb.shape:
+        return f"GDAL {_gdal_version()} read back shape {decoded.shape}, not {rgb.shape}"
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def _codecs_and_missing() -> tuple[dict[str, ClassicalCodec], dict[str, tuple[str, str]]]:
+    gdal = f"GDAL {_gdal_version()} (rasterio)"
+    avif, avif_why = avif_codec()
+    candidates: list[tuple[ClassicalCodec | None, str, str, str | None]] = [
+        # (codec, key, label, why it is missing: None = ask imagecodecs / probe GDAL)
+        (ClassicalCodec(
             "jpeg", "JPEG", f"imagecodecs libjpeg-turbo {_lib_version('libjpeg_turbo')}",
-            "YCbCr 4:2:0 (library default)", "quality",
-            (1, 2, 3, 5, 8, 12, 17, 25, 35, 50, 70, 85), _jpeg_enc, imagecodecs.jpeg8_decode),
-        ClassicalCodec(
+            "YCbCr 4:2:0 (library default)", "quality", _JPEG_Q, _jpeg_enc,
+            imagecodecs.jpeg8_decode), "jpeg", "JPEG", _imagecodecs_missing("JPEG8")),
+        (ClassicalCodec(
             "webp", "WebP", f"imagecodecs libwebp {_lib_version('libwebp')}",
-            "lossy, method 4 (default)", "quality",
-            (0, 5, 10, 20, 30, 45, 60, 75, 90), _webp_enc, imagecodecs.webp_decode, integer=False),
-        ClassicalCodec(
+            "lossy, method 4 (default)", "quality", _WEBP_Q, _webp_enc, imagecodecs.webp_decode,
+            integer=False), "webp", "WebP", _imagecodecs_missing("WEBP")),
+        (ClassicalCodec(
             "jpeg2000", "JPEG 2000", f"imagecodecs OpenJPEG {_lib_version('openjpeg')}",
             "9/7 irreversible, MCT, fixed-PSNR target", "target PSNR dB",
             (16, 18, 20, 22, 24, 26, 28, 30, 33, 36), _j2k_enc, _j2k_dec, integer=False),
-        ClassicalCodec(
+         "jpeg2000", "JPEG 2000", _imagecodecs_missing("JPEG2K")),
+        (ClassicalCodec(
             "jpegxl", "JPEG XL", f"imagecodecs libjxl {_lib_version('libjxl')}",
-            "effort 7", "distance",
-            (25, 18, 14, 11, 8.5, 6.5, 5, 4, 3, 2.3, 1.7, 1.2), _jxl_enc, _jxl_dec, integer=False,
-            geometric=True),
-        ClassicalCodec(
-            "avif", "AVIF", f"imagecodecs libavif {_lib_version('libavif')}",
-            "speed 6, YUV 4:4:4 (library default)", "quality",
-            (0, 4, 8, 13, 18, 24, 30, 37, 45, 53, 62), _avif_enc, _avif_dec),
-        ClassicalCodec(
+            "effort 7", "distance", _JXL_D, _jxl_enc, _jxl_dec, integer=False, geometric=True),
+         "jpegxl", "JPEG XL", _imagecodecs_missing("JPEGXL")),
+        (avif, "avif", "AVIF", avif_why or None),
+        (ClassicalCodec(
             "gtiff-jpeg", "GeoTIFF JPEG (file)", gdal,
-            "COMPRESS=JPEG PHOTOMETRIC=YCBCR TILED=YES 256x256", "JPEG_QUALITY",
-            (1, 2, 3, 5, 8, 12, 17, 25, 35, 50, 70, 85), _gtiff_jpeg_enc, _gdal_decode, "file"),
-        ClassicalCodec(
+            "COMPRESS=JPEG PHOTOMETRIC=YCBCR TILED=YES 256x256", "JPEG_QUALITY", _JPEG_Q,
+            _gtiff_jpeg_enc, _gdal_decode, "file"), "gtiff-jpeg", "GeoTIFF JPEG (file)", None),
+        (ClassicalCodec(
             "gtiff-webp", "GeoTIFF WEBP (file)", gdal,
-            "COMPRESS=WEBP TILED=YES 256x256", "WEBP_LEVEL",
-            (1, 5, 10, 20, 30, 45, 60, 75, 90), _gtiff_webp_enc, _gdal_decode, "file"),
-        ClassicalCodec(
+            "COMPRESS=WEBP TILED=YES 256x256", "WEBP_LEVEL", (1, 5, 10, 20, 30, 45, 60, 75, 90),
+            _gtiff_webp_enc, _gdal_decode, "file"), "gtiff-webp", "GeoTIFF WEBP (file)", None),
+        (ClassicalCodec(
+            "gtiff-jxl", "GeoTIFF JXL (file)", gdal,
+            "COMPRESS=JXL JXL_EFFORT=7 TILED=YES 256x256", "JXL_DISTANCE", _JXL_D,
+            _gtiff_jxl_enc, _gdal_decode, "file", integer=False, geometric=True),
+         "gtiff-jxl", "GeoTIFF JXL (file)", None),
+        (ClassicalCodec(
             "gdal-jp2", "JP2OpenJPEG (file)", gdal,
             "REVERSIBLE=NO, rate-targeted", "QUALITY % of raw",
             (0.2, 0.3, 0.45, 0.65, 0.9, 1.3, 1.8, 2.6, 3.7, 5.2, 7.5),
-            _gdal_jp2_enc, _gdal_decode, "file", integer=False),
+            _gdal_jp2_enc, _gdal_decode, "file", integer=False), "gdal-jp2",
+         "JP2OpenJPEG (file)", None),
     ]
-    return {c.key: c for c in codecs}
+    codecs: dict[str, ClassicalCodec] = {}
+    missing: dict[str, tuple[str, str]] = {}
+    for codec, key, label, why in candidates:
+        if codec is not None and why is None and codec.container == "file":
+            why = _probe_gdal(codec)
+        if codec is None or why is not None:
+            missing[key] = (label, why or "not available")
+        else:
+            codecs[key] = codec
+    return codecs, missing
 
 
-#: Codecs run by default: codestreams (the BD-rate anchors) and the GDAL files.
+def build_codecs() -> dict[str, ClassicalCodec]:
+    """The classical codecs that can run here, by key (see :func:`unavailable_codecs`)."""
+    return dict(_codecs_and_missing()[0])
+
+
+def unavailable_codecs() -> dict[str, tuple[str, str]]:
+    """The codecs that cannot run here: key -> (label, why not)."""
+    return dict(_codecs_and_missing()[1])
+
+
+#: Every codec key: codestreams (the BD-rate anchors), then the GDAL files. Only those
+#: :func:`build_codecs` returns are run.
 CODESTREAM_KEYS = ("jpeg", "webp", "jpeg2000", "jpegxl", "avif")
-GDAL_FILE_KEYS = ("gtiff-jpeg", "gtiff-webp", "gdal-jp2")
+GDAL_FILE_KEYS = ("gtiff-jpeg", "gtiff-webp", "gtiff-jxl", "gdal-jp2")
 
 
 def evaluate(
