@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+
 from georsic.bench import bdrate
 from georsic.bench.images import to_rgb8
 from georsic.bench.metrics import ms_ssim, ms_ssim_db, mse, psnr

@@ -12,8 +12,15 @@ import pytest
 
 pytest.importorskip("imagecodecs")
 
-from georsic.bench import rd  # noqa: E402
-from georsic.bench.classical import build_codecs, run_point, sweep  # noqa: E402
+from georsic.bench import classical, rd  # noqa: E402
+from georsic.bench.classical import (  # noqa: E402
+    CODESTREAM_KEYS,
+    GDAL_FILE_KEYS,
+    build_codecs,
+    run_point,
+    sweep,
+    unavailable_codecs,
+)
 from georsic.bench.images import BenchImage, load_image, write_geotiff  # noqa: E402
 
 AERIAL = Path(__file__).parents[1] / "benchmarks" / "data" / "deepforest_OSBS_029.tif"
@@ -29,9 +36,10 @@ def small(tmp_path_factory) -> BenchImage:
     return load_image(path)
 
 
-@pytest.mark.parametrize("key", ["jpeg", "webp", "jpeg2000", "jpegxl", "avif", "gtiff-jpeg",
-                                 "gtiff-webp", "gdal-jp2"])
+@pytest.mark.parametrize("key", CODESTREAM_KEYS + GDAL_FILE_KEYS)
 def test_every_codec_round_trips(small, key):
+    if key in unavailable_codecs():
+        pytest.skip(f"{key}: {unavailable_codecs()[key][1]}")
     codec = build_codecs()[key]
     lo = run_point(codec, small, codec.params[1])
     hi = run_point(codec, small, codec.params[-2])
@@ -40,6 +48,59 @@ def test_every_codec_round_trips(small, key):
     # more bits, better quality
     assert hi["bpp"] > lo["bpp"]
     assert hi["psnr"] > lo["psnr"]
+
+
+def test_every_codec_is_available_or_says_why():
+    codecs, missing = build_codecs(), unavailable_codecs()
+    assert set(codecs) | set(missing) == set(CODESTREAM_KEYS + GDAL_FILE_KEYS)
+    assert not set(codecs) & set(missing)
+    for label, reason in missing.values():
+        assert label and len(reason) > 10
+    # the ones GDAL and imagecodecs of the pinned environment always have
+    assert {"jpeg", "webp", "jpeg2000", "gtiff-jpeg", "gtiff-webp", "gdal-jp2"} <= set(codecs)
+
+
+def test_gdal_probe_reports_missing_compression():
+    bogus = classical.ClassicalCodec(
+        "gtiff-bogus", "bogus", "GDAL", "", "q", (1, 2),
+        lambda img, q: classical._gdal_encode(img, "GTiff", {"compress": "NO_SUCH_CODEC"}),
+        classical._gdal_decode, "file")
+    reason = classical._probe_gdal(bogus)
+    assert reason is not None and "GDAL" in reason
+    assert classical._probe_gdal(build_codecs()["gtiff-jpeg"]) is None
+
+
+def test_avif_through_pillow(small):
+    codec, why = classical.avif_codec(backends=("pillow",))
+    if codec is None:
+        pytest.skip(why)
+    assert "Pillow" in codec.library
+    lo = run_point(codec, small, 10)
+    hi = run_point(codec, small, 60)
+    assert 0 < lo["bpp"] < hi["bpp"] and lo["psnr"] < hi["psnr"]
+
+
+def test_avif_missing_everywhere_is_reported(monkeypatch):
+    monkeypatch.setattr(classical, "_imagecodecs_missing", lambda name: f"no {name} here")
+    monkeypatch.setattr(classical, "_pillow_avif_missing", lambda: "no Pillow AVIF here")
+    codec, why = classical.avif_codec()
+    assert codec is None
+    assert why == "no AVIF here; no Pillow AVIF here"
+
+
+def test_unavailable_codec_is_listed_not_fatal(small, tmp_path, monkeypatch):
+    available = {k: v for k, v in build_codecs().items() if k != "avif"}
+    monkeypatch.setattr(rd, "build_codecs", lambda: available)
+    monkeypatch.setattr(rd, "unavailable_codecs", lambda: {"avif": ("AVIF", "libavif absent")})
+    result = rd.run(images=[small.path], out=tmp_path, codec_keys=["jpeg", "avif"],
+                    with_georsic=False, refine_rounds=0, log=lambda *a: None)
+    assert set(result["curves"]["crop.tif"]) == {"jpeg"}
+    assert result["unavailable"] == {"avif": {"label": "AVIF", "reason": "libavif absent"}}
+    md = (tmp_path / "rd.md").read_text()
+    assert "| avif | AVIF | **not available here**: libavif absent |" in md
+    with pytest.raises(SystemExit, match="unknown codec"):
+        rd.run(images=[small.path], out=tmp_path, codec_keys=["nope"], with_georsic=False,
+               log=lambda *a: None)
 
 
 def test_gdal_file_counts_its_header(small):
@@ -64,6 +125,12 @@ def test_parse_qualities():
     assert rd.parse_qualities("5,0.5,2..3", 8) == [0.5, 2.0, 3.0, 5.0]
     with pytest.raises(argparse.ArgumentTypeError):
         rd.parse_qualities("0..9", 8)
+
+
+def test_command_line_as_typed():
+    assert rd.command_line(["/x/.venv/bin/georsic", "bench", "rd", "--out", "a b"]) == \
+        "georsic bench rd --out 'a b'"
+    assert rd.command_line(["benchmarks/rd.py", "--quick"]) == "python benchmarks/rd.py --quick"
 
 
 def test_add_parser_registers_rd():
@@ -104,6 +171,23 @@ def test_bd_table_and_best_classical():
     assert bd["envelope"]["psnr_full"] == pytest.approx(-30.0, abs=1e-6)
 
 
+def test_target_summary_is_undetermined_without_overlap():
+    ok = {"psnr_window": -30.0}
+    bd = {"a.tif": {"jpeg": {"psnr_window": -50.0}, "avif": ok, "envelope": ok},
+          "b.tif": {"jpeg": {"psnr_window": -40.0}, "avif": {"psnr_window": -10.0},
+                    "envelope": {"psnr_window": -10.0}}}
+    t = rd.target_summary(bd, ["a.tif", "b.tif"])
+    assert t["per_image"]["a.tif"][:2] == ("avif", -30.0)
+    assert t["mean"] == pytest.approx(-20.0) and t["status"] == "met"
+    assert rd.target_summary(bd, ["b.tif"])["status"] == "not met"
+    # AVIF does not overlap on b: its hardest codec is unknown, no verdict from JPEG alone
+    bd["b.tif"]["avif"] = {"psnr_window": math.nan}
+    t = rd.target_summary(bd, ["a.tif", "b.tif"])
+    assert t["per_image"]["b.tif"][2] == ["avif"] and math.isnan(t["per_image"]["b.tif"][1])
+    assert t["status"] == "undetermined" and t["determined"] == 1
+    assert t["mean"] == pytest.approx(-30.0)
+
+
 @pytest.mark.slow
 def test_run_with_georsic(small, tmp_path):
     georsic = pytest.importorskip("georsic")
@@ -119,3 +203,37 @@ def test_run_with_georsic(small, tmp_path):
     assert "jpeg2000" in result["bd"]["crop.tif"]
     assert "| GeoRSIC | cpu |" in (tmp_path / "rd.md").read_text()
     assert np.isfinite(result["speed"]["georsic|cpu"]["encode_mps"])
+
+
+@pytest.mark.slow
+def test_cli_quick_run(small, tmp_path, monkeypatch, capsys):
+    """`georsic bench rd --quick` through the real CLI, recording its command line."""
+    from georsic import cli
+
+    argv = ["bench", "rd", "--quick", "--images", str(small.path), "--out", str(tmp_path),
+            "--codecs", "jpeg2000,gtiff-jpeg", "--no-gpu-speed"]
+    monkeypatch.setattr("sys.argv", ["/somewhere/bin/georsic", *argv])
+    assert cli.main() == 0
+    data = json.loads((tmp_path / "rd.json").read_text())
+    assert data["meta"]["command"] == "georsic " + " ".join(argv)
+    assert data["meta"]["qualities"] == [0.0, 2.0, 4.0, 6.0, 7.0]
+    g = data["curves"]["crop.tif"][rd.GEORSIC]
+    assert [p["param"] for p in g] == [0.0, 2.0, 4.0, 6.0, 7.0]
+    assert all(p["bytes"] > 0 and p["psnr"] > 10 for p in g)
+    assert g[-1]["bpp"] > g[0]["bpp"]
+    assert set(data["bd"]["crop.tif"]) >= {"jpeg2000", "gtiff-jpeg", "envelope"}
+    assert data["target"]["status"] in {"met", "not met", "undetermined"}
+    md = (tmp_path / "rd.md").read_text()
+    assert "    georsic bench rd --quick" in md and "## Speed" in md
+    assert (tmp_path / "rd.png").stat().st_size > 1000
+    assert "# Rate-distortion benchmark" in capsys.readouterr().out
+
+
+def test_cli_help_lists_rd(capsys):
+    from georsic import cli
+
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["bench", "rd", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "--quick" in out and "--qualities" in out and "--no-gpu-speed" in out

@@ -22,6 +22,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import statistics
 import sys
 import tempfile
@@ -43,6 +44,7 @@ from georsic.bench.classical import (
     evaluate,
     sweep,
     time_point,
+    unavailable_codecs,
 )
 from georsic.bench.images import BenchImage, expand_image_args, load_image, read_rgb8, write_geotiff
 from georsic.bench.metrics import ms_ssim_db
@@ -222,6 +224,31 @@ def best_classical(bd: dict[str, dict], field: str = "psnr_window") -> tuple[str
     return key, value
 
 
+def target_summary(bd: dict[str, dict], images: Sequence[str]) -> dict:
+    """BD-rate (PSNR, rate window) of GeoRSIC against the hardest codestream codec per image.
+
+    On an image where the window BD-rate against some codestream codec is undefined (the
+    curves do not overlap), the hardest codec is unknown: that image is left out of the mean
+    and the target is "undetermined" rather than judged against the easier codecs only.
+    """
+    per_image: dict[str, tuple[str, float, list[str]]] = {}
+    for name, table in bd.items():
+        missing = [k for k in CODESTREAM_KEYS
+                   if k in table and not math.isfinite(table[k]["psnr_window"])]
+        key, value = best_classical(table)
+        per_image[name] = (key, math.nan if missing else value, missing)
+    values = [per_image[n][1] for n in images if n in per_image]
+    finite = [v for v in values if math.isfinite(v)]
+    mean = statistics.fmean(finite) if finite else math.nan
+    if not values or len(finite) < len(values):
+        status = "undetermined"
+    else:
+        status = "met" if mean <= TARGET_PERCENT else "not met"
+    env = [bd[n]["envelope"]["psnr_window"] for n in images if n in bd and "envelope" in bd[n]]
+    return {"per_image": per_image, "mean": mean, "determined": len(finite),
+            "status": status, "envelope_mean": _mean(env)}
+
+
 def pick_speed_point(points: list[dict], rate: float = SPEED_RATE) -> dict:
     return min(points, key=lambda p: abs(math.log(p["bpp"] / rate)) if p["bpp"] > 0 else 1e9)
 
@@ -252,15 +279,25 @@ def render_markdown(result: dict) -> str:
     curves = result["curves"]
     bd = result["bd"]
     rgb = [im["name"] for im in images if _is_rgb8(im)]
+    unavailable = result.get("unavailable", {})
     lines = ["# Rate-distortion benchmark: GeoRSIC against classical codecs", ""]
     m = meta.get("model") or {}
+    if meta.get("model"):
+        run_georsic = (
+            f"GeoRSIC {meta['georsic_version']}, model `{m.get('id', '-')}` (weights "
+            f"{str(m.get('sha256', '-'))[:12]}), qualities {meta.get('qualities')}, tile "
+            f"{meta.get('tile_size')} overlap {meta.get('overlap')}, device "
+            f"`{meta.get('device')}`"
+            f"{', also timed on ' + meta['gpu'] if meta.get('gpu') else ''}.")
+    else:
+        run_georsic = "GeoRSIC itself was not run (classical codecs only)."
     lines.append(
         f"Run {meta['date']} on {meta['cpu_count']} CPU cores ({meta['machine']}), load "
         f"average {meta['loadavg_start']} at start, {meta['seconds']:.0f} s in all. "
-        f"GeoRSIC {meta['georsic_version']}, model `{m.get('id', '-')}` (weights "
-        f"{str(m.get('sha256', '-'))[:12]}), qualities {meta.get('qualities')}, tile "
-        f"{meta.get('tile_size')} overlap {meta.get('overlap')}, device "
-        f"`{meta.get('device')}`.")
+        + run_georsic)
+    if meta.get("command"):
+        lines += ["", "Produced by (from the repository root):", "",
+                  f"    {meta['command']}"]
     lines += ["", "| image | size | source | given to every codec as |", "|---|---|---|---|"]
     for im in images:
         lines.append(f"| {im['name']} | {im['width']}x{im['height']} | {im['source_bands']} x "
@@ -269,27 +306,34 @@ def render_markdown(result: dict) -> str:
 
     if bd:
         lines += ["## Target", ""]
-        per_image = {n: best_classical(bd[n]) for n in names if n in bd}
-        env = [bd[n]["envelope"]["psnr_window"] for n in rgb if n in bd and "envelope" in bd[n]]
-        hard = [per_image[n][1] for n in rgb if n in per_image]
-        hard_mean, env_mean = _mean(hard), _mean(env)
-        met = math.isfinite(hard_mean) and hard_mean <= TARGET_PERCENT
+        target = target_summary(bd, rgb)
+        status = target["status"]
         lines.append(
             f"BD-rate (PSNR, over the anchor's qualities at {WINDOW[0]}-{WINDOW[1]} bpp) of "
-            f"GeoRSIC against the best classical codec on each 8-bit aerial RGB image, "
-            f"mean over {len(hard)} image(s): **{_fmt(hard_mean, '+.1f', ' %')}** (target "
-            f"<= {TARGET_PERCENT:.0f} %: **{'met' if met else 'not met'}**). Against the "
-            f"envelope of all classical codecs (the best one at each rate): "
-            f"{_fmt(env_mean, '+.1f', ' %')}.")
+            f"GeoRSIC against the best classical codec on each 8-bit aerial RGB image, mean "
+            f"over the {target['determined']} of {len(rgb)} image(s) where it is determined: "
+            f"**{_fmt(target['mean'], '+.1f', ' %')}** (target <= {TARGET_PERCENT:.0f} %: "
+            f"**{status}**). Against the envelope of all classical codecs (the best one at "
+            f"each rate): {_fmt(target['envelope_mean'], '+.1f', ' %')}.")
+        if status == "undetermined":
+            lines += ["", "Undetermined: on some image GeoRSIC's PSNR range does not overlap "
+                      "that of some classical codec inside the window, so the best codec "
+                      "cannot be compared with; see the BD-PSNR table (compared at equal "
+                      "rate) and the fixed-rate PSNR table."]
         lines += ["", "| image | hardest codec | BD-rate vs it | vs envelope |",
                   "|---|---|---|---|"]
         for n in names:
             if n not in bd:
                 continue
-            key, val = per_image[n]
+            key, val, missing = target["per_image"][n]
+            if missing:
+                hardest = "undetermined (no overlap with " + ", ".join(
+                    codecs.get(k, {}).get("label", k) for k in missing) + ")"
+            else:
+                hardest = codecs.get(key, {}).get("label", key or "-")
             env_v = bd[n].get("envelope", {}).get("psnr_window")
-            lines.append(f"| {n} | {codecs.get(key, {}).get('label', key or '-')} | "
-                         f"{_fmt(val, '+.1f', ' %')} | {_fmt(env_v, '+.1f', ' %')} |")
+            lines.append(f"| {n} | {hardest} | {_fmt(val, '+.1f', ' %')} | "
+                         f"{_fmt(env_v, '+.1f', ' %')} |")
         lines.append("")
 
         tables = [
@@ -327,6 +371,10 @@ def render_markdown(result: dict) -> str:
                 lines.append(f"| {label} | " + " | ".join(cells) +
                              f" | {_fmt(_mean(vals_rgb), spec, unit)} | "
                              f"{_fmt(_mean(vals_all), spec, unit)} |")
+            if field == "psnr_window":
+                for u in unavailable.values():
+                    lines.append(f"| {u['label']} | " + " | ".join(
+                        ["not available"] * (len(names) + 2)) + " |")
             lines.append("")
 
     lines += ["## PSNR (dB) at fixed rates", "",
@@ -346,13 +394,17 @@ def render_markdown(result: dict) -> str:
 
     speed = result.get("speed", {})
     if speed:
+        busy = (f"; other processes were using them (load average "
+                f"{meta['loadavg_start'][0]:g} at start, {meta['loadavg_end'][0]:g} at the end), "
+                f"so these are lower bounds" if meta.get("busy_note") else "")
         lines += ["## Speed", "",
                   f"Megapixels per second over all images, each codec timed at its point "
                   f"nearest {SPEED_RATE} bpp (classical: best of 3 runs, in memory; GeoRSIC: "
                   f"best of 2 runs of the whole `georsic.compress` / `georsic.decompress`, "
-                  f"GeoTIFF reading/writing included, weights already loaded). "
+                  f"GeoTIFF reading/writing included, weights already loaded, "
+                  f"{meta.get('torch_threads', '?')} torch thread(s)). "
                   f"{meta['cpu_count']} CPU cores"
-                  f"{'; a training job was sharing them' if meta.get('busy_note') else ''}.",
+                  f"{busy}.",
                   "", "| codec | device | encode MP/s | decode MP/s | mean bpp timed |",
                   "|---|---|---|---|---|"]
         for s in speed.values():
@@ -379,6 +431,8 @@ def render_markdown(result: dict) -> str:
     for k, c in codecs.items():
         lines.append(f"| {k} | {c['label']} | {c['library']} | {c['settings']} | "
                      f"{c['param']} |")
+    for k, u in unavailable.items():
+        lines.append(f"| {k} | {u['label']} | **not available here**: {u['reason']} | - | - |")
     lines += ["", "## Protocol", "",
               "- Every codec, GeoRSIC included, codes the same 8-bit RGB pixels: 8-bit RGB as "
               "is; uint16 (or other) rasters mapped to 8 bit by their 0.5-99.5 percentiles, a "
@@ -468,8 +522,15 @@ def run(
     overlap: int = 32,
     model: str | None = None,
     refine_rounds: int = 3,
+    command: str | None = None,
     log=print,
 ) -> dict:
+    """Run the benchmark and write rd.md, rd.json and rd.png to ``out``; returns the result.
+
+    ``codec_keys`` defaults to every classical codec; those that cannot run here (see
+    :func:`georsic.bench.classical.unavailable_codecs`) are listed as not available instead.
+    ``command`` is the command line recorded in rd.md.
+    """
     started = time.perf_counter()
     loadavg = [round(x, 2) for x in os.getloadavg()]
     paths = expand_image_args(list(images) if images else [default_images()])
@@ -478,11 +539,17 @@ def run(
     out = Path(out) if out else default_out()
     out.mkdir(parents=True, exist_ok=True)
     all_codecs = build_codecs()
+    missing = unavailable_codecs()
     keys = list(codec_keys) if codec_keys else list(CODESTREAM_KEYS + GDAL_FILE_KEYS)
-    unknown = [k for k in keys if k not in all_codecs]
+    unknown = [k for k in keys if k not in all_codecs and k not in missing]
     if unknown:
-        raise SystemExit(f"unknown codec(s) {unknown}; known: {list(all_codecs)}")
-    codecs: dict[str, ClassicalCodec] = {k: all_codecs[k] for k in keys}
+        raise SystemExit(f"unknown codec(s) {unknown}; known: "
+                         f"{list(CODESTREAM_KEYS + GDAL_FILE_KEYS)}")
+    codecs: dict[str, ClassicalCodec] = {k: all_codecs[k] for k in keys if k in all_codecs}
+    unavailable = {k: {"label": missing[k][0], "reason": missing[k][1]}
+                   for k in keys if k in missing}
+    for u in unavailable.values():
+        log(f"[rd] {u['label']}: not available here ({u['reason']})")
 
     import georsic
 
@@ -561,6 +628,8 @@ def run(
                           for s in samples],
         }
     bd = {name: bd_table(c) for name, c in curves.items()} if with_georsic else {}
+    rgb_names = [im.name for im in loaded if _is_rgb8(im.describe())]
+    target = target_summary(bd, rgb_names) if bd else None
     overhead: dict[str, dict[str, float]] = {}
     for gk, ck in GDAL_PAIRS.items():
         if gk in codecs and ck in codecs:
@@ -574,6 +643,7 @@ def run(
     result = {
         "meta": {
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "command": command,
             "seconds": time.perf_counter() - started,
             "cpu_count": os.cpu_count(),
             "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
@@ -583,6 +653,7 @@ def run(
             "georsic_version": georsic.__version__,
             "model": model_info(model) if with_georsic else None,
             "device": device,
+            "torch_threads": torch.get_num_threads(),
             "gpu": torch.cuda.get_device_name(0) if gpu else None,
             "qualities": qualities if with_georsic else None,
             "tile_size": tile_size,
@@ -595,8 +666,10 @@ def run(
         },
         "images": [im.describe() for im in loaded],
         "codecs": codec_meta,
+        "unavailable": unavailable,
         "curves": curves,
         "bd": bd,
+        "target": target,
         "speed": speed,
         "gdal_overhead": overhead,
     }
@@ -627,7 +700,8 @@ def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="fast run: first image only, qualities 0,2,4,6,7, codestreams only, "
                         "one refinement round")
     p.add_argument("--codecs", help="comma-separated classical codecs (default: all of "
-                                    f"{','.join(CODESTREAM_KEYS + GDAL_FILE_KEYS)})")
+                                    f"{','.join(CODESTREAM_KEYS + GDAL_FILE_KEYS)} that can "
+                                    "run here)")
     p.add_argument("--no-georsic", action="store_true", help="classical codecs only")
     p.add_argument("--model", help="GeoRSIC model id (default: the default codec)")
     p.add_argument("--tile-size", type=int, default=512)
@@ -660,16 +734,34 @@ def _cmd(args: argparse.Namespace) -> int:
     result = run(images=images, qualities=qualities, out=args.out, device=args.device,
                  codec_keys=codec_keys, with_georsic=not args.no_georsic,
                  gpu_speed=not args.no_gpu_speed, tile_size=args.tile_size,
-                 overlap=args.overlap, model=args.model, refine_rounds=rounds)
+                 overlap=args.overlap, model=args.model, refine_rounds=rounds,
+                 command=getattr(args, "rd_command", None) or command_line())
     print()
     print(result["markdown"])
     return 0
+
+
+def command_line(argv: Sequence[str] | None = None) -> str:
+    """The command line this process was started with, as one would type it."""
+    argv = list(sys.argv if argv is None else argv)
+    name = Path(argv[0]).name if argv else ""
+    if name.startswith("georsic"):
+        return shlex.join(["georsic", *argv[1:]])
+    if name.endswith(".py"):
+        try:
+            script = os.path.relpath(argv[0])
+        except ValueError:
+            script = argv[0]
+        return shlex.join(["python", script, *argv[1:]])
+    return shlex.join(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = configure_parser(argparse.ArgumentParser(
         prog="georsic bench rd", description=__doc__.splitlines()[0]))
     args = parser.parse_args(argv)
+    if argv is not None:
+        args.rd_command = shlex.join(["georsic", "bench", "rd", *argv])
     return args.func(args)
 
 
