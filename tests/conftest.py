@@ -4,15 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
-
-DATA = Path(__file__).parent / "data"
-
-
-def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float(10 * np.log10(peak**2 / mse))
+from testdata import DATA
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import rasterio
-from conftest import DATA
+from testdata import DATA
 
 import georsic
 from georsic.bench.seams import seam_ratio

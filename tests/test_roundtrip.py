@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import rasterio
-from conftest import DATA, psnr
 from rasterio.windows import Window
+from testdata import DATA, psnr
 
 import georsic
 
