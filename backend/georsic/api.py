@@ -34,7 +34,7 @@ from georsic.errors import (
     WeightsError,
 )
 from georsic.rasterinfo import RasterInfo
-from georsic.tiling import Mosaic, Tile, TileGrid
+from georsic.tiling import Piece, Tile, TileGrid, blend, intersect
 from georsic.weights import find_model
 
 Progress = Callable[[int, int], None]
@@ -349,58 +349,54 @@ class Archive:
                progress: Progress | None = None, cancel: Cancel | None = None,
                ignore_errors: bool = False, errors: list | None = None,
                ) -> Iterator[tuple[Window, np.ndarray, np.ndarray | None]]:
-        """Decode ``window`` as horizontal blocks ``(window, values, invalid)``, top to bottom.
+        """Decode ``window`` as blocks ``(window, values, invalid)``, one per tile, row-major.
 
-        Each tile is decoded once, and only two rows of decoded tiles are held at a time, so
-        memory does not grow with the raster's height.
+        Each tile is decoded once. Between tiles only the tile to the left and the bottom
+        overlap strips of the tile row above are kept, so memory depends on the tile size (and
+        on the raster's width times the overlap), not on the size of the raster.
         """
         window = self._clip(window or Window(0, 0, self.width, self.height))
         codec = get_codec(self._weights(), resolve_device(device))
         needed = self.grid.tiles_in(window)
-        rows = sorted({t.row for t in needed})
-        cache: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
-        done = 0
-        for row in rows:
-            band = self._row_band(row, window)
-            for tile in (t for t in needed if t.row == row):
-                _check(cancel)
-                try:
-                    cache[tile.index] = self._decode_tile(tile, codec)
-                except TileError as exc:
-                    if not ignore_errors:
-                        raise
-                    if errors is not None:
-                        errors.append(str(exc))
-                done += 1
-                if progress:
-                    progress(done, len(needed))
-            if band is None:
-                continue
-            mosaic = Mosaic(self.grid, band, self.count)
-            invalid = np.zeros((self.planes, int(band.height), int(band.width)), dtype=bool)
-            lost = np.ones((int(band.height), int(band.width)), dtype=bool)
-            for tile in (t for t in needed if t.row in (row - 1, row)):
-                if tile.index not in cache:
-                    continue
-                values, tile_invalid = cache[tile.index]
-                mosaic.add(tile, values)
-                _paste(lost, tile.window, band, np.zeros(values.shape[1:], dtype=bool))
-                if tile_invalid is not None:
-                    _paste(invalid, tile.window, band, tile_invalid)
-            invalid |= lost[None]
-            for index in [i for i in cache if self.grid.tile(i).row < row]:
-                del cache[index]
-            yield band, mosaic.result(), (invalid if invalid.any() else None)
+        above: dict[int, Piece] = {}   # column -> bottom strip of the tile above
+        below: dict[int, Piece] = {}   # the same, being filled for the next tile row
+        left: Piece | None = None
+        row = -1
+        for done, tile in enumerate(needed, start=1):
+            _check(cancel)
+            if tile.row != row:
+                above, below, left, row = below, {}, None, tile.row
+            piece = self._decode_piece(tile, codec, ignore_errors, errors)
+            if progress:
+                progress(done, len(needed))
+            cell = self.grid.cell(tile)
+            target = intersect(cell, window)
+            if target is not None:
+                pieces = [above.get(tile.col - 1), above.get(tile.col),
+                          left if left is not None and left.window.col_off < cell.col_off
+                          else None, piece]
+                values, invalid = blend(target, [p for p in pieces if p is not None],
+                                        self.count, self.planes)
+                yield target, values, invalid
+            if piece is not None:
+                rest = Window(tile.window.col_off, cell.row_off + cell.height,
+                              tile.window.width, tile.window.height)
+                strip = piece.crop(rest)
+                if strip is not None:
+                    below[tile.col] = strip
+            left = piece
 
-    def _row_band(self, row: int, window: Window) -> Window | None:
-        """Rows of the raster that are final once tile row ``row`` is decoded, within window."""
-        stride = self.grid.stride
-        y0 = row * stride if row > 0 else 0
-        y1 = (row + 1) * stride if row < self.grid.rows - 1 else self.height
-        y0, y1 = max(y0, window.row_off), min(y1, window.row_off + window.height)
-        if y1 <= y0:
+    def _decode_piece(self, tile: Tile, codec, ignore_errors: bool,
+                      errors: list | None) -> Piece | None:
+        try:
+            values, invalid = self._decode_tile(tile, codec)
+        except TileError as exc:
+            if not ignore_errors:
+                raise
+            if errors is not None:
+                errors.append(str(exc))
             return None
-        return Window(window.col_off, y0, window.width, y1 - y0)
+        return Piece.from_tile(self.grid, tile, values, invalid)
 
     def _weights(self):
         return find_model(self.model_id, self.codec_info["weights_sha256"])
@@ -435,9 +431,10 @@ class Archive:
             window = self.window_for(bounds, bounds_crs)
         window = self._clip(window or Window(0, 0, self.width, self.height))
         out = np.empty((self.count, int(window.height), int(window.width)), dtype=self.dtype)
-        for band, values, invalid in self.blocks(window, device=device):
-            y0 = int(band.row_off - window.row_off)
-            out[:, y0:y0 + int(band.height)] = self.finalize(values, invalid)
+        for block, values, invalid in self.blocks(window, device=device):
+            y0, x0 = int(block.row_off - window.row_off), int(block.col_off - window.col_off)
+            out[:, y0:y0 + int(block.height), x0:x0 + int(block.width)] = \
+                self.finalize(values, invalid)
         return out
 
     def close(self) -> None:
@@ -448,18 +445,6 @@ class Archive:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _paste(target: np.ndarray, tile_window: Window, band: Window, values: np.ndarray) -> None:
-    t, w = tile_window, band
-    x0, y0 = max(t.col_off, w.col_off), max(t.row_off, w.row_off)
-    x1 = min(t.col_off + t.width, w.col_off + w.width)
-    y1 = min(t.row_off + t.height, w.row_off + w.height)
-    if x0 >= x1 or y0 >= y1:
-        return
-    src = (slice(y0 - t.row_off, y1 - t.row_off), slice(x0 - t.col_off, x1 - t.col_off))
-    dst = (slice(y0 - w.row_off, y1 - w.row_off), slice(x0 - w.col_off, x1 - w.col_off))
-    target[(..., *dst)] = values[(..., *src)]
 
 
 def open(path: str | Path) -> Archive:  # noqa: A001 - mirrors rasterio.open
@@ -502,14 +487,15 @@ def decompress(
             try:
                 with rasterio.open(tmp, "w", **profile) as out:
                     archive.info.apply_metadata(out)
-                    for band, values, invalid in archive.blocks(
+                    for block, values, invalid in archive.blocks(
                             window, device=device, progress=progress, cancel=cancel,
                             ignore_errors=ignore_errors, errors=errors):
-                        target = Window(0, band.row_off - window.row_off, band.width, band.height)
+                        target = Window(block.col_off - window.col_off,
+                                        block.row_off - window.row_off, block.width, block.height)
                         out.write(archive.finalize(values, invalid), window=target)
                         if archive.info.mask_kind == "dataset":
                             mask = 255 * ~(invalid[0] if invalid is not None else
-                                           np.zeros((int(band.height), int(band.width)), bool))
+                                           np.zeros((int(block.height), int(block.width)), bool))
                             out.write_mask(mask.astype(np.uint8), window=target)
             except RasterioError as exc:
                 raise OutputError(f"cannot write {dst}: {exc}") from None

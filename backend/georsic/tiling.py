@@ -99,28 +99,79 @@ class TileGrid:
         return ramp
 
 
-class Mosaic:
-    """Accumulates weighted tiles over a target window and yields the blended result."""
+    def cell(self, tile: Tile) -> Window:
+        """The part of the raster that is final once ``tile`` and its upper/left neighbours
+        are decoded: from the tile's start to the next tile's start (the raster's edge for the
+        last row or column)."""
+        stride = self.stride
+        x0, y0 = tile.col * stride, tile.row * stride
+        x1 = (tile.col + 1) * stride if tile.col < self.cols - 1 else self.width
+        y1 = (tile.row + 1) * stride if tile.row < self.rows - 1 else self.height
+        return Window(x0, y0, x1 - x0, y1 - y0)
 
-    def __init__(self, grid: TileGrid, window: Window, bands: int) -> None:
-        self.grid = grid
-        self.window = window
-        self.sum = np.zeros((bands, int(window.height), int(window.width)), dtype=np.float64)
-        self.weight = np.zeros((int(window.height), int(window.width)), dtype=np.float64)
 
-    def add(self, tile: Tile, values: np.ndarray) -> None:
-        """Add a decoded tile (bands, h, w), clipped to the target window."""
-        t, w = tile.window, self.window
-        x0, y0 = max(t.col_off, w.col_off), max(t.row_off, w.row_off)
-        x1 = min(t.col_off + t.width, w.col_off + w.width)
-        y1 = min(t.row_off + t.height, w.row_off + w.height)
-        if x0 >= x1 or y0 >= y1:
-            return
-        weights = self.grid.weights(tile)
-        src = (slice(y0 - t.row_off, y1 - t.row_off), slice(x0 - t.col_off, x1 - t.col_off))
-        dst = (slice(y0 - w.row_off, y1 - w.row_off), slice(x0 - w.col_off, x1 - w.col_off))
-        self.sum[(slice(None), *dst)] += values[(slice(None), *src)] * weights[src]
-        self.weight[dst] += weights[src]
+def intersect(a: Window, b: Window) -> Window | None:
+    """The overlap of two windows, or None."""
+    x0, y0 = max(a.col_off, b.col_off), max(a.row_off, b.row_off)
+    x1 = min(a.col_off + a.width, b.col_off + b.width)
+    y1 = min(a.row_off + a.height, b.row_off + b.height)
+    if x0 >= x1 or y0 >= y1:
+        return None
+    return Window(x0, y0, x1 - x0, y1 - y0)
 
-    def result(self) -> np.ndarray:
-        return self.sum / np.maximum(self.weight, 1e-12)
+
+def _slices(inner: Window, outer: Window) -> tuple[slice, slice]:
+    """Array slices of ``inner`` within an array that covers ``outer``."""
+    y, x = int(inner.row_off - outer.row_off), int(inner.col_off - outer.col_off)
+    return slice(y, y + int(inner.height)), slice(x, x + int(inner.width))
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A decoded tile (or a part of one) ready for blending: values already multiplied by the
+    tile's blending weights, the weights, and the tile's invalid-pixel planes (or None)."""
+
+    window: Window
+    weighted: np.ndarray
+    weight: np.ndarray
+    invalid: np.ndarray | None = None
+
+    @classmethod
+    def from_tile(cls, grid: TileGrid, tile: Tile, values: np.ndarray,
+                  invalid: np.ndarray | None) -> Piece:
+        weight = grid.weights(tile)
+        return cls(tile.window, values * weight, weight, invalid)
+
+    def crop(self, window: Window) -> Piece | None:
+        """The part of this piece inside ``window`` (copied, so the rest can be freed)."""
+        part = intersect(self.window, window)
+        if part is None:
+            return None
+        ys, xs = _slices(part, self.window)
+        return Piece(part, self.weighted[:, ys, xs].copy(), self.weight[ys, xs].copy(),
+                     None if self.invalid is None else self.invalid[:, ys, xs].copy())
+
+
+def blend(target: Window, pieces: list[Piece], bands: int, planes: int
+          ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Blend pieces over ``target``: ``(values (bands, h, w), invalid (planes, h, w) or None)``.
+
+    Pixels that no piece covers (a tile lost to damage) are marked invalid.
+    """
+    h, w = int(target.height), int(target.width)
+    total = np.zeros((bands, h, w), dtype=np.float32)
+    weight = np.zeros((h, w), dtype=np.float32)
+    invalid = np.zeros((planes, h, w), dtype=bool)
+    for piece in pieces:
+        part = intersect(piece.window, target)
+        if part is None:
+            continue
+        src, dst = _slices(part, piece.window), _slices(part, target)
+        total[(slice(None), *dst)] += piece.weighted[(slice(None), *src)]
+        weight[dst] += piece.weight[src]
+        if piece.invalid is not None:
+            invalid[(slice(None), *dst)] |= piece.invalid[(slice(None), *src)]
+    lost = weight == 0
+    total /= np.where(lost, 1.0, weight)
+    invalid |= lost[None]
+    return total, (invalid if invalid.any() else None)
