@@ -37,7 +37,7 @@ class TileCodec:
         self.device = device
         model = build_model(entry.architecture, entry.config)
         model.load_state_dict(load_entry_state_dict(entry))
-        self.model = model.to(device).eval()
+        self.model = model.use_float64_entropy_model().to(device).eval()
         self.groups = list(model.groups)
         self.levels = model.levels
         self._lock = threading.Lock()

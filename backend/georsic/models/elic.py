@@ -18,9 +18,10 @@ Adaptation", Z. Cui, J. Wang, S. Gao, T. Guo, Y. Feng and B. Bai, CVPR 2021.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -39,6 +40,16 @@ def default_groups(latent_channels: int) -> list[int]:
     groups = [unit, unit, 2 * unit, 4 * unit]
     groups.append(latent_channels - sum(groups))
     return groups
+
+
+@contextlib.contextmanager
+def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
 
 
 class ElicVariableRate(Elic2022Official):
@@ -88,13 +99,31 @@ class ElicVariableRate(Elic2022Official):
         y_hat = y_out["y_hat"] * self._gain(self.log_inverse_gain, quality)
         return {"x_hat": self.g_s(y_hat), "likelihoods": y_out["likelihoods"]}
 
+    def use_float64_entropy_model(self) -> ElicVariableRate:
+        """Run the entropy model (hyperprior and context models) in float64 when coding.
+
+        The rANS decoder must rebuild exactly the probability tables the encoder used. In
+        float32 the order of a convolution's additions (it changes with the number of CPU
+        threads, the CPU's vector unit or the GPU) moves predicted scales across table
+        boundaries often enough to derail decoding; in float64 such a move needs a value within
+        about 1e-15 of a boundary. The transforms g_a and g_s stay in float32.
+        """
+        self.latent_codec.double()
+        return self
+
+    def _entropy_dtype(self) -> torch.dtype:
+        return next(self.latent_codec.parameters()).dtype
+
     @torch.no_grad()
     def compress(self, x: Tensor, quality: float = 0.0) -> dict:
         y = self.g_a(x) * self._gain(self.log_gain, quality)
-        return self.latent_codec.compress(y)
+        return self.latent_codec.compress(y.to(self._entropy_dtype()))
 
     @torch.no_grad()
     def decompress(self, strings: list, shape, quality: float = 0.0) -> dict:
-        y_hat = self.latent_codec.decompress(strings, shape)["y_hat"]
+        # CompressAI allocates the decoded latent with torch.zeros (the default dtype)
+        with _default_dtype(self._entropy_dtype()):
+            y_hat = self.latent_codec.decompress(strings, shape)["y_hat"]
+        y_hat = y_hat.to(self.log_gain.dtype)
         y_hat = y_hat * self._gain(self.log_inverse_gain, quality)
         return {"x_hat": self.g_s(y_hat).clamp_(0, 1)}
