@@ -84,7 +84,10 @@ def main(args: argparse.Namespace) -> int:
         # GDAL's block cache is GDAL's own, bounded memory (default: 5 % of RAM); it is set
         # here so that the figures show GeoRSIC's memory, not how much GDAL chose to cache.
         env = dict(os.environ, GDAL_CACHEMAX=str(args.gdal_cache))
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
+        run = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if run.returncode:
+            raise SystemExit(f"size {size} failed: {run.stderr.strip() or run.returncode}")
+        out = run.stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
         print(json.dumps(rows[-1]), flush=True)
     lines = ["| size | MP | tiles | bpp | encode s | decode s | peak RSS after generating "
