@@ -61,6 +61,7 @@ def export_codec(checkpoint: str | Path, out_dir: str | Path, model_id: str,
         "training": {"steps": state["step"], "data": cfg["data"], "exclude": cfg["exclude"],
                      "images": len(find_images(cfg["data"], cfg["exclude"])),
                      "device": str(cfg.get("device", "auto")),
+                     "threads": cfg.get("threads", 0), "init": cfg.get("init"),
                      "batch": cfg["batch"], "patch": cfg["patch"], "lr": cfg["lr"],
                      **(training or {})},
     }
