@@ -36,6 +36,25 @@ def fit_quantiles(model, steps: int = 3000, lr: float = 0.1) -> float:
     return float(model.aux_loss().detach())
 
 
+def _init_steps(init: str | None) -> int:
+    """Training steps behind the weights a run started from, per the manifest beside them.
+
+    The entry is found by sha256, so a renamed copy of exported weights still counts; weights
+    without such a manifest count as 0.
+    """
+    if not init:
+        return 0
+    manifest_path = Path(init).parent / MANIFEST
+    if not manifest_path.exists():
+        return 0
+    sha = file_sha256(Path(init))
+    for entry in json.loads(manifest_path.read_text()).get("models", []):
+        if entry.get("sha256") == sha:
+            return int(entry.get("training", {}).get("total_steps",
+                                                     entry.get("training", {}).get("steps", 0)))
+    return 0
+
+
 def export_codec(checkpoint: str | Path, out_dir: str | Path, model_id: str,
                  training: dict | None = None, make_default: bool = True) -> dict:
     """Write ``OUT/<model_id>.safetensors`` with its entropy tables and add it to the manifest."""
@@ -52,6 +71,7 @@ def export_codec(checkpoint: str | Path, out_dir: str | Path, model_id: str,
     tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     save_file(tensors, str(path), metadata={"model_id": model_id, "architecture":
                                             cfg["architecture"], "config": json.dumps(config)})
+    init_steps = _init_steps(cfg.get("init"))
     entry = {
         "id": model_id, "kind": "codec", "architecture": cfg["architecture"], "config": config,
         "file": path.name, "sha256": file_sha256(path), "bytes": path.stat().st_size,
@@ -62,6 +82,7 @@ def export_codec(checkpoint: str | Path, out_dir: str | Path, model_id: str,
                      "images": len(find_images(cfg["data"], cfg["exclude"])),
                      "device": str(cfg.get("device", "auto")),
                      "threads": cfg.get("threads", 0), "init": cfg.get("init"),
+                     "init_steps": init_steps, "total_steps": init_steps + state["step"],
                      "batch": cfg["batch"], "patch": cfg["patch"], "lr": cfg["lr"],
                      **(training or {})},
     }
