@@ -182,11 +182,15 @@ def cmd_train_codec(args) -> int:
 
     cfg = CodecTrainConfig(
         data=args.data, out=args.out, exclude=args.exclude, steps=args.steps, batch=args.batch,
-        patch=args.patch, lr=args.lr, N=args.N, M=args.M, init=args.init, device=args.device,
+        patch=args.patch, lr=args.lr, N=args.N, M=args.M, lambdas=args.lambdas, init=args.init,
+        device=args.device,
         threads=args.threads, time_limit=args.time_limit)
     checkpoint = train_codec(cfg)
     if args.export:
-        entry = export_codec(checkpoint, args.export, args.model_id)
+        import torch
+
+        entry = export_codec(checkpoint, args.export, args.model_id,
+                             dtype=getattr(torch, args.weights_dtype))
         print(f"exported {entry['id']} ({entry['sha256'][:12]}) to {args.export}")
         if args.rd_images:
             for row in measure_rd(args.export, args.model_id, args.rd_images):
@@ -254,12 +258,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--N", type=int, default=64)
     p.add_argument("--M", type=int, default=128)
+    p.add_argument("--lambdas", type=float, nargs="+",
+                   help="rate-distortion trade-off of each quality level, lowest first "
+                        "(default: ELIC's 8 levels 0.0004 ... 0.0483)")
     p.add_argument("--init", help="start from these weights (.safetensors), to fine-tune")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--time-limit", type=float, default=0.0, help="stop after this many seconds")
     p.add_argument("--export", help="write weights + manifest entry to this folder at the end")
     p.add_argument("--model-id", default="elic-vr-s")
+    p.add_argument("--weights-dtype", choices=["float16", "float32"], default="float16",
+                   help="precision the exported parameters are stored in")
     p.add_argument("--rd-images", nargs="*", default=[],
                    help="after --export, measure rate-distortion on these (held-out) images and "
                         "record it in the manifest")

@@ -108,6 +108,22 @@ def _verified(path: Path, sha256: str) -> bool:
     return True
 
 
+def manifest_entry_for(path: str | Path) -> dict | None:
+    """The entry of the manifest beside weights file ``path`` that describes it (by sha256).
+
+    A renamed copy of exported weights is still found; ``None`` when there is no such entry.
+    """
+    path = Path(path)
+    manifest_path = path.parent / MANIFEST
+    if not manifest_path.is_file() or not path.is_file():
+        return None
+    sha = file_sha256(path)
+    for entry in read_manifest(path.parent).get("models", []):
+        if entry.get("sha256") == sha:
+            return entry
+    return None
+
+
 def load_state_dict_file(path: str | Path) -> dict:
     """A state dict from a safetensors file (or a training checkpoint ``.pt``)."""
     path = Path(path)

@@ -52,6 +52,27 @@ def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
         torch.set_default_dtype(previous)
 
 
+def remap_gains(state: dict[str, Tensor], old_lambdas: Sequence[float],
+                new_lambdas: Sequence[float]) -> dict[str, Tensor]:
+    """Gain tables of ``state`` carried over to another ladder of lambdas.
+
+    Each channel's log-gain is a smooth function of ``log(lambda)``; it is interpolated
+    linearly in that variable between trained levels and extrapolated along the end
+    segments, so that weights trained for one ladder start close on another (fine-tuning
+    then corrects the rest).
+    """
+    old = torch.tensor([math.log(v) for v in old_lambdas], dtype=torch.float64)
+    new = torch.tensor([math.log(v) for v in new_lambdas], dtype=torch.float64)
+    upper = torch.searchsorted(old, new).clamp(1, len(old) - 1)
+    weight = ((new - old[upper - 1]) / (old[upper] - old[upper - 1]))[:, None]
+    remapped = dict(state)
+    for key in ("log_gain", "log_inverse_gain"):
+        table = state[key].to(torch.float64)
+        values = table[upper - 1] * (1 - weight) + table[upper] * weight
+        remapped[key] = values.to(state[key].dtype)
+    return remapped
+
+
 class ElicVariableRate(Elic2022Official):
     """ELIC with gain units: one network for all quality levels.
 

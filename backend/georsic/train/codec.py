@@ -38,6 +38,7 @@ class CodecTrainConfig:
     architecture: str = "elic-vr"
     N: int = 64
     M: int = 128
+    lambdas: list[float] | None = None
     init: str | None = None
     device: str = "auto"
     threads: int = 0
@@ -83,6 +84,30 @@ def _save_atomic(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def model_config(cfg: CodecTrainConfig | dict) -> dict:
+    """The architecture configuration a training run builds (and its export records)."""
+    values = asdict(cfg) if isinstance(cfg, CodecTrainConfig) else cfg
+    config = {"N": values["N"], "M": values["M"]}
+    if values.get("lambdas"):
+        config["lambdas"] = [float(v) for v in values["lambdas"]]
+    return config
+
+
+def _init_state(init: str, lambdas: tuple[float, ...]) -> dict[str, torch.Tensor]:
+    """The state dict of weights ``init``, its gain tables moved onto the ladder ``lambdas``."""
+    from georsic.models.elic import DEFAULT_LAMBDAS, remap_gains
+    from georsic.weights import load_state_dict_file, manifest_entry_for
+
+    state = load_state_dict_file(init)
+    entry = manifest_entry_for(init) if Path(init).suffix == ".safetensors" else None
+    old = tuple(entry.get("config", {}).get("lambdas") or entry.get("lambdas")
+                or DEFAULT_LAMBDAS) if entry else DEFAULT_LAMBDAS
+    if tuple(old) != tuple(lambdas) and "log_gain" in state:
+        log.info("gain tables moved from lambdas %s to %s", list(old), list(lambdas))
+        state = remap_gains(state, old, lambdas)
+    return state
+
+
 def train_codec(cfg: CodecTrainConfig) -> Path:
     """Run (or resume) training; returns the checkpoint path."""
     torch.manual_seed(cfg.seed)
@@ -94,7 +119,7 @@ def train_codec(cfg: CodecTrainConfig) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "checkpoint.pt"
 
-    config = {"N": cfg.N, "M": cfg.M}
+    config = model_config(cfg)
     model = build_model(cfg.architecture, config).to(device)
     step = 0
     main_params = [p for n, p in model.named_parameters() if not n.endswith(".quantiles")]
@@ -109,9 +134,7 @@ def train_codec(cfg: CodecTrainConfig) -> Path:
         step = state["step"]
         log.info("resumed from %s at step %d", ckpt_path, step)
     elif cfg.init:
-        from georsic.weights import load_state_dict_file
-
-        model.load_state_dict(load_state_dict_file(cfg.init), strict=False)
+        model.load_state_dict(_init_state(cfg.init, model.lambdas), strict=False)
         log.info("initialised from %s", cfg.init)
 
     paths = find_images(cfg.data, cfg.exclude)
@@ -125,7 +148,10 @@ def train_codec(cfg: CodecTrainConfig) -> Path:
         if cfg.time_limit and time.time() - started > cfg.time_limit:
             log.info("time limit reached at step %d", step)
             break
-        lr = cfg.lr * (0.1 if step >= cfg.lr_drop * cfg.steps else 1.0)
+        elapsed = time.time() - started
+        late = step >= cfg.lr_drop * cfg.steps or (
+            cfg.time_limit and elapsed >= cfg.lr_drop * cfg.time_limit)
+        lr = cfg.lr * (0.1 if late else 1.0)
         for group in optimizer.param_groups:
             group["lr"] = lr
         x = pool.batch(cfg.batch).to(device)

@@ -10,8 +10,9 @@ import torch
 from safetensors.torch import save_file
 
 from georsic.models import build_model
+from georsic.train.codec import model_config
 from georsic.train.data import find_images
-from georsic.weights import MANIFEST, file_sha256
+from georsic.weights import MANIFEST, file_sha256, manifest_entry_for
 
 
 def fit_quantiles(model, steps: int = 3000, lr: float = 0.1) -> float:
@@ -42,33 +43,44 @@ def _init_steps(init: str | None) -> int:
     The entry is found by sha256, so a renamed copy of exported weights still counts; weights
     without such a manifest count as 0.
     """
-    if not init:
+    entry = manifest_entry_for(init) if init else None
+    if entry is None:
         return 0
-    manifest_path = Path(init).parent / MANIFEST
-    if not manifest_path.exists():
-        return 0
-    sha = file_sha256(Path(init))
-    for entry in json.loads(manifest_path.read_text()).get("models", []):
-        if entry.get("sha256") == sha:
-            return int(entry.get("training", {}).get("total_steps",
-                                                     entry.get("training", {}).get("steps", 0)))
-    return 0
+    training = entry.get("training", {})
+    return int(training.get("total_steps", training.get("steps", 0)))
+
+
+def _round_parameters(model: torch.nn.Module, dtype: torch.dtype) -> None:
+    """Round every parameter to ``dtype`` in place (the model stays float32)."""
+    with torch.no_grad():
+        for param in model.parameters():
+            param.copy_(param.to(dtype).to(param.dtype))
 
 
 def export_codec(checkpoint: str | Path, out_dir: str | Path, model_id: str,
-                 training: dict | None = None, make_default: bool = True) -> dict:
-    """Write ``OUT/<model_id>.safetensors`` with its entropy tables and add it to the manifest."""
+                 training: dict | None = None, make_default: bool = True,
+                 dtype: torch.dtype = torch.float16, quantile_steps: int = 3000) -> dict:
+    """Write ``OUT/<model_id>.safetensors`` with its entropy tables and add it to the manifest.
+
+    Parameters are stored in ``dtype`` (half precision by default: half the size, and the
+    rounding is done before the entropy tables are built, so they match the weights as
+    loaded).  Buffers (entropy tables, scale table) keep their own types.
+    """
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     cfg = state["config"]
-    config = {"N": cfg["N"], "M": cfg["M"]}
+    config = model_config(cfg)
     model = build_model(cfg["architecture"], config)
     model.load_state_dict(state["model"])
-    aux = fit_quantiles(model)
+    _round_parameters(model, dtype)
+    aux = fit_quantiles(model, steps=quantile_steps)
+    _round_parameters(model, dtype)
     model.update(force=True)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{model_id}.safetensors"
-    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    parameters = {name for name, _ in model.named_parameters()}
+    tensors = {k: (v.to(dtype) if k in parameters else v).detach().contiguous()
+               for k, v in model.state_dict().items()}
     save_file(tensors, str(path), metadata={"model_id": model_id, "architecture":
                                             cfg["architecture"], "config": json.dumps(config)})
     init_steps = _init_steps(cfg.get("init"))
@@ -76,7 +88,7 @@ def export_codec(checkpoint: str | Path, out_dir: str | Path, model_id: str,
         "id": model_id, "kind": "codec", "architecture": cfg["architecture"], "config": config,
         "file": path.name, "sha256": file_sha256(path), "bytes": path.stat().st_size,
         "parameters": sum(p.numel() for p in model.parameters()),
-        "aux_loss": round(aux, 4),
+        "aux_loss": round(aux, 4), "dtype": str(dtype).removeprefix("torch."),
         "lambdas": list(model.lambdas),
         "training": {"steps": state["step"], "data": cfg["data"], "exclude": cfg["exclude"],
                      "images": len(find_images(cfg["data"], cfg["exclude"])),

@@ -1,0 +1,99 @@
+"""Fine-tuning onto a new ladder of lambdas, and half-precision export of trained weights."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from georsic.models.elic import ElicVariableRate, remap_gains
+from georsic.train.codec import CodecTrainConfig, model_config
+from georsic.train.export import export_codec
+
+OLD = (0.001, 0.004, 0.016)
+
+
+def _state(values: list[float]) -> dict[str, torch.Tensor]:
+    table = torch.tensor(values)[:, None].repeat(1, 3)
+    return {"log_gain": table, "log_inverse_gain": -table, "other": torch.ones(2)}
+
+
+def test_same_ladder_keeps_the_gains():
+    state = _state([-1.0, 0.0, 2.0])
+    remapped = remap_gains(state, OLD, OLD)
+    assert torch.equal(remapped["log_gain"], state["log_gain"])
+    assert torch.equal(remapped["other"], state["other"])
+
+
+def test_gains_interpolate_and_extrapolate_in_log_lambda():
+    state = _state([-1.0, 0.0, 2.0])
+    new = (0.00025, 0.002, 0.008, 0.064)
+    remapped = remap_gains(state, OLD, new)["log_gain"][:, 0]
+    # 0.002 lies halfway (in log) between 0.001 and 0.004; 0.00025 and 0.064 one segment outside
+    assert remapped.tolist() == pytest.approx([-2.0, -0.5, 1.0, 4.0])
+    assert remap_gains(state, OLD, new)["log_inverse_gain"][:, 0].tolist() == pytest.approx(
+        [2.0, 0.5, -1.0, -4.0])
+
+
+def test_model_config_records_a_custom_ladder():
+    cfg = CodecTrainConfig(data=[], out="x", N=8, M=40, lambdas=[0.0001, 0.001])
+    assert model_config(cfg) == {"N": 8, "M": 40, "lambdas": [0.0001, 0.001]}
+    assert model_config(CodecTrainConfig(data=[], out="x", N=8, M=40)) == {"N": 8, "M": 40}
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory) -> dict[torch.dtype, tuple[dict, Path]]:
+    """One small random model exported in half and in single precision."""
+    folder = tmp_path_factory.mktemp("export")
+    return {dtype: _export(folder, dtype) for dtype in (torch.float16, torch.float32)}
+
+
+def _export(tmp_path, dtype: torch.dtype) -> tuple[dict, Path]:
+    torch.manual_seed(0)
+    cfg = CodecTrainConfig(data=[], out="x", N=8, M=40, lambdas=[0.0001, 0.001])
+    checkpoint = tmp_path / "checkpoint.pt"
+    if not checkpoint.exists():
+        model = ElicVariableRate(**model_config(cfg))
+        torch.save({"model": model.state_dict(), "step": 3, "config": asdict(cfg)}, checkpoint)
+    folder = tmp_path / str(dtype)
+    entry = export_codec(checkpoint, folder, "tiny", dtype=dtype, quantile_steps=300)
+    return entry, folder / "tiny.safetensors"
+
+
+def _load(path: Path, config: dict) -> ElicVariableRate:
+    model = ElicVariableRate(**config)
+    model.load_state_dict(load_file(str(path)))
+    return model.use_float64_entropy_model().eval()
+
+
+def test_half_precision_export_decodes_what_it_encodes(exports):
+    entry, path = exports[torch.float16]
+    assert entry["config"] == {"N": 8, "M": 40, "lambdas": [0.0001, 0.001]}
+    assert entry["dtype"] == "float16"
+    tensors = load_file(str(path))
+    assert tensors["log_gain"].dtype == torch.float16
+    assert tensors["g_a.0.weight"].dtype == torch.float16
+    assert all(t.dtype == torch.int32 for k, t in tensors.items() if "_quantized_cdf" in k)
+
+    model = _load(path, entry["config"])
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        y = model.g_a(x) * model._gain(model.log_gain, 1.0)
+        encoded = model.latent_codec.compress(y.double())
+        expected = model.g_s(encoded["y_hat"].float() * model._gain(model.log_inverse_gain, 1.0))
+    decoded = model.decompress(encoded["strings"], encoded["shape"], quality=1.0)["x_hat"]
+    assert torch.equal(decoded, expected.clamp(0, 1))
+
+
+def test_half_precision_export_is_close_to_float32(exports):
+    entry16, path16 = exports[torch.float16]
+    entry32, path32 = exports[torch.float32]
+    assert path16.stat().st_size < 0.75 * path32.stat().st_size
+    half, single = _load(path16, entry16["config"]), _load(path32, entry32["config"])
+    for name, value in single.named_parameters():
+        if name.endswith(".quantiles"):  # refitted at export: only the range of the z tables
+            continue
+        assert torch.allclose(dict(half.named_parameters())[name], value, rtol=2e-3, atol=1e-4)
