@@ -32,3 +32,20 @@ def test_init_steps_zero_without_init_or_manifest(tmp_path):
     lone.write_bytes(b"x")
     assert _init_steps(None) == 0
     assert _init_steps(str(lone)) == 0
+
+
+def test_rd_note_names_a_declared_nodata_value(tmp_path):
+    import numpy as np
+    import rasterio
+
+    from georsic.train.export import _nodata_note
+
+    data = np.full((3, 8, 8), 7, dtype="uint8")
+    data[:, 0, :3] = 255
+    for nodata, name in ((255, "with.tif"), (None, "without.tif")):
+        with rasterio.open(tmp_path / name, "w", driver="GTiff", width=8, height=8, count=3,
+                           dtype="uint8", nodata=nodata) as dst:
+            dst.write(data)
+    note = _nodata_note(tmp_path / "with.tif")
+    assert "nodata=255" in note and "its 9 pixel values" in note
+    assert _nodata_note(tmp_path / "without.tif") is None

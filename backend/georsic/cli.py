@@ -189,7 +189,8 @@ def cmd_train_codec(args) -> int:
     if args.export:
         import torch
 
-        entry = export_codec(checkpoint, args.export, args.model_id,
+        training = {"hardware": args.hardware} if args.hardware else None
+        entry = export_codec(checkpoint, args.export, args.model_id, training=training,
                              dtype=getattr(torch, args.weights_dtype))
         print(f"exported {entry['id']} ({entry['sha256'][:12]}) to {args.export}")
         if args.rd_images:
@@ -267,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-limit", type=float, default=0.0, help="stop after this many seconds")
     p.add_argument("--export", help="write weights + manifest entry to this folder at the end")
     p.add_argument("--model-id", default="elic-vr-s")
+    p.add_argument("--hardware", help="what it was trained on, recorded in the manifest "
+                                      "(e.g. '2-core CPU, 2 h')")
     p.add_argument("--weights-dtype", choices=["float16", "float32"], default="float16",
                    help="precision the exported parameters are stored in")
     p.add_argument("--rd-images", nargs="*", default=[],

@@ -113,6 +113,19 @@ def export_codec(checkpoint: str | Path, out_dir: str | Path, model_id: str,
     return entry
 
 
+def _nodata_note(image: str | Path) -> str | None:
+    """What a declared nodata value costs in the rates measured on ``image``, if it has one."""
+    import numpy as np
+    import rasterio
+
+    with rasterio.open(image) as src:
+        if src.nodata is None:
+            return None
+        count = int(np.count_nonzero(src.read() == src.nodata))
+    return (f"{Path(image).name} declares nodata={src.nodata:g}: its {count} pixel values equal "
+            "to it are kept exactly by the archive's lossless nodata mask, included in these bpp.")
+
+
 def measure_rd(out_dir: str | Path, model_id: str, images: list[str | Path],
                qualities: tuple[int, ...] = tuple(range(8))) -> list[dict]:
     """Measure the exported model's rate-distortion and record it in its manifest entry.
@@ -147,11 +160,12 @@ def measure_rd(out_dir: str | Path, model_id: str, images: list[str | Path],
             os.environ["GEORSIC_WEIGHTS"] = previous
     manifest_path = out_dir / MANIFEST
     manifest = json.loads(manifest_path.read_text())
+    notes = [note for note in map(_nodata_note, images) if note]
     for entry in manifest["models"]:
         if entry["id"] == model_id:
             entry["rd"] = {"measured_by": "georsic.train.export.measure_rd (compress + "
                                           "decompress, tile 512, overlap 32, CPU)",
-                           "points": rows}
+                           "points": rows, **({"note": " ".join(notes)} if notes else {})}
     tmp_path = manifest_path.with_suffix(".tmp")
     tmp_path.write_text(json.dumps(manifest, indent=2) + "\n")
     os.replace(tmp_path, manifest_path)
