@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 
 from georsic import errors  # noqa: E402
 from georsic.api import (  # noqa: E402
+    DEFAULT_QUALITY,
     QUALITY_LEVELS,
     Archive,
     ArchiveSummary,
@@ -19,5 +20,5 @@ from georsic.api import (  # noqa: E402
     open,
 )
 
-__all__ = ["QUALITY_LEVELS", "Archive", "ArchiveSummary", "compress", "decompress", "errors",
-           "open", "__version__"]
+__all__ = ["DEFAULT_QUALITY", "QUALITY_LEVELS", "Archive", "ArchiveSummary", "compress",
+           "decompress", "errors", "open", "__version__"]

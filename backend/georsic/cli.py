@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from georsic.api import DEFAULT_QUALITY
 from georsic.errors import GeorsicError
 
 BATCH_FAILED = 6
@@ -50,8 +51,9 @@ def _numbers(text: str, count: int, name: str) -> tuple[float, ...]:
 
 
 def _add_codec_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quality", "-q", type=float, default=3.0,
-                        help="0 (smallest) to 7 (best); fractions interpolate (default 3)")
+    parser.add_argument("--quality", "-q", type=float, default=DEFAULT_QUALITY,
+                        help="0 (smallest) to 7 (best); fractions interpolate "
+                             f"(default {DEFAULT_QUALITY:g})")
     parser.add_argument("--tile-size", type=int, default=512, help="tile edge, pixels (512)")
     parser.add_argument("--overlap", type=int, default=32, help="tile overlap, pixels (32)")
     parser.add_argument("--model", default=None, help="model id (default: the shipped codec)")

@@ -63,7 +63,7 @@ def test_qgis_process_compress_then_info(shell, tmp_path):
     results = json.loads(info.stdout[info.stdout.index("{"):])["results"]
     assert (results["WIDTH"], results["HEIGHT"], results["BANDS"]) == (200, 200, 3)
     assert results["TILES"] == 1  # the default 512-pixel tile covers 200x200
-    assert "quality 3" in results["TEXT"]  # the default quality
+    assert "quality 5" in results["TEXT"]  # the default quality
 
     restored = tmp_path / "restored.tif"
     done = shell("run", "georsic:decompress", "--", f"INPUT={archive}", f"OUTPUT={restored}")

@@ -36,7 +36,8 @@ class CompressRasterAlgorithm(GeorsicAlgorithm):
         "<dt><b>Input raster</b></dt><dd>A raster layer or any file GDAL can read "
         "(GeoTIFF, JPEG 2000, ...). Layers from web services must be exported to a file first.</dd>"
         "<dt><b>Quality</b></dt><dd>0 (smallest file) to 7 (best fidelity), fractional values "
-        "allowed. 3 is a good start for imagery.</dd>"
+        "allowed. The default 5 gives about 0.5-0.9 bits per pixel on 10 cm aerial RGB; "
+        "0 about 0.06-0.1, 7 about 1.</dd>"
         "<dt><b>Tile size</b> (advanced)</dt><dd>The raster is coded in square tiles of this many "
         "pixels. Larger tiles compress slightly better and need more memory; progress and "
         "Cancel act once per tile.</dd>"
@@ -48,7 +49,7 @@ class CompressRasterAlgorithm(GeorsicAlgorithm):
         "run succeeds: a failed or cancelled run leaves no file.</dd>"
         "</dl>"
         "<p>Runs in batch mode (right-click &gt; Execute as Batch Process) and from the shell: "
-        "<code>qgis_process run georsic:compress -- INPUT=in.tif QUALITY=3 "
+        "<code>qgis_process run georsic:compress -- INPUT=in.tif QUALITY=5 "
         "OUTPUT=out.grsc</code>.</p>"
     )
 
@@ -67,7 +68,7 @@ class CompressRasterAlgorithm(GeorsicAlgorithm):
             self.QUALITY,
             self.tr("Quality (0 = smallest file, 7 = best fidelity)"),
             type=QgsProcessingParameterNumber.Double,
-            defaultValue=3.0,
+            defaultValue=5.0,
             minValue=0.0,
             maxValue=7.0,
         )
