@@ -49,3 +49,12 @@ def test_rd_note_names_a_declared_nodata_value(tmp_path):
     note = _nodata_note(tmp_path / "with.tif")
     assert "nodata=255" in note and "its 9 pixel values" in note
     assert _nodata_note(tmp_path / "without.tif") is None
+
+
+def test_init_weights_are_recorded_by_their_hash(tmp_path):
+    from georsic.train.export import _init_sha256
+
+    weights = _weights_with_manifest(tmp_path, {"steps": 600})
+    assert _init_sha256(str(weights)) == file_sha256(weights)
+    assert _init_sha256(None) is None
+    assert _init_sha256(str(tmp_path / "gone.safetensors")) is None

@@ -50,6 +50,11 @@ def _init_steps(init: str | None) -> int:
     return int(training.get("total_steps", training.get("steps", 0)))
 
 
+def _init_sha256(init: str | None) -> str | None:
+    """sha256 of the weights a run started from (the path alone may later hold other weights)."""
+    return file_sha256(Path(init)) if init and Path(init).is_file() else None
+
+
 def _round_parameters(model: torch.nn.Module, dtype: torch.dtype) -> None:
     """Round every parameter to ``dtype`` in place (the model stays float32)."""
     with torch.no_grad():
@@ -94,6 +99,7 @@ def export_codec(checkpoint: str | Path, out_dir: str | Path, model_id: str,
                      "images": len(find_images(cfg["data"], cfg["exclude"])),
                      "device": str(cfg.get("device", "auto")),
                      "threads": cfg.get("threads", 0), "init": cfg.get("init"),
+                     "init_sha256": _init_sha256(cfg.get("init")),
                      "init_steps": init_steps, "total_steps": init_steps + state["step"],
                      "batch": cfg["batch"], "patch": cfg["patch"], "lr": cfg["lr"],
                      **(training or {})},
