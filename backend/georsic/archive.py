@@ -10,7 +10,8 @@ Layout, all integers little-endian::
 The header is written first and the index last, so a writer streams tiles straight to disk and
 a reader seeks to any tile through the footer.  Writing goes to a temporary file beside the
 target, renamed into place only when complete.  The header is UTF-8 JSON, deflated (zlib) since
-version 2: georeferencing and tags are a large share of a small archive at low rates.
+version 2, with a preset dictionary (``HEADER_DICTIONARY``): georeferencing and tags are a large
+share of a small archive at low rates.
 """
 
 from __future__ import annotations
@@ -29,10 +30,53 @@ FOOTER_MAGIC = b"GRSCIDX\x00"
 VERSION = 2
 #: Versions this reader understands: 1 (plain JSON header), 2 (zlib-deflated JSON header).
 READABLE_VERSIONS = (1, 2)
+#: zlib preset dictionary of version-2 headers: the strings most headers share (keys, a WGS 84 /
+#: UTM WKT, usual band and tag values).  Part of the format: never change it within a version.
+HEADER_DICTIONARY = (
+    b'["",[["TIFFTAG_DATETIME",""],["TIFFTAG_SOFTWARE",""],["TIFFTAG_IMAGEDESCRIPTION",""]]]'
+    b'"gray","undefined","alpha","palette","nan","dataset","int16","uint16","float32"'
+    b'GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,298.257223563,AUTHORITY["EPSG",'
+    b'"7030"]],AUTHORITY["EPSG","6326"]],PRIMEM["Greenwich",0,AUTHORITY["EPSG","8901"]],UNIT['
+    b'"degree",0.0174532925199433,AUTHORITY["EPSG","9122"]],AUTHORITY["EPSG","4326"]]'
+    b'{"format":"georsic-archive","software":"georsic 0.1.0","raster":{"width":512,"height":512,'
+    b'"count":3,"dtype":"uint8","crs_wkt":"PROJCS[\\"WGS 84 / UTM zone 32N\\",GEOGCS[\\"WGS '
+    b'84\\",DATUM[\\"WGS_1984\\",SPHEROID[\\"WGS 84\\",6378137,298.257223563,AUTHORITY['
+    b'\\"EPSG\\",\\"7030\\"]],AUTHORITY[\\"EPSG\\",\\"6326\\"]],PRIMEM[\\"Greenwich'
+    b'\\",0,AUTHORITY[\\"EPSG\\",\\"8901\\"]],UNIT[\\"degree\\",0.0174532925199433,'
+    b'AUTHORITY[\\"EPSG\\",\\"9122\\"]],AUTHORITY[\\"EPSG\\",\\"4326\\"]],PROJECTION['
+    b'\\"Transverse_Mercator\\"],PARAMETER[\\"latitude_of_origin\\",0],PARAMETER['
+    b'\\"central_meridian\\",9],PARAMETER[\\"scale_factor\\",0.9996],PARAMETER['
+    b'\\"false_easting\\",500000],PARAMETER[\\"false_northing\\",0],UNIT[\\"metre\\",1,'
+    b'AUTHORITY[\\"EPSG\\",\\"9001\\"]],AXIS[\\"Easting\\",EAST],AXIS[\\"Northing\\",'
+    b'NORTH],AUTHORITY[\\"EPSG\\",\\"32632\\"]]","transform":[0.1,0.0,500000.0,0.0,-0.1,'
+    b'0.0],"nodata":null,"mask_kind":"none","descriptions":[null,null,null],"colorinterp":["red",'
+    b'"green","blue"],"units":[null,null,null],"scales":[1.0,1.0,1.0],"offsets":[0.0,0.0,0.0],'
+    b'"tags":[["",[["AREA_OR_POINT","Area"]]]],"band_tags":[[],[],[]]},"band_mapping":{"groups":'
+    b'[[0,1,2]],"low":[0.0,0.0,0.0],"high":[255.0,255.0,255.0],"dtype":"uint8","lossless":[]},'
+    b'"tiling":{"size":512,"overlap":32,"rows":1,"cols":1},"mask":{"planes":3},"codec":{'
+    b'"model_id":"elic-vr-s","architecture":"elic-vr","weights_sha256":"","quality":5.0,'
+    b'"streams_per_image":11}}'
+)
 _PREFIX = struct.Struct("<8sHI")
 _ENTRY = struct.Struct("<QII")
 _FOOTER = struct.Struct("<8sQII")
 _U32 = struct.Struct("<I")
+
+
+def deflate_header(header: dict) -> bytes:
+    """The stored form of a version-2 header: compact JSON, deflated with the preset dictionary."""
+    compressor = zlib.compressobj(9, zdict=HEADER_DICTIONARY)
+    text = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
+    return compressor.compress(text) + compressor.flush()
+
+
+def inflate_header(blob: bytes) -> bytes:
+    """The JSON text of a stored version-2 header."""
+    decompressor = zlib.decompressobj(zdict=HEADER_DICTIONARY)
+    text = decompressor.decompress(blob) + decompressor.flush()
+    if not decompressor.eof:
+        raise zlib.error("incomplete header stream")
+    return text
 
 
 def pack_sections(sections: list[bytes]) -> bytes:
@@ -74,8 +118,7 @@ class ArchiveWriter:
         self._tmp = Path(tmp)
         self._file = os.fdopen(fd, "wb")
         self._index: list[tuple[int, int, int]] = []
-        blob = zlib.compress(
-            json.dumps(header, separators=(",", ":"), allow_nan=False).encode(), 9)
+        blob = deflate_header(header)
         crc = _U32.pack(zlib.crc32(blob))
         self._file.write(_PREFIX.pack(MAGIC, VERSION, len(blob)) + blob + crc)
 
@@ -153,7 +196,7 @@ class ArchiveReader:
         self.data_start = _PREFIX.size + length + _U32.size
         self.version = version
         try:
-            return json.loads(zlib.decompress(blob) if version >= 2 else blob)
+            return json.loads(inflate_header(blob) if version >= 2 else blob)
         except (zlib.error, ValueError, UnicodeDecodeError):
             raise self._fail("archive header is corrupt (not a valid header)") from None
 
