@@ -42,7 +42,7 @@ Cancel = Callable[[], bool]
 
 #: Number of trained quality levels; ``quality`` is continuous in ``[0, QUALITY_LEVELS - 1]``.
 QUALITY_LEVELS = 8
-#: Quality used when none is given: about 0.5-0.9 bpp on 10 cm aerial RGB with the shipped model.
+#: Quality used when none is given: about 0.45-0.6 bpp on 10 cm aerial RGB with the shipped model.
 DEFAULT_QUALITY = 5.0
 _STATS_ROWS = 256
 

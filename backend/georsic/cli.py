@@ -185,8 +185,7 @@ def cmd_train_codec(args) -> int:
     cfg = CodecTrainConfig(
         data=args.data, out=args.out, exclude=args.exclude, steps=args.steps, batch=args.batch,
         patch=args.patch, lr=args.lr, N=args.N, M=args.M, lambdas=args.lambdas, init=args.init,
-        device=args.device,
-        threads=args.threads, time_limit=args.time_limit)
+        device=args.device, threads=args.threads, time_limit=args.time_limit)
     checkpoint = train_codec(cfg)
     if args.export:
         import torch

@@ -100,8 +100,7 @@ def _init_state(init: str, lambdas: tuple[float, ...]) -> dict[str, torch.Tensor
 
     state = load_state_dict_file(init)
     entry = manifest_entry_for(init) if Path(init).suffix == ".safetensors" else None
-    old = tuple(entry.get("config", {}).get("lambdas") or entry.get("lambdas")
-                or DEFAULT_LAMBDAS) if entry else DEFAULT_LAMBDAS
+    old = tuple(entry.get("lambdas", DEFAULT_LAMBDAS)) if entry else DEFAULT_LAMBDAS
     if tuple(old) != tuple(lambdas) and "log_gain" in state:
         log.info("gain tables moved from lambdas %s to %s", list(old), list(lambdas))
         state = remap_gains(state, old, lambdas)
@@ -145,10 +144,10 @@ def train_codec(cfg: CodecTrainConfig) -> Path:
     started = time.time()
     running: dict[str, float] = {}
     while step < cfg.steps:
-        if cfg.time_limit and time.time() - started > cfg.time_limit:
+        elapsed = time.time() - started
+        if cfg.time_limit and elapsed > cfg.time_limit:
             log.info("time limit reached at step %d", step)
             break
-        elapsed = time.time() - started
         late = step >= cfg.lr_drop * cfg.steps or (
             cfg.time_limit and elapsed >= cfg.lr_drop * cfg.time_limit)
         lr = cfg.lr * (0.1 if late else 1.0)
