@@ -29,6 +29,33 @@ def resolve_device(device: str = "auto") -> str:
     raise GeorsicError(f"unknown device {device!r}; use auto, cpu or cuda")
 
 
+#: How an image is extended to a multiple of ``ALIGN`` before coding (the decoder crops it).
+PADDINGS = ("mean", "replicate", "reflect", "zeros")
+
+
+def pad_to_align(x: torch.Tensor, padding: str = "mean") -> torch.Tensor:
+    """``x`` (B, C, H, W) padded right and below to a multiple of ``ALIGN``.
+
+    ``mean`` (the default) fills with each channel's mean: a flat field costs the fewest bits.
+    On 400x400 aerial images replicated edges took 16-22 % of the latent's bits (the padded
+    grid is 448x448); ``benchmarks/padding.py`` measures it: BD-rate of mean against replicate
+    -13.2 %, -11.4 % (400x400) and -3.1 % (751x708) on the held-out images.
+    """
+    h, w = x.shape[-2:]
+    ph, pw = -h % ALIGN, -w % ALIGN
+    if not (ph or pw):
+        return x
+    if padding == "mean":
+        padded = x.mean(dim=(2, 3), keepdim=True).expand(*x.shape[:2], h + ph, w + pw).clone()
+        padded[..., :h, :w] = x
+        return padded
+    if padding == "zeros":
+        return F.pad(x, (0, pw, 0, ph))
+    if padding in ("replicate", "reflect"):
+        return F.pad(x, (0, pw, 0, ph), mode=padding)
+    raise ValueError(f"unknown padding {padding!r}; use one of {', '.join(PADDINGS)}")
+
+
 class TileCodec:
     """An ELIC model ready for coding, with the entropy tables of its weights."""
 
@@ -42,13 +69,9 @@ class TileCodec:
         self.levels = model.levels
         self._lock = threading.Lock()
 
-    def _pad(self, image: np.ndarray) -> torch.Tensor:
-        h, w = image.shape[-2:]
-        ph, pw = -h % ALIGN, -w % ALIGN
+    def _pad(self, image: np.ndarray, padding: str = "mean") -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(image))[None].to(self.device)
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-        return x
+        return pad_to_align(x, padding)
 
     def _shape(self, height: int, width: int) -> dict:
         hp, wp = -(-height // ALIGN) * ALIGN, -(-width // ALIGN) * ALIGN
@@ -59,10 +82,10 @@ class TileCodec:
     def streams_per_image(self) -> int:
         return 2 * len(self.groups) + 1
 
-    def encode(self, image: np.ndarray, quality: float) -> list[bytes]:
+    def encode(self, image: np.ndarray, quality: float, padding: str = "mean") -> list[bytes]:
         """(3, H, W) float32 in [0, 1] to the list of rANS streams of one image."""
         with self._lock, torch.inference_mode():
-            out = self.model.compress(self._pad(image), quality)
+            out = self.model.compress(self._pad(image, padding), quality)
         return [s[0] for s in out["strings"]]
 
     def decode(self, streams: list[bytes], height: int, width: int,

@@ -1,0 +1,70 @@
+#!/usr/bin/env python
+"""Bits spent on padding: how a tile is extended to a multiple of 64 pixels before coding.
+
+ELIC's latent grid needs images whose sides are multiples of 64; the decoder crops the padding
+away, so every bit spent on it is wasted.  This codes each held-out image as one tile with each
+padding of :data:`georsic.codec.PADDINGS` and prints bpp (rANS streams only, over the real
+pixels), PSNR (8-bit, real pixels) and the BD-rate of each padding against ``replicate``.
+
+    python benchmarks/padding.py [--qualities 0 2 4 6] [--threads 2] [images ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from georsic.bench.bdrate import bd_rate
+from georsic.bench.images import load_image
+from georsic.bench.metrics import psnr
+from georsic.codec import PADDINGS, TileCodec
+from georsic.weights import find_model
+
+DEFAULT_IMAGES = ("deepforest_OSBS_029.tif", "deepforest_SOAP_031.png",
+                  "deepforest_australia_uav.tif")
+
+
+def code_point(codec: TileCodec, rgb: np.ndarray, quality: float, padding: str
+               ) -> tuple[float, float]:
+    """(bpp, PSNR) of one image coded as a single tile with ``padding``."""
+    image = rgb.transpose(2, 0, 1).astype(np.float32) / 255.0
+    h, w = image.shape[1:]
+    streams = codec.encode(image, quality, padding=padding)
+    decoded = codec.decode(streams, h, w, quality)
+    rgb_hat = np.clip(np.rint(decoded * 255.0), 0, 255).astype(np.uint8).transpose(1, 2, 0)
+    return 8 * sum(map(len, streams)) / (h * w), psnr(rgb, rgb_hat)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("images", nargs="*", type=Path)
+    parser.add_argument("--qualities", nargs="+", type=float, default=[0, 2, 4, 6])
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    images = args.images or [Path(__file__).parent / "data" / n for n in DEFAULT_IMAGES]
+    codec = TileCodec(find_model())
+    print(f"model {codec.entry.id} ({codec.entry.sha256[:12]}), qualities {args.qualities}\n")
+    print("| image | size | padding | " + " | ".join(f"q{q:g} bpp / dB" for q in args.qualities)
+          + " | BD-rate vs replicate |")
+    print("|---|---|---|" + "---|" * (len(args.qualities) + 1))
+    for path in images:
+        bench = load_image(path)
+        curves = {p: [code_point(codec, bench.rgb, q, p) for q in args.qualities]
+                  for p in PADDINGS}
+        base = curves["replicate"]
+        for padding, points in curves.items():
+            cells = " | ".join(f"{b:.4f} / {d:.2f}" for b, d in points)
+            bd = bd_rate([b for b, _ in base], [d for _, d in base],
+                         [b for b, _ in points], [d for _, d in points])
+            bd_text = "-" if math.isnan(bd) else f"{bd:+.1f} %"
+            print(f"| {path.name} | {bench.width}x{bench.height} | {padding} | {cells} | "
+                  f"{bd_text} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
