@@ -1,4 +1,5 @@
-"""Archive format versions: version 2 deflates the JSON header; version 1 archives still read."""
+"""Archive format versions: 2 deflates the JSON header, 3 stores a tile's section lengths as
+varints and each codec image as one rANS stream; archives of versions 1 and 2 still decode."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ import json
 import zlib
 
 import numpy as np
+import pytest
 import rasterio
+from rasterio.windows import Window
+from testdata import DATA
 
 import georsic
 from georsic.archive import (
@@ -16,16 +20,33 @@ from georsic.archive import (
     _U32,
     FOOTER_MAGIC,
     MAGIC,
+    VERSION,
     ArchiveReader,
     inflate_header,
+    pack_sections,
+    unpack_sections,
 )
+from georsic.codec import get_codec
+from georsic.metrics import compare_rasters
+from georsic.weights import find_model
+
+#: Written by GeoRSIC at commit 2369e64 (format version 2, eleven rANS streams per tile):
+#: the 160x96 pixels at the top left of osbs_aerial_rgb.tif, quality 3, 64-pixel tiles with
+#: 16 of overlap (6 tiles). It decoded there to 19.64 dB over its 15,329 valid pixels.
+LEGACY_V2 = DATA / "legacy_v2_osbs_crop.grsc"
+
+
+def _u32_sections(payload: bytes) -> bytes:
+    """A version-3 tile payload with the u32 section table of versions 1 and 2."""
+    sections = unpack_sections(payload)
+    return _U32.pack(len(sections)) + b"".join(_U32.pack(len(s)) + s for s in sections)
 
 
 def _as_version_1(archive, target) -> None:
-    """Rewrite ``archive`` as format version 1: the same header as plain JSON, the same tiles."""
+    """Rewrite ``archive`` as format version 1: the header as plain JSON, u32 section tables."""
     with ArchiveReader(archive) as reader:
         header = reader.header
-        tiles = [reader.read_tile(i) for i in range(reader.tile_count)]
+        tiles = [_u32_sections(reader.read_tile(i)) for i in range(reader.tile_count)]
     blob = json.dumps(header, separators=(",", ":")).encode()
     out = bytearray(_PREFIX.pack(MAGIC, 1, len(blob)) + blob + _U32.pack(zlib.crc32(blob)))
     index = b""
@@ -37,21 +58,70 @@ def _as_version_1(archive, target) -> None:
     target.write_bytes(bytes(out))
 
 
-def test_header_is_deflated_and_version_1_still_decodes(tmp_path, aerial_archive):
+def test_header_is_deflated_and_version_1_layout_still_decodes(tmp_path, aerial_archive):
     data = aerial_archive.read_bytes()
     version, length = _PREFIX.unpack(data[:_PREFIX.size])[1:]
-    assert version == 2
+    assert version == VERSION == 3
     header = json.loads(inflate_header(data[_PREFIX.size:_PREFIX.size + length]))
     plain = json.dumps(header, separators=(",", ":")).encode()
     assert length < len(zlib.compress(plain, 9)) < len(plain)  # the dictionary helps
 
     old = tmp_path / "v1.grsc"
     _as_version_1(aerial_archive, old)
-    assert old.stat().st_size == len(data) + len(plain) - length
+    with ArchiveReader(aerial_archive) as reader:
+        table_growth = sum(len(_u32_sections(reader.read_tile(i))) - size
+                           for i, size in enumerate(reader.tile_sizes()))
+    assert old.stat().st_size == len(data) + len(plain) - length + table_growth
     with ArchiveReader(old) as reader:
         assert reader.version == 1 and reader.header == header
-    georsic.decompress(aerial_archive, tmp_path / "v2.tif")
+    georsic.decompress(aerial_archive, tmp_path / "v3.tif")
     georsic.decompress(old, tmp_path / "v1.tif")
-    with rasterio.open(tmp_path / "v2.tif") as a, rasterio.open(tmp_path / "v1.tif") as b:
+    with rasterio.open(tmp_path / "v3.tif") as a, rasterio.open(tmp_path / "v1.tif") as b:
         assert np.array_equal(a.read(), b.read())
         assert a.crs == b.crs and a.transform == b.transform
+
+
+@pytest.mark.parametrize("lengths", [[], [0], [0, 0, 5], [127, 128, 300, 16_385]])
+def test_varint_section_table_round_trips(lengths):
+    sections = [bytes([i % 251]) * n for i, n in enumerate(lengths)]
+    payload = pack_sections(sections)
+    assert unpack_sections(payload) == sections
+    assert len(payload) - sum(lengths) <= 1 + 3 * len(lengths)
+
+
+@pytest.mark.parametrize("payload", [b"", b"\x02\x01", b"\x01\x05abc", b"\x01\x01ab"])
+def test_damaged_section_tables_are_errors(payload):
+    with pytest.raises(ValueError):
+        unpack_sections(payload)
+
+
+def test_one_rans_stream_decodes_like_elevens(aerial):
+    codec = get_codec(find_model(), "cpu")
+    with rasterio.open(aerial) as src:
+        image = src.read(window=Window(0, 0, 200, 136)).astype(np.float32) / 255.0
+    x = codec._pad(image)
+    single = codec.model.compress(x, 2.5)["strings"]
+    several = codec.model.compress(x, 2.5, single_stream=False)["strings"]
+    assert len(single) == 1 and len(several) == 2 * len(codec.groups) + 1
+    assert len(single[0][0]) < sum(len(s[0]) for s in several)
+    one = codec.decode([single[0][0]], 136, 200, 2.5)
+    eleven = codec.decode([s[0] for s in several], 136, 200, 2.5)
+    assert np.array_equal(one, eleven)
+
+
+def test_version_2_archive_of_an_earlier_release_decodes(tmp_path, aerial):
+    with ArchiveReader(LEGACY_V2) as reader:
+        assert reader.version == 2 and reader.header["codec"]["streams_per_image"] == 11
+    window = Window(0, 0, 160, 96)
+    with rasterio.open(aerial) as src:
+        profile = src.profile | {"width": 160, "height": 96, "tiled": False,
+                                 "transform": src.window_transform(window)}
+        profile.pop("blockysize", None)
+        profile.pop("blockxsize", None)
+        with rasterio.open(tmp_path / "crop.tif", "w", **profile) as dst:
+            dst.write(src.read(window=window))
+    georsic.decompress(LEGACY_V2, tmp_path / "out.tif")
+    scores = compare_rasters(tmp_path / "crop.tif", tmp_path / "out.tif")
+    assert scores["valid_pixels"] == 15_329 and scores["psnr"] >= 19.5
+    with rasterio.open(tmp_path / "crop.tif") as a, rasterio.open(tmp_path / "out.tif") as b:
+        assert a.crs == b.crs and a.transform == b.transform and a.nodata == b.nodata

@@ -327,7 +327,7 @@ class Archive:
         payload = self._reader.read_tile(tile.index)
         h, w = int(tile.window.height), int(tile.window.width)
         try:
-            sections = unpack_sections(payload)
+            sections = unpack_sections(payload, self._reader.version)
             per_image = int(self.codec_info["streams_per_image"])
             if len(sections) != 2 + per_image * len(self.mapping.groups):
                 raise ValueError("wrong number of streams")

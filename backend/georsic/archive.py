@@ -11,7 +11,8 @@ The header is written first and the index last, so a writer streams tiles straig
 a reader seeks to any tile through the footer.  Writing goes to a temporary file beside the
 target, renamed into place only when complete.  The header is UTF-8 JSON, deflated (zlib) since
 version 2, with a preset dictionary (``HEADER_DICTIONARY``): georeferencing and tags are a large
-share of a small archive at low rates.
+share of a small archive at low rates.  Since version 3 a tile's section lengths are varints and
+each codec image is one rANS stream (``streams_per_image`` 1), about 110 bytes less per tile.
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ from georsic.errors import ArchiveError, OutputError, TileError
 
 MAGIC = b"GRSC\r\n\x1a\n"
 FOOTER_MAGIC = b"GRSCIDX\x00"
-VERSION = 2
-#: Versions this reader understands: 1 (plain JSON header), 2 (zlib-deflated JSON header).
-READABLE_VERSIONS = (1, 2)
-#: zlib preset dictionary of version-2 headers: the strings most headers share (keys, a WGS 84 /
-#: UTM WKT, usual band and tag values).  Part of the format: never change it within a version.
+VERSION = 3
+#: Versions this reader understands: 1 (plain JSON header), 2 (zlib-deflated JSON header),
+#: 3 (section lengths of a tile as varints; codec images as one rANS stream).
+READABLE_VERSIONS = (1, 2, 3)
+#: zlib preset dictionary of version-2 and version-3 headers: the strings most headers share
+#: (keys, a WGS 84 / UTM WKT, usual band and tag values).  Part of the format: never change it
+#: within a version.
 HEADER_DICTIONARY = (
     b'["",[["TIFFTAG_DATETIME",""],["TIFFTAG_SOFTWARE",""],["TIFFTAG_IMAGEDESCRIPTION",""]]]'
     b'"gray","undefined","alpha","palette","nan","dataset","int16","uint16","float32"'
@@ -64,14 +67,14 @@ _U32 = struct.Struct("<I")
 
 
 def deflate_header(header: dict) -> bytes:
-    """The stored form of a version-2 header: compact JSON, deflated with the preset dictionary."""
+    """A version-2/3 header as stored: compact JSON, deflated with the preset dictionary."""
     compressor = zlib.compressobj(9, zdict=HEADER_DICTIONARY)
     text = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
     return compressor.compress(text) + compressor.flush()
 
 
 def inflate_header(blob: bytes) -> bytes:
-    """The JSON text of a stored version-2 header."""
+    """The JSON text of a stored version-2/3 header."""
     decompressor = zlib.decompressobj(zdict=HEADER_DICTIONARY)
     text = decompressor.decompress(blob) + decompressor.flush()
     if not decompressor.eof:
@@ -79,19 +82,60 @@ def inflate_header(blob: bytes) -> bytes:
     return text
 
 
+def _varint(value: int) -> bytes:
+    """Unsigned LEB128: seven bits a byte, low bits first, high bit set on all but the last."""
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise ValueError("section table runs past the end of the tile")
+        byte = data[pos]
+        value |= (byte & 0x7F) << shift
+        pos, shift = pos + 1, shift + 7
+        if byte < 0x80:
+            return value, pos
+
+
 def pack_sections(sections: list[bytes]) -> bytes:
-    """Length-prefixed concatenation of byte strings."""
-    out = [_U32.pack(len(sections))]
-    for section in sections:
-        out.append(_U32.pack(len(section)))
-        out.append(section)
-    return b"".join(out)
+    """Concatenation of byte strings behind a table of their lengths (varints, version 3)."""
+    table = _varint(len(sections)) + b"".join(_varint(len(s)) for s in sections)
+    return table + b"".join(sections)
 
 
-def unpack_sections(payload: bytes) -> list[bytes]:
+def unpack_sections(payload: bytes, version: int = VERSION) -> list[bytes]:
+    """The sections of a tile payload: a varint table first (version 3), or u32 prefixes."""
+    if version < 3:
+        return _unpack_sections_u32(payload)
+    count, pos = _read_varint(payload, 0)
+    lengths = []
+    for _ in range(count):
+        length, pos = _read_varint(payload, pos)
+        lengths.append(length)
+    if pos + sum(lengths) != len(payload):
+        raise ValueError("section lengths do not add up to the tile's size")
+    sections = []
+    for length in lengths:
+        sections.append(payload[pos:pos + length])
+        pos += length
+    return sections
+
+
+def _unpack_sections_u32(payload: bytes) -> list[bytes]:
+    if len(payload) < _U32.size:
+        raise ValueError("tile is too short")
     (count,), pos = _U32.unpack_from(payload, 0), _U32.size
     sections = []
     for _ in range(count):
+        if pos + _U32.size > len(payload):
+            raise ValueError("section runs past the end of the tile")
         (length,) = _U32.unpack_from(payload, pos)
         pos += _U32.size
         if pos + length > len(payload):

@@ -80,7 +80,8 @@ class TileCodec:
 
     @property
     def streams_per_image(self) -> int:
-        return 2 * len(self.groups) + 1
+        """One since archive version 3 (older archives hold ``2 * groups + 1``, decoded too)."""
+        return 1
 
     def encode(self, image: np.ndarray, quality: float, padding: str = "mean") -> list[bytes]:
         """(3, H, W) float32 in [0, 1] to the list of rANS streams of one image."""

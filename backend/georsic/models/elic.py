@@ -30,6 +30,8 @@ with warnings.catch_warnings():  # compressai scripts functions with the depreca
     warnings.simplefilter("ignore", FutureWarning)
     from compressai.models.sensetime import Elic2022Official
 
+from georsic.models.streams import SharedRansStream, attached, use_shared_streams
+
 #: Rate-distortion trade-offs of the trained levels (loss = lambda * 255^2 * MSE + bpp).
 DEFAULT_LAMBDAS: tuple[float, ...] = (0.0004, 0.0009, 0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483)
 
@@ -100,6 +102,7 @@ class ElicVariableRate(Elic2022Official):
         init = torch.tensor([0.5 * math.log(v / reference) for v in self.lambdas])
         self.log_gain = nn.Parameter(init[:, None].repeat(1, M))
         self.log_inverse_gain = nn.Parameter(-init[:, None].repeat(1, M))
+        use_shared_streams(self.latent_codec)
 
     @property
     def levels(self) -> int:
@@ -136,15 +139,32 @@ class ElicVariableRate(Elic2022Official):
         return next(self.latent_codec.parameters()).dtype
 
     @torch.no_grad()
-    def compress(self, x: Tensor, quality: float = 0.0) -> dict:
+    def compress(self, x: Tensor, quality: float = 0.0, single_stream: bool = True) -> dict:
+        """Code ``x`` (one image) into one rANS string, or CompressAI's eleven.
+
+        ``strings`` holds ``[[data]]`` for a single stream (see :mod:`georsic.models.streams`),
+        else one list per entropy-model call, as CompressAI returns them.
+        """
         y = self.g_a(x) * self._gain(self.log_gain, quality)
-        return self.latent_codec.compress(y.to(self._entropy_dtype()))
+        y = y.to(self._entropy_dtype())
+        if not single_stream:
+            return self.latent_codec.compress(y)
+        with attached(self.latent_codec, SharedRansStream()) as stream:
+            out = self.latent_codec.compress(y)
+            out["strings"] = [[stream.flush()]]
+        return out
 
     @torch.no_grad()
     def decompress(self, strings: list, shape, quality: float = 0.0) -> dict:
+        """Decode what :meth:`compress` returned: one string, or one per entropy-model call."""
         # CompressAI allocates the decoded latent with torch.zeros (the default dtype)
         with _default_dtype(self._entropy_dtype()):
-            y_hat = self.latent_codec.decompress(strings, shape)["y_hat"]
+            if len(strings) == 1:
+                calls = 2 * len(self.groups) + 1
+                with attached(self.latent_codec, SharedRansStream(strings[0][0])):
+                    y_hat = self.latent_codec.decompress([[b""]] * calls, shape)["y_hat"]
+            else:
+                y_hat = self.latent_codec.decompress(strings, shape)["y_hat"]
         y_hat = y_hat.to(self.log_gain.dtype)
         y_hat = y_hat * self._gain(self.log_inverse_gain, quality)
         return {"x_hat": self.g_s(y_hat).clamp_(0, 1)}
