@@ -11,7 +11,9 @@ __version__ = "0.1.0"
 
 from georsic import errors  # noqa: E402
 from georsic.api import (  # noqa: E402
+    DEFAULT_OVERLAP,
     DEFAULT_QUALITY,
+    DEFAULT_TILE_SIZE,
     QUALITY_LEVELS,
     Archive,
     ArchiveSummary,
@@ -20,5 +22,5 @@ from georsic.api import (  # noqa: E402
     open,
 )
 
-__all__ = ["DEFAULT_QUALITY", "QUALITY_LEVELS", "Archive", "ArchiveSummary", "compress",
-           "decompress", "errors", "open", "__version__"]
+__all__ = ["DEFAULT_OVERLAP", "DEFAULT_QUALITY", "DEFAULT_TILE_SIZE", "QUALITY_LEVELS", "Archive",
+           "ArchiveSummary", "compress", "decompress", "errors", "open", "__version__"]

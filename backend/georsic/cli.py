@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from georsic.api import DEFAULT_QUALITY
+from georsic.api import DEFAULT_OVERLAP, DEFAULT_QUALITY, DEFAULT_TILE_SIZE
 from georsic.errors import GeorsicError
 
 BATCH_FAILED = 6
@@ -54,9 +54,15 @@ def _add_codec_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quality", "-q", type=float, default=DEFAULT_QUALITY,
                         help="0 (smallest) to 7 (best); fractions interpolate "
                              f"(default {DEFAULT_QUALITY:g})")
-    parser.add_argument("--tile-size", type=int, default=512, help="tile edge, pixels (512)")
-    parser.add_argument("--overlap", type=int, default=32, help="tile overlap, pixels (32)")
+    parser.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE,
+                        help=f"tile edge, pixels ({DEFAULT_TILE_SIZE})")
+    parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP,
+                        help=f"tile overlap, pixels ({DEFAULT_OVERLAP})")
     parser.add_argument("--model", default=None, help="model id (default: the shipped codec)")
+    parser.add_argument("--refine", type=int, default=0, metavar="STEPS",
+                        help="encoder-side latent refinement steps per tile: smaller files at "
+                             "the same quality, slower encoding, same decoding (default 0: "
+                             "off; benchmarks/refine.py measures it)")
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -69,7 +75,7 @@ def cmd_compress(args) -> int:
 
     summary = georsic.compress(
         args.input, args.output, quality=args.quality, tile_size=args.tile_size,
-        overlap=args.overlap, device=args.device, model=args.model,
+        overlap=args.overlap, device=args.device, model=args.model, refine=args.refine,
         progress=ProgressBar("compress", args.quiet))
     if not args.quiet:
         print(f"{summary.path}: {summary.bytes:,} bytes, {summary.bpp:.4f} bpp, "
@@ -162,7 +168,8 @@ def cmd_batch(args) -> int:
             if args.action == "compress":
                 summary = georsic.compress(path, target, quality=args.quality,
                                            tile_size=args.tile_size, overlap=args.overlap,
-                                           device=args.device, model=args.model)
+                                           device=args.device, model=args.model,
+                                           refine=args.refine)
                 note = f"{summary.bpp:.4f} bpp"
             else:
                 georsic.decompress(path, target, device=args.device)

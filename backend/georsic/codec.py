@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from georsic.errors import GeorsicError
 from georsic.models import build_model
+from georsic.models.refine import refine_latent
 from georsic.weights import ModelEntry, load_entry_state_dict
 
 #: The latent grid of ELIC is 1/64 of the image (4 strided convs + 2 in the hyperprior).
@@ -83,10 +84,19 @@ class TileCodec:
         """One since archive version 3 (older archives hold ``2 * groups + 1``, decoded too)."""
         return 1
 
-    def encode(self, image: np.ndarray, quality: float, padding: str = "mean") -> list[bytes]:
-        """(3, H, W) float32 in [0, 1] to the list of rANS streams of one image."""
-        with self._lock, torch.inference_mode():
-            out = self.model.compress(self._pad(image, padding), quality)
+    def encode(self, image: np.ndarray, quality: float, padding: str = "mean",
+               refine: int = 0) -> list[bytes]:
+        """(3, H, W) float32 in [0, 1] to the list of rANS streams of one image.
+
+        ``refine`` steps of encoder-side latent refinement (:mod:`georsic.models.refine`)
+        trade encoding time for a smaller stream; decoding is unchanged.
+        """
+        h, w = image.shape[-2:]
+        with self._lock:
+            x = self._pad(image, padding)
+            latent = refine_latent(self.model, x, quality, refine, h, w) if refine > 0 else None
+            with torch.inference_mode():
+                out = self.model.compress(x, quality, latent=latent)
         return [s[0] for s in out["strings"]]
 
     def decode(self, streams: list[bytes], height: int, width: int,

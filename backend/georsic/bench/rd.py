@@ -120,7 +120,7 @@ def parse_qualities(text: str | None, levels: int) -> list[float]:
 
 
 def georsic_point(image: BenchImage, src: Path, workdir: Path, quality: float, device: str,
-                  tile_size: int, overlap: int, model: str | None) -> dict:
+                  tile_size: int, overlap: int, model: str | None, refine: int = 0) -> dict:
     import georsic
 
     stem = Path(image.name).stem
@@ -130,7 +130,7 @@ def georsic_point(image: BenchImage, src: Path, workdir: Path, quality: float, d
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         t0 = time.perf_counter()
         georsic.compress(src, archive, quality=quality, tile_size=tile_size, overlap=overlap,
-                         device=device, model=model)
+                         device=device, model=model, refine=refine)
         t1 = time.perf_counter()
         georsic.decompress(archive, out, device=device)
         t2 = time.perf_counter()
@@ -286,7 +286,8 @@ def render_markdown(result: dict) -> str:
         run_georsic = (
             f"GeoRSIC {meta['georsic_version']}, model `{m.get('id', '-')}` (weights "
             f"{str(m.get('sha256', '-'))[:12]}), qualities {meta.get('qualities')}, tile "
-            f"{meta.get('tile_size')} overlap {meta.get('overlap')}, device "
+            f"{meta.get('tile_size')} overlap {meta.get('overlap')}, encoder refinement "
+            f"{meta.get('refine', 0)} steps, device "
             f"`{meta.get('device')}`"
             f"{', also timed on ' + meta['gpu'] if meta.get('gpu') else ''}.")
     else:
@@ -519,7 +520,8 @@ def run(
     with_georsic: bool = True,
     gpu_speed: bool = True,
     tile_size: int = 512,
-    overlap: int = 32,
+    overlap: int = 16,
+    refine: int = 0,
     model: str | None = None,
     refine_rounds: int = 3,
     command: str | None = None,
@@ -560,7 +562,8 @@ def run(
         mi = model_info(model)
         codec_meta = {GEORSIC: {
             "key": GEORSIC, "label": "GeoRSIC", "library": f"georsic {georsic.__version__} "
-            f"model {mi.get('id')}", "settings": f"tile {tile_size}, overlap {overlap}",
+            f"model {mi.get('id')}", "settings":
+            f"tile {tile_size}, overlap {overlap}, refine {refine}",
             "param": "quality", "params": qualities, "container": "archive"}, **codec_meta}
 
     loaded = [load_image(p) for p in paths]
@@ -585,20 +588,21 @@ def run(
                 src = write_geotiff(image, work / (Path(image.name).stem + ".src.tif"))
                 pts = []
                 for q in qualities:
-                    p = georsic_point(image, src, work, q, device, tile_size, overlap, model)
+                    p = georsic_point(image, src, work, q, device, tile_size, overlap, model,
+                                      refine)
                     pts.append(p)
                     log(f"[rd]   GeoRSIC q={q:g}: {p['bpp']:.3f} bpp {p['psnr']:.2f} dB "
                         f"({p['encode_s']:.1f} s + {p['decode_s']:.1f} s)")
                 per[GEORSIC] = pts
                 sp = pick_speed_point(pts)
                 again = georsic_point(image, src, work, sp["param"], device, tile_size,
-                                      overlap, model)
+                                      overlap, model, refine)
                 speed_samples.setdefault(f"{GEORSIC}|{device}", []).append(
                     (image.pixels, min(sp["encode_s"], again["encode_s"]),
                      min(sp["decode_s"], again["decode_s"]), sp["bpp"]))
                 if gpu:
                     g = [georsic_point(image, src, work, sp["param"], gpu, tile_size, overlap,
-                                       model) for _ in range(2)]
+                                       model, refine) for _ in range(2)]
                     speed_samples.setdefault(f"{GEORSIC}|{gpu}", []).append(
                         (image.pixels, min(x["encode_s"] for x in g),
                          min(x["decode_s"] for x in g), g[0]["bpp"]))
@@ -658,6 +662,7 @@ def run(
             "qualities": qualities if with_georsic else None,
             "tile_size": tile_size,
             "overlap": overlap,
+            "refine": refine,
             "window_bpp": list(WINDOW),
             "target_percent": TARGET_PERCENT,
             "versions": {"imagecodecs": imagecodecs.__version__,
@@ -705,7 +710,9 @@ def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--no-georsic", action="store_true", help="classical codecs only")
     p.add_argument("--model", help="GeoRSIC model id (default: the default codec)")
     p.add_argument("--tile-size", type=int, default=512)
-    p.add_argument("--overlap", type=int, default=32)
+    p.add_argument("--overlap", type=int, default=16)
+    p.add_argument("--refine", type=int, default=0,
+                   help="GeoRSIC encoder refinement steps per tile (georsic compress --refine)")
     p.set_defaults(func=_cmd)
     return p
 
@@ -734,7 +741,8 @@ def _cmd(args: argparse.Namespace) -> int:
     result = run(images=images, qualities=qualities, out=args.out, device=args.device,
                  codec_keys=codec_keys, with_georsic=not args.no_georsic,
                  gpu_speed=not args.no_gpu_speed, tile_size=args.tile_size,
-                 overlap=args.overlap, model=args.model, refine_rounds=rounds,
+                 overlap=args.overlap, refine=args.refine, model=args.model,
+                 refine_rounds=rounds,
                  command=getattr(args, "rd_command", None) or command_line())
     print()
     print(result["markdown"])

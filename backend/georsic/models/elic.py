@@ -139,13 +139,15 @@ class ElicVariableRate(Elic2022Official):
         return next(self.latent_codec.parameters()).dtype
 
     @torch.no_grad()
-    def compress(self, x: Tensor, quality: float = 0.0, single_stream: bool = True) -> dict:
+    def compress(self, x: Tensor, quality: float = 0.0, single_stream: bool = True,
+                 latent: Tensor | None = None) -> dict:
         """Code ``x`` (one image) into one rANS string, or CompressAI's eleven.
 
         ``strings`` holds ``[[data]]`` for a single stream (see :mod:`georsic.models.streams`),
-        else one list per entropy-model call, as CompressAI returns them.
+        else one list per entropy-model call, as CompressAI returns them.  ``latent``, when
+        given, is coded instead of ``g_a(x)`` (see :mod:`georsic.models.refine`).
         """
-        y = self.g_a(x) * self._gain(self.log_gain, quality)
+        y = self.g_a(x) * self._gain(self.log_gain, quality) if latent is None else latent
         y = y.to(self._entropy_dtype())
         if not single_stream:
             return self.latent_codec.compress(y)

@@ -170,7 +170,8 @@ def measure_rd(out_dir: str | Path, model_id: str, images: list[str | Path],
     for entry in manifest["models"]:
         if entry["id"] == model_id:
             entry["rd"] = {"measured_by": "georsic.train.export.measure_rd (compress + "
-                                          "decompress, tile 512, overlap 32, CPU)",
+                                          f"decompress, tile {georsic.DEFAULT_TILE_SIZE}, overlap "
+                                          f"{georsic.DEFAULT_OVERLAP}, CPU)",
                            "points": rows, **({"note": " ".join(notes)} if notes else {})}
     tmp_path = manifest_path.with_suffix(".tmp")
     tmp_path.write_text(json.dumps(manifest, indent=2) + "\n")
