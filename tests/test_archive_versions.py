@@ -27,6 +27,7 @@ from georsic.archive import (
     unpack_sections,
 )
 from georsic.codec import get_codec
+from georsic.masks import decode_mask
 from georsic.metrics import compare_rasters
 from georsic.weights import find_model
 
@@ -36,17 +37,28 @@ from georsic.weights import find_model
 LEGACY_V2 = DATA / "legacy_v2_osbs_crop.grsc"
 
 
-def _u32_sections(payload: bytes) -> bytes:
-    """A version-3 tile payload with the u32 section table of versions 1 and 2."""
-    sections = unpack_sections(payload)
-    return _U32.pack(len(sections)) + b"".join(_U32.pack(len(s)) + s for s in sections)
+def _v1_tiles(archive) -> list[bytes]:
+    """The tiles of a version-3 archive in the layout of versions 1 and 2: u32 section tables,
+    and masks as zlib without a method byte."""
+    tiles = []
+    with georsic.open(archive) as opened, ArchiveReader(archive) as reader:
+        planes = reader.header["mask"]["planes"]
+        for tile in opened.grid:
+            sections = unpack_sections(reader.read_tile(tile.index))
+            if sections[0]:
+                h, w = int(tile.window.height), int(tile.window.width)
+                mask = decode_mask(sections[0], planes, h, w, version=3)
+                sections[0] = zlib.compress(np.packbits(mask.reshape(-1)).tobytes(), 9)
+            tiles.append(_U32.pack(len(sections))
+                         + b"".join(_U32.pack(len(s)) + s for s in sections))
+    return tiles
 
 
 def _as_version_1(archive, target) -> None:
-    """Rewrite ``archive`` as format version 1: the header as plain JSON, u32 section tables."""
+    """Rewrite ``archive`` as format version 1: the header as plain JSON, tiles as above."""
     with ArchiveReader(archive) as reader:
         header = reader.header
-        tiles = [_u32_sections(reader.read_tile(i)) for i in range(reader.tile_count)]
+    tiles = _v1_tiles(archive)
     blob = json.dumps(header, separators=(",", ":")).encode()
     out = bytearray(_PREFIX.pack(MAGIC, 1, len(blob)) + blob + _U32.pack(zlib.crc32(blob)))
     index = b""
@@ -69,9 +81,8 @@ def test_header_is_deflated_and_version_1_layout_still_decodes(tmp_path, aerial_
     old = tmp_path / "v1.grsc"
     _as_version_1(aerial_archive, old)
     with ArchiveReader(aerial_archive) as reader:
-        table_growth = sum(len(_u32_sections(reader.read_tile(i))) - size
-                           for i, size in enumerate(reader.tile_sizes()))
-    assert old.stat().st_size == len(data) + len(plain) - length + table_growth
+        growth = sum(len(t) for t in _v1_tiles(aerial_archive)) - sum(reader.tile_sizes())
+    assert old.stat().st_size == len(data) + len(plain) - length + growth
     with ArchiveReader(old) as reader:
         assert reader.version == 1 and reader.header == header
     georsic.decompress(aerial_archive, tmp_path / "v3.tif")

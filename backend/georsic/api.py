@@ -33,6 +33,7 @@ from georsic.errors import (
     TileError,
     WeightsError,
 )
+from georsic.masks import decode_mask, encode_mask
 from georsic.rasterinfo import RasterInfo
 from georsic.tiling import Piece, Tile, TileGrid, blend, intersect
 from georsic.weights import find_model
@@ -148,13 +149,6 @@ def _check(cancel: Cancel | None) -> None:
 # -------------------------------------------------------------------------------- compress
 
 
-def _encode_mask(valid: np.ndarray | None, planes: int) -> bytes:
-    if valid is None:
-        return b""
-    invalid = ~valid[:planes]
-    return zlib.compress(np.packbits(invalid.reshape(-1)).tobytes(), 9)
-
-
 def _encode_raw(data: np.ndarray, bands: tuple[int, ...]) -> bytes:
     if not bands:
         return b""
@@ -227,7 +221,8 @@ def compress(
                 _check(cancel)
                 data = raster.read(window=tile.window)
                 valid = _validity(raster, data, info, tile.window)
-                sections = [_encode_mask(valid, planes), _encode_raw(data, mapping.lossless)]
+                invalid = None if valid is None else ~valid[:planes]
+                sections = [encode_mask(invalid), _encode_raw(data, mapping.lossless)]
                 for image in mapping.encode(data, valid):
                     sections.extend(codec.encode(image, quality, refine=refine))
                 writer.add_tile(pack_sections(sections))
@@ -347,11 +342,7 @@ class Archive:
                 raise ValueError("wrong number of streams")
             images = [codec.decode(sections[2 + i * per_image: 2 + (i + 1) * per_image], h, w,
                                    self.quality) for i in range(len(self.mapping.groups))]
-            invalid = None
-            if sections[0]:
-                bits = np.frombuffer(zlib.decompress(sections[0]), dtype=np.uint8)
-                invalid = np.unpackbits(bits, count=self.planes * h * w).astype(bool)
-                invalid = invalid.reshape(self.planes, h, w)
+            invalid = decode_mask(sections[0], self.planes, h, w, self._reader.version)
         except (ValueError, zlib.error, RuntimeError) as exc:
             raise TileError(f"{self.path.name}: tile {tile.index} (row {tile.row}, col "
                             f"{tile.col}) cannot be decoded: {exc}", tile.index) from None

@@ -11,8 +11,9 @@ The header is written first and the index last, so a writer streams tiles straig
 a reader seeks to any tile through the footer.  Writing goes to a temporary file beside the
 target, renamed into place only when complete.  The header is UTF-8 JSON, deflated (zlib) since
 version 2, with a preset dictionary (``HEADER_DICTIONARY``): georeferencing and tags are a large
-share of a small archive at low rates.  Since version 3 a tile's section lengths are varints and
-each codec image is one rANS stream (``streams_per_image`` 1), about 110 bytes less per tile.
+share of a small archive at low rates.  Since version 3 a tile's section lengths are varints,
+each codec image is one rANS stream (``streams_per_image`` 1), about 110 bytes less per tile,
+and the no-data mask may be context-coded (:mod:`georsic.masks`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ MAGIC = b"GRSC\r\n\x1a\n"
 FOOTER_MAGIC = b"GRSCIDX\x00"
 VERSION = 3
 #: Versions this reader understands: 1 (plain JSON header), 2 (zlib-deflated JSON header),
-#: 3 (section lengths of a tile as varints; codec images as one rANS stream).
+#: 3 (section lengths of a tile as varints; codec images as one rANS stream; masks with a
+#: method byte).
 READABLE_VERSIONS = (1, 2, 3)
 #: zlib preset dictionary of version-2 and version-3 headers: the strings most headers share
 #: (keys, a WGS 84 / UTM WKT, usual band and tag values).  Part of the format: never change it
@@ -82,7 +84,7 @@ def inflate_header(blob: bytes) -> bytes:
     return text
 
 
-def _varint(value: int) -> bytes:
+def encode_varint(value: int) -> bytes:
     """Unsigned LEB128: seven bits a byte, low bits first, high bit set on all but the last."""
     out = bytearray()
     while value >= 0x80:
@@ -92,11 +94,12 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+def decode_varint(data: bytes, pos: int) -> tuple[int, int]:
+    """The varint at ``data[pos:]`` and the position after it."""
     value = shift = 0
     while True:
         if pos >= len(data) or shift > 63:
-            raise ValueError("section table runs past the end of the tile")
+            raise ValueError("a varint runs past the end of its data")
         byte = data[pos]
         value |= (byte & 0x7F) << shift
         pos, shift = pos + 1, shift + 7
@@ -106,7 +109,7 @@ def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
 
 def pack_sections(sections: list[bytes]) -> bytes:
     """Concatenation of byte strings behind a table of their lengths (varints, version 3)."""
-    table = _varint(len(sections)) + b"".join(_varint(len(s)) for s in sections)
+    table = encode_varint(len(sections)) + b"".join(encode_varint(len(s)) for s in sections)
     return table + b"".join(sections)
 
 
@@ -114,10 +117,10 @@ def unpack_sections(payload: bytes, version: int = VERSION) -> list[bytes]:
     """The sections of a tile payload: a varint table first (version 3), or u32 prefixes."""
     if version < 3:
         return _unpack_sections_u32(payload)
-    count, pos = _read_varint(payload, 0)
+    count, pos = decode_varint(payload, 0)
     lengths = []
     for _ in range(count):
-        length, pos = _read_varint(payload, pos)
+        length, pos = decode_varint(payload, pos)
         lengths.append(length)
     if pos + sum(lengths) != len(payload):
         raise ValueError("section lengths do not add up to the tile's size")
