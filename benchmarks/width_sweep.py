@@ -4,12 +4,13 @@
 Trains each width from scratch with the shipped recipe (same data, held-out images excluded,
 learning rate, batch and quality ladder) for the same wall-clock time, exports it, and codes the
 held-out aerial images as single tiles at every quality level: bpp (rANS stream), PSNR and the
-BD-rate of each width against the shipped width (N=64, M=128).
+BD-rate of each width against the shipped width (N=64, M=128) trained for the same time; the
+shipped model itself (hours of training) is the last row, for scale.
 
     python benchmarks/width_sweep.py DATA... [--minutes 14] [--widths 32/64 64/128 96/192]
 
-The training runs go to ``runs/width_sweep/`` (resumable: a rerun continues each run's
-checkpoint up to the same time limit).
+The training runs go to ``runs/width_sweep/``; a rerun evaluates the widths already exported and
+resumes an interrupted run from its checkpoint (for up to the time limit again).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ IMAGES = ("deepforest_OSBS_029.tif", "deepforest_SOAP_031.png", "deepforest_aust
 def train(data: list[str], N: int, M: int, minutes: float, runs: Path, threads: int) -> Path:
     """Train one width (or resume it) and return its export folder."""
     export = runs / f"n{N}-m{M}-export"
+    if (export / MANIFEST).exists():
+        return export
     lambdas = [str(v) for v in find_model().config["lambdas"]]
     command = [sys.executable, "-m", "georsic.cli", "train", "codec", *data,
                "--exclude", *HELD_OUT, "--lr", "2e-4", "--N", str(N), "--M", str(M),
@@ -66,6 +69,16 @@ def curve(codec: TileCodec, rgb: np.ndarray) -> list[tuple[float, float]]:
     return points
 
 
+def _steps(export: Path) -> int | str:
+    item = json.loads((export / MANIFEST).read_text())["models"][-1]
+    return item.get("training", {}).get("steps", "?")
+
+
+def _total_steps(entry: ModelEntry) -> int | str:
+    training = entry.info.get("training", {})
+    return training.get("total_steps", training.get("steps", "?"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", nargs="+")
@@ -79,13 +92,14 @@ def main() -> None:
                for w in args.widths}
     images = [load_image(Path(__file__).parent / "data" / name) for name in IMAGES]
     curves = {w: [curve(load(e), im.rgb) for im in images] for w, e in exports.items()}
+    shipped = find_model()
+    curves[f"shipped {shipped.id}"] = [curve(TileCodec(shipped), im.rgb) for im in images]
     base = curves.get("64/128", next(iter(curves.values())))
     print(f"\nEach width trained {args.minutes:g} min from scratch on {args.threads} threads.\n")
     print("| N/M | steps | " + " | ".join(im.name for im in images) + " | mean |")
     print("|---|---|" + "---|" * (len(images) + 1))
     for width, per_image in curves.items():
-        steps = json.loads((exports[width] / MANIFEST).read_text())["models"][-1]
-        steps = steps.get("training", {}).get("steps", "?")
+        steps = _steps(exports[width]) if width in exports else _total_steps(shipped)
         bds = [bd_rate([r for r, _ in b], [d for _, d in b], [r for r, _ in c], [d for _, d in c])
                for b, c in zip(base, per_image, strict=True)]
         cells = " | ".join(f"{v:+.1f} %" for v in bds)
