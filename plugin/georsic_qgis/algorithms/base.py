@@ -10,6 +10,7 @@ from qgis.core import (
     QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsProcessingFeedback,
+    QgsProcessingParameterFile,
 )
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
@@ -69,6 +70,15 @@ class GeorsicAlgorithm(QgsProcessingAlgorithm):
         if missing:
             return False, dependencies.install_message(missing)
         return True, ""
+
+    def archive_parameter(self, name: str) -> QgsProcessingParameterFile:
+        """The input parameter of an algorithm that reads a GeoRSIC archive (.grsc)."""
+        return QgsProcessingParameterFile(
+            name,
+            self.tr("Input archive"),
+            behavior=QgsProcessingParameterFile.File,
+            extension="grsc",
+        )
 
     # -- running the backend -------------------------------------------------------------------
 

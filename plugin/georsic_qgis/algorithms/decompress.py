@@ -11,7 +11,6 @@ from qgis.core import (
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
-    QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
 )
@@ -60,14 +59,7 @@ class DecompressArchiveAlgorithm(GeorsicAlgorithm):
         return self.tr("decompress,decode,restore,archive,grsc,geotiff,raster").split(",")
 
     def initAlgorithm(self, config=None):
-        self.addParameter(
-            QgsProcessingParameterFile(
-                self.INPUT,
-                self.tr("Input archive"),
-                behavior=QgsProcessingParameterFile.File,
-                extension="grsc",
-            )
-        )
+        self.addParameter(self.archive_parameter(self.INPUT))
         self.addParameter(
             QgsProcessingParameterExtent(
                 self.EXTENT, self.tr("Extent to decode (empty = whole raster)"), optional=True

@@ -8,7 +8,6 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
-    QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
 )
 
@@ -55,14 +54,7 @@ class ArchiveInfoAlgorithm(GeorsicAlgorithm):
         return self.tr("info,information,metadata,describe,archive,grsc,bpp").split(",")
 
     def initAlgorithm(self, config=None):
-        self.addParameter(
-            QgsProcessingParameterFile(
-                self.INPUT,
-                self.tr("Input archive"),
-                behavior=QgsProcessingParameterFile.File,
-                extension="grsc",
-            )
-        )
+        self.addParameter(self.archive_parameter(self.INPUT))
         self.addParameter(
             QgsProcessingParameterFileDestination(
                 self.OUTPUT,
