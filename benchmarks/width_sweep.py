@@ -50,11 +50,10 @@ def train(data: list[str], N: int, M: int, minutes: float, runs: Path, threads: 
     return export
 
 
-def load(export: Path) -> TileCodec:
+def exported_model(export: Path) -> ModelEntry:
     item = json.loads((export / MANIFEST).read_text())["models"][-1]
-    entry = ModelEntry(item["id"], item.get("kind", "codec"), item["architecture"],
-                       item["config"], export / item["file"], item["sha256"], item)
-    return TileCodec(entry)
+    return ModelEntry(item["id"], item.get("kind", "codec"), item["architecture"],
+                      item["config"], export / item["file"], item["sha256"], item)
 
 
 def curve(codec: TileCodec, rgb: np.ndarray) -> list[tuple[float, float]]:
@@ -69,12 +68,7 @@ def curve(codec: TileCodec, rgb: np.ndarray) -> list[tuple[float, float]]:
     return points
 
 
-def _steps(export: Path) -> int | str:
-    item = json.loads((export / MANIFEST).read_text())["models"][-1]
-    return item.get("training", {}).get("steps", "?")
-
-
-def _total_steps(entry: ModelEntry) -> int | str:
+def total_steps(entry: ModelEntry) -> int | str:
     training = entry.info.get("training", {})
     return training.get("total_steps", training.get("steps", "?"))
 
@@ -91,15 +85,16 @@ def main() -> None:
     exports = {w: train(args.data, *map(int, w.split("/")), args.minutes, args.runs, args.threads)
                for w in args.widths}
     images = [load_image(Path(__file__).parent / "data" / name) for name in IMAGES]
-    curves = {w: [curve(load(e), im.rgb) for im in images] for w, e in exports.items()}
+    models = {w: exported_model(e) for w, e in exports.items()}
     shipped = find_model()
-    curves[f"shipped {shipped.id}"] = [curve(TileCodec(shipped), im.rgb) for im in images]
+    models[f"shipped {shipped.id}"] = shipped
+    curves = {w: [curve(TileCodec(m), im.rgb) for im in images] for w, m in models.items()}
     base = curves.get("64/128", next(iter(curves.values())))
     print(f"\nEach width trained {args.minutes:g} min from scratch on {args.threads} threads.\n")
     print("| N/M | steps | " + " | ".join(im.name for im in images) + " | mean |")
     print("|---|---|" + "---|" * (len(images) + 1))
     for width, per_image in curves.items():
-        steps = _steps(exports[width]) if width in exports else _total_steps(shipped)
+        steps = total_steps(models[width])
         bds = [bd_rate([r for r, _ in b], [d for _, d in b], [r for r, _ in c], [d for _, d in c])
                for b, c in zip(base, per_image, strict=True)]
         cells = " | ".join(f"{v:+.1f} %" for v in bds)
