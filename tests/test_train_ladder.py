@@ -12,6 +12,13 @@ from safetensors.torch import load_file
 from georsic.models.elic import ElicVariableRate, remap_gains
 from georsic.train.codec import CodecTrainConfig, model_config
 from georsic.train.export import export_codec
+from georsic.weights import (
+    INT8_SCALE_SUFFIX,
+    dequantize_int8,
+    dequantized,
+    load_state_dict_file,
+    quantize_int8,
+)
 
 OLD = (0.001, 0.004, 0.016)
 
@@ -46,9 +53,9 @@ def test_model_config_records_a_custom_ladder():
 
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory) -> dict[torch.dtype, tuple[dict, Path]]:
-    """One small random model exported in half and in single precision."""
+    """One small random model exported in int8, half and single precision."""
     folder = tmp_path_factory.mktemp("export")
-    return {dtype: _export(folder, dtype) for dtype in (torch.float16, torch.float32)}
+    return {dtype: _export(folder, dtype) for dtype in (torch.int8, torch.float16, torch.float32)}
 
 
 def _export(tmp_path, dtype: torch.dtype) -> tuple[dict, Path]:
@@ -65,8 +72,18 @@ def _export(tmp_path, dtype: torch.dtype) -> tuple[dict, Path]:
 
 def _load(path: Path, config: dict) -> ElicVariableRate:
     model = ElicVariableRate(**config)
-    model.load_state_dict(load_file(str(path)))
+    model.load_state_dict(load_state_dict_file(path))
     return model.use_float64_entropy_model().eval()
+
+
+def _assert_decodes_what_it_encodes(model: ElicVariableRate) -> None:
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        y = model.g_a(x) * model._gain(model.log_gain, 1.0)
+        encoded = model.latent_codec.compress(y.double())
+        expected = model.g_s(encoded["y_hat"].float() * model._gain(model.log_inverse_gain, 1.0))
+    decoded = model.decompress(encoded["strings"], encoded["shape"], quality=1.0)["x_hat"]
+    assert torch.equal(decoded, expected.clamp(0, 1))
 
 
 def test_half_precision_export_decodes_what_it_encodes(exports):
@@ -78,15 +95,43 @@ def test_half_precision_export_decodes_what_it_encodes(exports):
     assert tensors["log_gain"].dtype == torch.float16
     assert tensors["g_a.0.weight"].dtype == torch.float16
     assert all(t.dtype == torch.int32 for k, t in tensors.items() if "_quantized_cdf" in k)
+    _assert_decodes_what_it_encodes(_load(path, entry["config"]))
 
-    model = _load(path, entry["config"])
-    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        y = model.g_a(x) * model._gain(model.log_gain, 1.0)
-        encoded = model.latent_codec.compress(y.double())
-        expected = model.g_s(encoded["y_hat"].float() * model._gain(model.log_inverse_gain, 1.0))
-    decoded = model.decompress(encoded["strings"], encoded["shape"], quality=1.0)["x_hat"]
-    assert torch.equal(decoded, expected.clamp(0, 1))
+
+def test_int8_export_stores_layer_weights_as_int8_and_decodes_what_it_encodes(exports):
+    entry, path = exports[torch.int8]
+    assert entry["dtype"] == "int8"
+    tensors = load_file(str(path))
+    assert tensors["g_a.0.weight"].dtype == torch.int8
+    assert tensors["g_a.0.weight" + INT8_SCALE_SUFFIX].shape == (8,)
+    assert tensors["g_a.0.bias"].dtype == torch.float16
+    assert tensors["log_gain"].dtype == torch.float16
+    assert not any(k.endswith(".quantiles" + INT8_SCALE_SUFFIX) for k in tensors)
+    assert path.stat().st_size < exports[torch.float16][1].stat().st_size
+    _assert_decodes_what_it_encodes(_load(path, entry["config"]))
+
+
+def test_int8_weights_are_within_half_a_step_of_float32(exports):
+    int8 = _load(exports[torch.int8][1], exports[torch.int8][0]["config"])
+    single = _load(exports[torch.float32][1], exports[torch.float32][0]["config"])
+    name = "g_s.0.conv_a.0.conv.0.weight"
+    weight = dict(single.named_parameters())[name].detach()
+    step = weight.flatten(1).abs().amax(dim=1) / 127
+    error = (dict(int8.named_parameters())[name].detach() - weight).flatten(1).abs()
+    assert torch.all(error <= step[:, None] / 2 + 1e-6)
+    assert error.max() > 0  # rounded, not stored exactly
+
+
+def test_int8_quantization_round_trip():
+    weight = torch.tensor([[[0.5, -1.0]], [[0.0, 0.0]], [[2.0, 1.0]]])
+    values, scales = quantize_int8(weight)
+    assert values.dtype == torch.int8
+    assert values[:, 0].tolist() == [[64, -127], [0, 0], [127, 64]]
+    restored = dequantize_int8(values, scales)
+    assert torch.allclose(restored, weight, atol=2.0 / 127 / 2)
+    assert torch.equal(restored[1], torch.zeros(1, 2))
+    state = dequantized({"w": values, "w" + INT8_SCALE_SUFFIX: scales, "b": torch.ones(3)})
+    assert set(state) == {"w", "b"} and torch.equal(state["w"], restored)
 
 
 def test_half_precision_export_is_close_to_float32(exports):

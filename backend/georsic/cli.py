@@ -192,7 +192,8 @@ def cmd_train_codec(args) -> int:
     cfg = CodecTrainConfig(
         data=args.data, out=args.out, exclude=args.exclude, steps=args.steps, batch=args.batch,
         patch=args.patch, lr=args.lr, N=args.N, M=args.M, lambdas=args.lambdas, init=args.init,
-        device=args.device, threads=args.threads, time_limit=args.time_limit)
+        device=args.device, threads=args.threads, time_limit=args.time_limit,
+        gray_fraction=args.gray_fraction)
     checkpoint = train_codec(cfg)
     if args.export:
         import torch
@@ -258,7 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train models").add_subparsers(dest="what",
                                                                          required=True)
     p = train.add_parser("codec", help="train (or fine-tune) the ELIC codec")
-    p.add_argument("data", nargs="+", help="image files or folders")
+    p.add_argument("data", nargs="+", help="image files or folders; one listed k times is "
+                                           "sampled k times as often")
     p.add_argument("--out", required=True, help="run folder (resumes if it has a checkpoint)")
     p.add_argument("--exclude", nargs="*", default=[], help="skip files whose name has these")
     p.add_argument("--steps", type=int, default=10000)
@@ -273,13 +275,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", help="start from these weights (.safetensors), to fine-tune")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--gray-fraction", type=float, default=0.0,
+                   help="share of training crops turned to one luminance band repeated three "
+                        "times, as the codec sees panchromatic bands (0 to 1)")
     p.add_argument("--time-limit", type=float, default=0.0, help="stop after this many seconds")
     p.add_argument("--export", help="write weights + manifest entry to this folder at the end")
     p.add_argument("--model-id", default="elic-vr-s")
     p.add_argument("--hardware", help="what it was trained on, recorded in the manifest "
                                       "(e.g. '2-core CPU, 2 h')")
-    p.add_argument("--weights-dtype", choices=["float16", "float32"], default="float16",
-                   help="precision the exported parameters are stored in")
+    p.add_argument("--weights-dtype", choices=["int8", "float16", "float32"],
+                   default="float16",
+                   help="precision the exported parameters are stored in (int8: layer weights "
+                        "as int8 with per-channel scales, the rest float16)")
     p.add_argument("--rd-images", nargs="*", default=[],
                    help="after --export, measure rate-distortion on these (held-out) images and "
                         "record it in the manifest")

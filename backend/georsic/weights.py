@@ -20,6 +20,8 @@ from pathlib import Path
 from georsic.errors import WeightsError
 
 MANIFEST = "manifest.json"
+INT8_SCALE_SUFFIX = ".int8_scale"
+"""A tensor stored as int8 has its scales (one per slice along dim 0) under name + this."""
 
 
 @dataclass(frozen=True)
@@ -133,7 +135,38 @@ def load_state_dict_file(path: str | Path) -> dict:
         return torch.load(path, map_location="cpu", weights_only=False)["model"]
     from safetensors.torch import load_file
 
-    return load_file(str(path))
+    return dequantized(load_file(str(path)))
+
+
+def quantize_int8(weight):
+    """Symmetric int8 with one scale per slice along dim 0 (output channel of a convolution).
+
+    Returns ``(values, scales)``: ``values * scales`` (see `dequantize_int8`) is the weight as
+    stored.  Weight-only quantization, as in PyTorch's weight-only int8 schemes.
+    """
+    import torch
+
+    flat = weight.detach().float().reshape(weight.shape[0], -1)
+    scales = (flat.abs().amax(dim=1) / 127.0).clamp_min(torch.finfo(torch.float32).tiny)
+    values = torch.round(flat / scales[:, None]).clamp(-127, 127).to(torch.int8)
+    return values.reshape(weight.shape), scales
+
+
+def dequantize_int8(values, scales):
+    """float32 weights from `quantize_int8`'s output (bit-exact on every machine)."""
+    shape = (-1,) + (1,) * (values.dim() - 1)
+    return values.float() * scales.float().reshape(shape)
+
+
+def dequantized(tensors: dict) -> dict:
+    """A state dict with every int8 tensor (one that has scales beside it) back in float32."""
+    out = {}
+    for name, tensor in tensors.items():
+        if name.endswith(INT8_SCALE_SUFFIX):
+            continue
+        scales = tensors.get(name + INT8_SCALE_SUFFIX)
+        out[name] = tensor if scales is None else dequantize_int8(tensor, scales)
+    return out
 
 
 def load_entry_state_dict(entry: ModelEntry) -> dict:

@@ -49,6 +49,7 @@ class CodecTrainConfig:
     seed: int = 0
     time_limit: float = 0.0
     lr_drop: float = 0.9
+    gray_fraction: float = 0.0
 
 
 def _flatten(tree) -> list[torch.Tensor]:
@@ -138,7 +139,8 @@ def train_codec(cfg: CodecTrainConfig) -> Path:
 
     paths = find_images(cfg.data, cfg.exclude)
     log.info("%d training images", len(paths))
-    pool = CropPool(paths, cfg.patch, cfg.crops_per_image, seed=cfg.seed + step)
+    pool = CropPool(paths, cfg.patch, cfg.crops_per_image, seed=cfg.seed + step,
+                    gray_fraction=cfg.gray_fraction)
     log_file = (out / "train_log.jsonl").open("a")
     model.train()
     started = time.time()
@@ -169,7 +171,8 @@ def train_codec(cfg: CodecTrainConfig) -> Path:
             running[key] = running.get(key, 0.0) + float(value.detach())
         if step % cfg.log_every == 0:
             record = {k: v / cfg.log_every for k, v in running.items()}
-            record.update(step=step, aux=float(aux_loss), seconds=round(time.time() - started, 1))
+            record.update(step=step, aux=float(aux_loss.detach()),
+                          seconds=round(time.time() - started, 1))
             log_file.write(json.dumps(record) + "\n")
             log_file.flush()
             log.info("step %d loss %.3f bpp %.3f psnr %.2f", step, record["loss"],
@@ -180,7 +183,9 @@ def train_codec(cfg: CodecTrainConfig) -> Path:
                           "aux_optimizer": aux_optimizer.state_dict(), "step": step,
                           "config": asdict(cfg)}, ckpt_path)
         if cfg.refresh_every and step % cfg.refresh_every == 0:
-            pool = CropPool(paths, cfg.patch, cfg.crops_per_image, seed=cfg.seed + step)
+            pool = CropPool(paths, cfg.patch, cfg.crops_per_image, seed=cfg.seed + step,
+                    gray_fraction=cfg.gray_fraction)
+    log_file.close()
     _save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                   "aux_optimizer": aux_optimizer.state_dict(), "step": step,
                   "config": asdict(cfg)}, ckpt_path)

@@ -44,6 +44,12 @@ def load_rgb8(path: Path) -> np.ndarray:
     return to_display_rgb8(data, nodata)
 
 
+def luminance(rgb: np.ndarray) -> np.ndarray:
+    """(3, H, W) uint8 RGB to (H, W) uint8 luma (ITU-R BT.601 weights)."""
+    luma = np.tensordot(np.array([0.299, 0.587, 0.114]), rgb.astype(np.float64), axes=1)
+    return np.clip(np.rint(luma), 0, 255).astype(np.uint8)
+
+
 class CropPool:
     """A pool of random crops held in memory, refreshed from the image list.
 
@@ -57,6 +63,7 @@ class CropPool:
         crops_per_image: int = 64,
         max_downscale: float = 2.0,
         seed: int = 0,
+        gray_fraction: float = 0.0,
     ) -> None:
         if not paths:
             raise ValueError("no training images found")
@@ -64,6 +71,7 @@ class CropPool:
         self.patch = patch
         self.crops_per_image = crops_per_image
         self.max_downscale = max_downscale
+        self.gray_fraction = gray_fraction
         self.rng = np.random.default_rng(seed)
         self.crops = self._build()
 
@@ -105,7 +113,11 @@ class CropPool:
         return np.stack(crops)
 
     def batch(self, size: int) -> torch.Tensor:
-        """A random batch (B, 3, patch, patch) in [0, 1] with flips and 90-degree rotations."""
+        """A random batch (B, 3, patch, patch) in [0, 1] with flips and 90-degree rotations.
+
+        A ``gray_fraction`` of the crops becomes one luminance band repeated three times, which is
+        how the codec sees a panchromatic band or the leftover band of a 4- or 5-band raster.
+        """
         idx = self.rng.integers(0, len(self.crops), size)
         out = []
         for i in idx:
@@ -113,5 +125,7 @@ class CropPool:
             crop = np.rot90(crop, int(self.rng.integers(0, 4)), axes=(1, 2))
             if self.rng.random() < 0.5:
                 crop = crop[:, :, ::-1]
+            if self.rng.random() < self.gray_fraction:
+                crop = np.repeat(luminance(crop)[None], 3, axis=0)
             out.append(np.ascontiguousarray(crop))
         return torch.from_numpy(np.stack(out)).float() / 255.0

@@ -12,7 +12,14 @@ from safetensors.torch import save_file
 from georsic.models import build_model
 from georsic.train.codec import model_config
 from georsic.train.data import find_images
-from georsic.weights import MANIFEST, file_sha256, manifest_entry_for
+from georsic.weights import (
+    INT8_SCALE_SUFFIX,
+    MANIFEST,
+    dequantize_int8,
+    file_sha256,
+    manifest_entry_for,
+    quantize_int8,
+)
 
 
 def fit_quantiles(model, steps: int = 3000, lr: float = 0.1) -> float:
@@ -55,11 +62,46 @@ def _init_sha256(init: str | None) -> str | None:
     return file_sha256(Path(init)) if init and Path(init).is_file() else None
 
 
-def _round_parameters(model: torch.nn.Module, dtype: torch.dtype) -> None:
-    """Round every parameter to ``dtype`` in place (the model stays float32)."""
+_WEIGHT_LAYERS = (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)
+
+
+def int8_parameter_names(model: torch.nn.Module) -> set[str]:
+    """The parameters int8 export stores as int8: the weights of convolutions and linear layers.
+
+    Biases, gains and the entropy models' own parameters stay in half precision.
+    """
+    return {f"{name}.weight" if name else "weight" for name, module in model.named_modules()
+            if isinstance(module, _WEIGHT_LAYERS)}
+
+
+def round_parameters(model: torch.nn.Module, dtype: torch.dtype) -> None:
+    """Round every parameter to how ``dtype`` stores it, in place (the model stays float32).
+
+    ``torch.int8`` stores layer weights as int8 with per-channel scales, the rest as float16.
+    """
+    int8 = int8_parameter_names(model) if dtype == torch.int8 else set()
     with torch.no_grad():
-        for param in model.parameters():
-            param.copy_(param.to(dtype).to(param.dtype))
+        for name, param in model.named_parameters():
+            if name in int8:
+                param.copy_(dequantize_int8(*quantize_int8(param)))
+            else:
+                stored = torch.float16 if dtype == torch.int8 else dtype
+                param.copy_(param.to(stored).to(param.dtype))
+
+
+def stored_tensors(model: torch.nn.Module, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """The state dict as written: parameters in ``dtype``, buffers in their own types."""
+    parameters = {name for name, _ in model.named_parameters()}
+    int8 = int8_parameter_names(model) if dtype == torch.int8 else set()
+    tensors = {}
+    for name, value in model.state_dict().items():
+        if name in int8:
+            tensors[name], tensors[name + INT8_SCALE_SUFFIX] = quantize_int8(value)
+        elif name in parameters:
+            tensors[name] = value.to(torch.float16 if dtype == torch.int8 else dtype)
+        else:
+            tensors[name] = value
+    return {name: value.detach().contiguous() for name, value in tensors.items()}
 
 
 def export_codec(checkpoint: str | Path, out_dir: str | Path, model_id: str,
@@ -69,23 +111,23 @@ def export_codec(checkpoint: str | Path, out_dir: str | Path, model_id: str,
 
     Parameters are stored in ``dtype`` (half precision by default: half the size, and the
     rounding is done before the entropy tables are built, so they match the weights as
-    loaded).  Buffers (entropy tables, scale table) keep their own types.
+    loaded).  ``torch.int8`` stores convolution weights as int8 with per-channel scales and
+    the other parameters in half precision.  Buffers (entropy tables, scale table) keep their
+    own types.
     """
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     cfg = state["config"]
     config = model_config(cfg)
     model = build_model(cfg["architecture"], config)
     model.load_state_dict(state["model"])
-    _round_parameters(model, dtype)
+    round_parameters(model, dtype)
     aux = fit_quantiles(model, steps=quantile_steps)
-    _round_parameters(model, dtype)
+    round_parameters(model, dtype)
     model.update(force=True)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{model_id}.safetensors"
-    parameters = {name for name, _ in model.named_parameters()}
-    tensors = {k: (v.to(dtype) if k in parameters else v).detach().contiguous()
-               for k, v in model.state_dict().items()}
+    tensors = stored_tensors(model, dtype)
     save_file(tensors, str(path), metadata={"model_id": model_id, "architecture":
                                             cfg["architecture"], "config": json.dumps(config)})
     init_steps = _init_steps(cfg.get("init"))
