@@ -119,6 +119,34 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_models(args) -> int:
+    from georsic.errors import WeightsError
+    from georsic.weights import default_model_id, installed_models, verify_entry
+
+    models = installed_models()
+    if not models:
+        raise WeightsError("no models are installed (looked in resources/weights and "
+                           "$GEORSIC_WEIGHTS)")
+    default = default_model_id()
+    problems = []
+    for entry in models:
+        training = entry.info.get("training", {})
+        steps = training.get("total_steps", training.get("steps", "?"))
+        size = f"{entry.path.stat().st_size / 1e6:.1f} MB" if entry.path.is_file() else "missing"
+        line = (f"{'*' if entry.id == default else ' '} {entry.id:<16} {entry.sha256[:12]}  "
+                f"{entry.info.get('dtype', '?'):<8} {size:>8}  {steps} steps  {entry.path}")
+        if args.verify:
+            problem = verify_entry(entry)
+            line += f"  {problem or 'ok'}"
+            if problem:
+                problems.append(f"{entry.id}: {problem}")
+        print(line)
+    print("* default codec")
+    if problems:
+        raise WeightsError("; ".join(problems))
+    return 0
+
+
 def cmd_compare(args) -> int:
     from georsic.metrics import compare_rasters
 
@@ -240,6 +268,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input")
     p.add_argument("--json", action="store_true", help="the whole header as JSON")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("models", help="list the installed models (id, weights hash, size)")
+    p.add_argument("--verify", action="store_true",
+                   help="check every weights file against its manifest sha256")
+    p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("compare", help="PSNR of a decoded raster against its source")
     p.add_argument("reference")

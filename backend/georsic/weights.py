@@ -110,6 +110,15 @@ def _verified(path: Path, sha256: str) -> bool:
     return True
 
 
+def verify_entry(entry: ModelEntry) -> str | None:
+    """What is wrong with an installed model's weights file, or None when it is intact."""
+    try:
+        _verified(entry.path, entry.sha256)
+    except WeightsError as exc:
+        return str(exc)
+    return None
+
+
 def manifest_entry_for(path: str | Path) -> dict | None:
     """The entry of the manifest beside weights file ``path`` that describes it (by sha256).
 
