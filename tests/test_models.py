@@ -1,4 +1,4 @@
-"""``georsic models``: what is installed, which is the default, and whether files are intact."""
+"""Installed models: ``georsic models``, and archives of an earlier default that still decode."""
 
 from __future__ import annotations
 
@@ -6,8 +6,16 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
-from georsic.weights import default_model_id, installed_models
+import numpy as np
+import rasterio
+
+import georsic
+from georsic.weights import default_model_id, find_model, installed_models
+
+AERIAL = Path(__file__).parent / "data" / "osbs_aerial_rgb.tif"
+FIRST_MODEL = "elic-vr-s"  # the default until stop 11; its archives must keep decoding
 
 
 def run_models(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -38,3 +46,15 @@ def test_a_damaged_weights_file_fails_verification(tmp_path):
     assert "Traceback" not in result.stderr
     assert "broken: weights file" in result.stderr and "damaged" in result.stderr
     assert any(" broken " in line and "damaged" in line for line in result.stdout.splitlines())
+
+
+def test_archives_of_the_first_shipped_model_still_decode(tmp_path):
+    first = find_model(FIRST_MODEL)
+    assert default_model_id() != FIRST_MODEL
+    summary = georsic.compress(AERIAL, tmp_path / "a.grsc", quality=3, model=FIRST_MODEL)
+    with georsic.open(tmp_path / "a.grsc") as archive:
+        assert archive.header["codec"]["weights_sha256"] == first.sha256
+    georsic.decompress(tmp_path / "a.grsc", tmp_path / "b.tif")
+    with rasterio.open(AERIAL) as a, rasterio.open(tmp_path / "b.tif") as b:
+        mse = np.mean((a.read().astype(float) - b.read().astype(float)) ** 2)
+    assert summary.bpp < 1.0 and 10 * np.log10(255**2 / mse) > 18
