@@ -91,6 +91,7 @@ def test_half_precision_export_decodes_what_it_encodes(exports):
     assert entry["config"] == {"N": 8, "M": 40, "lambdas": [0.0001, 0.001]}
     assert entry["dtype"] == "float16"
     assert entry["training"]["init"] is None and entry["training"]["init_sha256"] is None
+    assert entry["training"]["gray_fraction"] == 0.0
     tensors = load_file(str(path))
     assert tensors["log_gain"].dtype == torch.float16
     assert tensors["g_a.0.weight"].dtype == torch.float16

@@ -144,6 +144,7 @@ def export_codec(checkpoint: str | Path, out_dir: str | Path, model_id: str,
                      "init_sha256": _init_sha256(cfg.get("init")),
                      "init_steps": init_steps, "total_steps": init_steps + state["step"],
                      "batch": cfg["batch"], "patch": cfg["patch"], "lr": cfg["lr"],
+                     "gray_fraction": cfg.get("gray_fraction", 0.0),
                      **(training or {})},
     }
     manifest_path = out_dir / MANIFEST
