@@ -313,7 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "times, as the codec sees panchromatic bands (0 to 1)")
     p.add_argument("--time-limit", type=float, default=0.0, help="stop after this many seconds")
     p.add_argument("--export", help="write weights + manifest entry to this folder at the end")
-    p.add_argument("--model-id", default="elic-vr-s")
+    p.add_argument("--model-id", default="elic-vr-custom",
+                   help="id (and file name) of the exported model; a new id keeps the shipped "
+                        "models, which older archives need, untouched")
     p.add_argument("--hardware", help="what it was trained on, recorded in the manifest "
                                       "(e.g. '2-core CPU, 2 h')")
     p.add_argument("--weights-dtype", choices=["int8", "float16", "float32"],
