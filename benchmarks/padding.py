@@ -15,28 +15,16 @@ import argparse
 import math
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from georsic.bench.bdrate import bd_rate
 from georsic.bench.images import load_image
-from georsic.bench.metrics import psnr
+from georsic.bench.single_tile import code_single_tile
 from georsic.codec import PADDINGS, TileCodec
 from georsic.weights import find_model
 
 DEFAULT_IMAGES = ("deepforest_OSBS_029.tif", "deepforest_SOAP_031.png",
                   "deepforest_australia_uav.tif")
-
-
-def code_point(codec: TileCodec, rgb: np.ndarray, quality: float, padding: str
-               ) -> tuple[float, float]:
-    """(bpp, PSNR) of one image coded as a single tile with ``padding``."""
-    image = rgb.transpose(2, 0, 1).astype(np.float32) / 255.0
-    h, w = image.shape[1:]
-    streams = codec.encode(image, quality, padding=padding)
-    decoded = codec.decode(streams, h, w, quality)
-    rgb_hat = np.clip(np.rint(decoded * 255.0), 0, 255).astype(np.uint8).transpose(1, 2, 0)
-    return 8 * sum(map(len, streams)) / (h * w), psnr(rgb, rgb_hat)
 
 
 def main() -> None:
@@ -54,13 +42,14 @@ def main() -> None:
     print("|---|---|---|" + "---|" * (len(args.qualities) + 1))
     for path in images:
         bench = load_image(path)
-        curves = {p: [code_point(codec, bench.rgb, q, p) for q in args.qualities]
+        curves = {p: [code_single_tile(codec, bench.rgb, q, padding=p)
+                      for q in args.qualities]
                   for p in PADDINGS}
         base = curves["replicate"]
         for padding, points in curves.items():
-            cells = " | ".join(f"{b:.4f} / {d:.2f}" for b, d in points)
-            bd = bd_rate([b for b, _ in base], [d for _, d in base],
-                         [b for b, _ in points], [d for _, d in points])
+            cells = " | ".join(f"{p.bpp:.4f} / {p.psnr:.2f}" for p in points)
+            bd = bd_rate([p.bpp for p in base], [p.psnr for p in base],
+                         [p.bpp for p in points], [p.psnr for p in points])
             bd_text = "-" if math.isnan(bd) else f"{bd:+.1f} %"
             print(f"| {path.name} | {bench.width}x{bench.height} | {padding} | {cells} | "
                   f"{bd_text} |", flush=True)

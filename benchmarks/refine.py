@@ -11,33 +11,18 @@ the real pixels), PSNR (8-bit), the BD-rate against no refinement and the encodi
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from georsic.bench.bdrate import bd_rate
 from georsic.bench.images import load_image
-from georsic.bench.metrics import psnr
+from georsic.bench.single_tile import code_single_tile
 from georsic.codec import TileCodec
 from georsic.weights import find_model
 
 DEFAULT_IMAGES = ("deepforest_OSBS_029.tif", "deepforest_SOAP_031.png",
                   "deepforest_australia_uav.tif")
-
-
-def code_point(codec: TileCodec, rgb: np.ndarray, quality: float, steps: int
-               ) -> tuple[float, float, float]:
-    """(bpp, PSNR, encoding seconds) of one image coded as one tile."""
-    image = rgb.transpose(2, 0, 1).astype(np.float32) / 255.0
-    h, w = image.shape[1:]
-    start = time.perf_counter()
-    streams = codec.encode(image, quality, refine=steps)
-    seconds = time.perf_counter() - start
-    decoded = codec.decode(streams, h, w, quality)
-    rgb_hat = np.clip(np.rint(decoded * 255.0), 0, 255).astype(np.uint8).transpose(1, 2, 0)
-    return 8 * sum(map(len, streams)) / (h * w), psnr(rgb, rgb_hat), seconds
 
 
 def main() -> None:
@@ -60,12 +45,13 @@ def main() -> None:
         megapixels = bench.pixels / 1e6
         base = None
         for steps in [0, *args.steps]:
-            points = [code_point(codec, bench.rgb, q, steps) for q in args.qualities]
+            points = [code_single_tile(codec, bench.rgb, q, refine=steps)
+                      for q in args.qualities]
             base = base or points
-            bd = bd_rate([b for b, _, _ in base], [d for _, d, _ in base],
-                         [b for b, _, _ in points], [d for _, d, _ in points])
-            seconds = sum(s for _, _, s in points) / len(points)
-            cells = " | ".join(f"{b:.4f} / {d:.2f}" for b, d, _ in points)
+            bd = bd_rate([p.bpp for p in base], [p.psnr for p in base],
+                         [p.bpp for p in points], [p.psnr for p in points])
+            seconds = sum(p.encode_seconds for p in points) / len(points)
+            cells = " | ".join(f"{p.bpp:.4f} / {p.psnr:.2f}" for p in points)
             print(f"| {path.name} | {steps} | {cells} | {bd:+.1f} % | {seconds:.1f} "
                   f"({megapixels / seconds:.3f}) |", flush=True)
 

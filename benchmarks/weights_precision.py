@@ -1,12 +1,14 @@
 #!/usr/bin/env python
 """What storing the codec's weights in int8 costs: file size and rate-distortion.
 
-Converts the installed default model (half precision as shipped) to int8 storage the way
-``georsic train codec --weights-dtype int8`` exports it (layer weights int8 with one scale per
-output channel, everything else unchanged), then codes each held-out image as one tile with
-both and prints bpp / PSNR per quality and the BD-rate of int8 against the shipped weights.
+Converts an installed model (default ``elic-vr-s``, stored in half precision) to int8 storage
+the way ``georsic train codec --weights-dtype int8`` exports it (layer weights int8 with one
+scale per output channel, everything else unchanged), then codes each held-out image as one
+tile with both and prints bpp / PSNR per quality and the BD-rate of int8 against the weights as
+stored.
 
-    python benchmarks/weights_precision.py [--qualities 0 1 2 3 4 5 6 7] [--threads 2] [images]
+    python benchmarks/weights_precision.py [--model elic-vr-s] [--qualities 0 1 ... 7]
+        [--threads 2] [images]
 """
 
 from __future__ import annotations
@@ -17,13 +19,12 @@ import math
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors.torch import save_file
 
 from georsic.bench.bdrate import bd_rate
 from georsic.bench.images import load_image
-from georsic.bench.metrics import psnr
+from georsic.bench.single_tile import code_single_tile
 from georsic.codec import TileCodec
 from georsic.models import build_model
 from georsic.train.export import round_parameters, stored_tensors
@@ -43,25 +44,17 @@ def int8_copy(entry: ModelEntry, folder: Path) -> ModelEntry:
     return dataclasses.replace(entry, path=path, sha256=file_sha256(path))
 
 
-def code_point(codec: TileCodec, rgb: np.ndarray, quality: float) -> tuple[float, float]:
-    """(bpp, PSNR) of one image coded as a single tile."""
-    image = rgb.transpose(2, 0, 1).astype(np.float32) / 255.0
-    h, w = image.shape[1:]
-    streams = codec.encode(image, quality)
-    decoded = codec.decode(streams, h, w, quality)
-    rgb_hat = np.clip(np.rint(decoded * 255.0), 0, 255).astype(np.uint8).transpose(1, 2, 0)
-    return 8 * sum(map(len, streams)) / (h * w), psnr(rgb, rgb_hat)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("images", nargs="*", type=Path)
     parser.add_argument("--qualities", nargs="+", type=float, default=list(range(8)))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--model", default="elic-vr-s",
+                        help="installed model to convert (an int8 model converts to itself)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     images = args.images or [Path(__file__).parent / "data" / n for n in DEFAULT_IMAGES]
-    shipped = find_model()
+    shipped = find_model(args.model)
     with tempfile.TemporaryDirectory() as tmp:
         int8 = int8_copy(shipped, Path(tmp))
         codecs = {"shipped": TileCodec(shipped), "int8": TileCodec(int8)}
@@ -73,13 +66,13 @@ def main() -> None:
         print("|---|---|" + "---|" * (len(args.qualities) + 1))
         for path in images:
             bench = load_image(path)
-            curves = {name: [code_point(codec, bench.rgb, q) for q in args.qualities]
+            curves = {name: [code_single_tile(codec, bench.rgb, q) for q in args.qualities]
                       for name, codec in codecs.items()}
             base = curves["shipped"]
             for name, points in curves.items():
-                cells = " | ".join(f"{b:.4f} / {d:.2f}" for b, d in points)
-                bd = bd_rate([b for b, _ in base], [d for _, d in base],
-                             [b for b, _ in points], [d for _, d in points])
+                cells = " | ".join(f"{p.bpp:.4f} / {p.psnr:.2f}" for p in points)
+                bd = bd_rate([p.bpp for p in base], [p.psnr for p in base],
+                             [p.bpp for p in points], [p.psnr for p in points])
                 bd_text = "-" if math.isnan(bd) else f"{bd:+.2f} %"
                 print(f"| {path.name} | {name} | {cells} | {bd_text} |", flush=True)
 
