@@ -1,0 +1,27 @@
+"""The single-tile coding the ablation benchmarks measure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+
+from georsic.bench.single_tile import code_single_tile
+from georsic.codec import get_codec
+from georsic.weights import find_model
+
+AERIAL = Path(__file__).parent / "data" / "osbs_aerial_rgb.tif"
+
+
+def test_single_tile_point_counts_the_streams_over_the_real_pixels():
+    with rasterio.open(AERIAL) as src:
+        rgb = src.read(window=Window(0, 0, 96, 80)).transpose(1, 2, 0)
+    codec = get_codec(find_model(), "cpu")
+    low, high = (code_single_tile(codec, rgb, q) for q in (1.0, 6.0))
+    assert 0 < low.bpp < high.bpp < 24
+    assert 10 < low.psnr < high.psnr < 60
+    streams = codec.encode(rgb.transpose(2, 0, 1).astype(np.float32) / 255.0, 1.0)
+    assert low.bpp == 8 * sum(map(len, streams)) / (96 * 80)
+    assert low.encode_seconds > 0
