@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from georsic.models.elic import ElicVariableRate, remap_gains
-from georsic.train.codec import CodecTrainConfig, model_config
+from georsic.train.codec import CodecTrainConfig, _init_state, model_config
 from georsic.train.export import export_codec
 from georsic.weights import (
     INT8_SCALE_SUFFIX,
@@ -144,3 +144,13 @@ def test_half_precision_export_is_close_to_float32(exports):
         if name.endswith(".quantiles"):  # refitted at export: only the range of the z tables
             continue
         assert torch.allclose(dict(half.named_parameters())[name], value, rtol=2e-3, atol=1e-4)
+
+
+def test_int8_weights_can_start_a_fine_tune(exports):
+    entry, path = exports[torch.int8]
+    state = _init_state(str(path), tuple(entry["lambdas"]))
+    assert not any(name.endswith(INT8_SCALE_SUFFIX) for name in state)
+    assert state["g_a.0.weight"].dtype == torch.float32
+    model = ElicVariableRate(**entry["config"])
+    model.load_state_dict(state, strict=False)
+    assert torch.equal(model.g_a[0].weight, state["g_a.0.weight"])
