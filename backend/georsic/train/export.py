@@ -15,7 +15,7 @@ from georsic.train.data import find_images
 from georsic.weights import (
     INT8_SCALE_SUFFIX,
     MANIFEST,
-    dequantize_int8,
+    dequantized,
     file_sha256,
     manifest_entry_for,
     quantize_int8,
@@ -74,21 +74,6 @@ def int8_parameter_names(model: torch.nn.Module) -> set[str]:
             if isinstance(module, _WEIGHT_LAYERS)}
 
 
-def round_parameters(model: torch.nn.Module, dtype: torch.dtype) -> None:
-    """Round every parameter to how ``dtype`` stores it, in place (the model stays float32).
-
-    ``torch.int8`` stores layer weights as int8 with per-channel scales, the rest as float16.
-    """
-    int8 = int8_parameter_names(model) if dtype == torch.int8 else set()
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if name in int8:
-                param.copy_(dequantize_int8(*quantize_int8(param)))
-            else:
-                stored = torch.float16 if dtype == torch.int8 else dtype
-                param.copy_(param.to(stored).to(param.dtype))
-
-
 def stored_tensors(model: torch.nn.Module, dtype: torch.dtype) -> dict[str, torch.Tensor]:
     """The state dict as written: parameters in ``dtype``, buffers in their own types."""
     parameters = {name for name, _ in model.named_parameters()}
@@ -102,6 +87,18 @@ def stored_tensors(model: torch.nn.Module, dtype: torch.dtype) -> dict[str, torc
         else:
             tensors[name] = value
     return {name: value.detach().contiguous() for name, value in tensors.items()}
+
+
+def round_parameters(model: torch.nn.Module, dtype: torch.dtype) -> None:
+    """Set every parameter to what a file written in ``dtype`` loads back (it stays float32).
+
+    The values come from `stored_tensors` through the loader's own `dequantized`, so the
+    rounding and the file can never disagree.
+    """
+    loaded = dequantized(stored_tensors(model, dtype))
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            param.copy_(loaded[name])
 
 
 def export_codec(checkpoint: str | Path, out_dir: str | Path, model_id: str,
