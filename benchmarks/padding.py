@@ -17,9 +17,13 @@ from pathlib import Path
 
 import torch
 
-from georsic.bench.bdrate import bd_rate
 from georsic.bench.images import load_image
-from georsic.bench.single_tile import code_single_tile
+from georsic.bench.single_tile import (
+    bd_rate_of,
+    code_single_tile,
+    point_cells,
+    quality_columns,
+)
 from georsic.codec import PADDINGS, TileCodec
 from georsic.weights import find_model
 
@@ -37,7 +41,7 @@ def main() -> None:
     images = args.images or [Path(__file__).parent / "data" / n for n in DEFAULT_IMAGES]
     codec = TileCodec(find_model())
     print(f"model {codec.entry.id} ({codec.entry.sha256[:12]}), qualities {args.qualities}\n")
-    print("| image | size | padding | " + " | ".join(f"q{q:g} bpp / dB" for q in args.qualities)
+    print("| image | size | padding | " + quality_columns(args.qualities)
           + " | BD-rate vs replicate |")
     print("|---|---|---|" + "---|" * (len(args.qualities) + 1))
     for path in images:
@@ -47,9 +51,8 @@ def main() -> None:
                   for p in PADDINGS}
         base = curves["replicate"]
         for padding, points in curves.items():
-            cells = " | ".join(f"{p.bpp:.4f} / {p.psnr:.2f}" for p in points)
-            bd = bd_rate([p.bpp for p in base], [p.psnr for p in base],
-                         [p.bpp for p in points], [p.psnr for p in points])
+            cells = point_cells(points)
+            bd = bd_rate_of(points, base)
             bd_text = "-" if math.isnan(bd) else f"{bd:+.1f} %"
             print(f"| {path.name} | {bench.width}x{bench.height} | {padding} | {cells} | "
                   f"{bd_text} |", flush=True)

@@ -15,9 +15,13 @@ from pathlib import Path
 
 import torch
 
-from georsic.bench.bdrate import bd_rate
 from georsic.bench.images import load_image
-from georsic.bench.single_tile import code_single_tile
+from georsic.bench.single_tile import (
+    bd_rate_of,
+    code_single_tile,
+    point_cells,
+    quality_columns,
+)
 from georsic.codec import TileCodec
 from georsic.weights import find_model
 
@@ -37,7 +41,7 @@ def main() -> None:
     codec = TileCodec(find_model())
     print(f"model {codec.entry.id} ({codec.entry.sha256[:12]}), qualities {args.qualities}, "
           f"{args.threads} threads\n")
-    print("| image | refine steps | " + " | ".join(f"q{q:g} bpp / dB" for q in args.qualities)
+    print("| image | refine steps | " + quality_columns(args.qualities)
           + " | BD-rate vs 0 steps | encode s (MP/s) |")
     print("|---|---|" + "---|" * (len(args.qualities) + 2))
     for path in images:
@@ -48,10 +52,9 @@ def main() -> None:
             points = [code_single_tile(codec, bench.rgb, q, refine=steps)
                       for q in args.qualities]
             base = base or points
-            bd = bd_rate([p.bpp for p in base], [p.psnr for p in base],
-                         [p.bpp for p in points], [p.psnr for p in points])
+            bd = bd_rate_of(points, base)
             seconds = sum(p.encode_seconds for p in points) / len(points)
-            cells = " | ".join(f"{p.bpp:.4f} / {p.psnr:.2f}" for p in points)
+            cells = point_cells(points)
             print(f"| {path.name} | {steps} | {cells} | {bd:+.1f} % | {seconds:.1f} "
                   f"({megapixels / seconds:.3f}) |", flush=True)
 

@@ -22,9 +22,13 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from georsic.bench.bdrate import bd_rate
 from georsic.bench.images import load_image
-from georsic.bench.single_tile import code_single_tile
+from georsic.bench.single_tile import (
+    bd_rate_of,
+    code_single_tile,
+    point_cells,
+    quality_columns,
+)
 from georsic.codec import TileCodec
 from georsic.models import build_model
 from georsic.train.export import round_parameters, stored_tensors
@@ -61,7 +65,7 @@ def main() -> None:
         sizes = {"shipped": shipped.path.stat().st_size, "int8": int8.path.stat().st_size}
         print(f"model {shipped.id} ({shipped.sha256[:12]}): "
               f"{sizes['shipped']:,} bytes as shipped, {sizes['int8']:,} bytes in int8\n")
-        print("| image | weights | " + " | ".join(f"q{q:g} bpp / dB" for q in args.qualities)
+        print("| image | weights | " + quality_columns(args.qualities)
               + " | BD-rate vs shipped |")
         print("|---|---|" + "---|" * (len(args.qualities) + 1))
         for path in images:
@@ -70,9 +74,8 @@ def main() -> None:
                       for name, codec in codecs.items()}
             base = curves["shipped"]
             for name, points in curves.items():
-                cells = " | ".join(f"{p.bpp:.4f} / {p.psnr:.2f}" for p in points)
-                bd = bd_rate([p.bpp for p in base], [p.psnr for p in base],
-                             [p.bpp for p in points], [p.psnr for p in points])
+                cells = point_cells(points)
+                bd = bd_rate_of(points, base)
                 bd_text = "-" if math.isnan(bd) else f"{bd:+.2f} %"
                 print(f"| {path.name} | {name} | {cells} | {bd_text} |", flush=True)
 

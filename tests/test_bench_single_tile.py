@@ -8,7 +8,13 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from georsic.bench.single_tile import code_single_tile
+from georsic.bench.single_tile import (
+    TilePoint,
+    bd_rate_of,
+    code_single_tile,
+    point_cells,
+    quality_columns,
+)
 from georsic.codec import get_codec
 from georsic.weights import find_model
 
@@ -25,3 +31,12 @@ def test_single_tile_point_counts_the_streams_over_the_real_pixels():
     streams = codec.encode(rgb.transpose(2, 0, 1).astype(np.float32) / 255.0, 1.0)
     assert low.bpp == 8 * sum(map(len, streams)) / (96 * 80)
     assert low.encode_seconds > 0
+
+
+def test_table_helpers_format_points_and_compare_curves():
+    curve = [TilePoint(0.1, 25.0, 1.0), TilePoint(0.2, 28.0, 1.0), TilePoint(0.4, 31.0, 1.0)]
+    smaller = [TilePoint(p.bpp * 0.9, p.psnr, 1.0) for p in curve]
+    assert bd_rate_of(curve, curve) == 0
+    assert round(bd_rate_of(smaller, curve), 6) == -10.0
+    assert point_cells(curve[:2]) == "0.1000 / 25.00 | 0.2000 / 28.00"
+    assert quality_columns([0, 2.5]) == "q0 bpp / dB | q2.5 bpp / dB"
