@@ -9,13 +9,16 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import rasterio
 
 import georsic
 from georsic.weights import default_model_id, find_model, installed_models
 
 AERIAL = Path(__file__).parent / "data" / "osbs_aerial_rgb.tif"
-FIRST_MODEL = "elic-vr-s"  # the default until stop 11; its archives must keep decoding
+# earlier defaults (elic-vr-s until stop 11, elic-vr-s-v2 until stop 12): their archives must keep
+# decoding
+PREVIOUS_MODELS = ("elic-vr-s", "elic-vr-s-v2")
 
 
 def run_models(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -48,12 +51,13 @@ def test_a_damaged_weights_file_fails_verification(tmp_path):
     assert any(" broken " in line and "damaged" in line for line in result.stdout.splitlines())
 
 
-def test_archives_of_the_first_shipped_model_still_decode(tmp_path):
-    first = find_model(FIRST_MODEL)
-    assert default_model_id() != FIRST_MODEL
-    summary = georsic.compress(AERIAL, tmp_path / "a.grsc", quality=3, model=FIRST_MODEL)
+@pytest.mark.parametrize("model_id", PREVIOUS_MODELS)
+def test_archives_of_earlier_shipped_models_still_decode(tmp_path, model_id):
+    earlier = find_model(model_id)
+    assert default_model_id() != model_id
+    summary = georsic.compress(AERIAL, tmp_path / "a.grsc", quality=3, model=model_id)
     with georsic.open(tmp_path / "a.grsc") as archive:
-        assert archive.header["codec"]["weights_sha256"] == first.sha256
+        assert archive.header["codec"]["weights_sha256"] == earlier.sha256
     georsic.decompress(tmp_path / "a.grsc", tmp_path / "b.tif")
     with rasterio.open(AERIAL) as a, rasterio.open(tmp_path / "b.tif") as b:
         mse = np.mean((a.read().astype(float) - b.read().astype(float)) ** 2)
