@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import rasterio
 from rasterio.windows import Window
@@ -18,11 +16,9 @@ from georsic.bench.single_tile import (
 from georsic.codec import get_codec
 from georsic.weights import find_model
 
-AERIAL = Path(__file__).parent / "data" / "osbs_aerial_rgb.tif"
 
-
-def test_single_tile_point_counts_the_streams_over_the_real_pixels():
-    with rasterio.open(AERIAL) as src:
+def test_single_tile_point_counts_the_streams_over_the_real_pixels(aerial):
+    with rasterio.open(aerial) as src:
         rgb = src.read(window=Window(0, 0, 96, 80)).transpose(1, 2, 0)
     codec = get_codec(find_model(), "cpu")
     low, high = (code_single_tile(codec, rgb, q) for q in (1.0, 6.0))

@@ -69,7 +69,7 @@ def test_unsupported_dtype(tmp_path):
     assert not (tmp_path / "out.grsc").exists()
 
 
-def test_flipped_byte_names_the_tile(tmp_path, aerial_archive):
+def test_flipped_byte_names_the_tile(tmp_path, aerial, aerial_archive):
     damaged = tmp_path / "damaged.grsc"
     data = bytearray(aerial_archive.read_bytes())
     with ArchiveReader(aerial_archive) as reader:
@@ -85,14 +85,10 @@ def test_flipped_byte_names_the_tile(tmp_path, aerial_archive):
     assert result.returncode == 0, result.stderr
     with rasterio.open(tmp_path / "out.tif") as out:
         masks = out.read_masks(1)
-    with rasterio.open(_source()) as src:
+    with rasterio.open(aerial) as src:
         source_masks = src.read_masks(1)
     assert np.array_equal(masks[:200, :200], source_masks[:200, :200])
     assert not masks[-100:, :100].any()
-
-
-def _source() -> Path:
-    return Path(__file__).parent / "data" / "osbs_aerial_rgb.tif"
 
 
 def test_truncated_archive(tmp_path, aerial_archive):

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from testdata import DATA
 
 from georsic.train.codec import CodecTrainConfig, train_codec
 from georsic.train.data import CropPool, find_images, luminance
 
-DATA = Path(__file__).parent / "data"
 RGB = DATA / "osbs_aerial_rgb.tif"
 
 
