@@ -1,14 +1,15 @@
 #!/usr/bin/env python
-"""What storing the codec's weights in int8 costs: file size and rate-distortion.
+"""What storing the codec's weights in int8 (or fewer bits) costs: size and rate-distortion.
 
-Converts an installed model (default ``elic-vr-s``, stored in half precision) to int8 storage
-the way ``georsic train codec --weights-dtype int8`` exports it (layer weights int8 with one
-scale per output channel, everything else unchanged), then codes each held-out image as one
-tile with both and prints bpp / PSNR per quality and the BD-rate of int8 against the weights as
-stored.
+Converts an installed model (default ``elic-vr-s``, stored in half precision) to integer
+storage the way ``georsic train codec --weights-dtype int8 --weight-bits B`` exports it (layer
+weights as B-bit integers with one scale per output channel, everything else unchanged), then
+codes each held-out image as one tile with each and prints bpp / PSNR per quality and the
+BD-rate against the weights as stored.  Sizes are the file's and what git stores of it (zlib at
+git's default level).
 
-    python benchmarks/weights_precision.py [--model elic-vr-s] [--qualities 0 1 ... 7]
-        [--threads 2] [images]
+    python benchmarks/weights_precision.py [--model elic-vr-s] [--bits 8 ...]
+        [--qualities 0 1 ... 7] [--threads 2] [images]
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import dataclasses
 import math
 import tempfile
+import zlib
 from pathlib import Path
 
 import torch
@@ -38,14 +40,19 @@ DEFAULT_IMAGES = ("deepforest_OSBS_029.tif", "deepforest_SOAP_031.png",
                   "deepforest_australia_uav.tif", "solaris_pan1.tif")
 
 
-def int8_copy(entry: ModelEntry, folder: Path) -> ModelEntry:
-    """``entry``'s weights stored as int8 in ``folder``."""
+def integer_copy(entry: ModelEntry, folder: Path, bits: str = "8") -> ModelEntry:
+    """``entry``'s weights stored as ``bits``-bit integers (see `WeightBits`) in ``folder``."""
     model = build_model(entry.architecture, entry.config)
     model.load_state_dict(load_entry_state_dict(entry))
-    round_parameters(model, torch.int8)
-    path = folder / f"{entry.id}-int8.safetensors"
-    save_file(stored_tensors(model, torch.int8), str(path))
+    round_parameters(model, torch.int8, bits)
+    path = folder / f"{entry.id}-int{bits}.safetensors".replace(",", "_").replace("=", "")
+    save_file(stored_tensors(model, torch.int8, bits), str(path))
     return dataclasses.replace(entry, path=path, sha256=file_sha256(path))
+
+
+def git_bytes(path: Path) -> int:
+    """Bytes git stores of ``path`` as a loose object (zlib, level 6 as git's default -1)."""
+    return len(zlib.compress(path.read_bytes(), 6))
 
 
 def main() -> None:
@@ -55,16 +62,21 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--model", default="elic-vr-s",
                         help="installed model to convert (an int8 model converts to itself)")
+    parser.add_argument("--bits", nargs="+", default=["8"],
+                        help="integer widths to compare: '6', or per layer '7,channel_context=5'")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     images = args.images or [Path(__file__).parent / "data" / n for n in DEFAULT_IMAGES]
     shipped = find_model(args.model)
     with tempfile.TemporaryDirectory() as tmp:
-        int8 = int8_copy(shipped, Path(tmp))
-        codecs = {"shipped": TileCodec(shipped), "int8": TileCodec(int8)}
-        sizes = {"shipped": shipped.path.stat().st_size, "int8": int8.path.stat().st_size}
-        print(f"model {shipped.id} ({shipped.sha256[:12]}): "
-              f"{sizes['shipped']:,} bytes as shipped, {sizes['int8']:,} bytes in int8\n")
+        entries = {"shipped": shipped} | {f"int{bits}": integer_copy(shipped, Path(tmp), bits)
+                                          for bits in args.bits}
+        codecs = {name: TileCodec(entry) for name, entry in entries.items()}
+        print(f"model {shipped.id} ({shipped.sha256[:12]})\n")
+        print("| weights | file bytes | git bytes (zlib) |\n|---|---|---|")
+        for name, entry in entries.items():
+            print(f"| {name} | {entry.path.stat().st_size:,} | {git_bytes(entry.path):,} |")
+        print()
         print("| image | weights | " + quality_columns(args.qualities)
               + " | BD-rate vs shipped |")
         print("|---|---|" + "---|" * (len(args.qualities) + 1))

@@ -14,6 +14,7 @@ from georsic.train.codec import CodecTrainConfig, _init_state, model_config
 from georsic.train.export import export_codec
 from georsic.weights import (
     INT8_SCALE_SUFFIX,
+    WeightBits,
     dequantize_int8,
     dequantized,
     load_state_dict_file,
@@ -154,3 +155,33 @@ def test_int8_weights_can_start_a_fine_tune(exports):
     model = ElicVariableRate(**entry["config"])
     model.load_state_dict(state, strict=False)
     assert torch.equal(model.g_a[0].weight, state["g_a.0.weight"])
+
+
+def test_narrow_integer_quantization_clips_outliers_to_cut_error():
+    torch.manual_seed(0)
+    weight = torch.distributions.StudentT(2.0).sample((4, 8, 3, 3))  # heavy-tailed, as trained
+    values, scales = quantize_int8(weight, bits=5)
+    assert values.dtype == torch.int8 and int(values.abs().max()) <= 15
+    restored = dequantize_int8(values, scales)
+    clipped_error = (restored - weight).square().sum()
+    peak_scales = weight.flatten(1).abs().amax(dim=1) / 15
+    plain = torch.round(weight / peak_scales[:, None, None, None]).clamp(-15, 15)
+    peak_error = (plain * peak_scales[:, None, None, None] - weight).square().sum()
+    assert clipped_error < peak_error
+    assert torch.all(scales <= peak_scales) and torch.any(scales < peak_scales)
+
+
+def test_quantization_rejects_impossible_widths():
+    with pytest.raises(ValueError, match="weight bits"):
+        quantize_int8(torch.ones(2, 2), bits=9)
+
+
+def test_weight_bits_parse_per_layer_exceptions():
+    bits = WeightBits.parse("7, channel_context=5")
+    assert bits == WeightBits(7, (("channel_context", 5),))
+    assert bits.for_name("latent_codec.y.channel_context.y1.2.weight") == 5
+    assert bits.for_name("g_s.1.weight") == 7
+    assert str(bits) == "7,channel_context=5" and WeightBits.of(8) == WeightBits()
+    for bad in ("9", "7,channel_context", "x"):
+        with pytest.raises(ValueError, match="weight bits"):
+            WeightBits.parse(bad)

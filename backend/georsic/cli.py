@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from georsic.api import DEFAULT_OVERLAP, DEFAULT_QUALITY, DEFAULT_TILE_SIZE
-from georsic.errors import GeorsicError
+from georsic.errors import GeorsicError, InputError
 
 BATCH_FAILED = 6
 
@@ -216,7 +216,14 @@ def cmd_batch(args) -> int:
 def cmd_train_codec(args) -> int:
     from georsic.train.codec import CodecTrainConfig, train_codec
     from georsic.train.export import export_codec, measure_rd
+    from georsic.weights import WeightBits
 
+    try:
+        bits = WeightBits.parse(args.weight_bits)
+    except ValueError as exc:
+        raise InputError(f"--weight-bits: {exc}") from None
+    if bits != WeightBits() and args.weights_dtype != "int8":
+        raise InputError("--weight-bits needs --weights-dtype int8")
     cfg = CodecTrainConfig(
         data=args.data, out=args.out, exclude=args.exclude, steps=args.steps, batch=args.batch,
         patch=args.patch, lr=args.lr, N=args.N, M=args.M, lambdas=args.lambdas, init=args.init,
@@ -228,7 +235,8 @@ def cmd_train_codec(args) -> int:
 
         training = {"hardware": args.hardware} if args.hardware else None
         entry = export_codec(checkpoint, args.export, args.model_id, training=training,
-                             dtype=getattr(torch, args.weights_dtype))
+                             dtype=getattr(torch, args.weights_dtype),
+                             bits=bits)
         print(f"exported {entry['id']} ({entry['sha256'][:12]}) to {args.export}")
         if args.rd_images:
             for row in measure_rd(args.export, args.model_id, args.rd_images):
@@ -322,6 +330,10 @@ def build_parser() -> argparse.ArgumentParser:
                    default="float16",
                    help="precision the exported parameters are stored in (int8: layer weights "
                         "as int8 with per-channel scales, the rest float16)")
+    p.add_argument("--weight-bits", default="8", metavar="BITS[,NAME=BITS...]",
+                   help="with --weights-dtype int8: bits (2 to 8) of the stored integers, and "
+                        "of layers whose name contains NAME (e.g. '7,channel_context=5'); "
+                        "fewer bits store smaller in git, at some cost in rate-distortion")
     p.add_argument("--rd-images", nargs="*", default=[],
                    help="after --export, measure rate-distortion on these (held-out) images and "
                         "record it in the manifest")

@@ -15,6 +15,7 @@ from georsic.train.data import find_images
 from georsic.weights import (
     INT8_SCALE_SUFFIX,
     MANIFEST,
+    WeightBits,
     dequantized,
     file_sha256,
     manifest_entry_for,
@@ -74,14 +75,21 @@ def int8_parameter_names(model: torch.nn.Module) -> set[str]:
             if isinstance(module, _WEIGHT_LAYERS)}
 
 
-def stored_tensors(model: torch.nn.Module, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """The state dict as written: parameters in ``dtype``, buffers in their own types."""
+def stored_tensors(model: torch.nn.Module, dtype: torch.dtype,
+                   bits: int | str | WeightBits = 8) -> dict[str, torch.Tensor]:
+    """The state dict as written: parameters in ``dtype``, buffers in their own types.
+
+    With ``torch.int8``, layer weights are integers of the width ``bits`` gives their name
+    (see `WeightBits` and `quantize_int8`).
+    """
+    bits = WeightBits.of(bits)
     parameters = {name for name, _ in model.named_parameters()}
     int8 = int8_parameter_names(model) if dtype == torch.int8 else set()
     tensors = {}
     for name, value in model.state_dict().items():
         if name in int8:
-            tensors[name], tensors[name + INT8_SCALE_SUFFIX] = quantize_int8(value)
+            values, scales = quantize_int8(value, bits.for_name(name))
+            tensors[name], tensors[name + INT8_SCALE_SUFFIX] = values, scales
         elif name in parameters:
             tensors[name] = value.to(torch.float16 if dtype == torch.int8 else dtype)
         else:
@@ -89,13 +97,14 @@ def stored_tensors(model: torch.nn.Module, dtype: torch.dtype) -> dict[str, torc
     return {name: value.detach().contiguous() for name, value in tensors.items()}
 
 
-def round_parameters(model: torch.nn.Module, dtype: torch.dtype) -> None:
+def round_parameters(model: torch.nn.Module, dtype: torch.dtype,
+                     bits: int | str | WeightBits = 8) -> None:
     """Set every parameter to what a file written in ``dtype`` loads back (it stays float32).
 
     The values come from `stored_tensors` through the loader's own `dequantized`, so the
     rounding and the file can never disagree.
     """
-    loaded = dequantized(stored_tensors(model, dtype))
+    loaded = dequantized(stored_tensors(model, dtype, bits))
     with torch.no_grad():
         for name, param in model.named_parameters():
             param.copy_(loaded[name])
@@ -103,28 +112,33 @@ def round_parameters(model: torch.nn.Module, dtype: torch.dtype) -> None:
 
 def export_codec(checkpoint: str | Path, out_dir: str | Path, model_id: str,
                  training: dict | None = None, make_default: bool = True,
-                 dtype: torch.dtype = torch.float16, quantile_steps: int = 3000) -> dict:
+                 dtype: torch.dtype = torch.float16, quantile_steps: int = 3000,
+                 bits: int | str | WeightBits = 8) -> dict:
     """Write ``OUT/<model_id>.safetensors`` with its entropy tables and add it to the manifest.
 
     Parameters are stored in ``dtype`` (half precision by default: half the size, and the
     rounding is done before the entropy tables are built, so they match the weights as
     loaded).  ``torch.int8`` stores convolution weights as int8 with per-channel scales and
     the other parameters in half precision.  Buffers (entropy tables, scale table) keep their
-    own types.
+    own types.  ``bits`` (with ``torch.int8``) narrows the integers further, per layer if
+    asked (`WeightBits`).
     """
+    bits = WeightBits.of(bits)
+    if bits != WeightBits() and dtype != torch.int8:
+        raise ValueError("weight bits other than 8 need dtype int8")
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     cfg = state["config"]
     config = model_config(cfg)
     model = build_model(cfg["architecture"], config)
     model.load_state_dict(state["model"])
-    round_parameters(model, dtype)
+    round_parameters(model, dtype, bits)
     aux = fit_quantiles(model, steps=quantile_steps)
-    round_parameters(model, dtype)
+    round_parameters(model, dtype, bits)
     model.update(force=True)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{model_id}.safetensors"
-    tensors = stored_tensors(model, dtype)
+    tensors = stored_tensors(model, dtype, bits)
     save_file(tensors, str(path), metadata={"model_id": model_id, "architecture":
                                             cfg["architecture"], "config": json.dumps(config)})
     init_steps = _init_steps(cfg.get("init"))
@@ -133,6 +147,7 @@ def export_codec(checkpoint: str | Path, out_dir: str | Path, model_id: str,
         "file": path.name, "sha256": file_sha256(path), "bytes": path.stat().st_size,
         "parameters": sum(p.numel() for p in model.parameters()),
         "aux_loss": round(aux, 4), "dtype": str(dtype).removeprefix("torch."),
+        **({"weight_bits": str(bits)} if dtype == torch.int8 else {}),
         "lambdas": list(model.lambdas),
         "training": {"steps": state["step"], "data": cfg["data"], "exclude": cfg["exclude"],
                      "images": len(find_images(cfg["data"], cfg["exclude"])),
