@@ -35,7 +35,15 @@ from georsic.errors import (
 )
 from georsic.masks import decode_mask, encode_mask
 from georsic.rasterinfo import RasterInfo
-from georsic.tiling import Piece, Tile, TileGrid, blend, intersect
+from georsic.tiling import (
+    DEFAULT_OVERLAP,
+    DEFAULT_TILE_SIZE,
+    Piece,
+    Tile,
+    TileGrid,
+    blend,
+    intersect,
+)
 from georsic.weights import find_model
 
 Progress = Callable[[int, int], None]
@@ -45,11 +53,6 @@ Cancel = Callable[[], bool]
 QUALITY_LEVELS = 8
 #: Quality used when none is given: about 0.45-0.6 bpp on 10 cm aerial RGB with the shipped model.
 DEFAULT_QUALITY = 5.0
-#: Tile edge and overlap when none are given.  Every overlap pixel is coded twice: 16 instead of
-#: 32 saves 5.5 % of the bits of a 1536x1536 aerial image at equal PSNR, while the blended tile
-#: borders stay as good as tile interiors (benchmarks/tiling.py, georsic bench seams).
-DEFAULT_TILE_SIZE = 512
-DEFAULT_OVERLAP = 16
 #: Most steps of encoder-side latent refinement per tile (``refine``).
 MAX_REFINE = 200
 _STATS_ROWS = 256

@@ -350,3 +350,11 @@ def test_prior_option_reaches_the_backend(aerial_grsc, work, tmp_path):
             assert layer.isValid()
         finally:
             del layer
+
+
+def test_tiling_defaults_are_the_backends(georsic_plugin):
+    import georsic
+
+    alg = QgsApplication.processingRegistry().algorithmById("georsic:compress")
+    assert alg.parameterDefinition("TILE_SIZE").defaultValue() == georsic.DEFAULT_TILE_SIZE
+    assert alg.parameterDefinition("OVERLAP").defaultValue() == georsic.DEFAULT_OVERLAP

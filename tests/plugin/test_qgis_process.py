@@ -62,7 +62,7 @@ def test_qgis_process_compress_then_info(shell, tmp_path):
     assert info.returncode == 0, info.stdout + info.stderr
     results = json.loads(info.stdout[info.stdout.index("{"):])["results"]
     assert (results["WIDTH"], results["HEIGHT"], results["BANDS"]) == (200, 200, 3)
-    assert results["TILES"] == 1  # the default 512-pixel tile covers 200x200
+    assert results["TILES"] == 1  # the default 1024-pixel tile covers 200x200
     assert "quality 5" in results["TEXT"]  # the default quality
 
     restored = tmp_path / "restored.tif"

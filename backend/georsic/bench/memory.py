@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from georsic.tiling import DEFAULT_TILE_SIZE
+
 
 def synthetic_raster(path: Path, size: int, block: int = 512) -> None:
     """A (3, size, size) uint8 GeoTIFF of smooth fields plus noise, written block by block."""
@@ -110,7 +112,7 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser("memory", help="peak RSS of compress+decompress against size")
     p.add_argument("--sizes", type=int, nargs="+", default=[1024, 4096, 8192])
     p.add_argument("--quality", type=float, default=3.0)
-    p.add_argument("--tile-size", type=int, default=512)
+    p.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE)
     p.add_argument("--device", default="cpu")
     p.add_argument("--tmp", default=None, help="folder for the generated rasters")
     p.add_argument("--gdal-cache", type=int, default=128,

@@ -48,6 +48,7 @@ from georsic.bench.classical import (
 )
 from georsic.bench.images import BenchImage, expand_image_args, load_image, read_rgb8, write_geotiff
 from georsic.bench.metrics import ms_ssim_db
+from georsic.tiling import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE
 
 GEORSIC = "georsic"
 #: bpp window of the target (BD-rate on PSNR over the anchor's qualities in this window).
@@ -519,8 +520,8 @@ def run(
     codec_keys: Sequence[str] | None = None,
     with_georsic: bool = True,
     gpu_speed: bool = True,
-    tile_size: int = 512,
-    overlap: int = 16,
+    tile_size: int = DEFAULT_TILE_SIZE,
+    overlap: int = DEFAULT_OVERLAP,
     refine: int = 0,
     model: str | None = None,
     refine_rounds: int = 3,
@@ -709,8 +710,8 @@ def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                                     "run here)")
     p.add_argument("--no-georsic", action="store_true", help="classical codecs only")
     p.add_argument("--model", help="GeoRSIC model id (default: the default codec)")
-    p.add_argument("--tile-size", type=int, default=512)
-    p.add_argument("--overlap", type=int, default=16)
+    p.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE)
+    p.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP)
     p.add_argument("--refine", type=int, default=0,
                    help="GeoRSIC encoder refinement steps per tile (georsic compress --refine)")
     p.set_defaults(func=_cmd)

@@ -83,7 +83,7 @@ class CompressRasterAlgorithm(GeorsicAlgorithm):
                 self.TILE_SIZE,
                 self.tr("Tile size (pixels)"),
                 type=QgsProcessingParameterNumber.Integer,
-                defaultValue=512,
+                defaultValue=1024,  # georsic.DEFAULT_TILE_SIZE (the backend loads lazily)
                 minValue=64,
                 maxValue=4096,
             ),
