@@ -59,15 +59,15 @@ def exports(tmp_path_factory) -> dict[torch.dtype, tuple[dict, Path]]:
     return {dtype: _export(folder, dtype) for dtype in (torch.int8, torch.float16, torch.float32)}
 
 
-def _export(tmp_path, dtype: torch.dtype) -> tuple[dict, Path]:
+def _export(tmp_path, dtype: torch.dtype, bits: str = "8") -> tuple[dict, Path]:
     torch.manual_seed(0)
     cfg = CodecTrainConfig(data=[], out="x", N=8, M=40, lambdas=[0.0001, 0.001])
     checkpoint = tmp_path / "checkpoint.pt"
     if not checkpoint.exists():
         model = ElicVariableRate(**model_config(cfg))
         torch.save({"model": model.state_dict(), "step": 3, "config": asdict(cfg)}, checkpoint)
-    folder = tmp_path / str(dtype)
-    entry = export_codec(checkpoint, folder, "tiny", dtype=dtype, quantile_steps=300)
+    folder = tmp_path / f"{dtype}-{bits}"
+    entry = export_codec(checkpoint, folder, "tiny", dtype=dtype, quantile_steps=300, bits=bits)
     return entry, folder / "tiny.safetensors"
 
 
@@ -111,6 +111,22 @@ def test_int8_export_stores_layer_weights_as_int8_and_decodes_what_it_encodes(ex
     assert not any(k.endswith(".quantiles" + INT8_SCALE_SUFFIX) for k in tensors)
     assert path.stat().st_size < exports[torch.float16][1].stat().st_size
     _assert_decodes_what_it_encodes(_load(path, entry["config"]))
+
+
+def test_narrow_export_keeps_each_layers_width_and_decodes_what_it_encodes(exports):
+    entry, path = _export(exports[torch.int8][1].parents[1], torch.int8, "5,g_s=8")
+    assert entry["weight_bits"] == "5,g_s=8"
+    integers = {name: int(t.abs().max()) for name, t in load_file(str(path)).items()
+                if t.dtype == torch.int8}
+    assert {peak for name, peak in integers.items() if name.startswith("g_s.")} == {127}
+    others = [peak for name, peak in integers.items() if not name.startswith("g_s.")]
+    assert len(others) > 10 and max(others) <= 15
+    _assert_decodes_what_it_encodes(_load(path, entry["config"]))
+
+
+def test_weight_bits_need_integer_storage(exports):
+    with pytest.raises(ValueError, match="int8"):
+        _export(exports[torch.int8][1].parents[1], torch.float16, "6")
 
 
 def test_int8_weights_are_within_half_a_step_of_float32(exports):
