@@ -245,6 +245,21 @@ def cmd_train_codec(args) -> int:
     return 0
 
 
+def cmd_train_pack(args) -> int:
+    from georsic.train.pack import write_pack
+
+    if args.patch < 64 or args.max_mib <= 0:
+        raise InputError("--patch must be at least 64 and --max-mib positive")
+    try:
+        summary = write_pack(args.data, args.out, tuple(args.exclude), args.patch,
+                             int(args.max_mib * 2**20), args.seed)
+    except (FileExistsError, ValueError) as exc:
+        raise InputError(str(exc)) from None
+    print(f"{summary.crops} crops of {args.patch} px from {summary.sources} images, "
+          f"{summary.bytes / 2**20:.1f} MiB, in {summary.folder}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from georsic import __version__
 
@@ -338,6 +353,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="after --export, measure rate-distortion on these (held-out) images and "
                         "record it in the manifest")
     p.set_defaults(func=cmd_train_codec)
+
+    p = train.add_parser("pack", help="write random crops of training data within a size "
+                                      "budget, to carry to a GPU machine")
+    p.add_argument("data", nargs="+", help="image files or folders (as for train codec)")
+    p.add_argument("--out", required=True, help="new or empty folder for the pack")
+    p.add_argument("--exclude", nargs="*", default=[], help="skip files whose name has these")
+    p.add_argument("--patch", type=int, default=384, help="crop edge, pixels (384)")
+    p.add_argument("--max-mib", type=float, default=56.0, help="size budget, MiB (56)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_train_pack)
 
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="what", required=True)
     from georsic.bench import memory, seams

@@ -101,13 +101,16 @@ class CropPool:
 
     def _build(self) -> np.ndarray:
         crops: list[np.ndarray] = []
+        self.sources: list[Path] = []  # the image each crop came from
         for path in self.paths:
             try:
                 image = load_rgb8(path)
             except Exception as exc:  # unreadable file in a user folder: skip, say so
                 log.warning("skipping %s: %s", path, exc)
                 continue
-            crops.extend(self._crops_from(image))
+            new = self._crops_from(image)
+            crops.extend(new)
+            self.sources.extend([path] * len(new))
         if not crops:
             raise ValueError("no usable training crops")
         return np.stack(crops)

@@ -1,0 +1,76 @@
+"""A training pack: random crops of the training data, as PNG files, within a size budget.
+
+A GPU machine reached through a small upload (this project's lends 64 MiB a call) cannot take
+the photographs and rasters themselves (about 400 MB); a pack of lossless crops drawn evenly
+from them can, and ``georsic train codec PACK ...`` trains on it like on any folder of images.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from georsic.train.data import CropPool, find_images
+
+PACK_MANIFEST = "PACK.tsv"
+
+
+@dataclass(frozen=True)
+class PackSummary:
+    crops: int
+    bytes: int
+    sources: int
+    folder: Path
+
+
+def _png_bytes(crop: np.ndarray) -> bytes:
+    """(3, H, W) uint8 as PNG (lossless), via GDAL's PNG driver."""
+    from rasterio.io import MemoryFile
+
+    with MemoryFile() as memory:
+        with memory.open(driver="PNG", width=crop.shape[2], height=crop.shape[1], count=3,
+                         dtype="uint8") as dst:
+            dst.write(crop)
+        return memory.read()
+
+
+def write_pack(data: list[str | Path], out: str | Path, exclude: tuple[str, ...] = (),
+               patch: int = 384, max_bytes: int = 56 * 2**20, seed: int = 0) -> PackSummary:
+    """Write crops of ``patch`` pixels from ``data`` into ``out`` until ``max_bytes``.
+
+    Crops come from every image in turn (an image listed k times gives k times the crops), in
+    a random order, so a budget that holds only some crops still spans all the sources.
+    ``out`` must be empty or new; ``PACK.tsv`` there lists each crop's source.
+    """
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} is not empty; a pack needs a new or empty folder")
+    paths = find_images(data, exclude)
+    pool = CropPool(paths, patch=patch, crops_per_image=16, max_downscale=1.0, seed=seed)
+    order = np.random.default_rng(seed).permutation(len(pool.crops))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        written, rows = 0, []
+        for number, index in enumerate(order):
+            encoded = _png_bytes(pool.crops[index])
+            if written + len(encoded) > max_bytes:
+                break
+            name = f"crop{number:05d}.png"
+            (partial / name).write_bytes(encoded)
+            written += len(encoded)
+            rows.append(f"{name}\t{pool.sources[index].name}")
+        (partial / PACK_MANIFEST).write_text("file\tsource\n"
+                                             + "".join(row + "\n" for row in rows))
+        if out.exists():
+            out.rmdir()
+        partial.rename(out)  # the pack appears whole or not at all
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return PackSummary(crops=len(rows), bytes=written,
+                       sources=len({row.split("\t")[1] for row in rows}), folder=out)
