@@ -38,12 +38,30 @@ def _png_bytes(crop: np.ndarray) -> bytes:
         return memory.read()
 
 
+def _round_robin(sources: list[Path], rng: np.random.Generator) -> list[int]:
+    """Crop indices: a random crop of each source in random order, then a second of each, ..."""
+    by_source: dict[int, list[int]] = {}
+    previous, group = None, -1
+    for index, source in enumerate(sources):  # a source's crops are consecutive
+        group += source is not previous
+        previous = source
+        by_source.setdefault(group, []).append(index)
+    queues = [list(rng.permutation(indices)) for indices in by_source.values()]
+    order: list[int] = []
+    while any(queues):
+        for position in rng.permutation(len(queues)):
+            if queues[position]:
+                order.append(int(queues[position].pop()))
+    return order
+
+
 def write_pack(data: list[str | Path], out: str | Path, exclude: tuple[str, ...] = (),
                patch: int = 384, max_bytes: int = 56 * 2**20, seed: int = 0) -> PackSummary:
     """Write crops of ``patch`` pixels from ``data`` into ``out`` until ``max_bytes``.
 
-    Crops come from every image in turn (an image listed k times gives k times the crops), in
-    a random order, so a budget that holds only some crops still spans all the sources.
+    Crops are taken round-robin over the sources (one random crop of each, in a random order,
+    then a second of each, ...), so a budget that holds at least one crop per source spans them
+    all; an image listed k times counts as k sources.
     ``out`` must be empty or new; ``PACK.tsv`` there lists each crop's source.
     """
     out = Path(out)
@@ -51,7 +69,7 @@ def write_pack(data: list[str | Path], out: str | Path, exclude: tuple[str, ...]
         raise FileExistsError(f"{out} is not empty; a pack needs a new or empty folder")
     paths = find_images(data, exclude)
     pool = CropPool(paths, patch=patch, crops_per_image=16, max_downscale=1.0, seed=seed)
-    order = np.random.default_rng(seed).permutation(len(pool.crops))
+    order = _round_robin(pool.sources, np.random.default_rng(seed))
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
