@@ -18,11 +18,11 @@ import argparse
 import dataclasses
 import math
 import tempfile
-import zlib
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
+from weights_budget import git_stored_bytes  # beside this script
 
 from georsic.bench.images import load_image
 from georsic.bench.single_tile import (
@@ -50,11 +50,6 @@ def integer_copy(entry: ModelEntry, folder: Path, bits: str = "8") -> ModelEntry
     return dataclasses.replace(entry, path=path, sha256=file_sha256(path))
 
 
-def git_bytes(path: Path) -> int:
-    """Bytes git stores of ``path`` as a loose object (zlib, level 6 as git's default -1)."""
-    return len(zlib.compress(path.read_bytes(), 6))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("images", nargs="*", type=Path)
@@ -75,7 +70,8 @@ def main() -> None:
         print(f"model {shipped.id} ({shipped.sha256[:12]})\n")
         print("| weights | file bytes | git bytes (zlib) |\n|---|---|---|")
         for name, entry in entries.items():
-            print(f"| {name} | {entry.path.stat().st_size:,} | {git_bytes(entry.path):,} |")
+            data = entry.path.read_bytes()
+            print(f"| {name} | {len(data):,} | {git_stored_bytes(data):,} |")
         print()
         print("| image | weights | " + quality_columns(args.qualities)
               + " | BD-rate vs shipped |")

@@ -159,25 +159,22 @@ def quantize_int8(weight, bits: int = 8):
     """
     import torch
 
-    if not 2 <= bits <= 8:
-        raise ValueError(f"weight bits must be 2 to 8, not {bits}")
+    _check_weight_bits(bits)
     levels = 2 ** (bits - 1) - 1
     flat = weight.detach().float().reshape(weight.shape[0], -1)
     peak = flat.abs().amax(dim=1).clamp_min(torch.finfo(torch.float32).tiny)
-    ratios = (1.0,) if bits == 8 else CLIP_RATIOS
-    best_scales, best_error = None, None
-    for ratio in ratios:
-        scales = peak * ratio / levels
-        restored = torch.round(flat / scales[:, None]).clamp(-levels, levels) * scales[:, None]
-        error = (restored - flat).square().sum(dim=1)
-        if best_scales is None:
-            best_scales, best_error = scales, error
-        else:
-            better = error < best_error
-            best_scales = torch.where(better, scales, best_scales)
-            best_error = torch.where(better, error, best_error)
-    values = torch.round(flat / best_scales[:, None]).clamp(-levels, levels).to(torch.int8)
-    return values.reshape(weight.shape), best_scales
+    ratios = torch.tensor((1.0,) if bits == 8 else CLIP_RATIOS)
+    candidates = ratios[:, None] * peak / levels  # (ratios, channels)
+    restored = torch.round(flat / candidates[..., None]).clamp(-levels, levels)
+    error = (restored * candidates[..., None] - flat).square().sum(dim=2)
+    scales = candidates.gather(0, error.argmin(dim=0)[None])[0]  # first ratio wins ties
+    values = torch.round(flat / scales[:, None]).clamp(-levels, levels).to(torch.int8)
+    return values.reshape(weight.shape), scales
+
+
+def _check_weight_bits(bits: int) -> None:
+    if not 2 <= bits <= 8:
+        raise ValueError(f"weight bits must be 2 to 8, not {bits}")
 
 
 @dataclass(frozen=True)
@@ -193,8 +190,7 @@ class WeightBits:
 
     def __post_init__(self) -> None:
         for bits in (self.default, *(b for _, b in self.overrides)):
-            if not 2 <= bits <= 8:
-                raise ValueError(f"weight bits must be 2 to 8, not {bits}")
+            _check_weight_bits(bits)
 
     @classmethod
     def parse(cls, text: str) -> WeightBits:

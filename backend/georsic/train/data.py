@@ -101,8 +101,8 @@ class CropPool:
 
     def _build(self) -> np.ndarray:
         crops: list[np.ndarray] = []
-        self.sources: list[Path] = []  # the image each crop came from
-        for path in self.paths:
+        self.sources: list[int] = []  # each crop's image, as an index into ``paths``
+        for number, path in enumerate(self.paths):
             try:
                 image = load_rgb8(path)
             except Exception as exc:  # unreadable file in a user folder: skip, say so
@@ -110,7 +110,7 @@ class CropPool:
                 continue
             new = self._crops_from(image)
             crops.extend(new)
-            self.sources.extend([path] * len(new))
+            self.sources.extend([number] * len(new))
         if not crops:
             raise ValueError("no usable training crops")
         return np.stack(crops)

@@ -38,14 +38,11 @@ def _png_bytes(crop: np.ndarray) -> bytes:
         return memory.read()
 
 
-def _round_robin(sources: list[Path], rng: np.random.Generator) -> list[int]:
+def _round_robin(sources: list[int], rng: np.random.Generator) -> list[int]:
     """Crop indices: a random crop of each source in random order, then a second of each, ..."""
     by_source: dict[int, list[int]] = {}
-    previous, group = None, -1
-    for index, source in enumerate(sources):  # a source's crops are consecutive
-        group += source is not previous
-        previous = source
-        by_source.setdefault(group, []).append(index)
+    for index, source in enumerate(sources):
+        by_source.setdefault(source, []).append(index)
     queues = [list(rng.permutation(indices)) for indices in by_source.values()]
     order: list[int] = []
     while any(queues):
@@ -73,7 +70,7 @@ def write_pack(data: list[str | Path], out: str | Path, exclude: tuple[str, ...]
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        written, rows = 0, []
+        written, rows, names = 0, [], set()
         for number, index in enumerate(order):
             encoded = _png_bytes(pool.crops[index])
             if written + len(encoded) > max_bytes:
@@ -81,7 +78,9 @@ def write_pack(data: list[str | Path], out: str | Path, exclude: tuple[str, ...]
             name = f"crop{number:05d}.png"
             (partial / name).write_bytes(encoded)
             written += len(encoded)
-            rows.append(f"{name}\t{pool.sources[index].name}")
+            source = pool.paths[pool.sources[index]].name
+            rows.append(f"{name}\t{source}")
+            names.add(source)
         (partial / PACK_MANIFEST).write_text("file\tsource\n"
                                              + "".join(row + "\n" for row in rows))
         if out.exists():
@@ -90,5 +89,4 @@ def write_pack(data: list[str | Path], out: str | Path, exclude: tuple[str, ...]
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    return PackSummary(crops=len(rows), bytes=written,
-                       sources=len({row.split("\t")[1] for row in rows}), folder=out)
+    return PackSummary(crops=len(rows), bytes=written, sources=len(names), folder=out)
