@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from rasterio.enums import Resampling
 from rasterio.errors import RasterioError, RasterioIOError
 from rasterio.windows import Window
 
@@ -34,6 +35,8 @@ from georsic.errors import (
     WeightsError,
 )
 from georsic.masks import decode_mask, encode_mask
+from georsic.overviews import OverviewSpec
+from georsic.overviews import resolve as resolve_overviews
 from georsic.rasterinfo import RasterInfo
 from georsic.tiling import (
     DEFAULT_OVERLAP,
@@ -307,6 +310,9 @@ class Archive:
         ]
         if any(info.descriptions):
             lines.append("bands:     " + ", ".join(d or "-" for d in info.descriptions))
+        if info.overviews:
+            lines.append("overviews: " + ", ".join(map(str, info.overviews))
+                         + " (rebuilt on decompression)")
         return "\n".join(lines)
 
     # ---- decoding
@@ -473,6 +479,7 @@ def decompress(
     fidelity: float = 0.5,
     device: str = "auto",
     ignore_errors: bool = False,
+    overviews: OverviewSpec | None = "source",
     progress: Progress | None = None,
     cancel: Cancel | None = None,
 ) -> Path:
@@ -480,7 +487,10 @@ def decompress(
 
     ``bounds`` are in ``bounds_crs`` (default the archive's CRS); ``window`` is in pixels.
     With ``ignore_errors`` a corrupt tile is written as no-data (or zeros) instead of
-    stopping the run.
+    stopping the run. ``overviews``: ``"source"`` rebuilds the compressed raster's overview
+    levels (none if it had none), ``"auto"`` adds levels down to 256 pixels, ``"none"`` none,
+    or a list of factors such as ``[2, 4, 8]`` (see :mod:`georsic.overviews`); they are built
+    from the decoded pixels with average resampling.
     """
     if prior:
         raise WeightsError("the Code-RSIC codebook prior is not installed in this GeoRSIC "
@@ -492,6 +502,8 @@ def decompress(
         window = archive._clip(window or Window(0, 0, archive.width, archive.height))
         transform = rasterio.windows.transform(window, archive.transform)
         profile = archive.info.geotiff_profile(int(window.width), int(window.height), transform)
+        factors = resolve_overviews(overviews, archive.info.overviews, int(window.width),
+                                    int(window.height))
         with _atomic_output(dst) as tmp:
             errors: list[str] = []
             try:
@@ -507,6 +519,10 @@ def decompress(
                             mask = 255 * ~(invalid[0] if invalid is not None else
                                            np.zeros((int(block.height), int(block.width)), bool))
                             out.write_mask(mask.astype(np.uint8), window=target)
+                    if factors:
+                        _check(cancel)
+                        out.build_overviews(list(factors), Resampling.average)
+                        out.update_tags(ns="rio_overview", resampling="average")
             except RasterioError as exc:
                 raise OutputError(f"cannot write {dst}: {exc}") from None
     return dst

@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from georsic import overviews
 from georsic.api import DEFAULT_OVERLAP, DEFAULT_QUALITY, DEFAULT_TILE_SIZE
 from georsic.errors import GeorsicError, InputError
 
@@ -65,6 +66,13 @@ def _add_codec_options(parser: argparse.ArgumentParser) -> None:
                              "off; benchmarks/refine.py measures it)")
 
 
+def _add_overviews_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--overviews", default="source", metavar="source|auto|none|2,4,8",
+                        help="overview levels of the decoded GeoTIFF: those of the compressed "
+                             "raster (default), automatic down to 256 pixels, none, or these "
+                             "factors")
+
+
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
@@ -87,7 +95,7 @@ def _decompress_kwargs(args) -> dict:
     from rasterio.windows import Window
 
     kwargs = {"device": args.device, "prior": args.prior, "fidelity": args.fidelity,
-              "ignore_errors": args.ignore_errors}
+              "ignore_errors": args.ignore_errors, "overviews": overviews.parse(args.overviews)}
     if args.window:
         col, row, width, height = (int(v) for v in _numbers(args.window, 4, "--window"))
         kwargs["window"] = Window(col, row, width, height)
@@ -177,6 +185,7 @@ def _batch_inputs(paths: list[str], suffixes: tuple[str, ...]) -> list[Path]:
 def cmd_batch(args) -> int:
     import georsic
 
+    overview_spec = overviews.parse(args.overviews)
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if args.action == "compress":
@@ -200,7 +209,7 @@ def cmd_batch(args) -> int:
                                            refine=args.refine)
                 note = f"{summary.bpp:.4f} bpp"
             else:
-                georsic.decompress(path, target, device=args.device)
+                georsic.decompress(path, target, device=args.device, overviews=overview_spec)
                 note = "ok"
         except GeorsicError as exc:
             failed += 1
@@ -284,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fidelity", type=float, default=0.5, help="prior fidelity weight w")
     p.add_argument("--ignore-errors", action="store_true",
                    help="write corrupt tiles as no-data and go on")
+    _add_overviews_option(p)
     _add_common(p)
     p.set_defaults(func=cmd_decompress)
 
@@ -309,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", "-o", required=True)
     p.add_argument("--overwrite", action="store_true")
     _add_codec_options(p)
+    _add_overviews_option(p)
     _add_common(p)
     p.set_defaults(func=cmd_batch)
 

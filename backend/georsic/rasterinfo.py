@@ -49,6 +49,7 @@ class RasterInfo:
     offsets: tuple[float, ...]
     tags: tuple[tuple[str, tuple[tuple[str, str], ...]], ...]
     band_tags: tuple[tuple[tuple[str, str], ...], ...]
+    overviews: tuple[int, ...] = ()  # decimation factors of the source's overviews
 
     @classmethod
     def from_dataset(cls, src: rasterio.io.DatasetReader) -> RasterInfo:
@@ -70,6 +71,7 @@ class RasterInfo:
             units=tuple(src.units), scales=tuple(src.scales), offsets=tuple(src.offsets),
             tags=tuple((d, tuple(sorted(t.items()))) for d, t in domains if t),
             band_tags=tuple(tuple(sorted(src.tags(b).items())) for b in range(1, src.count + 1)),
+            overviews=tuple(src.overviews(1)) if src.count else (),
         )
 
     @property
@@ -83,6 +85,8 @@ class RasterInfo:
     def to_dict(self) -> dict:
         data = asdict(self)
         data["nodata"] = _json_number(self.nodata)
+        if not self.overviews:  # absent rather than empty: headers stay as small as before
+            del data["overviews"]
         return data
 
     @classmethod
@@ -100,6 +104,7 @@ class RasterInfo:
             offsets=tuple(float(v) for v in data["offsets"]),
             tags=tuple((str(d), pairs(t)) for d, t in data["tags"]),
             band_tags=tuple(pairs(t) for t in data["band_tags"]),
+            overviews=tuple(int(v) for v in data.get("overviews", ())),
         )
 
     def geotiff_profile(self, width: int | None = None, height: int | None = None,

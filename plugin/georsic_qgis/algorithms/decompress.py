@@ -24,7 +24,11 @@ class DecompressArchiveAlgorithm(GeorsicAlgorithm):
     PRIOR = "PRIOR"
     FIDELITY = "FIDELITY"
     DEVICE = "DEVICE"
+    OVERVIEWS = "OVERVIEWS"
     OUTPUT = "OUTPUT"
+
+    OVERVIEW_LABELS = ("As in the compressed raster", "Automatic (down to 256 pixels)", "None")
+    OVERVIEW_VALUES = ("source", "auto", "none")
 
     _HELP = (
         "<p>Restores a GeoRSIC archive (<i>.grsc</i>) as a GeoTIFF with the original CRS, "
@@ -42,6 +46,9 @@ class DecompressArchiveAlgorithm(GeorsicAlgorithm):
         "which has the best PSNR.</dd>"
         "<dt><b>Prior fidelity</b></dt><dd>With the prior on: 0 trusts the prior most (sharper), "
         "1 stays closest to the decoded image.</dd>"
+        "<dt><b>Overviews</b></dt><dd>Pyramid levels of the output, built from the decoded "
+        "pixels (average): those the compressed raster had (none if it had none), automatic "
+        "levels down to 256 pixels, or none.</dd>"
         "<dt><b>Device</b> (advanced)</dt><dd>Automatic uses a CUDA GPU when one is "
         "available.</dd>"
         "<dt><b>Output raster</b></dt><dd>The GeoTIFF to write; it is added to the project when "
@@ -81,6 +88,14 @@ class DecompressArchiveAlgorithm(GeorsicAlgorithm):
         )
         fidelity.setMetadata({"widget_wrapper": {"decimals": 2}})
         self.addParameter(fidelity)
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                self.OVERVIEWS,
+                self.tr("Overviews (pyramids) of the output"),
+                options=[self.tr(label) for label in self.OVERVIEW_LABELS],
+                defaultValue=0,
+            )
+        )
         device = QgsProcessingParameterEnum(
             self.DEVICE,
             self.tr("Device"),
@@ -109,7 +124,8 @@ class DecompressArchiveAlgorithm(GeorsicAlgorithm):
                         "(got {}).").format(output)
             )
 
-        kwargs = {"prior": prior, "fidelity": fidelity, "device": device}
+        overviews = self.OVERVIEW_VALUES[self.parameterAsEnum(parameters, self.OVERVIEWS, context)]
+        kwargs = {"prior": prior, "fidelity": fidelity, "device": device, "overviews": overviews}
         bounds, bounds_crs = self._bounds(parameters, context)
         if bounds is not None:
             kwargs["bounds"] = bounds
