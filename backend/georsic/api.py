@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+import rasterio.shutil
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioError, RasterioIOError
 from rasterio.windows import Window
@@ -480,6 +481,7 @@ def decompress(
     device: str = "auto",
     ignore_errors: bool = False,
     overviews: OverviewSpec | None = "source",
+    cog: bool = False,
     progress: Progress | None = None,
     cancel: Cancel | None = None,
 ) -> Path:
@@ -490,7 +492,8 @@ def decompress(
     stopping the run. ``overviews``: ``"source"`` rebuilds the compressed raster's overview
     levels (none if it had none), ``"auto"`` adds levels down to 256 pixels, ``"none"`` none,
     or a list of factors such as ``[2, 4, 8]`` (see :mod:`georsic.overviews`); they are built
-    from the decoded pixels with average resampling.
+    from the decoded pixels with average resampling. ``cog`` writes a Cloud Optimized GeoTIFF
+    (GDAL's COG layout: tiles, then overviews, in the order a range reader needs them).
     """
     if prior:
         raise WeightsError("the Code-RSIC codebook prior is not installed in this GeoRSIC "
@@ -505,27 +508,48 @@ def decompress(
         factors = resolve_overviews(overviews, archive.info.overviews, int(window.width),
                                     int(window.height))
         with _atomic_output(dst) as tmp:
-            errors: list[str] = []
             try:
-                with rasterio.open(tmp, "w", **profile) as out:
-                    archive.info.apply_metadata(out)
-                    for block, values, invalid in archive.blocks(
-                            window, device=device, progress=progress, cancel=cancel,
-                            ignore_errors=ignore_errors, errors=errors):
-                        target = Window(block.col_off - window.col_off,
-                                        block.row_off - window.row_off, block.width, block.height)
-                        out.write(archive.finalize(values, invalid), window=target)
-                        if archive.info.mask_kind == "dataset":
-                            mask = 255 * ~(invalid[0] if invalid is not None else
-                                           np.zeros((int(block.height), int(block.width)), bool))
-                            out.write_mask(mask.astype(np.uint8), window=target)
-                    if factors:
-                        _check(cancel)
-                        out.build_overviews(list(factors), Resampling.average)
-                        out.update_tags(ns="rio_overview", resampling="average")
+                # GDAL writes a COG as a copy of a finished GeoTIFF (removed as a sidecar)
+                staging = tmp.with_name(tmp.name + ".staging.tif") if cog else tmp
+                _write_decoded(archive, window, staging, profile, factors, device=device,
+                               progress=progress, cancel=cancel, ignore_errors=ignore_errors)
+                if cog:
+                    _check(cancel)
+                    rasterio.shutil.copy(staging, tmp, driver="COG",
+                                         **_cog_options(profile, factors))
             except RasterioError as exc:
                 raise OutputError(f"cannot write {dst}: {exc}") from None
     return dst
+
+
+def _write_decoded(archive: Archive, window: Window, path: Path, profile: dict,
+                   factors: tuple[int, ...], *, device: str, progress: Progress | None,
+                   cancel: Cancel | None, ignore_errors: bool) -> None:
+    """Decode ``window`` of ``archive`` into a new GeoTIFF at ``path``, overviews included."""
+    with rasterio.open(path, "w", **profile) as out:
+        archive.info.apply_metadata(out)
+        for block, values, invalid in archive.blocks(
+                window, device=device, progress=progress, cancel=cancel,
+                ignore_errors=ignore_errors, errors=[]):
+            target = Window(block.col_off - window.col_off, block.row_off - window.row_off,
+                            block.width, block.height)
+            out.write(archive.finalize(values, invalid), window=target)
+            if archive.info.mask_kind == "dataset":
+                mask = 255 * ~(invalid[0] if invalid is not None else
+                               np.zeros((int(block.height), int(block.width)), bool))
+                out.write_mask(mask.astype(np.uint8), window=target)
+        if factors:
+            _check(cancel)
+            out.build_overviews(list(factors), Resampling.average)
+            out.update_tags(ns="rio_overview", resampling="average")
+
+
+def _cog_options(profile: dict, factors: tuple[int, ...]) -> dict:
+    """GDAL COG driver options matching the GeoTIFF profile: deflate, the same predictor, the
+    overviews already built (or none)."""
+    return {"compress": "DEFLATE", "predictor": "YES" if "predictor" in profile else "NO",
+            "overviews": "FORCE_USE_EXISTING" if factors else "NONE",
+            "bigtiff": "IF_SAFER"}
 
 
 @contextlib.contextmanager

@@ -66,11 +66,13 @@ def _add_codec_options(parser: argparse.ArgumentParser) -> None:
                              "off; benchmarks/refine.py measures it)")
 
 
-def _add_overviews_option(parser: argparse.ArgumentParser) -> None:
+def _add_output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overviews", default="source", metavar="source|auto|none|2,4,8",
                         help="overview levels of the decoded GeoTIFF: those of the compressed "
                              "raster (default), automatic down to 256 pixels, none, or these "
                              "factors")
+    parser.add_argument("--cog", action="store_true",
+                        help="write Cloud Optimized GeoTIFFs (GDAL's COG layout)")
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -95,7 +97,8 @@ def _decompress_kwargs(args) -> dict:
     from rasterio.windows import Window
 
     kwargs = {"device": args.device, "prior": args.prior, "fidelity": args.fidelity,
-              "ignore_errors": args.ignore_errors, "overviews": overviews.parse(args.overviews)}
+              "ignore_errors": args.ignore_errors, "overviews": overviews.parse(args.overviews),
+              "cog": args.cog}
     if args.window:
         col, row, width, height = (int(v) for v in _numbers(args.window, 4, "--window"))
         kwargs["window"] = Window(col, row, width, height)
@@ -209,7 +212,8 @@ def cmd_batch(args) -> int:
                                            refine=args.refine)
                 note = f"{summary.bpp:.4f} bpp"
             else:
-                georsic.decompress(path, target, device=args.device, overviews=overview_spec)
+                georsic.decompress(path, target, device=args.device, overviews=overview_spec,
+                                   cog=args.cog)
                 note = "ok"
         except GeorsicError as exc:
             failed += 1
@@ -293,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fidelity", type=float, default=0.5, help="prior fidelity weight w")
     p.add_argument("--ignore-errors", action="store_true",
                    help="write corrupt tiles as no-data and go on")
-    _add_overviews_option(p)
+    _add_output_options(p)
     _add_common(p)
     p.set_defaults(func=cmd_decompress)
 
@@ -319,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", "-o", required=True)
     p.add_argument("--overwrite", action="store_true")
     _add_codec_options(p)
-    _add_overviews_option(p)
+    _add_output_options(p)
     _add_common(p)
     p.set_defaults(func=cmd_batch)
 

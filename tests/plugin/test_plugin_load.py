@@ -84,7 +84,8 @@ def test_compress_parameters(georsic_plugin):
 def test_decompress_parameters(georsic_plugin):
     alg = QgsApplication.processingRegistry().algorithmById("georsic:decompress")
     params = {p.name(): p for p in alg.parameterDefinitions()}
-    assert {"INPUT", "EXTENT", "PRIOR", "FIDELITY", "OVERVIEWS", "OUTPUT"} <= set(params)
+    assert {"INPUT", "EXTENT", "PRIOR", "FIDELITY", "OVERVIEWS", "COG",
+            "OUTPUT"} <= set(params)
     assert params["EXTENT"].flags() & QgsProcessingParameterDefinition.FlagOptional
     assert len(params["OVERVIEWS"].options()) == 3 and params["OVERVIEWS"].defaultValue() == 0
     assert params["OUTPUT"].type() == "rasterDestination"

@@ -116,16 +116,18 @@ def test_decompress_restores_the_aerial_raster_on_its_grid(aerial_grsc, work):
     assert_reasonable_psnr(read_bands(restored_path), read_bands(work / "aerial.tif"))
 
 
-def test_decompress_builds_the_overviews_asked_for(aerial_grsc, work):
+def test_decompress_builds_the_overviews_and_layout_asked_for(aerial_grsc, work):
     import rasterio
 
     archive = aerial_grsc[0]
     for choice, expected in ((0, []), (1, [2]), (2, [])):  # source (it had none), auto, none
         restored = work / f"aerial_overviews_{choice}.tif"
         run("georsic:decompress", {"INPUT": str(archive), "OVERVIEWS": choice,
-                                   "OUTPUT": str(restored)})
+                                   "COG": choice == 1, "OUTPUT": str(restored)})
         with rasterio.open(restored) as src:
             assert src.overviews(1) == expected, choice
+            layout = src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT")
+            assert (layout == "COG") == (choice == 1)
 
 
 def test_info_reports_the_archive(aerial_grsc, work):

@@ -25,6 +25,7 @@ class DecompressArchiveAlgorithm(GeorsicAlgorithm):
     FIDELITY = "FIDELITY"
     DEVICE = "DEVICE"
     OVERVIEWS = "OVERVIEWS"
+    COG = "COG"
     OUTPUT = "OUTPUT"
 
     OVERVIEW_LABELS = ("As in the compressed raster", "Automatic (down to 256 pixels)", "None")
@@ -49,6 +50,8 @@ class DecompressArchiveAlgorithm(GeorsicAlgorithm):
         "<dt><b>Overviews</b></dt><dd>Pyramid levels of the output, built from the decoded "
         "pixels (average): those the compressed raster had (none if it had none), automatic "
         "levels down to 256 pixels, or none.</dd>"
+        "<dt><b>Cloud Optimized GeoTIFF</b></dt><dd>Writes the output in GDAL's COG layout, "
+        "for serving from object storage or a web server.</dd>"
         "<dt><b>Device</b> (advanced)</dt><dd>Automatic uses a CUDA GPU when one is "
         "available.</dd>"
         "<dt><b>Output raster</b></dt><dd>The GeoTIFF to write; it is added to the project when "
@@ -96,6 +99,11 @@ class DecompressArchiveAlgorithm(GeorsicAlgorithm):
                 defaultValue=0,
             )
         )
+        self.addParameter(
+            QgsProcessingParameterBoolean(
+                self.COG, self.tr("Write a Cloud Optimized GeoTIFF (COG)"), defaultValue=False
+            )
+        )
         device = QgsProcessingParameterEnum(
             self.DEVICE,
             self.tr("Device"),
@@ -125,7 +133,9 @@ class DecompressArchiveAlgorithm(GeorsicAlgorithm):
             )
 
         overviews = self.OVERVIEW_VALUES[self.parameterAsEnum(parameters, self.OVERVIEWS, context)]
-        kwargs = {"prior": prior, "fidelity": fidelity, "device": device, "overviews": overviews}
+        cog = self.parameterAsBoolean(parameters, self.COG, context)
+        kwargs = {"prior": prior, "fidelity": fidelity, "device": device, "overviews": overviews,
+                  "cog": cog}
         bounds, bounds_crs = self._bounds(parameters, context)
         if bounds is not None:
             kwargs["bounds"] = bounds

@@ -1,4 +1,4 @@
-"""Overviews: recorded from the source, rebuilt on decompression, or chosen by the user."""
+"""The decoded GeoTIFF: overviews (the source's, rebuilt, or chosen), COG layout, masks."""
 
 from __future__ import annotations
 
@@ -106,3 +106,52 @@ def test_cli_refuses_bad_overviews_before_writing(pyramid_archive, tmp_path):
                      "--overviews", "1")
     assert_clean_failure(result, 2, "at least 2")
     assert not any((tmp_path / "out").glob("*.tif"))
+
+
+def test_cloud_optimized_output_keeps_pixels_metadata_and_levels(pyramid_archive, tmp_path):
+    from test_roundtrip import _assert_same_metadata
+
+    plain = georsic.decompress(pyramid_archive, tmp_path / "plain.tif", device="cpu")
+    result = run_cli("decompress", pyramid_archive, tmp_path / "cog.tif", "--cog", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert leftovers(tmp_path) == ["cog.tif", "plain.tif"]  # the staging copy is gone
+    with rasterio.open(plain) as a, rasterio.open(tmp_path / "cog.tif") as b:
+        assert b.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+        _assert_same_metadata(a, b)
+        assert (b.read() == a.read()).all()
+        assert (b.read_masks() == a.read_masks()).all()
+        assert [b.overviews(i) for i in b.indexes] == [[2, 4]] * 3
+
+
+def test_cloud_optimized_output_without_overviews(pyramid_archive, tmp_path):
+    restored = georsic.decompress(pyramid_archive, tmp_path / "cog.tif", device="cpu",
+                                  overviews="none", cog=True)
+    assert levels(restored) == [[]] * 3
+
+
+@pytest.mark.parametrize("cog", [False, True])
+def test_internal_mask_comes_back_exactly(aerial, tmp_path, cog):
+    """A dataset mask (no nodata value) is coded losslessly and written back as a mask band."""
+    import numpy as np
+    from rasterio.enums import MaskFlags
+
+    with rasterio.open(aerial) as src:
+        pixels = src.read(window=((0, 150), (0, 200)))
+        profile = {"driver": "GTiff", "width": 200, "height": 150, "count": 3,
+                   "dtype": "uint8", "crs": src.crs,
+                   "transform": src.window_transform(((0, 150), (0, 200)))}
+    mask = np.full((150, 200), 255, np.uint8)
+    mask[40:90, 20:170] = 0
+    source = tmp_path / "masked.tif"
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(source, "w", **profile) as dst:
+        dst.write(pixels)
+        dst.write_mask(mask)
+    georsic.compress(source, tmp_path / "masked.grsc", quality=3, device="cpu")
+    with georsic.open(tmp_path / "masked.grsc") as archive:
+        assert archive.info.mask_kind == "dataset"
+    restored = georsic.decompress(tmp_path / "masked.grsc", tmp_path / "restored.tif",
+                                  device="cpu", cog=cog)
+    with rasterio.open(restored) as out:
+        assert out.nodata is None
+        assert MaskFlags.per_dataset in out.mask_flag_enums[0]
+        assert (out.read_masks(1) == mask).all()
