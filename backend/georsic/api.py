@@ -418,6 +418,49 @@ class Archive:
     def _weights(self):
         return find_model(self.model_id, self.codec_info["weights_sha256"])
 
+    def verify(self, decode: bool = False, device: str = "auto",
+               progress: Progress | None = None,
+               cancel: Cancel | None = None) -> list[GeorsicError]:
+        """The problems of this archive, one error each (its message names the tile or the
+        weights); empty when the archive is intact.
+
+        Checks every tile's checksum and stream layout and that the exact weights it needs are
+        installed; with ``decode`` also decodes every tile (as long as decompressing). The
+        header and index were checked when the archive was opened.
+        """
+        problems: list[GeorsicError] = []
+        codec = None
+        try:
+            entry = self._weights()
+            if decode:
+                codec = get_codec(entry, resolve_device(device))
+        except WeightsError as exc:
+            problems.append(exc)
+        for done, tile in enumerate(self.grid, start=1):
+            _check(cancel)
+            try:
+                if codec is not None:
+                    self._decode_tile(tile, codec)
+                else:
+                    self._check_tile_layout(tile)
+            except ArchiveError as exc:  # a TileError names the tile
+                problems.append(exc)
+            if progress:
+                progress(done, len(self.grid))
+        return problems
+
+    def _check_tile_layout(self, tile: Tile) -> None:
+        """The tile's checksum, and that it holds the streams its header promises."""
+        payload = self._reader.read_tile(tile.index)
+        try:
+            sections = unpack_sections(payload, self._reader.version)
+            per_image = int(self.codec_info["streams_per_image"])
+            if len(sections) != 2 + per_image * len(self.mapping.groups):
+                raise ValueError("wrong number of streams")
+        except ValueError as exc:
+            raise TileError(f"{self.path.name}: tile {tile.index} (row {tile.row}, col "
+                            f"{tile.col}) is malformed: {exc}", tile.index) from None
+
     def finalize(self, values: np.ndarray, invalid: np.ndarray | None) -> np.ndarray:
         """Decoded float values to the raster's dtype with no-data pixels restored exactly."""
         out = self.mapping.cast(values)

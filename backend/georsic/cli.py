@@ -118,6 +118,35 @@ def cmd_decompress(args) -> int:
     return 0
 
 
+def cmd_verify(args) -> int:
+    import georsic
+
+    archives = _batch_inputs(args.inputs, (".grsc",))
+    if not archives:
+        raise InputError("no archives found")
+    codes: set[int] = set()
+    for path in archives:
+        try:
+            with georsic.open(path) as archive:
+                problems = archive.verify(decode=args.decode, device=args.device,
+                                          progress=ProgressBar(f"verify {path.name}",
+                                                               args.quiet or not args.decode))
+                checked = (f"{archive.tile_count} tile(s) {'decoded' if args.decode else 'intact'}"
+                           f", weights of {archive.model_id} installed")
+        except GeorsicError as exc:  # missing, not an archive, header or index damaged
+            problems = [exc]
+        if not problems:
+            if not args.quiet:
+                print(f"{path}: ok ({checked})")
+            continue
+        codes.update(problem.exit_code for problem in problems)
+        print(f"{path}: {len(problems)} problem(s)", file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+    # damaged archives first, then missing weights, then missing files
+    return next((code for code in (4, 5, 2, 1) if code in codes), 0)
+
+
 def cmd_info(args) -> int:
     import georsic
 
@@ -305,6 +334,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input")
     p.add_argument("--json", action="store_true", help="the whole header as JSON")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("verify", help="check archives: every tile's checksum and the weights "
+                                      "they need (--decode: decode every tile too)")
+    p.add_argument("inputs", nargs="+", help="archives or folders of them")
+    p.add_argument("--decode", action="store_true",
+                   help="also decode every tile (as slow as decompressing)")
+    _add_common(p)
+    p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("models", help="list the installed models (id, weights hash, size)")
     p.add_argument("--verify", action="store_true",
