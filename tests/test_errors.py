@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import rasterio
 from rasterio.transform import from_origin
+from testdata import copy_needing_other_weights, damaged_copy
 
 import georsic
-from georsic.archive import ArchiveReader, ArchiveWriter
 from georsic.errors import ArchiveError, Cancelled, InputError, OutputError, WeightsError
 
 
@@ -70,12 +70,7 @@ def test_unsupported_dtype(tmp_path):
 
 
 def test_flipped_byte_names_the_tile(tmp_path, aerial, aerial_archive):
-    damaged = tmp_path / "damaged.grsc"
-    data = bytearray(aerial_archive.read_bytes())
-    with ArchiveReader(aerial_archive) as reader:
-        offset = reader._index[2][0] + 40  # inside tile 2
-    data[offset] ^= 0xFF
-    damaged.write_bytes(bytes(data))
+    damaged = damaged_copy(aerial_archive, tmp_path / "damaged.grsc", tile=2)
     result = run_cli("decompress", damaged, tmp_path / "out.tif")
     assert_clean_failure(result, 4, "tile 2")
     assert not (tmp_path / "out.tif").exists()
@@ -111,14 +106,7 @@ def test_unknown_version_and_not_an_archive(tmp_path, aerial_archive):
 
 
 def test_archive_needing_missing_weights(tmp_path, aerial_archive):
-    with ArchiveReader(aerial_archive) as reader:
-        header = dict(reader.header)
-        tiles = [reader.read_tile(i) for i in range(reader.tile_count)]
-    header["codec"] = {**header["codec"], "model_id": "elic-vr-future",
-                       "weights_sha256": "0" * 64}
-    with ArchiveWriter(tmp_path / "other.grsc", header) as writer:
-        for tile in tiles:
-            writer.add_tile(tile)
+    copy_needing_other_weights(aerial_archive, tmp_path / "other.grsc")
     result = run_cli("decompress", tmp_path / "other.grsc", tmp_path / "out.tif")
     assert_clean_failure(result, 5, "elic-vr-future")
     assert "not installed" in result.stderr

@@ -3,30 +3,10 @@
 from __future__ import annotations
 
 from test_errors import run_cli
+from testdata import copy_needing_other_weights, damaged_copy
 
 import georsic
-from georsic.archive import ArchiveReader, ArchiveWriter
 from georsic.errors import TileError, WeightsError
-
-
-def damaged_copy(archive, target, tile: int):
-    data = bytearray(archive.read_bytes())
-    with ArchiveReader(archive) as reader:
-        data[reader._index[tile][0] + 40] ^= 0xFF
-    target.write_bytes(bytes(data))
-    return target
-
-
-def copy_needing_other_weights(archive, target):
-    with ArchiveReader(archive) as reader:
-        header = dict(reader.header)
-        tiles = [reader.read_tile(i) for i in range(reader.tile_count)]
-    header["codec"] = {**header["codec"], "model_id": "elic-vr-future",
-                       "weights_sha256": "0" * 64}
-    with ArchiveWriter(target, header) as writer:
-        for tile in tiles:
-            writer.add_tile(tile)
-    return target
 
 
 def test_intact_archive_has_no_problems(aerial_archive):

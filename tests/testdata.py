@@ -13,3 +13,29 @@ DATA = Path(__file__).parent / "data"
 def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return float(10 * np.log10(peak**2 / mse))
+
+
+def damaged_copy(archive: Path, target: Path, tile: int) -> Path:
+    """``archive`` with one byte flipped inside ``tile``."""
+    from georsic.archive import ArchiveReader
+
+    data = bytearray(archive.read_bytes())
+    with ArchiveReader(archive) as reader:
+        data[reader._index[tile][0] + 40] ^= 0xFF
+    target.write_bytes(bytes(data))
+    return target
+
+
+def copy_needing_other_weights(archive: Path, target: Path) -> Path:
+    """``archive`` rewritten to name weights that are not installed (``elic-vr-future``)."""
+    from georsic.archive import ArchiveReader, ArchiveWriter
+
+    with ArchiveReader(archive) as reader:
+        header = dict(reader.header)
+        tiles = [reader.read_tile(i) for i in range(reader.tile_count)]
+    header["codec"] = {**header["codec"], "model_id": "elic-vr-future",
+                       "weights_sha256": "0" * 64}
+    with ArchiveWriter(target, header) as writer:
+        for tile in tiles:
+            writer.add_tile(tile)
+    return target

@@ -342,20 +342,32 @@ class Archive:
             raise GeorsicError("the requested region does not overlap the archive's raster")
         return Window(x0, y0, x1 - x0, y1 - y0)
 
-    def _decode_tile(self, tile: Tile, codec) -> tuple[np.ndarray, np.ndarray | None]:
+    def _tile_error(self, tile: Tile, exc: Exception) -> TileError:
+        return TileError(f"{self.path.name}: tile {tile.index} (row {tile.row}, col "
+                         f"{tile.col}) cannot be decoded: {exc}", tile.index)
+
+    def _tile_sections(self, tile: Tile) -> list[bytes]:
+        """The tile's sections (mask, lossless bands, streams), checksum and count checked."""
         payload = self._reader.read_tile(tile.index)
-        h, w = int(tile.window.height), int(tile.window.width)
         try:
             sections = unpack_sections(payload, self._reader.version)
             per_image = int(self.codec_info["streams_per_image"])
             if len(sections) != 2 + per_image * len(self.mapping.groups):
                 raise ValueError("wrong number of streams")
+        except ValueError as exc:
+            raise self._tile_error(tile, exc) from None
+        return sections
+
+    def _decode_tile(self, tile: Tile, codec) -> tuple[np.ndarray, np.ndarray | None]:
+        sections = self._tile_sections(tile)
+        h, w = int(tile.window.height), int(tile.window.width)
+        per_image = int(self.codec_info["streams_per_image"])
+        try:
             images = [codec.decode(sections[2 + i * per_image: 2 + (i + 1) * per_image], h, w,
                                    self.quality) for i in range(len(self.mapping.groups))]
             invalid = decode_mask(sections[0], self.planes, h, w, self._reader.version)
         except (ValueError, zlib.error, RuntimeError) as exc:
-            raise TileError(f"{self.path.name}: tile {tile.index} (row {tile.row}, col "
-                            f"{tile.col}) cannot be decoded: {exc}", tile.index) from None
+            raise self._tile_error(tile, exc) from None
         values = self.mapping.decode(images, h, w).astype(np.float32)
         if self.mapping.lossless:
             raw = np.frombuffer(zlib.decompress(sections[1]), dtype=self.dtype)
@@ -442,24 +454,12 @@ class Archive:
                 if codec is not None:
                     self._decode_tile(tile, codec)
                 else:
-                    self._check_tile_layout(tile)
+                    self._tile_sections(tile)
             except ArchiveError as exc:  # a TileError names the tile
                 problems.append(exc)
             if progress:
                 progress(done, len(self.grid))
         return problems
-
-    def _check_tile_layout(self, tile: Tile) -> None:
-        """The tile's checksum, and that it holds the streams its header promises."""
-        payload = self._reader.read_tile(tile.index)
-        try:
-            sections = unpack_sections(payload, self._reader.version)
-            per_image = int(self.codec_info["streams_per_image"])
-            if len(sections) != 2 + per_image * len(self.mapping.groups):
-                raise ValueError("wrong number of streams")
-        except ValueError as exc:
-            raise TileError(f"{self.path.name}: tile {tile.index} (row {tile.row}, col "
-                            f"{tile.col}) is malformed: {exc}", tile.index) from None
 
     def finalize(self, values: np.ndarray, invalid: np.ndarray | None) -> np.ndarray:
         """Decoded float values to the raster's dtype with no-data pixels restored exactly."""
