@@ -130,6 +130,22 @@ def test_decompress_builds_the_overviews_and_layout_asked_for(aerial_grsc, work)
             assert (layout == "COG") == (choice == 1)
 
 
+def test_info_checks_every_tile_when_asked(aerial_grsc, work):
+    from georsic.archive import ArchiveReader
+
+    archive = aerial_grsc[0]
+    results = run("georsic:info", {"INPUT": str(archive), "VERIFY": True})
+    assert results["PROBLEMS"] == 0 and "every tile intact" in results["TEXT"]
+    assert "PROBLEMS" not in run("georsic:info", {"INPUT": str(archive)})
+    data = bytearray(archive.read_bytes())
+    with ArchiveReader(archive) as reader:
+        data[reader._index[1][0] + 40] ^= 0xFF
+    damaged = work / "aerial_damaged.grsc"
+    damaged.write_bytes(bytes(data))
+    results = run("georsic:info", {"INPUT": str(damaged), "VERIFY": True})
+    assert results["PROBLEMS"] == 1 and "1 problem(s)" in results["TEXT"]
+
+
 def test_info_reports_the_archive(aerial_grsc, work):
     archive, compressed, _ = aerial_grsc
     html = work / "info.html"

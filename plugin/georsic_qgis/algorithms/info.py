@@ -8,6 +8,7 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterFileDestination,
 )
 
@@ -28,19 +29,27 @@ FIELDS = (
 
 class ArchiveInfoAlgorithm(GeorsicAlgorithm):
     INPUT = "INPUT"
+    VERIFY = "VERIFY"
     OUTPUT = "OUTPUT"
     TEXT = "TEXT"
+    PROBLEMS = "PROBLEMS"
 
     _HELP = (
         "<p>Reports what a GeoRSIC archive (<i>.grsc</i>) holds without decoding it: raster size, "
         "bands and data type, CRS and extent, tile grid, bitrate (bits per pixel), and the "
         "model (and its weights) needed to decode it.</p>"
+        "<h3>Parameters</h3>"
+        "<dl><dt><b>Check every tile</b></dt><dd>Also reads every tile and checks its checksum, "
+        "and that the exact model weights the archive needs are installed (what "
+        "<code>georsic verify</code> does); each problem is reported.</dd></dl>"
         "<h3>Outputs</h3>"
         "<dl>"
         "<dt><b>Report</b></dt><dd>An HTML page, shown in the Results Viewer.</dd>"
         "<dt><b>TEXT</b>, <b>WIDTH</b>, <b>HEIGHT</b>, <b>BANDS</b>, <b>DTYPE</b>, <b>TILES</b>, "
         "<b>BPP</b>, <b>MODEL_ID</b>, <b>CRS</b></dt><dd>The same facts as values for models, "
         "batch runs and <code>qgis_process run georsic:info -- INPUT=a.grsc</code>.</dd>"
+        "<dt><b>PROBLEMS</b></dt><dd>With the check: how many problems were found (0: "
+        "intact).</dd>"
         "</dl>"
     )
 
@@ -56,6 +65,12 @@ class ArchiveInfoAlgorithm(GeorsicAlgorithm):
     def initAlgorithm(self, config=None):
         self.addParameter(self.archive_parameter(self.INPUT))
         self.addParameter(
+            QgsProcessingParameterBoolean(
+                self.VERIFY, self.tr("Check every tile and the weights it needs"),
+                defaultValue=False,
+            )
+        )
+        self.addParameter(
             QgsProcessingParameterFileDestination(
                 self.OUTPUT,
                 self.tr("Report"),
@@ -65,6 +80,7 @@ class ArchiveInfoAlgorithm(GeorsicAlgorithm):
             )
         )
         self.addOutput(QgsProcessingOutputString(self.TEXT, self.tr("Report as text")))
+        self.addOutput(QgsProcessingOutputNumber(self.PROBLEMS, self.tr("Problems found")))
         for name, _attr, label, is_number in FIELDS:
             cls = QgsProcessingOutputNumber if is_number else QgsProcessingOutputString
             self.addOutput(cls(name, self.tr(label)))
@@ -77,7 +93,10 @@ class ArchiveInfoAlgorithm(GeorsicAlgorithm):
             )
         georsic = self.load_backend()
         archive = self.call_backend(georsic, _open, feedback, georsic, path)
+        verify = self.parameterAsBoolean(parameters, self.VERIFY, context)
         try:
+            problems = (self.call_backend(georsic, archive.verify, feedback) if verify
+                        else None)
             text = archive.describe()
             values = {name: getattr(archive, attr, None) for name, attr, _label, _n in FIELDS}
             bounds = getattr(archive, "bounds", None)
@@ -88,8 +107,15 @@ class ArchiveInfoAlgorithm(GeorsicAlgorithm):
             if callable(close):
                 close()
         feedback.pushInfo(text)
+        if problems is not None:
+            for problem in problems:
+                feedback.reportError(str(problem))
+            text += "\nchecked:   " + (f"{len(problems)} problem(s)" if problems else
+                                        "every tile intact, weights installed")
 
         results = {self.TEXT: text}
+        if problems is not None:
+            results[self.PROBLEMS] = len(problems)
         for name, value in values.items():
             if value is not None:
                 results[name] = value if isinstance(value, (int, float)) else str(value)
