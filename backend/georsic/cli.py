@@ -16,7 +16,7 @@ from pathlib import Path
 
 from georsic import overviews
 from georsic.api import DEFAULT_OVERLAP, DEFAULT_QUALITY, DEFAULT_TILE_SIZE
-from georsic.errors import GeorsicError, InputError
+from georsic.errors import GeorsicError, InputError, OutputError
 
 BATCH_FAILED = 6
 
@@ -121,11 +121,11 @@ def cmd_decompress(args) -> int:
 def cmd_verify(args) -> int:
     import georsic
 
-    archives = _batch_inputs(args.inputs, (".grsc",))
+    archives = _batch_inputs(args.inputs, (".grsc",), args.recursive)
     if not archives:
         raise InputError("no archives found")
     codes: set[int] = set()
-    for path in archives:
+    for path, _ in archives:
         try:
             with georsic.open(path) as archive:
                 problems = archive.verify(decode=args.decode, device=args.device,
@@ -204,14 +204,32 @@ def cmd_compare(args) -> int:
     return 0
 
 
-def _batch_inputs(paths: list[str], suffixes: tuple[str, ...]) -> list[Path]:
-    found: list[Path] = []
+def _batch_inputs(paths: list[str], suffixes: tuple[str, ...],
+                  recursive: bool = False) -> list[tuple[Path, Path]]:
+    """Each input file with where its output goes, relative to the output folder and without
+    suffix: a file given by name goes to its stem, a folder's files (its whole tree with
+    ``recursive``) keep their place below the folder."""
+    found: list[tuple[Path, Path]] = []
     for item in map(Path, paths):
         if item.is_dir():
-            found.extend(sorted(p for p in item.iterdir() if p.suffix.lower() in suffixes))
+            files = sorted(item.rglob("*") if recursive else item.iterdir())
+            found.extend((p, p.relative_to(item).with_suffix("")) for p in files
+                         if p.suffix.lower() in suffixes and p.is_file())
         else:
-            found.append(item)
+            found.append((item, Path(item.stem)))
     return found
+
+
+def _targets(inputs: list[tuple[Path, Path]], out_dir: Path, suffix: str) -> list[Path]:
+    """Output paths, refusing a batch in which two inputs would write the same file."""
+    targets: dict[Path, Path] = {}
+    for path, relative in inputs:
+        target = out_dir / relative.with_name(relative.name + suffix)
+        if target in targets:
+            raise InputError(f"{targets[target]} and {path} would both be written to {target}; "
+                             "rename one, or give their folder with --recursive")
+        targets[target] = path
+    return list(targets)
 
 
 def cmd_batch(args) -> int:
@@ -219,17 +237,20 @@ def cmd_batch(args) -> int:
 
     overview_spec = overviews.parse(args.overviews)
     out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     if args.action == "compress":
-        inputs = _batch_inputs(args.inputs, (".tif", ".tiff", ".jp2", ".png", ".img", ".vrt"))
+        inputs = _batch_inputs(args.inputs, (".tif", ".tiff", ".jp2", ".png", ".img", ".vrt"),
+                               args.recursive)
     else:
-        inputs = _batch_inputs(args.inputs, (".grsc",))
+        inputs = _batch_inputs(args.inputs, (".grsc",), args.recursive)
     if not inputs:
         raise GeorsicError("no input files found")
+    targets = _targets(inputs, out_dir, ".grsc" if args.action == "compress" else ".tif")
     failed = 0
-    for number, path in enumerate(inputs, start=1):
-        suffix = ".grsc" if args.action == "compress" else ".tif"
-        target = out_dir / (path.stem + suffix)
+    for number, ((path, _), target) in enumerate(zip(inputs, targets, strict=True), start=1):
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create the folder {target.parent}: {exc.strerror}") from None
         if target.exists() and not args.overwrite:
             print(f"[{number}/{len(inputs)}] {path}: skipped, {target} exists", file=sys.stderr)
             continue
@@ -340,6 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", help="archives or folders of them")
     p.add_argument("--decode", action="store_true",
                    help="also decode every tile (as slow as decompressing)")
+    p.add_argument("--recursive", "-r", action="store_true",
+                   help="take the archives in folders' subfolders too")
     _add_common(p)
     p.set_defaults(func=cmd_verify)
 
@@ -359,6 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", help="files or folders")
     p.add_argument("--out-dir", "-o", required=True)
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--recursive", "-r", action="store_true",
+                   help="take the files in folders' subfolders too, and keep the tree below the "
+                        "output folder")
     _add_codec_options(p)
     _add_output_options(p)
     _add_common(p)
