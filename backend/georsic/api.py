@@ -573,7 +573,7 @@ def _write_decoded(archive: Archive, window: Window, path: Path, profile: dict,
         archive.info.apply_metadata(out)
         for block, values, invalid in archive.blocks(
                 window, device=device, progress=progress, cancel=cancel,
-                ignore_errors=ignore_errors, errors=[]):
+                ignore_errors=ignore_errors):
             target = Window(block.col_off - window.col_off, block.row_off - window.row_off,
                             block.width, block.height)
             out.write(archive.finalize(values, invalid), window=target)

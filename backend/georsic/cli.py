@@ -220,16 +220,17 @@ def _batch_inputs(paths: list[str], suffixes: tuple[str, ...],
     return found
 
 
-def _targets(inputs: list[tuple[Path, Path]], out_dir: Path, suffix: str) -> list[Path]:
-    """Output paths, refusing a batch in which two inputs would write the same file."""
-    targets: dict[Path, Path] = {}
+def _targets(inputs: list[tuple[Path, Path]], out_dir: Path,
+             suffix: str) -> list[tuple[Path, Path]]:
+    """(input, output path) pairs, refusing a batch in which two inputs would write one file."""
+    sources: dict[Path, Path] = {}  # output path -> input
     for path, relative in inputs:
         target = out_dir / relative.with_name(relative.name + suffix)
-        if target in targets:
-            raise InputError(f"{targets[target]} and {path} would both be written to {target}; "
+        if target in sources:
+            raise InputError(f"{sources[target]} and {path} would both be written to {target}; "
                              "rename one, or give their folder with --recursive")
-        targets[target] = path
-    return list(targets)
+        sources[target] = path
+    return [(path, target) for target, path in sources.items()]
 
 
 def cmd_batch(args) -> int:
@@ -244,9 +245,9 @@ def cmd_batch(args) -> int:
         inputs = _batch_inputs(args.inputs, (".grsc",), args.recursive)
     if not inputs:
         raise GeorsicError("no input files found")
-    targets = _targets(inputs, out_dir, ".grsc" if args.action == "compress" else ".tif")
+    jobs = _targets(inputs, out_dir, ".grsc" if args.action == "compress" else ".tif")
     failed = 0
-    for number, ((path, _), target) in enumerate(zip(inputs, targets, strict=True), start=1):
+    for number, (path, target) in enumerate(jobs, start=1):
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
