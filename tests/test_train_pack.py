@@ -12,6 +12,7 @@ import torch
 from testdata import DATA
 
 from georsic.train.codec import CodecTrainConfig, train_codec
+from georsic.train.data import load_rgb8
 from georsic.train.pack import PACK_MANIFEST, write_pack
 
 SOURCES = [DATA / "osbs_aerial_rgb.tif", DATA / "deepforest_australia_uav.tif",
@@ -50,3 +51,32 @@ def test_pack_refuses_a_folder_that_holds_files(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode != 0 and "not empty" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_pillow_reads_pack_crops_as_rasterio_does(tmp_path, monkeypatch):
+    write_pack(SOURCES[:1], tmp_path / "pack", patch=96, max_bytes=100_000)
+    crop = sorted((tmp_path / "pack").glob("*.png"))[0]
+    with_rasterio = load_rgb8(crop)
+    monkeypatch.setitem(sys.modules, "rasterio", None)  # import rasterio now raises ImportError
+    without = load_rgb8(crop)
+    assert without.dtype == np.uint8 and without.shape == (3, 96, 96)
+    np.testing.assert_array_equal(without, with_rasterio)
+
+
+def test_a_pack_trains_and_exports_where_rasterio_is_missing(tmp_path):
+    """A lent GPU machine has torch and compressai, not rasterio: ``train codec`` must run there."""
+    write_pack(SOURCES[:1], tmp_path / "pack", patch=96, max_bytes=150_000)
+    script = ("import sys\n"
+              "sys.modules['rasterio'] = None  # any import of it now fails\n"
+              "from georsic.cli import main\n"
+              "status = main(sys.argv[1:])\n"
+              "sys.exit(status)\n")
+    result = subprocess.run(
+        [sys.executable, "-c", script, "train", "codec", str(tmp_path / "pack"),
+         "--out", str(tmp_path / "run"), "--steps", "1", "--batch", "2", "--patch", "64",
+         "--N", "8", "--M", "40", "--lambdas", "0.001", "0.01", "--threads", "1",
+         "--export", str(tmp_path / "stage"), "--model-id", "elic-test"],
+        capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "stage" / "elic-test.safetensors").stat().st_size > 0
+    assert "elic-test" in (tmp_path / "stage" / "manifest.json").read_text()

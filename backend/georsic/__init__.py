@@ -10,17 +10,24 @@
 __version__ = "0.1.0"
 
 from georsic import errors  # noqa: E402
-from georsic.api import (  # noqa: E402
+from georsic.defaults import (  # noqa: E402
     DEFAULT_OVERLAP,
     DEFAULT_QUALITY,
     DEFAULT_TILE_SIZE,
     QUALITY_LEVELS,
-    Archive,
-    ArchiveSummary,
-    compress,
-    decompress,
-    open,
 )
+
+#: What ``georsic.api`` provides here, imported on first use (PEP 562): the api needs rasterio
+#: and GDAL, which ``georsic.train`` does not, so a training machine can do without them.
+_API_NAMES = ("Archive", "ArchiveSummary", "compress", "decompress", "open")
 
 __all__ = ["DEFAULT_OVERLAP", "DEFAULT_QUALITY", "DEFAULT_TILE_SIZE", "QUALITY_LEVELS", "Archive",
            "ArchiveSummary", "compress", "decompress", "errors", "open", "__version__"]
+
+
+def __getattr__(name: str):
+    if name in _API_NAMES:
+        from georsic import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'georsic' has no attribute {name!r}")

@@ -26,6 +26,7 @@ from georsic import __version__
 from georsic.archive import ArchiveReader, ArchiveWriter, pack_sections, unpack_sections
 from georsic.bandmap import SUPPORTED_DTYPES, BandMapping, band_groups, full_range
 from georsic.codec import get_codec, resolve_device
+from georsic.defaults import DEFAULT_QUALITY, QUALITY_LEVELS
 from georsic.errors import (
     ArchiveError,
     Cancelled,
@@ -53,10 +54,6 @@ from georsic.weights import find_model
 Progress = Callable[[int, int], None]
 Cancel = Callable[[], bool]
 
-#: Number of trained quality levels; ``quality`` is continuous in ``[0, QUALITY_LEVELS - 1]``.
-QUALITY_LEVELS = 8
-#: Quality used when none is given: about 0.45-0.6 bpp on 10 cm aerial RGB with the shipped model.
-DEFAULT_QUALITY = 5.0
 #: Most steps of encoder-side latent refinement per tile (``refine``).
 MAX_REFINE = 200
 _STATS_ROWS = 256

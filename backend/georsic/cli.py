@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from georsic import overviews
-from georsic.api import DEFAULT_OVERLAP, DEFAULT_QUALITY, DEFAULT_TILE_SIZE
+from georsic.defaults import DEFAULT_OVERLAP, DEFAULT_QUALITY, DEFAULT_TILE_SIZE
 from georsic.errors import GeorsicError, InputError, OutputError
 
 BATCH_FAILED = 6

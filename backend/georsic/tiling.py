@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from rasterio.windows import Window
 
+from georsic.defaults import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE
+
 
 @dataclass(frozen=True)
 class Tile:
@@ -20,15 +22,6 @@ class Tile:
     row: int
     col: int
     window: Window
-
-
-#: Tile edge and overlap when none are given.  Every overlap pixel is coded twice: 16 instead of
-#: 32 saves 5.5 % of the bits of a 1536x1536 aerial image at equal PSNR, while the blended tile
-#: borders stay as good as tile interiors (benchmarks/tiling.py, georsic bench seams).  Tiles of
-#: 1024 instead of 512 save 1.4-3.6 % more (fewer borders, more context) for about 230 MiB more
-#: peak memory, flat in the raster's size (georsic bench memory).
-DEFAULT_TILE_SIZE = 1024
-DEFAULT_OVERLAP = 16
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from georsic.tiling import DEFAULT_TILE_SIZE
+from georsic.defaults import DEFAULT_TILE_SIZE
 
 
 def synthetic_raster(path: Path, size: int, block: int = 512) -> None:

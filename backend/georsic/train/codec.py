@@ -145,6 +145,7 @@ def train_codec(cfg: CodecTrainConfig) -> Path:
     model.train()
     started = time.time()
     running: dict[str, float] = {}
+    counted = 0
     while step < cfg.steps:
         elapsed = time.time() - started
         if cfg.time_limit and elapsed > cfg.time_limit:
@@ -169,15 +170,16 @@ def train_codec(cfg: CodecTrainConfig) -> Path:
         step += 1
         for key, value in metrics.items():
             running[key] = running.get(key, 0.0) + float(value.detach())
-        if step % cfg.log_every == 0:
-            record = {k: v / cfg.log_every for k, v in running.items()}
+        counted += 1
+        if step % cfg.log_every == 0:  # a mean over the steps since the last record (or resume)
+            record = {k: v / counted for k, v in running.items()}
             record.update(step=step, aux=float(aux_loss.detach()),
                           seconds=round(time.time() - started, 1))
             log_file.write(json.dumps(record) + "\n")
             log_file.flush()
             log.info("step %d loss %.3f bpp %.3f psnr %.2f", step, record["loss"],
                      record["bpp"], record["psnr"])
-            running = {}
+            running, counted = {}, 0
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             _save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                           "aux_optimizer": aux_optimizer.state_dict(), "step": step,

@@ -33,11 +33,20 @@ def find_images(roots: Iterable[str | Path], exclude: Sequence[str] = ()) -> lis
 
 
 def load_rgb8(path: Path) -> np.ndarray:
-    """Read an image as (3, H, W) uint8, mapping other dtypes/band counts like the codec does."""
-    import rasterio
+    """Read an image as (3, H, W) uint8, mapping other dtypes/band counts like the codec does.
 
+    Without rasterio (a training machine with torch and compressai alone), Pillow reads the
+    PNG and JPEG files of photographs and training packs.
+    """
     from georsic.bandmap import to_display_rgb8
 
+    try:
+        import rasterio
+    except ImportError:
+        from PIL import Image
+
+        with Image.open(path) as image:
+            return np.ascontiguousarray(np.asarray(image.convert("RGB")).transpose(2, 0, 1))
     with rasterio.open(path) as src:
         data = src.read()
         nodata = src.nodata
