@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# One lent GPU call: continue training from the shipped default on a training pack, export the
+# weights, and time the codec on the GPU.  Run by the device tool from the repository root with
+# gpupack/ carried (gpupack/pack: `georsic train pack`, gpupack/whl: compressai and
+# pytorch-msssim wheels for the machine's Python); results land in $OUT.
+#   TRAIN_SECONDS   training time limit (default 400)   INIT   weights to start from
+#   MODEL_ID        id of the new weights (default elic-vr-s-v5)   DEVICE   cuda (default) or cpu
+set -o pipefail
+export PYTHONUNBUFFERED=1
+out=${OUT:-runs/gpu-session}; mkdir -p "$out"
+if [ -d gpupack/whl ] && [ -z "$NO_WHEELS" ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site --find-links gpupack/whl compressai pytorch-msssim || exit 2
+fi
+export PYTHONPATH=/tmp/site:$PWD/backend
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
+python3 -c "import torch, compressai, numpy; from georsic.train import codec
+print('torch', torch.__version__, 'compressai', compressai.__version__, 'numpy',
+      numpy.__version__, torch.cuda.is_available() and torch.cuda.get_device_name(0))" | tee -a "$out/gpu.txt" || exit 3
+georsic() { python3 -c 'import sys; from georsic.cli import main; sys.exit(main())' "$@"; }
+start=$(date +%s)
+georsic train codec gpupack/pack --N 64 --M 128 --gray-fraction 0.1 --patch 256 --batch 16 \
+    --lr 1e-4 --lambdas 0.00005 0.0001 0.00023 0.0005 0.0011 0.0024 0.0051 0.011 \
+    --init "${INIT:-resources/weights/elic-vr-s-v4.safetensors}" --steps 100000 \
+    --time-limit "${TRAIN_SECONDS:-400}" --device "${DEVICE:-cuda}" --out runs/gpu-train \
+    --export runs/gpu-stage --model-id "${MODEL_ID:-elic-vr-s-v5}" --weights-dtype int8 \
+    --weight-bits 5,g_a=7,g_s=8 --hardware "1x NVIDIA H100 80GB (lent GPU machine)" \
+    2>&1 | tee "$out/train.log"
+echo "training took $(( $(date +%s) - start )) s" | tee -a "$out/train.log"
+cp runs/gpu-stage/* runs/gpu-train/train_log.jsonl "$out/"
+python3 benchmarks/tile_speed.py benchmarks/data/deepforest_SOAP_031.png --devices "${DEVICE:-cuda}" \
+    --qualities ${QUALITIES:-1 3 5 7} --tile 1024 --repeat 3 --json "$out/tile_speed.json"
