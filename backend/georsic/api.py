@@ -40,6 +40,7 @@ from georsic.masks import decode_mask, encode_mask
 from georsic.overviews import OverviewSpec
 from georsic.overviews import resolve as resolve_overviews
 from georsic.rasterinfo import RasterInfo
+from georsic.ratecontrol import Probe, QualityFit, sample_windows, search_quality
 from georsic.tiling import (
     DEFAULT_OVERLAP,
     DEFAULT_TILE_SIZE,
@@ -163,7 +164,9 @@ def compress(
     src: str | Path,
     dst: str | Path,
     *,
-    quality: float = DEFAULT_QUALITY,
+    quality: float | None = None,
+    target_psnr: float | None = None,
+    target_bpp: float | None = None,
     tile_size: int = DEFAULT_TILE_SIZE,
     overlap: int = DEFAULT_OVERLAP,
     device: str = "auto",
@@ -180,7 +183,13 @@ def compress(
         Input raster (anything GDAL reads) and output archive path.
     quality:
         0 (smallest file) to ``QUALITY_LEVELS - 1`` (best quality); fractional values
-        interpolate between trained levels.
+        interpolate between trained levels.  ``DEFAULT_QUALITY`` when neither it nor a
+        target is given.
+    target_psnr, target_bpp:
+        Instead of ``quality``: the lowest quality whose PSNR reaches ``target_psnr`` dB, or
+        the highest whose codec streams stay within ``target_bpp`` bits per pixel, as
+        :func:`fit_quality` measures them on the raster (or sample windows of it).  The
+        summary's ``quality`` is the one chosen.
     tile_size, overlap:
         Tile edge in pixels (multiple of 64) and the overlap between neighbouring tiles.
     device:
@@ -196,6 +205,12 @@ def compress(
         raising :class:`~georsic.errors.Cancelled` and leaving no file behind.
     """
     started = time.perf_counter()
+    if target_psnr is not None or target_bpp is not None:
+        if quality is not None:
+            raise InputError("give a quality or a target (PSNR or bpp), not both")
+        quality = fit_quality(src, target_psnr=target_psnr, target_bpp=target_bpp,
+                              device=device, model=model, cancel=cancel).quality
+    quality = DEFAULT_QUALITY if quality is None else quality
     if not 0 <= quality <= QUALITY_LEVELS - 1:
         raise InputError(f"quality must be between 0 and {QUALITY_LEVELS - 1}, not {quality}")
     if not 0 <= refine <= MAX_REFINE:
@@ -236,6 +251,71 @@ def compress(
     return ArchiveSummary(path, info.width, info.height, info.count, len(grid),
                           path.stat().st_size, float(quality), entry.id,
                           time.perf_counter() - started)
+
+
+def fit_quality(
+    src: str | Path,
+    *,
+    target_psnr: float | None = None,
+    target_bpp: float | None = None,
+    device: str = "auto",
+    model: str | None = None,
+    cancel: Cancel | None = None,
+) -> QualityFit:
+    """The quality that meets a target PSNR (dB) or rate (bits per pixel) on this raster.
+
+    The raster, or up to ``ratecontrol.SAMPLE_PIXELS`` of it in windows spread over it, is
+    coded and decoded at each quality the bisection tries (eight in all).  PSNR is over the
+    valid pixels, in the raster's units, with the peak :func:`georsic.metrics.compare_rasters`
+    uses (255 for 8-bit data, else the valid range); the rate counts the sample's codec
+    streams, no-data masks and lossless bands, not the archive's header and index (a few
+    hundred bytes).  A target out of reach gives the nearest end of the quality
+    range, with ``reached`` False.
+    """
+    for name, value in (("target_psnr", target_psnr), ("target_bpp", target_bpp)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise InputError(f"{name} must be a positive number, not {value}")
+    if (target_psnr is None) == (target_bpp is None):
+        raise InputError("give one target: a PSNR or a bit rate")
+    codec = get_codec(find_model(model), resolve_device(device))
+    with _open_raster(src) as raster:
+        info = RasterInfo.from_dataset(raster)
+        mapping = _band_mapping(raster, info, cancel)
+        planes = 1 if info.mask_kind == "dataset" else info.count
+        samples, fixed_bits = [], 0
+        for col, row, width, height in sample_windows(info.width, info.height):
+            window = Window(col, row, width, height)
+            data = raster.read(window=window)
+            valid = _validity(raster, data, info, window)
+            samples.append((data, valid, mapping.encode(data, valid)))
+            invalid = None if valid is None else ~valid[:planes]
+            fixed_bits += 8 * (len(encode_mask(invalid)) + len(_encode_raw(data, mapping.lossless)))
+    peak = 255.0 if info.dtype == "uint8" else max(mapping.high) - min(mapping.low)
+
+    def measure(quality: float) -> Probe:
+        bits, pixels = fixed_bits, 0
+        squared, counted = 0.0, 0
+        for data, valid, images in samples:
+            _check(cancel)
+            height, width = data.shape[1:]
+            decoded = []
+            for image in images:
+                streams = codec.encode(image, quality)
+                bits += 8 * sum(map(len, streams))
+                decoded.append(codec.decode(streams, height, width, quality))
+            values = mapping.cast(mapping.decode(decoded, height, width))
+            error = values.astype(np.float64) - data.astype(np.float64)
+            keep = np.ones(data.shape, dtype=bool) if valid is None else valid.copy()
+            keep[list(mapping.lossless)] = False
+            squared += float(np.sum(error[keep] ** 2))
+            counted += int(keep.sum())
+            pixels += height * width
+        mse = squared / max(counted, 1)
+        psnr = math.inf if mse == 0 else 10 * math.log10(peak**2 / mse)
+        return Probe(quality, bits / pixels, psnr)
+
+    return search_quality(measure, target_psnr=target_psnr, target_bpp=target_bpp,
+                          top=float(QUALITY_LEVELS - 1))
 
 
 # ------------------------------------------------------------------------------ decompress

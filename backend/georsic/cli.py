@@ -52,9 +52,17 @@ def _numbers(text: str, count: int, name: str) -> tuple[float, ...]:
 
 
 def _add_codec_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quality", "-q", type=float, default=DEFAULT_QUALITY,
+    chosen = parser.add_mutually_exclusive_group()
+    chosen.add_argument("--quality", "-q", type=float, default=None,
                         help="0 (smallest) to 7 (best); fractions interpolate "
                              f"(default {DEFAULT_QUALITY:g})")
+    chosen.add_argument("--target-psnr", type=float, metavar="DB",
+                        help="instead of --quality: the lowest quality whose PSNR reaches DB "
+                             "on this raster (found by coding samples of it)")
+    chosen.add_argument("--target-bpp", type=float, metavar="BPP",
+                        help="instead of --quality: the highest quality whose coded tiles "
+                             "stay within BPP bits per pixel (the header's few hundred bytes "
+                             "not counted)")
     parser.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE,
                         help=f"tile edge, pixels ({DEFAULT_TILE_SIZE})")
     parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP,
@@ -80,16 +88,39 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
 
+def _quality_for(args, path: str | Path, label: str = "") -> float | None:
+    """``--quality``, or the quality fitted to ``--target-psnr``/``--target-bpp`` (said on
+    stderr, with a warning when the target is out of reach)."""
+    if args.target_psnr is None and args.target_bpp is None:
+        return args.quality
+    import georsic
+
+    fit = georsic.fit_quality(path, target_psnr=args.target_psnr, target_bpp=args.target_bpp,
+                              device=args.device, model=args.model)
+    target = (f"PSNR {args.target_psnr:g} dB" if args.target_psnr is not None
+              else f"{args.target_bpp:g} bpp")
+    measured = f"measured {fit.psnr:.2f} dB at {fit.bpp:.4f} bpp"
+    if fit.reached:
+        message = f"{label}quality {fit.quality:.2f} meets {target} ({measured})"
+    else:
+        message = (f"{label}warning: {target} is out of reach; the nearest, quality "
+                   f"{fit.quality:g}, gives {measured}")
+    if not args.quiet or not fit.reached:
+        print(message, file=sys.stderr)
+    return fit.quality
+
+
 def cmd_compress(args) -> int:
     import georsic
 
     summary = georsic.compress(
-        args.input, args.output, quality=args.quality, tile_size=args.tile_size,
+        args.input, args.output, quality=_quality_for(args, args.input),
+        tile_size=args.tile_size,
         overlap=args.overlap, device=args.device, model=args.model, refine=args.refine,
         progress=ProgressBar("compress", args.quiet))
     if not args.quiet:
         print(f"{summary.path}: {summary.bytes:,} bytes, {summary.bpp:.4f} bpp, "
-              f"{summary.tiles} tiles, {summary.seconds:.1f} s")
+              f"{summary.tiles} tiles, quality {summary.quality:.2f}, {summary.seconds:.1f} s")
     return 0
 
 
@@ -257,11 +288,12 @@ def cmd_batch(args) -> int:
             continue
         try:
             if args.action == "compress":
-                summary = georsic.compress(path, target, quality=args.quality,
+                quality = _quality_for(args, path, f"[{number}/{len(inputs)}] ")
+                summary = georsic.compress(path, target, quality=quality,
                                            tile_size=args.tile_size, overlap=args.overlap,
                                            device=args.device, model=args.model,
                                            refine=args.refine)
-                note = f"{summary.bpp:.4f} bpp"
+                note = f"{summary.bpp:.4f} bpp, quality {summary.quality:.2f}"
             else:
                 georsic.decompress(path, target, device=args.device, overviews=overview_spec,
                                    cog=args.cog)

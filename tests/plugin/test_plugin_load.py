@@ -72,8 +72,10 @@ def test_provider_and_algorithms_registered(georsic_plugin):
 def test_compress_parameters(georsic_plugin):
     alg = QgsApplication.processingRegistry().algorithmById("georsic:compress")
     params = {p.name(): p for p in alg.parameterDefinitions()}
-    assert set(params) == {"INPUT", "QUALITY", "TILE_SIZE", "OVERLAP", "REFINE", "DEVICE",
-                           "OUTPUT"}
+    assert set(params) == {"INPUT", "QUALITY", "TARGET_PSNR", "TARGET_BPP", "TILE_SIZE",
+                           "OVERLAP", "REFINE", "DEVICE", "OUTPUT"}
+    for name in ("TARGET_PSNR", "TARGET_BPP"):
+        assert params[name].flags() & QgsProcessingParameterDefinition.FlagOptional, name
     for name in ("TILE_SIZE", "OVERLAP", "REFINE", "DEVICE"):
         assert params[name].flags() & QgsProcessingParameterDefinition.FlagAdvanced, name
     assert params["QUALITY"].minimum() == 0 and params["QUALITY"].maximum() == 7

@@ -388,3 +388,21 @@ def test_tiling_defaults_are_the_backends(georsic_plugin):
     alg = QgsApplication.processingRegistry().algorithmById("georsic:compress")
     assert alg.parameterDefinition("TILE_SIZE").defaultValue() == georsic.DEFAULT_TILE_SIZE
     assert alg.parameterDefinition("OVERLAP").defaultValue() == georsic.DEFAULT_OVERLAP
+
+
+def test_compress_to_a_target_psnr_reports_the_quality_used(georsic_plugin, work, tmp_path):
+    from georsic.metrics import compare_rasters
+
+    archive, restored = tmp_path / "target.grsc", tmp_path / "target.tif"
+    results = run("georsic:compress",
+                  {"INPUT": str(work / "aerial.tif"), "TARGET_PSNR": 20.0, "TILE_SIZE": TILE,
+                   "OUTPUT": str(archive)})
+    assert 0 < results["QUALITY_USED"] < 7
+    run("georsic:decompress", {"INPUT": str(archive), "OUTPUT": str(restored)})
+    # sampled on tiles of 1024 (the whole raster), coded in tiles of 256: within 0.3 dB
+    assert compare_rasters(work / "aerial.tif", restored)["psnr"] > 20.0 - 0.3
+    with pytest.raises(QgsProcessingException, match="not both"):
+        run("georsic:compress",
+            {"INPUT": str(work / "aerial.tif"), "TARGET_PSNR": 20.0, "TARGET_BPP": 0.3,
+             "OUTPUT": str(tmp_path / "both.grsc")})
+    assert not (tmp_path / "both.grsc").exists()

@@ -22,6 +22,8 @@ ARCHIVE_FILTER = "GeoRSIC archive (*.grsc *.GRSC)"
 class CompressRasterAlgorithm(GeorsicAlgorithm):
     INPUT = "INPUT"
     QUALITY = "QUALITY"
+    TARGET_PSNR = "TARGET_PSNR"
+    TARGET_BPP = "TARGET_BPP"
     TILE_SIZE = "TILE_SIZE"
     OVERLAP = "OVERLAP"
     REFINE = "REFINE"
@@ -39,6 +41,12 @@ class CompressRasterAlgorithm(GeorsicAlgorithm):
         "<dt><b>Quality</b></dt><dd>0 (smallest file) to 7 (best fidelity), fractional values "
         "allowed. On 10 cm aerial RGB the default 5 gives about 0.45-0.6 bits per pixel, "
         "0 about 0.04-0.05, 7 about 0.8-1.</dd>"
+        "<dt><b>Target PSNR</b> or <b>Target bit rate</b> (optional)</dt><dd>Instead of the "
+        "quality: the lowest quality whose PSNR (dB, against this raster) reaches the target, "
+        "or the highest whose tiles stay within the bits per pixel given. GeoRSIC finds it "
+        "by coding the raster, or windows spread over a large one, about eight times before "
+        "compressing; the log says the quality chosen and warns when the target is out of "
+        "reach (the nearest quality is then used).</dd>"
         "<dt><b>Tile size</b> (advanced)</dt><dd>The raster is coded in square tiles of this many "
         "pixels. Larger tiles compress slightly better and need more memory; progress and "
         "Cancel act once per tile.</dd>"
@@ -78,6 +86,21 @@ class CompressRasterAlgorithm(GeorsicAlgorithm):
         )
         quality.setMetadata({"widget_wrapper": {"decimals": 2}})
         self.addParameter(quality)
+        for name, label, maximum in (
+            (self.TARGET_PSNR, "Target PSNR (dB, optional: replaces the quality)", 100.0),
+            (self.TARGET_BPP, "Target bit rate (bits per pixel, optional: replaces the quality)",
+             64.0),
+        ):
+            self.addParameter(
+                QgsProcessingParameterNumber(
+                    name,
+                    self.tr(label),
+                    type=QgsProcessingParameterNumber.Double,
+                    optional=True,
+                    minValue=0.001,
+                    maxValue=maximum,
+                )
+            )
         advanced = [
             QgsProcessingParameterNumber(
                 self.TILE_SIZE,
@@ -119,6 +142,7 @@ class CompressRasterAlgorithm(GeorsicAlgorithm):
             )
         )
         self.addOutput(QgsProcessingOutputNumber("BPP", self.tr("Bits per pixel")))
+        self.addOutput(QgsProcessingOutputNumber("QUALITY_USED", self.tr("Quality used")))
         self.addOutput(QgsProcessingOutputNumber("TILES", self.tr("Number of tiles")))
         self.addOutput(QgsProcessingOutputNumber("BYTES", self.tr("Archive size (bytes)")))
 
@@ -143,6 +167,8 @@ class CompressRasterAlgorithm(GeorsicAlgorithm):
             output += ".grsc"
 
         georsic = self.load_backend()
+        quality = self._fitted_quality(georsic, parameters, context, feedback, source, quality,
+                                       device)
         feedback.pushInfo(
             self.tr("Compressing {} at quality {:g} (tiles of {} px, overlap {} px, device {})")
             .format(source, quality, tile_size, overlap, device)
@@ -159,7 +185,7 @@ class CompressRasterAlgorithm(GeorsicAlgorithm):
             refine=refine,
             device=device,
         )
-        results = {self.OUTPUT: output}
+        results = {self.OUTPUT: output, "QUALITY_USED": quality}
         for key, attrs in (
             ("BPP", ("bpp",)),
             ("TILES", ("tiles", "tile_count")),
@@ -175,6 +201,41 @@ class CompressRasterAlgorithm(GeorsicAlgorithm):
                 )
             )
         return results
+
+
+    def _fitted_quality(self, georsic, parameters, context, feedback, source, quality, device):
+        """The quality, or the one fitted to a target PSNR or bit rate when one is given."""
+        targets = {}
+        for name, key in ((self.TARGET_PSNR, "target_psnr"), (self.TARGET_BPP, "target_bpp")):
+            if parameters.get(name) not in (None, ""):
+                targets[key] = self.parameterAsDouble(parameters, name, context)
+        if not targets:
+            return quality
+        if len(targets) > 1:
+            raise QgsProcessingException(
+                self.tr("Give a target PSNR or a target bit rate, not both.")
+            )
+        feedback.pushInfo(self.tr("Finding the quality for the target..."))
+        fit = self.call_backend(
+            georsic,
+            lambda *args, progress=None, **kwargs: georsic.fit_quality(*args, **kwargs),
+            feedback,
+            source,
+            device=device,
+            **targets,
+        )
+        if fit.reached:
+            feedback.pushInfo(
+                self.tr("Quality {:.2f} meets the target ({:.2f} dB at {:.4f} bits per pixel)")
+                .format(fit.quality, fit.psnr, fit.bpp)
+            )
+        else:
+            feedback.reportError(
+                self.tr("The target is out of reach: the nearest quality, {:g}, gives {:.2f} dB "
+                        "at {:.4f} bits per pixel.").format(fit.quality, fit.psnr, fit.bpp),
+                fatalError=False,
+            )
+        return fit.quality
 
 
 def _first_attr(obj, names):
