@@ -21,7 +21,7 @@ SOURCES = [DATA / "osbs_aerial_rgb.tif", DATA / "deepforest_australia_uav.tif",
 
 def test_pack_stays_in_budget_spans_sources_and_keeps_pixels(tmp_path):
     summary = write_pack(SOURCES, tmp_path / "pack", patch=128, max_bytes=400_000)
-    crops = sorted((tmp_path / "pack").glob("*.png"))
+    crops = sorted((tmp_path / "pack").glob("*.webp"))
     assert summary.crops == len(crops) > 3
     assert summary.bytes == sum(p.stat().st_size for p in crops) <= 400_000
     rows = (tmp_path / "pack" / PACK_MANIFEST).read_text().splitlines()[1:]
@@ -53,14 +53,27 @@ def test_pack_refuses_a_folder_that_holds_files(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_pillow_reads_pack_crops_as_rasterio_does(tmp_path, monkeypatch):
-    write_pack(SOURCES[:1], tmp_path / "pack", patch=96, max_bytes=100_000)
-    crop = sorted((tmp_path / "pack").glob("*.png"))[0]
+@pytest.mark.parametrize("fmt", ["webp", "png"])
+def test_pillow_reads_pack_crops_as_rasterio_does(tmp_path, monkeypatch, fmt):
+    write_pack(SOURCES[:1], tmp_path / "pack", patch=96, max_bytes=100_000, fmt=fmt)
+    crop = sorted((tmp_path / "pack").glob(f"*.{fmt}"))[0]
     with_rasterio = load_rgb8(crop)
     monkeypatch.setitem(sys.modules, "rasterio", None)  # import rasterio now raises ImportError
     without = load_rgb8(crop)
     assert without.dtype == np.uint8 and without.shape == (3, 96, 96)
     np.testing.assert_array_equal(without, with_rasterio)
+
+
+def test_webp_packs_are_lossless_and_smaller_than_png(tmp_path):
+    packs = {fmt: write_pack(SOURCES, tmp_path / fmt, patch=128, max_bytes=300_000, seed=3,
+                             fmt=fmt) for fmt in ("webp", "png")}
+    assert packs["webp"].crops > packs["png"].crops  # same budget, more crops
+    webp = sorted((tmp_path / "webp").glob("*.webp"))
+    png = sorted((tmp_path / "png").glob("*.png"))
+    for a, b in zip(webp[: len(png)], png, strict=True):  # same seed: the same crops, in order
+        np.testing.assert_array_equal(load_rgb8(a), load_rgb8(b))
+    with pytest.raises(ValueError, match="format"):
+        write_pack(SOURCES, tmp_path / "jpeg", fmt="jpeg")
 
 
 def test_a_pack_trains_and_exports_where_rasterio_is_missing(tmp_path):

@@ -348,7 +348,7 @@ def cmd_train_pack(args) -> int:
         raise InputError("--patch must be at least 64 and --max-mib positive")
     try:
         summary = write_pack(args.data, args.out, tuple(args.exclude), args.patch,
-                             int(args.max_mib * 2**20), args.seed)
+                             int(args.max_mib * 2**20), args.seed, args.format)
     except (FileExistsError, ValueError) as exc:
         raise InputError(str(exc)) from None
     print(f"{summary.crops} crops of {args.patch} px from {summary.sources} images, "
@@ -472,7 +472,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exclude", nargs="*", default=[], help="skip files whose name has these")
     p.add_argument("--patch", type=int, default=384, help="crop edge, pixels (384)")
     p.add_argument("--max-mib", type=float, default=56.0, help="size budget, MiB (56)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="another seed, other crops (a second pack for a second call)")
+    p.add_argument("--format", choices=["webp", "png"], default="webp",
+                   help="lossless format of the crops (webp: about 30 %% smaller than png)")
     p.set_defaults(func=cmd_train_pack)
 
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="what", required=True)
