@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
-# One lent GPU call: continue training from the shipped default on a training pack, export the
-# weights, and time the codec on the GPU.  Run by the device tool from the repository root with
-# gpupack/ carried (gpupack/pack: `georsic train pack`, gpupack/whl: compressai and
-# pytorch-msssim wheels for the machine's Python); results land in $OUT.
+# One lent GPU call, run by the device tool from the repository root; results land in $OUT.
+# MODE=train (default), gpupack/ carried (gpupack/pack: `georsic train pack`, gpupack/whl: the
+#   compressai and pytorch-msssim wheels for the machine's Python): continue training from the
+#   shipped default, export the weights, and time the codec alone on the GPU.
 #   TRAIN_SECONDS   training time limit (default 400)   INIT   weights to start from
 #   MODEL_ID        id of the new weights (default elic-vr-s-v5)   DEVICE   cuda (default) or cpu
+# MODE=speed, gpupack/whl carried with rasterio's wheels too (rasterio, affine, cligj,
+#   click-plugins; 36 MB, so no pack beside them): `georsic bench rd`, which times the whole
+#   pipeline (GeoTIFF in, archive, GeoTIFF out) on the CPU and the GPU, against GDAL's codecs
+#   and Pillow's AVIF (imagecodecs, 28 MB more, stays behind).
 set -o pipefail
 export PYTHONUNBUFFERED=1
 out=${OUT:-runs/gpu-session}; mkdir -p "$out"
 if [ -d gpupack/whl ] && [ -z "$NO_WHEELS" ]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-        --target /tmp/site --find-links gpupack/whl compressai pytorch-msssim || exit 2
+        --target /tmp/site --find-links gpupack/whl compressai pytorch-msssim \
+        $([ "$MODE" = speed ] && echo rasterio affine cligj click-plugins) || exit 2
 fi
 export PYTHONPATH=/tmp/site:$PWD/backend
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
@@ -18,6 +23,10 @@ python3 -c "import torch, compressai, numpy; from georsic.train import codec
 print('torch', torch.__version__, 'compressai', compressai.__version__, 'numpy',
       numpy.__version__, torch.cuda.is_available() and torch.cuda.get_device_name(0))" | tee -a "$out/gpu.txt" || exit 3
 georsic() { python3 -c 'import sys; from georsic.cli import main; sys.exit(main())' "$@"; }
+if [ "$MODE" = speed ]; then
+    georsic bench rd --out "$out/rd" 2>&1 | tee "$out/rd.log"
+    exit
+fi
 start=$(date +%s)
 georsic train codec gpupack/pack --N 64 --M 128 --gray-fraction 0.1 --patch 256 --batch 16 \
     --lr 1e-4 --lambdas 0.00005 0.0001 0.00023 0.0005 0.0011 0.0024 0.0051 0.011 \

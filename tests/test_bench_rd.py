@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -237,3 +239,18 @@ def test_cli_help_lists_rd(capsys):
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert "--quick" in out and "--qualities" in out and "--no-gpu-speed" in out
+
+
+def test_codecs_without_imagecodecs_leave_gdal_files_and_say_why(tmp_path):
+    """A lent GPU machine may carry rasterio but not imagecodecs: GeoRSIC and the GDAL files
+    still run there, and the codestreams are listed as unavailable with the reason."""
+    script = ("import json, sys\n"
+              "sys.modules['imagecodecs'] = None  # any import of it now fails\n"
+              "from georsic.bench.classical import build_codecs, unavailable_codecs\n"
+              "print(json.dumps([sorted(build_codecs()), unavailable_codecs()]))\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    running, missing = json.loads(result.stdout.splitlines()[-1])
+    assert {"gtiff-jpeg", "gtiff-webp"} <= set(running)
+    for key in ("jpeg", "webp", "jpeg2000", "jpegxl"):
+        assert key not in running and "imagecodecs is not installed" in missing[key][1]

@@ -485,7 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
     seams.add_parser(bench)
     try:
         from georsic.bench import rd
-    except ImportError:  # the RD benchmark needs the optional 'bench' extra (imagecodecs)
+    except ImportError:  # a machine without rasterio (training only) has no RD benchmark
         pass
     else:
         rd.add_parser(bench)

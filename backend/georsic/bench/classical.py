@@ -34,7 +34,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import imagecodecs
 import numpy as np
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.io import MemoryFile
@@ -42,10 +41,17 @@ from rasterio.io import MemoryFile
 from georsic.bench.images import BenchImage
 from georsic.bench.metrics import bits_per_pixel, ms_ssim, psnr
 
+try:
+    import imagecodecs
+except ImportError:  # the GDAL files (rasterio) and Pillow's AVIF still run; the rest are listed
+    imagecodecs = None  # as unavailable, so a machine without it can still time GeoRSIC
+
 _THREADS = os.cpu_count() or 1
 
 
 def _lib_version(name: str) -> str:
+    if imagecodecs is None:
+        return "?"
     for item in imagecodecs.version().split(", "):
         if item.startswith(name + "-"):
             return item[len(name) + 1:]
@@ -129,6 +135,14 @@ def _pillow_dec(buf: bytes) -> np.ndarray:
 
     with Image.open(io.BytesIO(buf)) as im:
         return np.asarray(im.convert("RGB"))
+
+
+def _jpeg_dec(buf: bytes) -> np.ndarray:
+    return imagecodecs.jpeg8_decode(buf)
+
+
+def _webp_dec(buf: bytes) -> np.ndarray:
+    return imagecodecs.webp_decode(buf)
 
 
 def _j2k_dec(buf: bytes) -> np.ndarray:
@@ -228,6 +242,8 @@ _AVIF_Q = (0, 4, 8, 13, 18, 24, 30, 37, 45, 53, 62)
 
 def _imagecodecs_missing(name: str) -> str | None:
     """Why imagecodecs cannot run codec ``name`` (None when it can)."""
+    if imagecodecs is None:
+        return "imagecodecs is not installed (the 'bench' extra)"
     codec = getattr(imagecodecs, name, None)
     if codec is None or not codec.available:
         return f"imagecodecs {imagecodecs.__version__} was built without {name}"
@@ -294,11 +310,11 @@ def _codecs_and_missing() -> tuple[dict[str, ClassicalCodec], dict[str, tuple[st
         # (codec, key, label, why it is missing: None = ask imagecodecs / probe GDAL)
         (ClassicalCodec(
             "jpeg", "JPEG", f"imagecodecs libjpeg-turbo {_lib_version('libjpeg_turbo')}",
-            "YCbCr 4:2:0 (library default)", "quality", _JPEG_Q, _jpeg_enc,
-            imagecodecs.jpeg8_decode), "jpeg", "JPEG", _imagecodecs_missing("JPEG8")),
+            "YCbCr 4:2:0 (library default)", "quality", _JPEG_Q, _jpeg_enc, _jpeg_dec),
+         "jpeg", "JPEG", _imagecodecs_missing("JPEG8")),
         (ClassicalCodec(
             "webp", "WebP", f"imagecodecs libwebp {_lib_version('libwebp')}",
-            "lossy, method 4 (default)", "quality", _WEBP_Q, _webp_enc, imagecodecs.webp_decode,
+            "lossy, method 4 (default)", "quality", _WEBP_Q, _webp_enc, _webp_dec,
             integer=False), "webp", "WebP", _imagecodecs_missing("WEBP")),
         (ClassicalCodec(
             "jpeg2000", "JPEG 2000", f"imagecodecs OpenJPEG {_lib_version('openjpeg')}",
