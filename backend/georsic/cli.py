@@ -115,9 +115,8 @@ def cmd_compress(args) -> int:
 
     summary = georsic.compress(
         args.input, args.output, quality=_quality_for(args, args.input),
-        tile_size=args.tile_size,
-        overlap=args.overlap, device=args.device, model=args.model, refine=args.refine,
-        progress=ProgressBar("compress", args.quiet))
+        tile_size=args.tile_size, overlap=args.overlap, device=args.device, model=args.model,
+        refine=args.refine, progress=ProgressBar("compress", args.quiet))
     if not args.quiet:
         print(f"{summary.path}: {summary.bytes:,} bytes, {summary.bpp:.4f} bpp, "
               f"{summary.tiles} tiles, quality {summary.quality:.2f}, {summary.seconds:.1f} s")
@@ -471,7 +470,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="new or empty folder for the pack")
     p.add_argument("--exclude", nargs="*", default=[], help="skip files whose name has these")
     p.add_argument("--patch", type=int, default=384, help="crop edge, pixels (384)")
-    p.add_argument("--max-mib", type=float, default=56.0, help="size budget, MiB (56)")
+    p.add_argument("--max-mib", type=float, default=40.0,
+                   help="size budget, MiB (40: what fits beside the checkout and the wheels in "
+                        "a 64 MiB upload once the older weights are moved out)")
     p.add_argument("--seed", type=int, default=0,
                    help="another seed, other crops (a second pack for a second call)")
     p.add_argument("--format", choices=["webp", "png"], default="webp",

@@ -60,7 +60,7 @@ def _round_robin(sources: list[int], rng: np.random.Generator) -> list[int]:
 
 
 def write_pack(data: list[str | Path], out: str | Path, exclude: tuple[str, ...] = (),
-               patch: int = 384, max_bytes: int = 56 * 2**20, seed: int = 0,
+               patch: int = 384, max_bytes: int = 40 * 2**20, seed: int = 0,
                fmt: str = "webp") -> PackSummary:
     """Write crops of ``patch`` pixels from ``data`` into ``out`` until ``max_bytes``.
 

@@ -203,7 +203,6 @@ class CompressRasterAlgorithm(GeorsicAlgorithm):
             )
         return results
 
-
     def _fitted_quality(self, georsic, parameters, context, feedback, source, quality, device):
         """The quality, or the one fitted to a target PSNR or bit rate when one is given."""
         targets = {}
