@@ -62,7 +62,12 @@ def test_compress_to_a_target_psnr_meets_it_on_the_decoded_raster(tmp_path):
     georsic.decompress(tmp_path / "a.grsc", tmp_path / "a.tif")
     measured = compare_rasters(AERIAL, tmp_path / "a.tif")["psnr"]
     assert 20.5 <= measured < 21.5  # met, with the lowest quality that meets it
-    assert 0 < summary.quality < 7
+    assert 0 < summary.quality < 7 and summary.fit.reached
+    assert summary.fit.quality == summary.quality and summary.fit.psnr >= 20.5
+    with georsic.open(tmp_path / "a.grsc") as archive:  # the header says how it was chosen
+        assert archive.codec_info["fit"]["target_psnr"] == 20.5
+        assert archive.codec_info["fit"]["target_bpp"] is None
+        assert "fitted to PSNR 20.5 dB: measured" in archive.describe()
     lower = georsic.compress(AERIAL, tmp_path / "b.grsc", quality=summary.quality - 0.25)
     georsic.decompress(tmp_path / "b.grsc", tmp_path / "b.tif")
     assert compare_rasters(AERIAL, tmp_path / "b.tif")["psnr"] < 20.5
@@ -74,6 +79,10 @@ def test_compress_to_a_target_rate_stays_near_it(tmp_path):
     # the fit counts tiles and mask, not the few hundred bytes of header and index
     header_bpp = 8 * 400 / (400 * 400)
     assert 0.38 < summary.bpp <= 0.45 + header_bpp
+    plain = georsic.compress(AERIAL, tmp_path / "b.grsc", quality=summary.quality)
+    assert plain.fit is None
+    with georsic.open(tmp_path / "b.grsc") as archive:
+        assert "fit" not in archive.codec_info and "fitted" not in archive.describe()
 
 
 def test_targets_are_checked():
@@ -94,6 +103,9 @@ def test_cli_warns_when_the_target_is_out_of_reach(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "out of reach" in result.stderr and "quality 7" in result.stderr
     assert "quality 7.00" in result.stdout
+    info = subprocess.run([sys.executable, "-m", "georsic.cli", "info", str(tmp_path / "a.grsc")],
+                          capture_output=True, text=True)
+    assert "fitted to PSNR 60 dB, out of reach" in info.stdout
     both = subprocess.run(
         [sys.executable, "-m", "georsic.cli", "compress", str(AERIAL), str(tmp_path / "b.grsc"),
          "--quality", "3", "--target-bpp", "0.3"], capture_output=True, text=True)

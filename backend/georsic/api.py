@@ -73,6 +73,8 @@ class ArchiveSummary:
     quality: float
     model_id: str
     seconds: float
+    #: How the quality was fitted to a target PSNR or bit rate (None: it was given).
+    fit: QualityFit | None = None
 
     @property
     def bpp(self) -> float:
@@ -189,7 +191,8 @@ def compress(
         Instead of ``quality``: the lowest quality whose PSNR reaches ``target_psnr`` dB, or
         the highest whose codec streams stay within ``target_bpp`` bits per pixel, as
         :func:`fit_quality` measures them on the raster (or sample windows of it).  The
-        summary's ``quality`` is the one chosen.
+        summary's ``quality`` is the one chosen and its ``fit`` what was measured; the
+        archive's header records both (``codec.fit``).
     tile_size, overlap:
         Tile edge in pixels (multiple of 64) and the overlap between neighbouring tiles.
     device:
@@ -205,11 +208,13 @@ def compress(
         raising :class:`~georsic.errors.Cancelled` and leaving no file behind.
     """
     started = time.perf_counter()
+    fit = None
     if target_psnr is not None or target_bpp is not None:
         if quality is not None:
             raise InputError("give a quality or a target (PSNR or bpp), not both")
-        quality = fit_quality(src, target_psnr=target_psnr, target_bpp=target_bpp,
-                              device=device, model=model, cancel=cancel).quality
+        fit = fit_quality(src, target_psnr=target_psnr, target_bpp=target_bpp,
+                          device=device, model=model, cancel=cancel)
+        quality = fit.quality
     quality = DEFAULT_QUALITY if quality is None else quality
     if not 0 <= quality <= QUALITY_LEVELS - 1:
         raise InputError(f"quality must be between 0 and {QUALITY_LEVELS - 1}, not {quality}")
@@ -235,6 +240,8 @@ def compress(
                       "weights_sha256": entry.sha256, "quality": float(quality),
                       "streams_per_image": codec.streams_per_image},
         }
+        if fit is not None:
+            header["codec"]["fit"] = fit.to_dict()
         with ArchiveWriter(dst, header) as writer:
             for tile in grid:
                 _check(cancel)
@@ -250,7 +257,7 @@ def compress(
             path = writer.close()
     return ArchiveSummary(path, info.width, info.height, info.count, len(grid),
                           path.stat().st_size, float(quality), entry.id,
-                          time.perf_counter() - started)
+                          time.perf_counter() - started, fit)
 
 
 def fit_quality(
@@ -318,6 +325,17 @@ def fit_quality(
                           top=float(QUALITY_LEVELS - 1))
 
 
+def _fit_note(fit: dict | None) -> str:
+    """How the quality was chosen, for :meth:`Archive.describe` (empty when it was given)."""
+    if not fit:
+        return ""
+    target = (f"PSNR {fit['target_psnr']:g} dB" if fit.get("target_psnr") is not None
+              else f"{fit['target_bpp']:g} bpp")
+    reached = "" if fit.get("reached", True) else ", out of reach"
+    psnr = "no error" if fit.get("psnr") is None else f"{fit['psnr']:.2f} dB"
+    return f" (fitted to {target}{reached}: measured {psnr} at {fit['bpp']:.4f} bpp)"
+
+
 # ------------------------------------------------------------------------------ decompress
 
 
@@ -383,7 +401,7 @@ class Archive:
             f"tiles:     {self.grid.cols} x {self.grid.rows} of {self.grid.size} px, "
             f"overlap {self.grid.overlap}",
             f"model:     {self.model_id} (weights {self.codec_info['weights_sha256'][:12]}), "
-            f"quality {self.quality:g}",
+            f"quality {self.quality:g}{_fit_note(self.codec_info.get('fit'))}",
             f"software:  {self.header.get('software', '?')}",
         ]
         if any(info.descriptions):

@@ -88,35 +88,36 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
 
-def _quality_for(args, path: str | Path, label: str = "") -> float | None:
-    """``--quality``, or the quality fitted to ``--target-psnr``/``--target-bpp`` (said on
-    stderr, with a warning when the target is out of reach)."""
-    if args.target_psnr is None and args.target_bpp is None:
-        return args.quality
-    import georsic
+def _quality_kwargs(args) -> dict:
+    return {"quality": args.quality, "target_psnr": args.target_psnr,
+            "target_bpp": args.target_bpp}
 
-    fit = georsic.fit_quality(path, target_psnr=args.target_psnr, target_bpp=args.target_bpp,
-                              device=args.device, model=args.model)
-    target = (f"PSNR {args.target_psnr:g} dB" if args.target_psnr is not None
-              else f"{args.target_bpp:g} bpp")
+
+def _report_fit(summary, quiet: bool, label: str = "") -> None:
+    """Say on stderr which quality a target gave, and warn when it was out of reach."""
+    fit = summary.fit
+    if fit is None:
+        return
+    target = (f"PSNR {fit.target_psnr:g} dB" if fit.target_psnr is not None
+              else f"{fit.target_bpp:g} bpp")
     measured = f"measured {fit.psnr:.2f} dB at {fit.bpp:.4f} bpp"
     if fit.reached:
-        message = f"{label}quality {fit.quality:.2f} meets {target} ({measured})"
+        if not quiet:
+            print(f"{label}quality {fit.quality:.2f} meets {target} ({measured})",
+                  file=sys.stderr)
     else:
-        message = (f"{label}warning: {target} is out of reach; the nearest, quality "
-                   f"{fit.quality:g}, gives {measured}")
-    if not args.quiet or not fit.reached:
-        print(message, file=sys.stderr)
-    return fit.quality
+        print(f"{label}warning: {target} is out of reach; the nearest, quality "
+              f"{fit.quality:g}, gives {measured}", file=sys.stderr)
 
 
 def cmd_compress(args) -> int:
     import georsic
 
     summary = georsic.compress(
-        args.input, args.output, quality=_quality_for(args, args.input),
-        tile_size=args.tile_size, overlap=args.overlap, device=args.device, model=args.model,
-        refine=args.refine, progress=ProgressBar("compress", args.quiet))
+        args.input, args.output, **_quality_kwargs(args), tile_size=args.tile_size,
+        overlap=args.overlap, device=args.device, model=args.model, refine=args.refine,
+        progress=ProgressBar("compress", args.quiet))
+    _report_fit(summary, args.quiet)
     if not args.quiet:
         print(f"{summary.path}: {summary.bytes:,} bytes, {summary.bpp:.4f} bpp, "
               f"{summary.tiles} tiles, quality {summary.quality:.2f}, {summary.seconds:.1f} s")
@@ -287,11 +288,11 @@ def cmd_batch(args) -> int:
             continue
         try:
             if args.action == "compress":
-                quality = _quality_for(args, path, f"[{number}/{len(inputs)}] ")
-                summary = georsic.compress(path, target, quality=quality,
+                summary = georsic.compress(path, target, **_quality_kwargs(args),
                                            tile_size=args.tile_size, overlap=args.overlap,
                                            device=args.device, model=args.model,
                                            refine=args.refine)
+                _report_fit(summary, args.quiet, f"[{number}/{len(inputs)}] ")
                 note = f"{summary.bpp:.4f} bpp, quality {summary.quality:.2f}"
             else:
                 georsic.decompress(path, target, device=args.device, overviews=overview_spec,

@@ -41,6 +41,14 @@ class QualityFit:
     psnr: float
     reached: bool
     probes: int
+    target_psnr: float | None = None
+    target_bpp: float | None = None
+
+    def to_dict(self) -> dict:
+        """For an archive's header (``codec.fit``); an unreachable PSNR is stored as null."""
+        return {"target_psnr": self.target_psnr, "target_bpp": self.target_bpp,
+                "reached": self.reached, "psnr": self.psnr if math.isfinite(self.psnr) else None,
+                "bpp": self.bpp, "probes": self.probes}
 
 
 def sample_windows(width: int, height: int, pixels: int = SAMPLE_PIXELS,
@@ -75,6 +83,7 @@ def search_quality(measure: Callable[[float], Probe], *, target_psnr: float | No
     if (target_psnr is None) == (target_bpp is None):
         raise ValueError("give exactly one of target_psnr and target_bpp")
     probes = 0
+    targets = (target_psnr, target_bpp)
 
     def probe(quality: float) -> Probe:
         nonlocal probes
@@ -92,14 +101,14 @@ def search_quality(measure: Callable[[float], Probe], *, target_psnr: float | No
         good_end, bad_end = 0.0, top
     good = probe(good_end)
     if not meets(good):
-        return QualityFit(good.quality, good.bpp, good.psnr, False, probes)
+        return QualityFit(good.quality, good.bpp, good.psnr, False, probes, *targets)
     bad = probe(bad_end)
     if meets(bad):
-        return QualityFit(bad.quality, bad.bpp, bad.psnr, True, probes)
+        return QualityFit(bad.quality, bad.bpp, bad.psnr, True, probes, *targets)
     for _ in range(steps):
         middle = probe((good.quality + bad.quality) / 2)
         if meets(middle):
             good = middle
         else:
             bad = middle
-    return QualityFit(good.quality, good.bpp, good.psnr, True, probes)
+    return QualityFit(good.quality, good.bpp, good.psnr, True, probes, *targets)

@@ -167,12 +167,15 @@ class CompressRasterAlgorithm(GeorsicAlgorithm):
         if not os.path.splitext(output)[1]:
             output += ".grsc"
 
+        targets = self._targets(parameters, context)
         georsic = self.load_backend()
-        quality = self._fitted_quality(georsic, parameters, context, feedback, source, quality,
-                                       device)
         feedback.pushInfo(
-            self.tr("Compressing {} at quality {:g} (tiles of {} px, overlap {} px, device {})")
-            .format(source, quality, tile_size, overlap, device)
+            self.tr("Compressing {} at {} (tiles of {} px, overlap {} px, device {})").format(
+                source,
+                self.tr("the quality that meets the target") if targets
+                else self.tr("quality {:g}").format(quality),
+                tile_size, overlap, device,
+            )
         )
         summary = self.call_backend(
             georsic,
@@ -180,13 +183,15 @@ class CompressRasterAlgorithm(GeorsicAlgorithm):
             feedback,
             source,
             output,
-            quality=quality,
+            quality=None if targets else quality,
+            **targets,
             tile_size=tile_size,
             overlap=overlap,
             refine=refine,
             device=device,
         )
-        results = {self.OUTPUT: output, "QUALITY_USED": quality}
+        self._report_fit(getattr(summary, "fit", None), feedback)
+        results = {self.OUTPUT: output, "QUALITY_USED": getattr(summary, "quality", quality)}
         for key, attrs in (
             ("BPP", ("bpp",)),
             ("TILES", ("tiles", "tile_count")),
@@ -203,30 +208,24 @@ class CompressRasterAlgorithm(GeorsicAlgorithm):
             )
         return results
 
-    def _fitted_quality(self, georsic, parameters, context, feedback, source, quality, device):
-        """The quality, or the one fitted to a target PSNR or bit rate when one is given."""
+    def _targets(self, parameters, context) -> dict:
+        """``target_psnr`` or ``target_bpp`` for the backend, when one is given."""
         targets = {}
         for name, key in ((self.TARGET_PSNR, "target_psnr"), (self.TARGET_BPP, "target_bpp")):
             if parameters.get(name) not in (None, ""):
                 targets[key] = self.parameterAsDouble(parameters, name, context)
-        if not targets:
-            return quality
         if len(targets) > 1:
             raise QgsProcessingException(
                 self.tr("Give a target PSNR or a target bit rate, not both.")
             )
-        feedback.pushInfo(self.tr("Finding the quality for the target..."))
-        fit = self.call_backend(
-            georsic,
-            lambda *args, progress=None, **kwargs: georsic.fit_quality(*args, **kwargs),
-            feedback,
-            source,
-            device=device,
-            **targets,
-        )
+        return targets
+
+    def _report_fit(self, fit, feedback) -> None:
+        if fit is None:
+            return
         if fit.reached:
             feedback.pushInfo(
-                self.tr("Quality {:.2f} meets the target ({:.2f} dB at {:.4f} bits per pixel)")
+                self.tr("Quality {:.2f} met the target ({:.2f} dB at {:.4f} bits per pixel)")
                 .format(fit.quality, fit.psnr, fit.bpp)
             )
         else:
@@ -235,7 +234,6 @@ class CompressRasterAlgorithm(GeorsicAlgorithm):
                         "at {:.4f} bits per pixel.").format(fit.quality, fit.psnr, fit.bpp),
                 fatalError=False,
             )
-        return fit.quality
 
 
 def _first_attr(obj, names):
