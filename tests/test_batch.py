@@ -43,3 +43,16 @@ def test_two_inputs_for_one_output_are_refused_before_any_work(tmp_path, data_di
                      "-o", tmp_path / "out")
     assert_clean_failure(result, 2, "would both be written to")
     assert not (tmp_path / "out").exists()
+
+
+def test_batch_fits_each_file_to_the_target(tmp_path, data_dir):
+    (tmp_path / "in").mkdir()
+    shutil.copy(data_dir / "solaris_rgb_unmasked.tif", tmp_path / "in" / "a.tif")
+    shutil.copy(data_dir / "osbs_aerial_rgb.tif", tmp_path / "in" / "b.tif")
+    result = run_cli("batch", "compress", tmp_path / "in", "-o", tmp_path / "out",
+                     "--target-bpp", "0.3")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("meets 0.3 bpp") == 2  # one fit per file, each said
+    qualities = [float(line.rsplit("quality ", 1)[1]) for line in result.stdout.splitlines()
+                 if " -> " in line]
+    assert len(qualities) == 2 and qualities[0] != qualities[1]  # fitted per file
