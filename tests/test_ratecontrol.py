@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 
@@ -25,7 +26,19 @@ def test_search_finds_the_lowest_quality_reaching_a_psnr():
     fit = search_quality(curve, target_psnr=27.0)
     assert fit.reached and fit.psnr >= 27.0
     assert 4.5 <= fit.quality <= 4.5 + 7 / 2**6  # 27 dB is quality 4.5 on this curve
-    assert fit.probes == 8
+    assert fit.probes == 3  # the two ends, then the line through them lands on it
+
+
+def test_search_on_a_bent_curve_stays_bracketed_and_bounded():
+    def bent(quality: float) -> Probe:
+        return Probe(quality, 0.05 * 2 ** (quality / 1.2), 18.0 + 4.0 * math.sqrt(quality))
+
+    for target in (20.0, 25.0, 28.0):
+        fit = search_quality(bent, target_psnr=target)
+        lowest = ((target - 18.0) / 4.0) ** 2  # the lowest quality that meets it
+        assert fit.reached and fit.psnr >= target and fit.probes <= 8
+        assert lowest <= fit.quality
+        assert fit.quality <= lowest + 7 / 2**6 or fit.psnr - target <= 0.1
 
 
 def test_search_finds_the_highest_quality_within_a_rate():

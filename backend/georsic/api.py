@@ -272,7 +272,7 @@ def fit_quality(
     """The quality that meets a target PSNR (dB) or rate (bits per pixel) on this raster.
 
     The raster, or up to ``ratecontrol.SAMPLE_PIXELS`` of it in windows spread over it, is
-    coded and decoded at each quality the bisection tries (eight in all).  PSNR is over the
+    coded and decoded at each quality the search tries (eight at most).  PSNR is over the
     valid pixels, in the raster's units, with the peak :func:`georsic.metrics.compare_rasters`
     uses (255 for 8-bit data, else the valid range); the rate counts the sample's codec
     streams, no-data masks and lossless bands, not the archive's header and index (a few

@@ -1,7 +1,7 @@
 """Choosing the quality that meets a target PSNR or bit rate.
 
 GeoRSIC's quality is continuous (gain interpolation between trained levels), and both the rate
-and the PSNR grow with it.  :func:`search_quality` bisects it against a measurement, which
+and the PSNR grow with it.  :func:`search_quality` searches it against a measurement, which
 :func:`georsic.api.fit_quality` makes by coding sample windows of the raster
 (:func:`sample_windows`) and decoding them again: the whole raster when it is small, else a
 spread of windows.  A target PSNR gets the lowest quality that reaches it, a target bit rate the
@@ -18,8 +18,11 @@ from dataclasses import dataclass
 SAMPLE_PIXELS = 2**19
 #: Edge of the sample windows of a raster larger than SAMPLE_PIXELS.
 SAMPLE_WINDOW = 256
-#: Bisection steps after the two ends: the quality is found to within 7 / 2**6 = 0.11.
+#: Probes after the two ends at most; the search also stops at a bracket of 7 / 2**6 = 0.11.
 SEARCH_STEPS = 6
+#: A probe this close to the target, on the right side of it, ends the search.
+CLOSE_DB = 0.1
+CLOSE_RATE = 0.02
 
 
 @dataclass(frozen=True)
@@ -76,9 +79,13 @@ def sample_windows(width: int, height: int, pixels: int = SAMPLE_PIXELS,
 def search_quality(measure: Callable[[float], Probe], *, target_psnr: float | None = None,
                    target_bpp: float | None = None, top: float = 7.0,
                    steps: int = SEARCH_STEPS) -> QualityFit:
-    """Bisect the quality in ``[0, top]`` for exactly one of the two targets.
+    """Search the quality in ``[0, top]`` for exactly one of the two targets.
 
-    ``measure(quality)`` codes the sample; PSNR and bpp are taken to grow with quality.
+    ``measure(quality)`` codes the sample; PSNR and log-rate are taken to grow with quality,
+    nearly linearly.  After the two ends, each step probes where the line between the bracket's
+    ends meets the target (kept at least a tenth of the bracket from either end), and the
+    search stops at ``steps`` probes, at a bracket of ``top / 2**steps``, or at a probe within
+    :data:`CLOSE_DB` dB or :data:`CLOSE_RATE` of the target on the right side of it.
     """
     if (target_psnr is None) == (target_bpp is None):
         raise ValueError("give exactly one of target_psnr and target_bpp")
@@ -91,13 +98,27 @@ def search_quality(measure: Callable[[float], Probe], *, target_psnr: float | No
         return measure(quality)
 
     if target_psnr is not None:
+        def value(p: Probe) -> float:
+            return p.psnr
+
         def meets(p: Probe) -> bool:
             return p.psnr >= target_psnr
+
+        def close(p: Probe) -> bool:
+            return p.psnr - target_psnr <= CLOSE_DB
+        goal = target_psnr
         # the lowest quality that meets the PSNR: `good` is the high end, `bad` the low end
         good_end, bad_end = top, 0.0
     else:
+        def value(p: Probe) -> float:
+            return math.log(max(p.bpp, 1e-9))
+
         def meets(p: Probe) -> bool:
             return p.bpp <= target_bpp
+
+        def close(p: Probe) -> bool:
+            return p.bpp >= target_bpp * (1 - CLOSE_RATE)
+        goal = math.log(target_bpp)
         good_end, bad_end = 0.0, top
     good = probe(good_end)
     if not meets(good):
@@ -105,8 +126,13 @@ def search_quality(measure: Callable[[float], Probe], *, target_psnr: float | No
     bad = probe(bad_end)
     if meets(bad):
         return QualityFit(bad.quality, bad.bpp, bad.psnr, True, probes, *targets)
-    for _ in range(steps):
-        middle = probe((good.quality + bad.quality) / 2)
+    resolution = top / 2**steps
+    while probes < steps + 2 and abs(good.quality - bad.quality) > resolution \
+            and not close(good):
+        span = value(good) - value(bad)
+        share = (goal - value(bad)) / span if math.isfinite(span) and span else 0.5
+        share = min(max(share, 0.1), 0.9)
+        middle = probe(bad.quality + share * (good.quality - bad.quality))
         if meets(middle):
             good = middle
         else:

@@ -44,7 +44,7 @@ class CompressRasterAlgorithm(GeorsicAlgorithm):
         "<dt><b>Target PSNR</b> or <b>Target bit rate</b> (optional)</dt><dd>Instead of the "
         "quality: the lowest quality whose PSNR (dB, against this raster) reaches the target, "
         "or the highest whose tiles stay within the bits per pixel given. GeoRSIC finds it "
-        "by coding the raster, or windows spread over a large one, about eight times before "
+        "by coding the raster, or windows spread over a large one, up to eight times before "
         "compressing; the log says the quality chosen and warns when the target is out of "
         "reach (the nearest quality is then used).</dd>"
         "<dt><b>Tile size</b> (advanced)</dt><dd>The raster is coded in square tiles of this many "
