@@ -163,3 +163,14 @@ def test_batch_continues_past_bad_files(tmp_path, data_dir):
     result = run_cli("batch", "decompress", tmp_path / "out", "--out-dir", tmp_path / "back")
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in (tmp_path / "back").iterdir()) == ["a.tif", "b.tif"]
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path):
+    """`georsic models | head -1`: the pipe closes before georsic has written everything."""
+    process = subprocess.Popen([sys.executable, "-m", "georsic.cli", "models"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # as `head` does once it has what it wants
+    stderr = process.stderr.read().decode()
+    process.wait(timeout=120)
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+    assert process.returncode == 141

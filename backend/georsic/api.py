@@ -274,7 +274,8 @@ def fit_quality(
     The raster, or up to ``ratecontrol.SAMPLE_PIXELS`` of it in windows spread over it, is
     coded and decoded at each quality the search tries (eight at most).  PSNR is over the
     valid pixels, in the raster's units, with the peak :func:`georsic.metrics.compare_rasters`
-    uses (255 for 8-bit data, else the valid range); the rate counts the sample's codec
+    uses (255 for 8-bit data, else the valid range), leaving out bands stored losslessly
+    (alpha), which that function counts with no error; the rate counts the sample's codec
     streams, no-data masks and lossless bands, not the archive's header and index (a few
     hundred bytes).  A target out of reach gives the nearest end of the quality
     range, with ``reached`` False.

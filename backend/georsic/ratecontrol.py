@@ -83,9 +83,9 @@ def search_quality(measure: Callable[[float], Probe], *, target_psnr: float | No
 
     ``measure(quality)`` codes the sample; PSNR and log-rate are taken to grow with quality,
     nearly linearly.  After the two ends, each step probes where the line between the bracket's
-    ends meets the target (kept at least a tenth of the bracket from either end), and the
-    search stops at ``steps`` probes, at a bracket of ``top / 2**steps``, or at a probe within
-    :data:`CLOSE_DB` dB or :data:`CLOSE_RATE` of the target on the right side of it.
+    ends meets the target (kept at least a tenth of the bracket from either end); the search
+    stops after ``steps`` more probes, at a bracket of ``top / 2**steps``, or at a probe
+    within :data:`CLOSE_DB` dB or :data:`CLOSE_RATE` of the target on the right side of it.
     """
     if (target_psnr is None) == (target_bpp is None):
         raise ValueError("give exactly one of target_psnr and target_bpp")
