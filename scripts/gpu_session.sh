@@ -27,13 +27,14 @@ if [ "$MODE" = speed ]; then
     georsic bench rd --out "$out/rd" 2>&1 | tee "$out/rd.log"
     exit
 fi
+gpu_name=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
 start=$(date +%s)
 georsic train codec gpupack/pack --N 64 --M 128 --gray-fraction 0.1 --patch 256 --batch 16 \
     --lr 1e-4 --lambdas 0.00005 0.0001 0.00023 0.0005 0.0011 0.0024 0.0051 0.011 \
     --init "${INIT:-resources/weights/elic-vr-s-v4.safetensors}" --steps 100000 \
     --time-limit "${TRAIN_SECONDS:-400}" --device "${DEVICE:-cuda}" --out runs/gpu-train \
     --export runs/gpu-stage --model-id "${MODEL_ID:-elic-vr-s-v5}" --weights-dtype int8 \
-    --weight-bits 5,g_a=7,g_s=8 --hardware "1x NVIDIA H100 80GB (lent GPU machine)" \
+    --weight-bits 5,g_a=7,g_s=8 --hardware "1x ${gpu_name:-CPU} (lent GPU machine)" \
     2>&1 | tee "$out/train.log"
 echo "training took $(( $(date +%s) - start )) s" | tee -a "$out/train.log"
 cp runs/gpu-stage/* runs/gpu-train/train_log.jsonl "$out/"
