@@ -124,3 +124,32 @@ def test_cli_warns_when_the_target_is_out_of_reach(tmp_path):
          "--quality", "3", "--target-bpp", "0.3"], capture_output=True, text=True)
     assert both.returncode == 2 and "not allowed with" in both.stderr
     assert not (tmp_path / "b.grsc").exists()
+
+
+def test_estimate_matches_the_archive_it_predicts(tmp_path):
+    guess = georsic.estimate(AERIAL, quality=3)
+    summary = georsic.compress(AERIAL, tmp_path / "a.grsc", quality=3)
+    assert guess.pixels == 400 * 400 and guess.quality == 3
+    assert abs(guess.bytes - summary.bytes) < 100  # probed whole: only the header is guessed
+    georsic.decompress(tmp_path / "a.grsc", tmp_path / "a.tif")
+    assert guess.psnr == pytest.approx(compare_rasters(AERIAL, tmp_path / "a.tif")["psnr"],
+                                       abs=0.01)
+    fitted = georsic.estimate(AERIAL, target_bpp=0.3)
+    assert fitted.bpp <= 0.3 and 0 < fitted.quality < 7
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.grsc", "a.tif"]  # estimate: none
+
+
+def test_cli_estimate_over_a_folder(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("osbs_aerial_rgb.tif", "solaris_rgb_unmasked.tif"):
+        (folder / name).write_bytes((DATA / name).read_bytes())
+    (folder / "broken.tif").write_bytes(b"not a raster")
+    result = subprocess.run([sys.executable, "-m", "georsic.cli", "estimate", str(folder),
+                             "-q", "2"], capture_output=True, text=True)
+    assert result.returncode == 6  # one file failed, the others were estimated
+    assert "broken.tif: error:" in result.stderr and "Traceback" not in result.stderr
+    assert result.stdout.count("quality 2.00, about") == 2
+    assert "2 raster(s): about" in result.stdout
+    assert sorted(p.name for p in folder.iterdir()) == ["broken.tif", "osbs_aerial_rgb.tif",
+                                                       "solaris_rgb_unmasked.tif"]

@@ -19,11 +19,12 @@ from georsic.defaults import (  # noqa: E402
 
 #: What ``georsic.api`` provides here, imported on first use (PEP 562): the api needs rasterio
 #: and GDAL, which ``georsic.train`` does not, so a training machine can do without them.
-_API_NAMES = ("Archive", "ArchiveSummary", "compress", "decompress", "fit_quality", "open")
+_API_NAMES = ("Archive", "ArchiveSummary", "Estimate", "compress", "decompress", "estimate",
+              "fit_quality", "open")
 
 __all__ = ["DEFAULT_OVERLAP", "DEFAULT_QUALITY", "DEFAULT_TILE_SIZE", "QUALITY_LEVELS", "Archive",
-           "ArchiveSummary", "compress", "decompress", "errors", "fit_quality", "open",
-           "__version__"]
+           "ArchiveSummary", "Estimate", "compress", "decompress", "errors", "estimate",
+           "fit_quality", "open", "__version__"]
 
 
 def __getattr__(name: str):

@@ -57,6 +57,10 @@ Cancel = Callable[[], bool]
 
 #: Most steps of encoder-side latent refinement per tile (``refine``).
 MAX_REFINE = 200
+#: Bytes of header, index and footer that :func:`estimate` adds: a UTM-projected aerial
+#: GeoTIFF's archive holds about 300 (the NEON sample: header 295, one tile's index and footer
+#: 40); a longer CRS or many tags add more.
+HEADER_ESTIMATE = 340
 _STATS_ROWS = 256
 
 
@@ -260,31 +264,10 @@ def compress(
                           time.perf_counter() - started, fit)
 
 
-def fit_quality(
-    src: str | Path,
-    *,
-    target_psnr: float | None = None,
-    target_bpp: float | None = None,
-    device: str = "auto",
-    model: str | None = None,
-    cancel: Cancel | None = None,
-) -> QualityFit:
-    """The quality that meets a target PSNR (dB) or rate (bits per pixel) on this raster.
-
-    The raster, or up to ``ratecontrol.SAMPLE_PIXELS`` of it in windows spread over it, is
-    coded and decoded at each quality the search tries (eight at most).  PSNR is over the
-    valid pixels, in the raster's units, with the peak :func:`georsic.metrics.compare_rasters`
-    uses (255 for 8-bit data, else the valid range), leaving out bands stored losslessly
-    (alpha), which that function counts with no error; the rate counts the sample's codec
-    streams, no-data masks and lossless bands, not the archive's header and index (a few
-    hundred bytes).  A target out of reach gives the nearest end of the quality
-    range, with ``reached`` False.
-    """
-    for name, value in (("target_psnr", target_psnr), ("target_bpp", target_bpp)):
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise InputError(f"{name} must be a positive number, not {value}")
-    if (target_psnr is None) == (target_bpp is None):
-        raise InputError("give one target: a PSNR or a bit rate")
+def _sampler(src: str | Path, device: str, model: str | None, cancel: Cancel | None
+             ) -> tuple[Callable[[float], Probe], RasterInfo]:
+    """``measure(quality)`` for :func:`fit_quality` and :func:`estimate`: codes and decodes the
+    raster, or windows spread over a large one (:func:`georsic.ratecontrol.sample_windows`)."""
     codec = get_codec(find_model(model), resolve_device(device))
     with _open_raster(src) as raster:
         info = RasterInfo.from_dataset(raster)
@@ -322,8 +305,83 @@ def fit_quality(
         psnr = math.inf if mse == 0 else 10 * math.log10(peak**2 / mse)
         return Probe(quality, bits / pixels, psnr)
 
+    return measure, info
+
+
+def fit_quality(
+    src: str | Path,
+    *,
+    target_psnr: float | None = None,
+    target_bpp: float | None = None,
+    device: str = "auto",
+    model: str | None = None,
+    cancel: Cancel | None = None,
+) -> QualityFit:
+    """The quality that meets a target PSNR (dB) or rate (bits per pixel) on this raster.
+
+    The raster, or up to ``ratecontrol.SAMPLE_PIXELS`` of it in windows spread over it, is
+    coded and decoded at each quality the search tries (eight at most).  PSNR is over the
+    valid pixels, in the raster's units, with the peak :func:`georsic.metrics.compare_rasters`
+    uses (255 for 8-bit data, else the valid range), leaving out bands stored losslessly
+    (alpha), which that function counts with no error; the rate counts the sample's codec
+    streams, no-data masks and lossless bands, not the archive's header and index (a few
+    hundred bytes).  A target out of reach gives the nearest end of the quality
+    range, with ``reached`` False.
+    """
+    for name, value in (("target_psnr", target_psnr), ("target_bpp", target_bpp)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise InputError(f"{name} must be a positive number, not {value}")
+    if (target_psnr is None) == (target_bpp is None):
+        raise InputError("give one target: a PSNR or a bit rate")
+    measure, _ = _sampler(src, device, model, cancel)
     return search_quality(measure, target_psnr=target_psnr, target_bpp=target_bpp,
                           top=float(QUALITY_LEVELS - 1))
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What :func:`estimate` expects of compressing a raster at one quality."""
+
+    quality: float
+    bpp: float
+    psnr: float
+    bytes: int
+    pixels: int
+
+
+def estimate(
+    src: str | Path,
+    *,
+    quality: float | None = None,
+    target_psnr: float | None = None,
+    target_bpp: float | None = None,
+    device: str = "auto",
+    model: str | None = None,
+    cancel: Cancel | None = None,
+) -> Estimate:
+    """The archive size and PSNR to expect, without writing anything.
+
+    At ``quality`` (default ``DEFAULT_QUALITY``), or at the quality a target gives
+    (:func:`fit_quality`); measured on the same sample, and ``bytes`` adds a header's usual
+    size (:data:`HEADER_ESTIMATE`) to the rate times the raster's pixels.
+    """
+    if target_psnr is not None or target_bpp is not None:
+        if quality is not None:
+            raise InputError("give a quality or a target (PSNR or bpp), not both")
+        fit = fit_quality(src, target_psnr=target_psnr, target_bpp=target_bpp, device=device,
+                          model=model, cancel=cancel)
+        probe = Probe(fit.quality, fit.bpp, fit.psnr)
+        with _open_raster(src) as raster:
+            pixels = raster.width * raster.height
+    else:
+        quality = DEFAULT_QUALITY if quality is None else quality
+        if not 0 <= quality <= QUALITY_LEVELS - 1:
+            raise InputError(f"quality must be between 0 and {QUALITY_LEVELS - 1}, not {quality}")
+        measure, info = _sampler(src, device, model, cancel)
+        probe = measure(quality)
+        pixels = info.width * info.height
+    size = round(probe.bpp * pixels / 8) + HEADER_ESTIMATE
+    return Estimate(probe.quality, probe.bpp, probe.psnr, size, pixels)
 
 
 def _fit_note(fit: dict | None) -> str:

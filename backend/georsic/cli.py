@@ -20,6 +20,8 @@ from georsic.defaults import DEFAULT_OVERLAP, DEFAULT_QUALITY, DEFAULT_TILE_SIZE
 from georsic.errors import GeorsicError, InputError, OutputError
 
 BATCH_FAILED = 6
+#: Files that batch commands take from a folder (given by name, any raster GDAL reads).
+RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".png", ".img", ".vrt")
 
 
 class ProgressBar:
@@ -53,6 +55,19 @@ def _numbers(text: str, count: int, name: str) -> tuple[float, ...]:
 
 
 def _add_codec_options(parser: argparse.ArgumentParser) -> None:
+    _add_quality_options(parser)
+    parser.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE,
+                        help=f"tile edge, pixels ({DEFAULT_TILE_SIZE})")
+    parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP,
+                        help=f"tile overlap, pixels ({DEFAULT_OVERLAP})")
+    parser.add_argument("--model", default=None, help="model id (default: the shipped codec)")
+    parser.add_argument("--refine", type=int, default=0, metavar="STEPS",
+                        help="encoder-side latent refinement steps per tile: smaller files at "
+                             "the same quality, slower encoding, same decoding (default 0: "
+                             "off; benchmarks/refine.py measures it)")
+
+
+def _add_quality_options(parser: argparse.ArgumentParser) -> None:
     chosen = parser.add_mutually_exclusive_group()
     chosen.add_argument("--quality", "-q", type=float, default=None,
                         help="0 (smallest) to 7 (best); fractions interpolate "
@@ -64,15 +79,6 @@ def _add_codec_options(parser: argparse.ArgumentParser) -> None:
                         help="instead of --quality: the highest quality whose coded tiles "
                              "stay within BPP bits per pixel (the header's few hundred bytes "
                              "not counted)")
-    parser.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE,
-                        help=f"tile edge, pixels ({DEFAULT_TILE_SIZE})")
-    parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP,
-                        help=f"tile overlap, pixels ({DEFAULT_OVERLAP})")
-    parser.add_argument("--model", default=None, help="model id (default: the shipped codec)")
-    parser.add_argument("--refine", type=int, default=0, metavar="STEPS",
-                        help="encoder-side latent refinement steps per tile: smaller files at "
-                             "the same quality, slower encoding, same decoding (default 0: "
-                             "off; benchmarks/refine.py measures it)")
 
 
 def _add_output_options(parser: argparse.ArgumentParser) -> None:
@@ -219,6 +225,31 @@ def cmd_models(args) -> int:
     return 0
 
 
+def cmd_estimate(args) -> int:
+    import georsic
+
+    inputs = [path for path, _ in _batch_inputs(args.inputs, RASTER_SUFFIXES, args.recursive)]
+    if not inputs:
+        raise GeorsicError("no input files found")
+    total_bytes = total_pixels = failed = 0
+    for path in inputs:
+        try:
+            guess = georsic.estimate(path, **_quality_kwargs(args), device=args.device,
+                                     model=args.model)
+        except GeorsicError as exc:
+            failed += 1
+            print(f"{path}: error: {exc}", file=sys.stderr)
+            continue
+        total_bytes += guess.bytes
+        total_pixels += guess.pixels
+        print(f"{path}: quality {guess.quality:.2f}, about {guess.bytes:,} bytes "
+              f"({guess.bpp:.4f} bpp), PSNR {guess.psnr:.2f} dB")
+    if len(inputs) > 1 and total_pixels:
+        print(f"{len(inputs) - failed} raster(s): about {total_bytes:,} bytes in all "
+              f"({8 * total_bytes / total_pixels:.4f} bpp)")
+    return BATCH_FAILED if failed else 0
+
+
 def cmd_compare(args) -> int:
     from georsic.metrics import compare_rasters
 
@@ -271,8 +302,7 @@ def cmd_batch(args) -> int:
     overview_spec = overviews.parse(args.overviews)
     out_dir = Path(args.out_dir)
     if args.action == "compress":
-        inputs = _batch_inputs(args.inputs, (".tif", ".tiff", ".jp2", ".png", ".img", ".vrt"),
-                               args.recursive)
+        inputs = _batch_inputs(args.inputs, RASTER_SUFFIXES, args.recursive)
     else:
         inputs = _batch_inputs(args.inputs, (".grsc",), args.recursive)
     if not inputs:
@@ -404,6 +434,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify", action="store_true",
                    help="check every weights file against its manifest sha256")
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("estimate", help="the archive size and PSNR to expect, writing nothing")
+    p.add_argument("inputs", nargs="+", help="raster files or folders")
+    _add_quality_options(p)
+    p.add_argument("--model", default=None, help="model id (default: the shipped codec)")
+    p.add_argument("--recursive", "-r", action="store_true", help="whole folder trees")
+    _add_common(p)
+    p.set_defaults(func=cmd_estimate)
 
     p = sub.add_parser("compare", help="PSNR of a decoded raster against its source")
     p.add_argument("reference")
