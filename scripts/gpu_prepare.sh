@@ -19,8 +19,7 @@ older=/tmp/georsic-older-weights
 keep=elic-vr-s-v4.safetensors  # the shipped default, which training starts from
 limit=$((64 * 1024 * 1024))
 
-grep -qx '/gpupack/' .git/info/exclude 2>/dev/null || { mkdir -p .git/info; echo '/gpupack/' >> .git/info/exclude; }
-
+# gpupack/ is in .gitignore: carried, never committed
 move_older_weights() {
     mkdir -p "$older"
     for f in resources/weights/*.safetensors; do
