@@ -18,7 +18,7 @@ from qgis.core import (
     QgsProcessingParameterDefinition,
 )
 
-ALGORITHM_IDS = ("georsic:compress", "georsic:decompress", "georsic:info")
+ALGORITHM_IDS = ("georsic:compress", "georsic:decompress", "georsic:info", "georsic:estimate")
 
 # What plugins.qgis.org refuses an upload without.
 REQUIRED_METADATA = (
@@ -194,7 +194,7 @@ def test_algorithm_dialogs_build(georsic_plugin, qgis_iface, monkeypatch):
     browser = QgsBrowserGuiModel()  # the stub iface returns a MagicMock here
     monkeypatch.setattr(qgis_iface, "browserModel", lambda: browser, raising=False)
 
-    for alg_id in ("georsic:compress", "georsic:decompress", "georsic:info"):
+    for alg_id in ALGORITHM_IDS:
         alg = QgsApplication.processingRegistry().createAlgorithmById(alg_id)
         dialog = AlgorithmDialog(alg, parent=qgis_iface.mainWindow())
         try:

@@ -406,3 +406,17 @@ def test_compress_to_a_target_psnr_reports_the_quality_used(georsic_plugin, work
             {"INPUT": str(work / "aerial.tif"), "TARGET_PSNR": 20.0, "TARGET_BPP": 0.3,
              "OUTPUT": str(tmp_path / "both.grsc")})
     assert not (tmp_path / "both.grsc").exists()
+
+
+def test_estimate_predicts_the_archive_and_writes_nothing(georsic_plugin, work, tmp_path):
+    before = sorted(p.name for p in work.iterdir())
+    guess = run("georsic:estimate", {"INPUT": str(work / "aerial.tif"), "QUALITY": 3.0})
+    assert sorted(p.name for p in work.iterdir()) == before
+    archive = tmp_path / "q3.grsc"
+    run("georsic:compress", {"INPUT": str(work / "aerial.tif"), "QUALITY": 3.0,
+                             "OUTPUT": str(archive)})
+    assert guess["QUALITY_USED"] == 3.0
+    assert abs(guess["BYTES"] - archive.stat().st_size) < 0.05 * archive.stat().st_size
+    assert 10 < guess["PSNR"] < 60 and guess["BPP"] > 0
+    fitted = run("georsic:estimate", {"INPUT": str(work / "aerial.tif"), "TARGET_BPP": 0.3})
+    assert fitted["BPP"] <= 0.3 and 0 < fitted["QUALITY_USED"] < 7

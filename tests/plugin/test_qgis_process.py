@@ -40,7 +40,8 @@ def shell(tmp_path_factory):
 def test_qgis_process_lists_and_documents_the_algorithms(shell):
     listing = shell("list")
     assert listing.returncode == 0, listing.stderr
-    for alg_id in ("georsic:compress", "georsic:decompress", "georsic:info"):
+    for alg_id in ("georsic:compress", "georsic:decompress", "georsic:info",
+                   "georsic:estimate"):
         assert alg_id in listing.stdout
     helped = shell("help", "georsic:compress")
     assert helped.returncode == 0, helped.stderr

@@ -10,6 +10,8 @@ from qgis.core import (
     QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsProcessingFeedback,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
 )
 from qgis.PyQt.QtCore import QCoreApplication
@@ -70,6 +72,17 @@ class GeorsicAlgorithm(QgsProcessingAlgorithm):
         if missing:
             return False, dependencies.install_message(missing)
         return True, ""
+
+    def device_parameter(self, name: str = "DEVICE") -> QgsProcessingParameterEnum:
+        """The processor to run on (advanced): automatic, CPU or a CUDA GPU."""
+        device = QgsProcessingParameterEnum(
+            name,
+            self.tr("Device"),
+            options=[self.tr(label) for label in DEVICE_LABELS],
+            defaultValue=0,
+        )
+        device.setFlags(device.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        return device
 
     def archive_parameter(self, name: str) -> QgsProcessingParameterFile:
         """The input parameter of an algorithm that reads a GeoRSIC archive (.grsc)."""

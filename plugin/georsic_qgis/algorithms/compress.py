@@ -8,22 +8,22 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingParameterDefinition,
-    QgsProcessingParameterEnum,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
 )
 
-from .base import DEVICE_LABELS, DEVICE_VALUES, GeorsicAlgorithm
+from .base import DEVICE_VALUES, GeorsicAlgorithm
 
 ARCHIVE_FILTER = "GeoRSIC archive (*.grsc *.GRSC)"
+QUALITY, TARGET_PSNR, TARGET_BPP = "QUALITY", "TARGET_PSNR", "TARGET_BPP"
 
 
 class CompressRasterAlgorithm(GeorsicAlgorithm):
     INPUT = "INPUT"
-    QUALITY = "QUALITY"
-    TARGET_PSNR = "TARGET_PSNR"
-    TARGET_BPP = "TARGET_BPP"
+    QUALITY = QUALITY
+    TARGET_PSNR = TARGET_PSNR
+    TARGET_BPP = TARGET_BPP
     TILE_SIZE = "TILE_SIZE"
     OVERLAP = "OVERLAP"
     REFINE = "REFINE"
@@ -77,31 +77,8 @@ class CompressRasterAlgorithm(GeorsicAlgorithm):
 
     def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, self.tr("Input raster")))
-        quality = QgsProcessingParameterNumber(
-            self.QUALITY,
-            self.tr("Quality (0 = smallest file, 7 = best fidelity)"),
-            type=QgsProcessingParameterNumber.Double,
-            defaultValue=5.0,
-            minValue=0.0,
-            maxValue=7.0,
-        )
-        quality.setMetadata({"widget_wrapper": {"decimals": 2}})
-        self.addParameter(quality)
-        for name, label, maximum in (
-            (self.TARGET_PSNR, "Target PSNR (dB, optional: replaces the quality)", 100.0),
-            (self.TARGET_BPP, "Target bit rate (bits per pixel, optional: replaces the quality)",
-             64.0),
-        ):
-            self.addParameter(
-                QgsProcessingParameterNumber(
-                    name,
-                    self.tr(label),
-                    type=QgsProcessingParameterNumber.Double,
-                    optional=True,
-                    minValue=0.001,
-                    maxValue=maximum,
-                )
-            )
+        for param in quality_parameters(self.tr):
+            self.addParameter(param)
         advanced = [
             QgsProcessingParameterNumber(
                 self.TILE_SIZE,
@@ -127,12 +104,7 @@ class CompressRasterAlgorithm(GeorsicAlgorithm):
                 minValue=0,
                 maxValue=200,
             ),
-            QgsProcessingParameterEnum(
-                self.DEVICE,
-                self.tr("Device"),
-                options=[self.tr(label) for label in DEVICE_LABELS],
-                defaultValue=0,
-            ),
+            self.device_parameter(self.DEVICE),
         ]
         for param in advanced:
             param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
@@ -148,14 +120,7 @@ class CompressRasterAlgorithm(GeorsicAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("BYTES", self.tr("Archive size (bytes)")))
 
     def processAlgorithm(self, parameters, context, feedback):
-        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
-        if layer is None or not layer.isValid():
-            raise QgsProcessingException(
-                self.tr("The input raster could not be opened: {}").format(
-                    parameters.get(self.INPUT)
-                )
-            )
-        source = raster_source(layer, self.tr)
+        source = input_source(self, self.INPUT, parameters, context)
         quality = self.parameterAsDouble(parameters, self.QUALITY, context)
         tile_size = self.parameterAsInt(parameters, self.TILE_SIZE, context)
         overlap = self.parameterAsInt(parameters, self.OVERLAP, context)
@@ -167,7 +132,7 @@ class CompressRasterAlgorithm(GeorsicAlgorithm):
         if not os.path.splitext(output)[1]:
             output += ".grsc"
 
-        targets = self._targets(parameters, context)
+        targets = quality_targets(self, parameters, context)
         georsic = self.load_backend()
         feedback.pushInfo(
             self.tr("Compressing {} at {} (tiles of {} px, overlap {} px, device {})").format(
@@ -208,18 +173,6 @@ class CompressRasterAlgorithm(GeorsicAlgorithm):
             )
         return results
 
-    def _targets(self, parameters, context) -> dict:
-        """``target_psnr`` or ``target_bpp`` for the backend, when one is given."""
-        targets = {}
-        for name, key in ((self.TARGET_PSNR, "target_psnr"), (self.TARGET_BPP, "target_bpp")):
-            if parameters.get(name) not in (None, ""):
-                targets[key] = self.parameterAsDouble(parameters, name, context)
-        if len(targets) > 1:
-            raise QgsProcessingException(
-                self.tr("Give a target PSNR or a target bit rate, not both.")
-            )
-        return targets
-
     def _report_fit(self, fit, feedback) -> None:
         if fit is None:
             return
@@ -236,12 +189,62 @@ class CompressRasterAlgorithm(GeorsicAlgorithm):
             )
 
 
+def quality_parameters(tr) -> list:
+    """The quality, and the optional targets that replace it (compress and estimate)."""
+    quality = QgsProcessingParameterNumber(
+        QUALITY,
+        tr("Quality (0 = smallest file, 7 = best fidelity)"),
+        type=QgsProcessingParameterNumber.Double,
+        defaultValue=5.0,
+        minValue=0.0,
+        maxValue=7.0,
+    )
+    quality.setMetadata({"widget_wrapper": {"decimals": 2}})
+    targets = [
+        QgsProcessingParameterNumber(
+            name,
+            tr(label),
+            type=QgsProcessingParameterNumber.Double,
+            optional=True,
+            minValue=0.001,
+            maxValue=maximum,
+        )
+        for name, label, maximum in (
+            (TARGET_PSNR, "Target PSNR (dB, optional: replaces the quality)", 100.0),
+            (TARGET_BPP, "Target bit rate (bits per pixel, optional: replaces the quality)",
+             64.0),
+        )
+    ]
+    return [quality, *targets]
+
+
+def quality_targets(alg, parameters, context) -> dict:
+    """``target_psnr`` or ``target_bpp`` for the backend, when one is given."""
+    targets = {}
+    for name, key in ((TARGET_PSNR, "target_psnr"), (TARGET_BPP, "target_bpp")):
+        if parameters.get(name) not in (None, ""):
+            targets[key] = alg.parameterAsDouble(parameters, name, context)
+    if len(targets) > 1:
+        raise QgsProcessingException(alg.tr("Give a target PSNR or a target bit rate, not both."))
+    return targets
+
+
 def _first_attr(obj, names):
     for name in names:
         value = getattr(obj, name, None)
         if value is not None:
             return value
     return None
+
+
+def input_source(alg, name, parameters, context) -> str:
+    """The file behind the raster layer parameter ``name``, or a clear error."""
+    layer = alg.parameterAsRasterLayer(parameters, name, context)
+    if layer is None or not layer.isValid():
+        raise QgsProcessingException(
+            alg.tr("The input raster could not be opened: {}").format(parameters.get(name))
+        )
+    return raster_source(layer, alg.tr)
 
 
 def raster_source(layer, tr) -> str:

@@ -8,14 +8,13 @@ from qgis.core import (
     QgsCoordinateReferenceSystem,
     QgsProcessingException,
     QgsProcessingParameterBoolean,
-    QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
 )
 
-from .base import DEVICE_LABELS, DEVICE_VALUES, GeorsicAlgorithm
+from .base import DEVICE_VALUES, GeorsicAlgorithm
 
 
 class DecompressArchiveAlgorithm(GeorsicAlgorithm):
@@ -104,14 +103,7 @@ class DecompressArchiveAlgorithm(GeorsicAlgorithm):
                 self.COG, self.tr("Write a Cloud Optimized GeoTIFF (COG)"), defaultValue=False
             )
         )
-        device = QgsProcessingParameterEnum(
-            self.DEVICE,
-            self.tr("Device"),
-            options=[self.tr(label) for label in DEVICE_LABELS],
-            defaultValue=0,
-        )
-        device.setFlags(device.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-        self.addParameter(device)
+        self.addParameter(self.device_parameter(self.DEVICE))
         self.addParameter(
             QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Output raster"))
         )
