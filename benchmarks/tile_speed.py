@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 
 from georsic.codec import TileCodec
+from georsic.metrics import psnr
 from georsic.weights import find_model
 
 
@@ -50,10 +51,8 @@ def timed(fn, device: str, repeat: int) -> tuple[float, object]:
     return (time.perf_counter() - start) / repeat, result
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    a8, b8 = (np.clip(np.rint(v * 255.0), 0, 255) for v in (a, b))
-    mse = float(np.mean((a8 - b8) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+def to_8bit(image: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(image * 255.0), 0, 255)
 
 
 def main() -> int:
@@ -79,7 +78,7 @@ def main() -> int:
                                    device, args.repeat)
             row = {"model": entry.id, "device": device, "name": name, "tile": args.tile,
                    "quality": quality, "bpp": 8 * sum(map(len, streams)) / args.tile**2,
-                   "psnr": psnr(tile, decoded), "encode_mps": megapixels / enc_s,
+                   "psnr": psnr(to_8bit(tile), to_8bit(decoded)), "encode_mps": megapixels / enc_s,
                    "decode_mps": megapixels / dec_s}
             if device != "cpu":
                 on_cpu = TileCodec(entry, "cpu").decode(streams, args.tile, args.tile, quality)

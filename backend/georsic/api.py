@@ -213,15 +213,11 @@ def compress(
     """
     started = time.perf_counter()
     fit = None
-    if target_psnr is not None or target_bpp is not None:
-        if quality is not None:
-            raise InputError("give a quality or a target (PSNR or bpp), not both")
+    if _targeted(quality, target_psnr, target_bpp):
         fit = fit_quality(src, target_psnr=target_psnr, target_bpp=target_bpp,
                           device=device, model=model, cancel=cancel)
         quality = fit.quality
-    quality = DEFAULT_QUALITY if quality is None else quality
-    if not 0 <= quality <= QUALITY_LEVELS - 1:
-        raise InputError(f"quality must be between 0 and {QUALITY_LEVELS - 1}, not {quality}")
+    quality = _checked_quality(quality)
     if not 0 <= refine <= MAX_REFINE:
         raise InputError(f"refine must be between 0 and {MAX_REFINE} steps, not {refine}")
     entry = find_model(model)
@@ -262,6 +258,29 @@ def compress(
     return ArchiveSummary(path, info.width, info.height, info.count, len(grid),
                           path.stat().st_size, float(quality), entry.id,
                           time.perf_counter() - started, fit)
+
+
+def _targeted(quality: float | None, target_psnr: float | None,
+              target_bpp: float | None) -> bool:
+    """Whether a target replaces the quality (checked: positive, one of them, no quality)."""
+    if target_psnr is None and target_bpp is None:
+        return False
+    if quality is not None:
+        raise InputError("give a quality or a target (PSNR or bpp), not both")
+    for name, value in (("target_psnr", target_psnr), ("target_bpp", target_bpp)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise InputError(f"{name} must be a positive number, not {value}")
+    if target_psnr is not None and target_bpp is not None:
+        raise InputError("give one target: a PSNR or a bit rate")
+    return True
+
+
+def _checked_quality(quality: float | None) -> float:
+    """``quality``, or ``DEFAULT_QUALITY`` for None, within the trained range."""
+    quality = DEFAULT_QUALITY if quality is None else quality
+    if not 0 <= quality <= QUALITY_LEVELS - 1:
+        raise InputError(f"quality must be between 0 and {QUALITY_LEVELS - 1}, not {quality}")
+    return quality
 
 
 def _sampler(src: str | Path, device: str, model: str | None, cancel: Cancel | None
@@ -328,10 +347,7 @@ def fit_quality(
     hundred bytes).  A target out of reach gives the nearest end of the quality
     range, with ``reached`` False.
     """
-    for name, value in (("target_psnr", target_psnr), ("target_bpp", target_bpp)):
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise InputError(f"{name} must be a positive number, not {value}")
-    if (target_psnr is None) == (target_bpp is None):
+    if not _targeted(None, target_psnr, target_bpp):
         raise InputError("give one target: a PSNR or a bit rate")
     measure, _ = _sampler(src, device, model, cancel)
     return search_quality(measure, target_psnr=target_psnr, target_bpp=target_bpp,
@@ -365,21 +381,12 @@ def estimate(
     (:func:`fit_quality`); measured on the same sample, and ``bytes`` adds a header's usual
     size (:data:`HEADER_ESTIMATE`) to the rate times the raster's pixels.
     """
-    if target_psnr is not None or target_bpp is not None:
-        if quality is not None:
-            raise InputError("give a quality or a target (PSNR or bpp), not both")
-        fit = fit_quality(src, target_psnr=target_psnr, target_bpp=target_bpp, device=device,
-                          model=model, cancel=cancel)
-        probe = Probe(fit.quality, fit.bpp, fit.psnr)
-        with _open_raster(src) as raster:
-            pixels = raster.width * raster.height
-    else:
-        quality = DEFAULT_QUALITY if quality is None else quality
-        if not 0 <= quality <= QUALITY_LEVELS - 1:
-            raise InputError(f"quality must be between 0 and {QUALITY_LEVELS - 1}, not {quality}")
-        measure, info = _sampler(src, device, model, cancel)
-        probe = measure(quality)
-        pixels = info.width * info.height
+    targeted = _targeted(quality, target_psnr, target_bpp)
+    quality = None if targeted else _checked_quality(quality)
+    measure, info = _sampler(src, device, model, cancel)
+    probe = (search_quality(measure, target_psnr=target_psnr, target_bpp=target_bpp,
+                            top=float(QUALITY_LEVELS - 1)) if targeted else measure(quality))
+    pixels = info.width * info.height
     size = round(probe.bpp * pixels / 8) + HEADER_ESTIMATE
     return Estimate(probe.quality, probe.bpp, probe.psnr, size, pixels)
 
