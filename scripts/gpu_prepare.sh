@@ -2,6 +2,7 @@
 # Get the checkout ready for a lent GPU machine's 64 MiB upload, or put it back afterwards.
 #
 #   bash scripts/gpu_prepare.sh train PHOTOS RS [SEED]   pack + wheels in gpupack/ for MODE=train
+#                                  (PACK_PATCH=320: crops of 320 px, more of them in the 40 MiB)
 #   bash scripts/gpu_prepare.sh speed                    wheels (rasterio too) for MODE=speed
 #   bash scripts/gpu_prepare.sh restore                  older weights back, gpupack/ kept
 #
@@ -56,7 +57,7 @@ case "$mode" in
         rm -rf gpupack/pack
         .venv/bin/georsic train pack "$photos" $(for _ in $(seq 12); do echo "$rs"; done) \
             --exclude OSBS_029 SOAP_031 australia_uav solaris_pan1 moon_4k globe_colors \
-            --out gpupack/pack --max-mib 40 --seed "$seed"
+            --out gpupack/pack --max-mib 40 --seed "$seed" --patch "${PACK_PATCH:-384}"
         rm -f gpupack/whl/rasterio-*.whl  # training needs no rasterio; it would not fit
         wheels compressai==1.2.8 pytorch-msssim==1.0.0
         report gpupack

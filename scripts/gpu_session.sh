@@ -5,6 +5,8 @@
 #   shipped default, export the weights, and time the codec alone on the GPU.
 #   TRAIN_SECONDS   training time limit (default 400)   INIT   weights to start from
 #   MODEL_ID        id of the new weights (default elic-vr-s-v5)   DEVICE   cuda (default) or cpu
+#   LR              learning rate (default 1e-4; lower fine-tunes a trained model more gently)
+#   QUALITIES       qualities the codec is timed at afterwards (default "1 3 5 7"; empty: not timed)
 # MODE=speed, gpupack/whl carried with rasterio's wheels too (rasterio, affine, cligj,
 #   click-plugins; 36 MB, so no pack beside them): `georsic bench rd`, which times the whole
 #   pipeline (GeoTIFF in, archive, GeoTIFF out) on the CPU and the GPU, against GDAL's codecs
@@ -30,7 +32,7 @@ fi
 gpu_name=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
 start=$(date +%s)
 georsic train codec gpupack/pack --N 64 --M 128 --gray-fraction 0.1 --patch 256 --batch 16 \
-    --lr 1e-4 --lambdas 0.00005 0.0001 0.00023 0.0005 0.0011 0.0024 0.0051 0.011 \
+    --lr "${LR:-1e-4}" --lambdas 0.00005 0.0001 0.00023 0.0005 0.0011 0.0024 0.0051 0.011 \
     --init "${INIT:-resources/weights/elic-vr-s-v4.safetensors}" --steps 100000 \
     --time-limit "${TRAIN_SECONDS:-400}" --device "${DEVICE:-cuda}" --out runs/gpu-train \
     --export runs/gpu-stage --model-id "${MODEL_ID:-elic-vr-s-v5}" --weights-dtype int8 \
@@ -38,5 +40,7 @@ georsic train codec gpupack/pack --N 64 --M 128 --gray-fraction 0.1 --patch 256 
     2>&1 | tee "$out/train.log"
 echo "training took $(( $(date +%s) - start )) s" | tee -a "$out/train.log"
 cp runs/gpu-stage/* runs/gpu-train/train_log.jsonl "$out/"
+qualities=${QUALITIES-1 3 5 7}
+[ -n "$qualities" ] || exit 0
 python3 benchmarks/tile_speed.py benchmarks/data/deepforest_SOAP_031.png --devices "${DEVICE:-cuda}" \
-    --qualities ${QUALITIES:-1 3 5 7} --tile 1024 --repeat 3 --json "$out/tile_speed.json"
+    --qualities $qualities --tile 1024 --repeat 3 --json "$out/tile_speed.json"
