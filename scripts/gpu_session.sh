@@ -39,6 +39,10 @@ georsic train codec gpupack/pack --N 64 --M 128 --gray-fraction 0.1 --patch 256 
     --weight-bits 5,g_a=7,g_s=8 --hardware "1x ${gpu_name:-CPU} (lent GPU machine)" \
     2>&1 | tee "$out/train.log"
 echo "training took $(( $(date +%s) - start )) s" | tee -a "$out/train.log"
+# the same checkpoint unquantised (float16, about 15 MB): tells training from rounding apart
+python3 -c "from georsic.train.export import export_codec as e
+e('runs/gpu-train/checkpoint.pt', 'runs/gpu-stage16', '${MODEL_ID:-elic-vr-s-v5}-f16')" \
+    && mkdir -p "$out/f16" && cp runs/gpu-stage16/* "$out/f16/"
 cp runs/gpu-stage/* runs/gpu-train/train_log.jsonl "$out/"
 qualities=${QUALITIES-1 3 5 7}
 [ -n "$qualities" ] || exit 0
