@@ -73,7 +73,7 @@ def _as_version_1(archive, target) -> None:
 def test_header_is_deflated_and_version_1_layout_still_decodes(tmp_path, aerial_archive):
     data = aerial_archive.read_bytes()
     version, length = _PREFIX.unpack(data[:_PREFIX.size])[1:]
-    assert version == 3 and VERSION == 4  # no post-filter: still written as version 3
+    assert version == VERSION == 3
     header = json.loads(inflate_header(data[_PREFIX.size:_PREFIX.size + length]))
     plain = json.dumps(header, separators=(",", ":")).encode()
     assert length < len(zlib.compress(plain, 9)) < len(plain)  # the dictionary helps

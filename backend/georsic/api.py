@@ -50,7 +50,7 @@ from georsic.tiling import (
     blend,
     intersect,
 )
-from georsic.weights import find_model, find_postfilter
+from georsic.weights import find_model
 
 Progress = Callable[[int, int], None]
 Cancel = Callable[[], bool]
@@ -178,7 +178,6 @@ def compress(
     device: str = "auto",
     model: str | None = None,
     refine: int = 0,
-    postfilter: bool = True,
     progress: Progress | None = None,
     cancel: Cancel | None = None,
 ) -> ArchiveSummary:
@@ -208,9 +207,6 @@ def compress(
         Steps of encoder-side latent refinement per tile (0: off).  Encoding gets slower, the
         archive smaller at the same quality, and it decodes as any other (see
         :mod:`georsic.models.refine`; ``benchmarks/refine.py`` measures both).
-    postfilter:
-        Record the codec's post-filter (:mod:`georsic.models.postfilter`), when one is
-        installed for these weights, so that decoding applies it; False leaves it out.
     progress, cancel:
         ``progress(done, total)`` after each tile; ``cancel()`` returning True stops the run,
         raising :class:`~georsic.errors.Cancelled` and leaving no file behind.
@@ -219,13 +215,13 @@ def compress(
     fit = None
     if _targeted(quality, target_psnr, target_bpp):
         fit = fit_quality(src, target_psnr=target_psnr, target_bpp=target_bpp,
-                          device=device, model=model, postfilter=postfilter, cancel=cancel)
+                          device=device, model=model, cancel=cancel)
         quality = fit.quality
     quality = _checked_quality(quality)
     if not 0 <= refine <= MAX_REFINE:
         raise InputError(f"refine must be between 0 and {MAX_REFINE} steps, not {refine}")
-    codec = _coder(model, device, postfilter)
-    entry = codec.entry
+    entry = find_model(model)
+    codec = get_codec(entry, resolve_device(device))
     with _open_raster(src) as raster:
         info = RasterInfo.from_dataset(raster)
         try:
@@ -244,9 +240,6 @@ def compress(
                       "weights_sha256": entry.sha256, "quality": float(quality),
                       "streams_per_image": codec.streams_per_image},
         }
-        if codec.postfilter_entry is not None:
-            header["codec"]["postfilter"] = {"id": codec.postfilter_entry.id,
-                                             "sha256": codec.postfilter_entry.sha256}
         if fit is not None:
             header["codec"]["fit"] = fit.to_dict()
         with ArchiveWriter(dst, header) as writer:
@@ -290,19 +283,11 @@ def _checked_quality(quality: float | None) -> float:
     return quality
 
 
-def _coder(model: str | None, device: str, postfilter: bool = True):
-    """The :class:`~georsic.codec.TileCodec` compression uses: the model ``model`` (default:
-    the default codec) with its installed post-filter unless ``postfilter`` is False."""
-    entry = find_model(model)
-    return get_codec(entry, resolve_device(device),
-                     find_postfilter(entry) if postfilter else None)
-
-
-def _sampler(src: str | Path, device: str, model: str | None, cancel: Cancel | None,
-             postfilter: bool = True) -> tuple[Callable[[float], Probe], RasterInfo]:
+def _sampler(src: str | Path, device: str, model: str | None, cancel: Cancel | None
+             ) -> tuple[Callable[[float], Probe], RasterInfo]:
     """``measure(quality)`` for :func:`fit_quality` and :func:`estimate`: codes and decodes the
     raster, or windows spread over a large one (:func:`georsic.ratecontrol.sample_windows`)."""
-    codec = _coder(model, device, postfilter)
+    codec = get_codec(find_model(model), resolve_device(device))
     with _open_raster(src) as raster:
         info = RasterInfo.from_dataset(raster)
         mapping = _band_mapping(raster, info, cancel)
@@ -349,7 +334,6 @@ def fit_quality(
     target_bpp: float | None = None,
     device: str = "auto",
     model: str | None = None,
-    postfilter: bool = True,
     cancel: Cancel | None = None,
 ) -> QualityFit:
     """The quality that meets a target PSNR (dB) or rate (bits per pixel) on this raster.
@@ -365,7 +349,7 @@ def fit_quality(
     """
     if not _targeted(None, target_psnr, target_bpp):
         raise InputError("give one target: a PSNR or a bit rate")
-    measure, _ = _sampler(src, device, model, cancel, postfilter)
+    measure, _ = _sampler(src, device, model, cancel)
     return search_quality(measure, target_psnr=target_psnr, target_bpp=target_bpp,
                           top=float(QUALITY_LEVELS - 1))
 
@@ -389,7 +373,6 @@ def estimate(
     target_bpp: float | None = None,
     device: str = "auto",
     model: str | None = None,
-    postfilter: bool = True,
     cancel: Cancel | None = None,
 ) -> Estimate:
     """The archive size and PSNR to expect, without writing anything.
@@ -400,7 +383,7 @@ def estimate(
     """
     targeted = _targeted(quality, target_psnr, target_bpp)
     quality = None if targeted else _checked_quality(quality)
-    measure, info = _sampler(src, device, model, cancel, postfilter)
+    measure, info = _sampler(src, device, model, cancel)
     probe = (search_quality(measure, target_psnr=target_psnr, target_bpp=target_bpp,
                             top=float(QUALITY_LEVELS - 1)) if targeted else measure(quality))
     pixels = info.width * info.height
@@ -487,10 +470,6 @@ class Archive:
             f"quality {self.quality:g}{_fit_note(self.codec_info.get('fit'))}",
             f"software:  {self.header.get('software', '?')}",
         ]
-        named = self.codec_info.get("postfilter")
-        if named:
-            lines.insert(-1, f"filter:    post-filter {named['id']} (weights "
-                             f"{named['sha256'][:12]}), applied on decompression")
         if any(info.descriptions):
             lines.append("bands:     " + ", ".join(d or "-" for d in info.descriptions))
         if info.overviews:
@@ -559,18 +538,15 @@ class Archive:
     def blocks(self, window: Window | None = None, *, device: str = "auto",
                progress: Progress | None = None, cancel: Cancel | None = None,
                ignore_errors: bool = False, errors: list | None = None,
-               postfilter: bool = True,
                ) -> Iterator[tuple[Window, np.ndarray, np.ndarray | None]]:
         """Decode ``window`` as blocks ``(window, values, invalid)``, one per tile, row-major.
 
         Each tile is decoded once. Between tiles only the tile to the left and the bottom
         overlap strips of the tile row above are kept, so memory depends on the tile size (and
         on the raster's width times the overlap), not on the size of the raster.
-        ``postfilter`` False skips the post-filter the archive names (if any).
         """
         window = self._clip(window or Window(0, 0, self.width, self.height))
-        codec = get_codec(self._weights(), resolve_device(device),
-                          self._postfilter() if postfilter else None)
+        codec = get_codec(self._weights(), resolve_device(device))
         needed = self.grid.tiles_in(window)
         above: dict[int, Piece] = {}   # column -> bottom strip of the tile above
         below: dict[int, Piece] = {}   # the same, being filled for the next tile row
@@ -615,13 +591,6 @@ class Archive:
     def _weights(self):
         return find_model(self.model_id, self.codec_info["weights_sha256"])
 
-    def _postfilter(self):
-        """The post-filter the archive was made with (an installed model entry), or None."""
-        named = self.codec_info.get("postfilter")
-        if not named:
-            return None
-        return find_model(named["id"], named["sha256"], kind="postfilter")
-
     def verify(self, decode: bool = False, device: str = "auto",
                progress: Progress | None = None,
                cancel: Cancel | None = None) -> list[GeorsicError]:
@@ -635,9 +604,9 @@ class Archive:
         problems: list[GeorsicError] = []
         codec = None
         try:
-            entry, postfilter = self._weights(), self._postfilter()
+            entry = self._weights()
             if decode:
-                codec = get_codec(entry, resolve_device(device), postfilter)
+                codec = get_codec(entry, resolve_device(device))
         except WeightsError as exc:
             problems.append(exc)
         for done, tile in enumerate(self.grid, start=1):
@@ -677,13 +646,13 @@ class Archive:
         return out
 
     def read(self, window: Window | None = None, *, bounds=None, bounds_crs=None,
-             device: str = "auto", postfilter: bool = True) -> np.ndarray:
+             device: str = "auto") -> np.ndarray:
         """Decode a region (default: everything) to (bands, h, w) in the raster's dtype."""
         if bounds is not None:
             window = self.window_for(bounds, bounds_crs)
         window = self._clip(window or Window(0, 0, self.width, self.height))
         out = np.empty((self.count, int(window.height), int(window.width)), dtype=self.dtype)
-        for block, values, invalid in self.blocks(window, device=device, postfilter=postfilter):
+        for block, values, invalid in self.blocks(window, device=device):
             y0, x0 = int(block.row_off - window.row_off), int(block.col_off - window.col_off)
             out[:, y0:y0 + int(block.height), x0:x0 + int(block.width)] = \
                 self.finalize(values, invalid)
@@ -717,7 +686,6 @@ def decompress(
     ignore_errors: bool = False,
     overviews: OverviewSpec | None = "source",
     cog: bool = False,
-    postfilter: bool = True,
     progress: Progress | None = None,
     cancel: Cancel | None = None,
 ) -> Path:
@@ -730,8 +698,6 @@ def decompress(
     or a list of factors such as ``[2, 4, 8]`` (see :mod:`georsic.overviews`); they are built
     from the decoded pixels with average resampling. ``cog`` writes a Cloud Optimized GeoTIFF
     (GDAL's COG layout: tiles, then overviews, in the order a range reader needs them).
-    ``postfilter`` False decodes without the post-filter the archive names (faster, and
-    slightly further from the original).
     """
     if prior:
         raise WeightsError("the Code-RSIC codebook prior is not installed in this GeoRSIC "
@@ -750,8 +716,7 @@ def decompress(
                 # GDAL writes a COG as a copy of a finished GeoTIFF (removed as a sidecar)
                 staging = tmp.with_name(tmp.name + ".staging.tif") if cog else tmp
                 _write_decoded(archive, window, staging, profile, factors, device=device,
-                               progress=progress, cancel=cancel, ignore_errors=ignore_errors,
-                               postfilter=postfilter)
+                               progress=progress, cancel=cancel, ignore_errors=ignore_errors)
                 if cog:
                     _check(cancel)
                     rasterio.shutil.copy(staging, tmp, driver="COG",
@@ -763,13 +728,13 @@ def decompress(
 
 def _write_decoded(archive: Archive, window: Window, path: Path, profile: dict,
                    factors: tuple[int, ...], *, device: str, progress: Progress | None,
-                   cancel: Cancel | None, ignore_errors: bool, postfilter: bool = True) -> None:
+                   cancel: Cancel | None, ignore_errors: bool) -> None:
     """Decode ``window`` of ``archive`` into a new GeoTIFF at ``path``, overviews included."""
     with rasterio.open(path, "w", **profile) as out:
         archive.info.apply_metadata(out)
         for block, values, invalid in archive.blocks(
                 window, device=device, progress=progress, cancel=cancel,
-                ignore_errors=ignore_errors, postfilter=postfilter):
+                ignore_errors=ignore_errors):
             target = Window(block.col_off - window.col_off, block.row_off - window.row_off,
                             block.width, block.height)
             out.write(archive.finalize(values, invalid), window=target)

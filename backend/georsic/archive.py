@@ -13,10 +13,7 @@ target, renamed into place only when complete.  The header is UTF-8 JSON, deflat
 version 2, with a preset dictionary (``HEADER_DICTIONARY``): georeferencing and tags are a large
 share of a small archive at low rates.  Since version 3 a tile's section lengths are varints,
 each codec image is one rANS stream (``streams_per_image`` 1), about 110 bytes less per tile,
-and the no-data mask may be context-coded (:mod:`georsic.masks`).  Version 4 adds the codec's
-post-filter to the header (``codec.postfilter``), which decoding must apply: a reader of
-version 3 would decode such an archive without it, so it refuses the file instead.  Archives
-without a post-filter are still written as version 3 (`version_for`), readable by older readers.
+and the no-data mask may be context-coded (:mod:`georsic.masks`).
 """
 
 from __future__ import annotations
@@ -32,19 +29,12 @@ from georsic.errors import ArchiveError, OutputError, TileError
 
 MAGIC = b"GRSC\r\n\x1a\n"
 FOOTER_MAGIC = b"GRSCIDX\x00"
-VERSION = 4
+VERSION = 3
 #: Versions this reader understands: 1 (plain JSON header), 2 (zlib-deflated JSON header),
 #: 3 (section lengths of a tile as varints; codec images as one rANS stream; masks with a
-#: method byte), 4 (as 3, and the header may name a post-filter).
-READABLE_VERSIONS = (1, 2, 3, 4)
-
-
-def version_for(header: dict) -> int:
-    """The oldest version that holds ``header``: 4 if it names a post-filter, else 3."""
-    return VERSION if header.get("codec", {}).get("postfilter") else 3
-
-
-#: zlib preset dictionary of version-2, 3 and 4 headers: the strings most headers share
+#: method byte).
+READABLE_VERSIONS = (1, 2, 3)
+#: zlib preset dictionary of version-2 and version-3 headers: the strings most headers share
 #: (keys, a WGS 84 / UTM WKT, usual band and tag values).  Part of the format: never change it
 #: within a version.
 HEADER_DICTIONARY = (
@@ -79,14 +69,14 @@ _U32 = struct.Struct("<I")
 
 
 def deflate_header(header: dict) -> bytes:
-    """A version-2 to 4 header as stored: compact JSON, deflated with the preset dictionary."""
+    """A version-2/3 header as stored: compact JSON, deflated with the preset dictionary."""
     compressor = zlib.compressobj(9, zdict=HEADER_DICTIONARY)
     text = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
     return compressor.compress(text) + compressor.flush()
 
 
 def inflate_header(blob: bytes) -> bytes:
-    """The JSON text of a stored version-2 to 4 header."""
+    """The JSON text of a stored version-2/3 header."""
     decompressor = zlib.decompressobj(zdict=HEADER_DICTIONARY)
     text = decompressor.decompress(blob) + decompressor.flush()
     if not decompressor.eof:
@@ -177,7 +167,7 @@ class ArchiveWriter:
         self._index: list[tuple[int, int, int]] = []
         blob = deflate_header(header)
         crc = _U32.pack(zlib.crc32(blob))
-        self._file.write(_PREFIX.pack(MAGIC, version_for(header), len(blob)) + blob + crc)
+        self._file.write(_PREFIX.pack(MAGIC, VERSION, len(blob)) + blob + crc)
 
     def add_tile(self, payload: bytes) -> None:
         offset = self._file.tell()

@@ -65,14 +65,6 @@ def _add_codec_options(parser: argparse.ArgumentParser) -> None:
                         help="encoder-side latent refinement steps per tile: smaller files at "
                              "the same quality, slower encoding, same decoding (default 0: "
                              "off; benchmarks/refine.py measures it)")
-    _add_postfilter_option(parser)
-
-
-def _add_postfilter_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--no-postfilter", dest="postfilter", action="store_false",
-                        help="without the codec's post-filter (compressing: the archive does "
-                             "not name it; decoding: it is skipped): faster decoding, "
-                             "slightly lower quality")
 
 
 def _add_quality_options(parser: argparse.ArgumentParser) -> None:
@@ -131,7 +123,7 @@ def cmd_compress(args) -> int:
     summary = georsic.compress(
         args.input, args.output, **_quality_kwargs(args), tile_size=args.tile_size,
         overlap=args.overlap, device=args.device, model=args.model, refine=args.refine,
-        postfilter=args.postfilter, progress=ProgressBar("compress", args.quiet))
+        progress=ProgressBar("compress", args.quiet))
     _report_fit(summary, args.quiet)
     if not args.quiet:
         print(f"{summary.path}: {summary.bytes:,} bytes, {summary.bpp:.4f} bpp, "
@@ -144,7 +136,7 @@ def _decompress_kwargs(args) -> dict:
 
     kwargs = {"device": args.device, "prior": args.prior, "fidelity": args.fidelity,
               "ignore_errors": args.ignore_errors, "overviews": overviews.parse(args.overviews),
-              "cog": args.cog, "postfilter": args.postfilter}
+              "cog": args.cog}
     if args.window:
         col, row, width, height = (int(v) for v in _numbers(args.window, 4, "--window"))
         kwargs["window"] = Window(col, row, width, height)
@@ -207,27 +199,19 @@ def cmd_info(args) -> int:
 
 def cmd_models(args) -> int:
     from georsic.errors import WeightsError
-    from georsic.weights import (
-        default_model_id,
-        find_model,
-        find_postfilter,
-        installed_models,
-        verify_entry,
-    )
+    from georsic.weights import default_model_id, installed_models, verify_entry
 
     models = installed_models()
     if not models:
         raise WeightsError("no models are installed (looked in resources/weights and "
                            "$GEORSIC_WEIGHTS)")
     default = default_model_id()
-    postfilter = find_postfilter(find_model(default))
     problems = []
     for entry in models:
         training = entry.info.get("training", {})
         steps = training.get("total_steps", training.get("steps", "?"))
         size = f"{entry.path.stat().st_size / 1e6:.1f} MB" if entry.path.is_file() else "missing"
-        mark = "*" if entry.id == default else "+" if entry == postfilter else " "
-        line = (f"{mark} {entry.id:<16} {entry.sha256[:12]}  {entry.kind:<10} "
+        line = (f"{'*' if entry.id == default else ' '} {entry.id:<16} {entry.sha256[:12]}  "
                 f"{entry.info.get('dtype', '?'):<8} {size:>8}  {steps} steps  {entry.path}")
         if args.verify:
             problem = verify_entry(entry)
@@ -235,7 +219,7 @@ def cmd_models(args) -> int:
             if problem:
                 problems.append(f"{entry.id}: {problem}")
         print(line)
-    print("* default codec" + ("; + its post-filter" if postfilter else ""))
+    print("* default codec")
     if problems:
         raise WeightsError("; ".join(problems))
     return 0
@@ -251,7 +235,7 @@ def cmd_estimate(args) -> int:
     for path in inputs:
         try:
             guess = georsic.estimate(path, **_quality_kwargs(args), device=args.device,
-                                     model=args.model, postfilter=args.postfilter)
+                                     model=args.model)
         except GeorsicError as exc:
             failed += 1
             print(f"{path}: error: {exc}", file=sys.stderr)
@@ -338,12 +322,12 @@ def cmd_batch(args) -> int:
                 summary = georsic.compress(path, target, **_quality_kwargs(args),
                                            tile_size=args.tile_size, overlap=args.overlap,
                                            device=args.device, model=args.model,
-                                           refine=args.refine, postfilter=args.postfilter)
+                                           refine=args.refine)
                 _report_fit(summary, args.quiet, f"[{number}/{len(inputs)}] ")
                 note = f"{summary.bpp:.4f} bpp, quality {summary.quality:.2f}"
             else:
                 georsic.decompress(path, target, device=args.device, overviews=overview_spec,
-                                   cog=args.cog, postfilter=args.postfilter)
+                                   cog=args.cog)
                 note = "ok"
         except GeorsicError as exc:
             failed += 1
@@ -388,39 +372,6 @@ def cmd_train_codec(args) -> int:
     return 0
 
 
-def cmd_train_postfilter(args) -> int:
-    from georsic.train.postfilter import (
-        PostFilterTrainConfig,
-        export_postfilter,
-        measure_postfilter_rd,
-        train_postfilter,
-    )
-
-    if args.channels < 1 or args.blocks < 1 or args.patch < 16:
-        raise InputError("--channels and --blocks must be positive and --patch at least 16")
-    cfg = PostFilterTrainConfig(
-        data=args.data, out=args.out, codec=args.codec, exclude=args.exclude,
-        channels=args.channels, blocks=args.blocks, steps=args.steps, batch=args.batch,
-        patch=args.patch, lr=args.lr, threads=args.threads, time_limit=args.time_limit)
-    try:
-        checkpoint = train_postfilter(cfg)
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
-    if args.export:
-        training = {"hardware": args.hardware} if args.hardware else None
-        entry = export_postfilter(checkpoint, args.export, args.model_id, training=training)
-        print(f"exported {entry['id']} ({entry['sha256'][:12]}) for codec {entry['codec_id']} "
-              f"to {args.export}")
-        if args.rd_images:
-            rd = measure_postfilter_rd(args.export, args.model_id, args.rd_images)
-            for row in rd["points"]:
-                print(f"{row['image']} quality {row['quality']}: {row['bpp']:.4f} bpp, "
-                      f"{row['psnr_plain']:.2f} -> {row['psnr']:.2f} dB")
-            for name, gain in rd["bd_rate_vs_plain"].items():
-                print(f"{name}: BD-rate with the post-filter {gain:+.2f} %")
-    return 0
-
-
 def cmd_train_pack(args) -> int:
     from georsic.train.pack import write_pack
 
@@ -460,7 +411,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fidelity", type=float, default=0.5, help="prior fidelity weight w")
     p.add_argument("--ignore-errors", action="store_true",
                    help="write corrupt tiles as no-data and go on")
-    _add_postfilter_option(p)
     _add_output_options(p)
     _add_common(p)
     p.set_defaults(func=cmd_decompress)
@@ -490,7 +440,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_quality_options(p)
     p.add_argument("--model", default=None, help="model id (default: the shipped codec)")
     p.add_argument("--recursive", "-r", action="store_true", help="whole folder trees")
-    _add_postfilter_option(p)
     _add_common(p)
     p.set_defaults(func=cmd_estimate)
 
@@ -554,27 +503,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="after --export, measure rate-distortion on these (held-out) images and "
                         "record it in the manifest")
     p.set_defaults(func=cmd_train_codec)
-
-    p = train.add_parser("postfilter", help="train the post-filter of a frozen codec")
-    p.add_argument("data", nargs="+", help="image files or folders (as for train codec)")
-    p.add_argument("--out", required=True, help="run folder (resumes if it has a checkpoint; "
-                                                "caches the decoded training tiles)")
-    p.add_argument("--codec", help="model id of the codec (default: the default codec)")
-    p.add_argument("--exclude", nargs="*", default=[], help="skip files whose name has these")
-    p.add_argument("--channels", type=int, default=32)
-    p.add_argument("--blocks", type=int, default=3)
-    p.add_argument("--steps", type=int, default=3000)
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--patch", type=int, default=96)
-    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (cosine decay)")
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--time-limit", type=float, default=0.0, help="stop after this many seconds")
-    p.add_argument("--export", help="write weights + manifest entry to this folder at the end")
-    p.add_argument("--model-id", default="qpf-custom", help="id of the exported post-filter")
-    p.add_argument("--hardware", help="what it was trained on, recorded in the manifest")
-    p.add_argument("--rd-images", nargs="*", default=[],
-                   help="held-out images: measure PSNR with and without the filter after export")
-    p.set_defaults(func=cmd_train_postfilter)
 
     p = train.add_parser("pack", help="write random crops of training data within a size "
                                       "budget, to carry to a GPU machine")

@@ -60,8 +60,7 @@ def pad_to_align(x: torch.Tensor, padding: str = "mean") -> torch.Tensor:
 class TileCodec:
     """An ELIC model ready for coding, with the entropy tables of its weights."""
 
-    def __init__(self, entry: ModelEntry, device: str = "cpu",
-                 postfilter: ModelEntry | None = None) -> None:
+    def __init__(self, entry: ModelEntry, device: str = "cpu") -> None:
         self.entry = entry
         self.device = device
         model = build_model(entry.architecture, entry.config)
@@ -69,12 +68,6 @@ class TileCodec:
         self.model = model.use_float64_entropy_model().to(device).eval()
         self.groups = list(model.groups)
         self.levels = model.levels
-        self.postfilter_entry = postfilter
-        self.postfilter = None
-        if postfilter is not None:
-            network = build_model(postfilter.architecture, postfilter.config)
-            network.load_state_dict(load_entry_state_dict(postfilter))
-            self.postfilter = network.to(device).eval()
         self._lock = threading.Lock()
 
     def _pad(self, image: np.ndarray, padding: str = "mean") -> torch.Tensor:
@@ -106,28 +99,21 @@ class TileCodec:
                 out = self.model.compress(x, quality, latent=latent)
         return [s[0] for s in out["strings"]]
 
-    def decode(self, streams: list[bytes], height: int, width: int, quality: float,
-               postfilter: bool = True) -> np.ndarray:
-        """The rANS streams of one image back to (3, H, W) float32 in [0, 1].
-
-        The codec's post-filter (:mod:`georsic.models.postfilter`), when it has one, runs on
-        the whole decoded (padded) image unless ``postfilter`` is False.
-        """
+    def decode(self, streams: list[bytes], height: int, width: int,
+               quality: float) -> np.ndarray:
+        """The rANS streams of one image back to (3, H, W) float32 in [0, 1]."""
         strings = [[s] for s in streams]
         with self._lock, torch.inference_mode():
             x_hat = self.model.decompress(strings, self._shape(height, width), quality)["x_hat"]
-            if postfilter and self.postfilter is not None:
-                x_hat = self.postfilter(x_hat, quality).clamp_(0, 1)
         return x_hat[0, :, :height, :width].float().cpu().numpy()
 
 
-_CODECS: dict[tuple[str, str, str | None], TileCodec] = {}
+_CODECS: dict[tuple[str, str], TileCodec] = {}
 
 
-def get_codec(entry: ModelEntry, device: str,
-              postfilter: ModelEntry | None = None) -> TileCodec:
-    """A cached codec per (weights, device, post-filter): loading weights costs about a second."""
-    key = (entry.sha256, device, postfilter.sha256 if postfilter else None)
+def get_codec(entry: ModelEntry, device: str) -> TileCodec:
+    """A cached codec per (weights, device): loading the weights costs about a second."""
+    key = (entry.sha256, device)
     if key not in _CODECS:
-        _CODECS[key] = TileCodec(entry, device, postfilter)
+        _CODECS[key] = TileCodec(entry, device)
     return _CODECS[key]

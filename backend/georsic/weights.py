@@ -86,29 +86,11 @@ def find_model(model_id: str | None = None, sha256: str | None = None,
                            "which is not installed; copy its .safetensors file and manifest entry "
                            "into resources/weights or a folder named by $GEORSIC_WEIGHTS")
     model_id = model_id or default_model_id(kind)
-    of_kind = [entry for entry in models if entry.kind == kind]
-    for entry in of_kind:
+    for entry in models:
         if entry.id == model_id:
             return entry
-    raise WeightsError(f"{kind} model {model_id!r} is not installed; installed: "
-                       f"{', '.join(e.id for e in of_kind) or 'none'}")
-
-
-def find_postfilter(codec: ModelEntry) -> ModelEntry | None:
-    """The installed post-filter trained for exactly these codec weights, or None.
-
-    A post-filter's manifest entry names the codec's sha256 (``codec_sha256``). Where several
-    match, the first folder's default post-filter wins (``$GEORSIC_WEIGHTS`` before
-    ``resources/weights``), else the first one listed.
-    """
-    matching = [entry for entry in installed_models() if entry.kind == "postfilter"
-                and entry.info.get("codec_sha256") == codec.sha256]
-    for folder in weights_dirs():
-        default = read_manifest(folder).get("default", {}).get("postfilter")
-        for entry in matching:
-            if entry.id == default and entry.path.parent == folder:
-                return entry
-    return matching[0] if matching else None
+    raise WeightsError(f"model {model_id!r} is not installed; installed: "
+                       f"{', '.join(e.id for e in models) or 'none'}")
 
 
 def file_sha256(path: Path) -> str:

@@ -90,8 +90,6 @@ def test_decompress_parameters(georsic_plugin):
             "OUTPUT"} <= set(params)
     assert params["EXTENT"].flags() & QgsProcessingParameterDefinition.FlagOptional
     assert len(params["OVERVIEWS"].options()) == 3 and params["OVERVIEWS"].defaultValue() == 0
-    assert params["POSTFILTER"].defaultValue() is True
-    assert params["POSTFILTER"].flags() & QgsProcessingParameterDefinition.FlagAdvanced
     assert params["OUTPUT"].type() == "rasterDestination"
 
 

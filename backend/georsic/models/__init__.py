@@ -7,11 +7,9 @@ from collections.abc import Callable
 from torch import nn
 
 from georsic.models.elic import ElicVariableRate
-from georsic.models.postfilter import QualityPostFilter
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "elic-vr": ElicVariableRate,
-    "qpf": QualityPostFilter,
 }
 
 
@@ -25,4 +23,4 @@ def build_model(architecture: str, config: dict) -> nn.Module:
     return builder(**config)
 
 
-__all__ = ["MODELS", "ElicVariableRate", "QualityPostFilter", "build_model"]
+__all__ = ["MODELS", "ElicVariableRate", "build_model"]

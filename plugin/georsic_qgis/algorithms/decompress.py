@@ -8,7 +8,6 @@ from qgis.core import (
     QgsCoordinateReferenceSystem,
     QgsProcessingException,
     QgsProcessingParameterBoolean,
-    QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterNumber,
@@ -26,7 +25,6 @@ class DecompressArchiveAlgorithm(GeorsicAlgorithm):
     DEVICE = "DEVICE"
     OVERVIEWS = "OVERVIEWS"
     COG = "COG"
-    POSTFILTER = "POSTFILTER"
     OUTPUT = "OUTPUT"
 
     OVERVIEW_LABELS = ("As in the compressed raster", "Automatic (down to 256 pixels)", "None")
@@ -53,9 +51,6 @@ class DecompressArchiveAlgorithm(GeorsicAlgorithm):
         "levels down to 256 pixels, or none.</dd>"
         "<dt><b>Cloud Optimized GeoTIFF</b></dt><dd>Writes the output in GDAL's COG layout, "
         "for serving from object storage or a web server.</dd>"
-        "<dt><b>Apply the post-filter</b> (advanced)</dt><dd>Archives made with a post-filter "
-        "(the default) are decoded through it: a small network that removes part of the "
-        "coding error. Off decodes faster and a little further from the original.</dd>"
         "<dt><b>Device</b> (advanced)</dt><dd>Automatic uses a CUDA GPU when one is "
         "available.</dd>"
         "<dt><b>Output raster</b></dt><dd>The GeoTIFF to write; it is added to the project when "
@@ -108,11 +103,6 @@ class DecompressArchiveAlgorithm(GeorsicAlgorithm):
                 self.COG, self.tr("Write a Cloud Optimized GeoTIFF (COG)"), defaultValue=False
             )
         )
-        postfilter = QgsProcessingParameterBoolean(
-            self.POSTFILTER, self.tr("Apply the archive's post-filter"), defaultValue=True
-        )
-        postfilter.setFlags(postfilter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-        self.addParameter(postfilter)
         self.addParameter(self.device_parameter(self.DEVICE))
         self.addParameter(
             QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Output raster"))
@@ -137,8 +127,7 @@ class DecompressArchiveAlgorithm(GeorsicAlgorithm):
         overviews = self.OVERVIEW_VALUES[self.parameterAsEnum(parameters, self.OVERVIEWS, context)]
         cog = self.parameterAsBoolean(parameters, self.COG, context)
         kwargs = {"prior": prior, "fidelity": fidelity, "device": device, "overviews": overviews,
-                  "cog": cog,
-                  "postfilter": self.parameterAsBoolean(parameters, self.POSTFILTER, context)}
+                  "cog": cog}
         bounds, bounds_crs = self._bounds(parameters, context)
         if bounds is not None:
             kwargs["bounds"] = bounds
