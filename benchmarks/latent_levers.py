@@ -27,12 +27,10 @@ import numpy as np
 import torch
 
 from georsic.bench.bdrate import bd_rate
-from georsic.bench.images import load_image
+from georsic.bench.images import AERIAL_RGB, load_image
 from georsic.codec import TileCodec
 from georsic.weights import find_model
 
-DEFAULT_IMAGES = ("deepforest_OSBS_029.tif", "deepforest_SOAP_031.png",
-                  "deepforest_australia_uav.tif")
 STRENGTHS = (-0.25, 0.5, 1.0)
 
 
@@ -102,7 +100,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    images = args.images or [Path(__file__).parent / "data" / n for n in DEFAULT_IMAGES]
+    images = args.images or [Path(__file__).parent / "data" / n for n in AERIAL_RGB]
     codec = TileCodec(find_model())
     probe = LatentProbe(codec)
     variants = {"alignment 16": {"align": 16}}

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from georsic.bench.images import load_image
+from georsic.bench.images import AERIAL_RGB, load_image
 from georsic.bench.single_tile import (
     bd_rate_of,
     code_single_tile,
@@ -24,9 +24,6 @@ from georsic.bench.single_tile import (
 )
 from georsic.codec import TileCodec
 from georsic.weights import find_model
-
-DEFAULT_IMAGES = ("deepforest_OSBS_029.tif", "deepforest_SOAP_031.png",
-                  "deepforest_australia_uav.tif")
 
 
 def main() -> None:
@@ -37,7 +34,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    images = args.images or [Path(__file__).parent / "data" / n for n in DEFAULT_IMAGES]
+    images = args.images or [Path(__file__).parent / "data" / n for n in AERIAL_RGB]
     codec = TileCodec(find_model())
     print(f"model {codec.entry.id} ({codec.entry.sha256[:12]}), qualities {args.qualities}, "
           f"{args.threads} threads\n")

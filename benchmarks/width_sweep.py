@@ -25,13 +25,12 @@ import numpy as np
 import torch
 
 from georsic.bench.bdrate import bd_rate
-from georsic.bench.images import load_image
+from georsic.bench.images import AERIAL_RGB, load_image
 from georsic.bench.metrics import psnr
 from georsic.codec import TileCodec
 from georsic.weights import MANIFEST, ModelEntry, find_model
 
 HELD_OUT = ("OSBS_029", "SOAP_031", "australia_uav", "solaris_pan1", "moon_4k", "globe_colors")
-IMAGES = ("deepforest_OSBS_029.tif", "deepforest_SOAP_031.png", "deepforest_australia_uav.tif")
 
 
 def train(data: list[str], N: int, M: int, minutes: float, runs: Path, threads: int) -> Path:
@@ -84,7 +83,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     exports = {w: train(args.data, *map(int, w.split("/")), args.minutes, args.runs, args.threads)
                for w in args.widths}
-    images = [load_image(Path(__file__).parent / "data" / name) for name in IMAGES]
+    images = [load_image(Path(__file__).parent / "data" / name) for name in AERIAL_RGB]
     models = {w: exported_model(e) for w, e in exports.items()}
     shipped = find_model()
     models[f"shipped {shipped.id}"] = shipped

@@ -18,6 +18,11 @@ from rasterio.errors import NotGeoreferencedWarning
 #: File name endings accepted as benchmark images when a folder is given.
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".jp2")
 
+#: The held-out 8-bit aerial RGB images in ``benchmarks/data`` (the issue's target domain), which
+#: the benchmark scripts use by default.
+AERIAL_RGB = ("deepforest_OSBS_029.tif", "deepforest_SOAP_031.png",
+              "deepforest_australia_uav.tif")
+
 #: Percentiles used to map non-8-bit rasters to 8 bit.
 PERCENTILES = (0.5, 99.5)
 
