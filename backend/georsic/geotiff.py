@@ -1,0 +1,128 @@
+"""Decompression: an archive (or a region of it) to a georeferenced GeoTIFF or COG."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from rasterio.enums import Resampling
+from rasterio.errors import RasterioError
+from rasterio.windows import Window
+
+from georsic.control import Cancel, Progress, check_cancel
+from georsic.errors import OutputError, WeightsError
+from georsic.overviews import OverviewSpec
+from georsic.overviews import resolve as resolve_overviews
+from georsic.reader import Archive, open
+
+
+def decompress(
+    src: str | Path,
+    dst: str | Path,
+    *,
+    window: Window | None = None,
+    bounds: tuple[float, float, float, float] | None = None,
+    bounds_crs: str | None = None,
+    prior: bool = False,
+    fidelity: float = 0.5,
+    device: str = "auto",
+    ignore_errors: bool = False,
+    overviews: OverviewSpec | None = "source",
+    cog: bool = False,
+    progress: Progress | None = None,
+    cancel: Cancel | None = None,
+) -> Path:
+    """Decode an archive (or a region of it) to a GeoTIFF with the source's georeferencing.
+
+    ``bounds`` are in ``bounds_crs`` (default the archive's CRS); ``window`` is in pixels.
+    With ``ignore_errors`` a corrupt tile is written as no-data (or zeros) instead of
+    stopping the run. ``overviews``: ``"source"`` rebuilds the compressed raster's overview
+    levels (none if it had none), ``"auto"`` adds levels down to 256 pixels, ``"none"`` none,
+    or a list of factors such as ``[2, 4, 8]`` (see :mod:`georsic.overviews`); they are built
+    from the decoded pixels with average resampling. ``cog`` writes a Cloud Optimized GeoTIFF
+    (GDAL's COG layout: tiles, then overviews, in the order a range reader needs them).
+    """
+    if prior:
+        raise WeightsError("the Code-RSIC codebook prior is not installed in this GeoRSIC "
+                           "(no 'prior' model in resources/weights); decode without --prior")
+    dst = Path(dst)
+    with open(src) as archive:
+        if bounds is not None:
+            window = archive.window_for(bounds, bounds_crs)
+        window = archive._clip(window or Window(0, 0, archive.width, archive.height))
+        transform = rasterio.windows.transform(window, archive.transform)
+        profile = archive.info.geotiff_profile(int(window.width), int(window.height), transform)
+        factors = resolve_overviews(overviews, archive.info.overviews, int(window.width),
+                                    int(window.height))
+        with _atomic_output(dst) as tmp:
+            try:
+                # GDAL writes a COG as a copy of a finished GeoTIFF (removed as a sidecar)
+                staging = tmp.with_name(tmp.name + ".staging.tif") if cog else tmp
+                _write_decoded(archive, window, staging, profile, factors, device=device,
+                               progress=progress, cancel=cancel, ignore_errors=ignore_errors)
+                if cog:
+                    check_cancel(cancel)
+                    rasterio.shutil.copy(staging, tmp, driver="COG",
+                                         **_cog_options(profile, factors))
+            except RasterioError as exc:
+                raise OutputError(f"cannot write {dst}: {exc}") from None
+    return dst
+
+
+def _write_decoded(archive: Archive, window: Window, path: Path, profile: dict,
+                   factors: tuple[int, ...], *, device: str, progress: Progress | None,
+                   cancel: Cancel | None, ignore_errors: bool) -> None:
+    """Decode ``window`` of ``archive`` into a new GeoTIFF at ``path``, overviews included."""
+    with rasterio.open(path, "w", **profile) as out:
+        archive.info.apply_metadata(out)
+        for block, values, invalid in archive.blocks(
+                window, device=device, progress=progress, cancel=cancel,
+                ignore_errors=ignore_errors):
+            target = Window(block.col_off - window.col_off, block.row_off - window.row_off,
+                            block.width, block.height)
+            out.write(archive.finalize(values, invalid), window=target)
+            if archive.info.mask_kind == "dataset":
+                mask = 255 * ~(invalid[0] if invalid is not None else
+                               np.zeros((int(block.height), int(block.width)), bool))
+                out.write_mask(mask.astype(np.uint8), window=target)
+        if factors:
+            check_cancel(cancel)
+            out.build_overviews(list(factors), Resampling.average)
+            out.update_tags(ns="rio_overview", resampling="average")
+
+
+def _cog_options(profile: dict, factors: tuple[int, ...]) -> dict:
+    """GDAL COG driver options matching the GeoTIFF profile: deflate, the same predictor, the
+    overviews already built (or none)."""
+    return {"compress": "DEFLATE", "predictor": "YES" if "predictor" in profile else "NO",
+            "overviews": "FORCE_USE_EXISTING" if factors else "NONE",
+            "bigtiff": "IF_SAFER"}
+
+
+@contextlib.contextmanager
+def _atomic_output(dst: Path) -> Iterator[Path]:
+    directory = dst.parent if str(dst.parent) else Path(".")
+    if not directory.is_dir():
+        raise OutputError(f"output folder {directory} does not exist")
+    if dst.is_dir():
+        raise OutputError(f"output {dst} is a folder")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{dst.stem}.", suffix=".tmp.tif", dir=directory)
+    except OSError as exc:
+        raise OutputError(f"cannot write to {directory}: {exc.strerror}") from None
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.chmod(tmp_path, 0o644)
+        os.replace(tmp_path, dst)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+        for sidecar in directory.glob(tmp_path.name + ".*"):
+            sidecar.unlink(missing_ok=True)

@@ -1,0 +1,158 @@
+"""Rate-control sampling: :func:`fit_quality` and :func:`estimate` code and decode the raster,
+or windows spread over a large one, at the qualities they try."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rasterio.windows import Window
+
+from georsic.codec import get_codec, resolve_device
+from georsic.control import Cancel, check_cancel
+from georsic.defaults import DEFAULT_QUALITY, QUALITY_LEVELS
+from georsic.errors import InputError
+from georsic.masks import encode_mask
+from georsic.rasterinfo import RasterInfo
+from georsic.ratecontrol import Probe, QualityFit, sample_windows, search_quality
+from georsic.source import band_mapping, encode_raw, open_raster, validity
+from georsic.weights import find_model
+
+#: Bytes of header, index and footer that :func:`estimate` adds: a UTM-projected aerial
+#: GeoTIFF's archive holds about 300 (the NEON sample: header 295, one tile's index and footer
+#: 40); a longer CRS or many tags add more.
+HEADER_ESTIMATE = 340
+
+
+def targeted(quality: float | None, target_psnr: float | None,
+              target_bpp: float | None) -> bool:
+    """Whether a target replaces the quality (checked: positive, one of them, no quality)."""
+    if target_psnr is None and target_bpp is None:
+        return False
+    if quality is not None:
+        raise InputError("give a quality or a target (PSNR or bpp), not both")
+    for name, value in (("target_psnr", target_psnr), ("target_bpp", target_bpp)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise InputError(f"{name} must be a positive number, not {value}")
+    if target_psnr is not None and target_bpp is not None:
+        raise InputError("give one target: a PSNR or a bit rate")
+    return True
+
+
+def checked_quality(quality: float | None) -> float:
+    """``quality``, or ``DEFAULT_QUALITY`` for None, within the trained range."""
+    quality = DEFAULT_QUALITY if quality is None else quality
+    if not 0 <= quality <= QUALITY_LEVELS - 1:
+        raise InputError(f"quality must be between 0 and {QUALITY_LEVELS - 1}, not {quality}")
+    return quality
+
+
+def _sampler(src: str | Path, device: str, model: str | None, cancel: Cancel | None
+             ) -> tuple[Callable[[float], Probe], RasterInfo]:
+    """``measure(quality)`` for :func:`fit_quality` and :func:`estimate`: codes and decodes the
+    raster, or windows spread over a large one (:func:`georsic.ratecontrol.sample_windows`)."""
+    codec = get_codec(find_model(model), resolve_device(device))
+    with open_raster(src) as raster:
+        info = RasterInfo.from_dataset(raster)
+        mapping = band_mapping(raster, info, cancel)
+        planes = 1 if info.mask_kind == "dataset" else info.count
+        samples, fixed_bits = [], 0
+        for col, row, width, height in sample_windows(info.width, info.height):
+            window = Window(col, row, width, height)
+            data = raster.read(window=window)
+            valid = validity(raster, data, info, window)
+            samples.append((data, valid, mapping.encode(data, valid)))
+            invalid = None if valid is None else ~valid[:planes]
+            fixed_bits += 8 * (len(encode_mask(invalid)) + len(encode_raw(data, mapping.lossless)))
+    peak = 255.0 if info.dtype == "uint8" else max(mapping.high) - min(mapping.low)
+
+    def measure(quality: float) -> Probe:
+        bits, pixels = fixed_bits, 0
+        squared, counted = 0.0, 0
+        for data, valid, images in samples:
+            check_cancel(cancel)
+            height, width = data.shape[1:]
+            decoded = []
+            for image in images:
+                streams = codec.encode(image, quality)
+                bits += 8 * sum(map(len, streams))
+                decoded.append(codec.decode(streams, height, width, quality))
+            values = mapping.cast(mapping.decode(decoded, height, width))
+            error = values.astype(np.float64) - data.astype(np.float64)
+            keep = np.ones(data.shape, dtype=bool) if valid is None else valid.copy()
+            keep[list(mapping.lossless)] = False
+            squared += float(np.sum(error[keep] ** 2))
+            counted += int(keep.sum())
+            pixels += height * width
+        mse = squared / max(counted, 1)
+        psnr = math.inf if mse == 0 else 10 * math.log10(peak**2 / mse)
+        return Probe(quality, bits / pixels, psnr)
+
+    return measure, info
+
+
+def fit_quality(
+    src: str | Path,
+    *,
+    target_psnr: float | None = None,
+    target_bpp: float | None = None,
+    device: str = "auto",
+    model: str | None = None,
+    cancel: Cancel | None = None,
+) -> QualityFit:
+    """The quality that meets a target PSNR (dB) or rate (bits per pixel) on this raster.
+
+    The raster, or up to ``ratecontrol.SAMPLE_PIXELS`` of it in windows spread over it, is
+    coded and decoded at each quality the search tries (eight at most).  PSNR is over the
+    valid pixels, in the raster's units, with the peak :func:`georsic.metrics.compare_rasters`
+    uses (255 for 8-bit data, else the valid range), leaving out bands stored losslessly
+    (alpha), which that function counts with no error; the rate counts the sample's codec
+    streams, no-data masks and lossless bands, not the archive's header and index (a few
+    hundred bytes).  A target out of reach gives the nearest end of the quality
+    range, with ``reached`` False.
+    """
+    if not targeted(None, target_psnr, target_bpp):
+        raise InputError("give one target: a PSNR or a bit rate")
+    measure, _ = _sampler(src, device, model, cancel)
+    return search_quality(measure, target_psnr=target_psnr, target_bpp=target_bpp,
+                          top=float(QUALITY_LEVELS - 1))
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What :func:`estimate` expects of compressing a raster at one quality."""
+
+    quality: float
+    bpp: float
+    psnr: float
+    bytes: int
+    pixels: int
+
+
+def estimate(
+    src: str | Path,
+    *,
+    quality: float | None = None,
+    target_psnr: float | None = None,
+    target_bpp: float | None = None,
+    device: str = "auto",
+    model: str | None = None,
+    cancel: Cancel | None = None,
+) -> Estimate:
+    """The archive size and PSNR to expect, without writing anything.
+
+    At ``quality`` (default ``DEFAULT_QUALITY``), or at the quality a target gives
+    (:func:`fit_quality`); measured on the same sample, and ``bytes`` adds a header's usual
+    size (:data:`HEADER_ESTIMATE`) to the rate times the raster's pixels.
+    """
+    is_targeted = targeted(quality, target_psnr, target_bpp)
+    quality = None if is_targeted else checked_quality(quality)
+    measure, info = _sampler(src, device, model, cancel)
+    probe = (search_quality(measure, target_psnr=target_psnr, target_bpp=target_bpp,
+                            top=float(QUALITY_LEVELS - 1)) if is_targeted else measure(quality))
+    pixels = info.width * info.height
+    size = round(probe.bpp * pixels / 8) + HEADER_ESTIMATE
+    return Estimate(probe.quality, probe.bpp, probe.psnr, size, pixels)
