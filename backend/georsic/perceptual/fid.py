@@ -13,6 +13,7 @@ crops in its input range [-1, 0.9921875], as the package itself does.
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from pathlib import Path
@@ -47,7 +48,9 @@ def inception(device: str = "cpu") -> torch.jit.ScriptModule:
     """The TorchScript InceptionV3 feature extractor on ``device`` (cached)."""
     path = inception_path()
     try:
-        model = torch.jit.load(str(path), map_location=device)
+        with warnings.catch_warnings():  # torch 2.x deprecates TorchScript loading, not removed
+            warnings.simplefilter("ignore", FutureWarning)
+            model = torch.jit.load(str(path), map_location=device)
     except (OSError, RuntimeError) as exc:
         raise WeightsError(f"cannot load the FID feature extractor {path}: {exc}") from None
     return model.eval()
