@@ -34,6 +34,9 @@ class TileError(ArchiveError):
         super().__init__(message)
         self.tile = tile
 
+    def __reduce__(self):  # pickled whole: a Dask worker sends it back to the client
+        return type(self), (str(self), self.tile)
+
 
 class WeightsError(GeorsicError):
     """The model weights an archive needs are not installed, or a weights file is damaged."""

@@ -1,0 +1,143 @@
+"""Where tile work runs: inline, on local threads, or on a Dask cluster, with the same bytes.
+
+Every tile is coded with exactly one torch intra-op thread wherever it runs (floating-point
+reductions in oneDNN depend on the thread count, and so would the bitstreams).  Parallelism
+comes from coding several tiles at once: on a :class:`~concurrent.futures.ThreadPoolExecutor`
+in-process (one codec per thread: a shared model gives other bytes when two threads run it at
+once), or on the workers of a ``distributed.Client`` (its ``get_executor()``).  One abstraction,
+:class:`concurrent.futures.Executor`, serves both; :func:`ordered` hands results back in
+submission order with a bounded number of tasks in flight, so the caller (the only writer)
+streams them to disk with bounded memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, ThreadPoolExecutor
+from typing import Any
+
+from georsic.control import Cancel, check_cancel
+
+#: Times a task is retried after it raised (a worker that dies does not count: Dask reruns
+#: the tasks it held elsewhere, up to ``distributed.scheduler.allowed-failures`` times).
+RETRIES = 2
+
+_local = threading.local()
+
+
+def cores() -> int:
+    """CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def one_torch_thread() -> None:
+    """Code tiles in this thread with one torch intra-op thread (cheap when already so)."""
+    import torch
+
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+
+
+@contextlib.contextmanager
+def torch_threads(count: int = 1) -> Iterator[None]:
+    """Set torch's intra-op threads for the duration, and restore them after."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def thread_codec(model_id: str, weights_sha256: str, device: str = "auto"):
+    """The codec of these weights for this thread (loaded once per thread and device).
+
+    One instance per thread: :class:`~georsic.codec.TileCodec` serialises calls with a lock,
+    and two threads running one model at once gave other bytes (measured).  On a Dask worker
+    with one thread this is one codec per process.
+    """
+    from georsic.codec import TileCodec, resolve_device
+    from georsic.weights import find_model
+
+    device = resolve_device(device)
+    codecs = getattr(_local, "codecs", None)
+    if codecs is None:
+        codecs = _local.codecs = {}
+    key = (weights_sha256, device)
+    if key not in codecs:
+        codecs[key] = TileCodec(find_model(model_id, weights_sha256), device)
+    return codecs[key]
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def local_executor(threads: int) -> Executor | None:
+    """A thread pool of ``threads``, kept for the process's lifetime so that each of its
+    threads loads a codec once (None for one thread: tasks then run inline, in order)."""
+    if threads <= 1:
+        return None
+    with _POOLS_LOCK:
+        if threads not in _POOLS:
+            _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="georsic")
+        return _POOLS[threads]
+
+
+def client_executor(client) -> Executor:
+    """The ``concurrent.futures`` face of a ``distributed.Client``: tasks are impure (never
+    deduplicated) and retried :data:`RETRIES` times."""
+    return client.get_executor(pure=False, retries=RETRIES)
+
+
+def parallelism(client=None, threads: int = 1) -> int:
+    """How many tasks can run at once: the cluster's worker threads, or ``threads``."""
+    if client is None:
+        return max(threads, 1)
+    counts = client.nthreads()
+    return max(sum(counts.values()), 1)
+
+
+def in_flight(parallel: int) -> int:
+    """How many tasks to keep submitted: enough to keep every slot busy while the writer waits
+    on the oldest, few enough to bound the results waiting in memory."""
+    return 2 * parallel + 2
+
+
+def ordered(executor: Executor | None, fn: Callable[..., Any], items: Iterable[tuple],
+            window: int, cancel: Cancel | None = None) -> Iterator[Any]:
+    """``fn(*item)`` for each item, yielded in the order of ``items``.
+
+    At most ``window`` tasks are submitted and not yet yielded, so memory is bounded whatever
+    the order in which they finish.  Without an executor each item runs inline when its turn
+    comes.  When the consumer stops (an error, a cancel, ``close()``), the tasks still pending
+    are cancelled.
+    """
+    if executor is None:
+        for item in items:
+            check_cancel(cancel)
+            yield fn(*item)
+        return
+    pending: deque = deque()
+    source = iter(items)
+    try:
+        for item in source:
+            pending.append(executor.submit(fn, *item))
+            if len(pending) >= window:
+                check_cancel(cancel)
+                yield pending.popleft().result()
+        while pending:
+            check_cancel(cancel)
+            yield pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()
