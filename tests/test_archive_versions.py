@@ -1,5 +1,6 @@
 """Archive format versions: 2 deflates the JSON header, 3 stores a tile's section lengths as
-varints and each codec image as one rANS stream; archives of versions 1 and 2 still decode."""
+varints and each codec image as one rANS stream, 4 gives each tile record a head of its own
+(found by a scan when the index is lost); archives of versions 1, 2 and 3 still decode."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from georsic.archive import (
     _ENTRY,
     _FOOTER,
     _PREFIX,
+    _RECORD,
     _U32,
     FOOTER_MAGIC,
     MAGIC,
@@ -73,7 +75,7 @@ def _as_version_1(archive, target) -> None:
 def test_header_is_deflated_and_version_1_layout_still_decodes(tmp_path, aerial_archive):
     data = aerial_archive.read_bytes()
     version, length = _PREFIX.unpack(data[:_PREFIX.size])[1:]
-    assert version == VERSION == 3
+    assert version == VERSION == 4
     header = json.loads(inflate_header(data[_PREFIX.size:_PREFIX.size + length]))
     plain = json.dumps(header, separators=(",", ":")).encode()
     assert length < len(zlib.compress(plain, 9)) < len(plain)  # the dictionary helps
@@ -82,6 +84,7 @@ def test_header_is_deflated_and_version_1_layout_still_decodes(tmp_path, aerial_
     _as_version_1(aerial_archive, old)
     with ArchiveReader(aerial_archive) as reader:
         growth = sum(len(t) for t in _v1_tiles(aerial_archive)) - sum(reader.tile_sizes())
+        growth -= _RECORD.size * reader.tile_count  # version 4's record heads
     assert old.stat().st_size == len(data) + len(plain) - length + growth
     with ArchiveReader(old) as reader:
         assert reader.version == 1 and reader.header == header
@@ -136,3 +139,45 @@ def test_version_2_archive_of_an_earlier_release_decodes(tmp_path, aerial):
     assert scores["valid_pixels"] == 15_329 and scores["psnr"] >= 19.5
     with rasterio.open(tmp_path / "crop.tif") as a, rasterio.open(tmp_path / "out.tif") as b:
         assert a.crs == b.crs and a.transform == b.transform and a.nodata == b.nodata
+
+
+#: Written by GeoRSIC at commit 66eb9b9 (format version 3, tile payloads without record heads)
+#: from the same 160x96 crop: quality 3, 64-pixel tiles, overlap 16 (6 tiles). It decoded
+#: there to 19.70 dB over its 15,329 valid pixels.
+LEGACY_V3 = DATA / "legacy_v3_osbs_crop.grsc"
+
+
+def _as_version_4(legacy, target) -> None:
+    """The header and tile payloads of ``legacy`` written by today's writer (version 4)."""
+    from georsic.archive import ArchiveWriter
+
+    with ArchiveReader(legacy) as reader:
+        header, tiles = reader.header, [reader.read_tile(i) for i in range(reader.tile_count)]
+    with ArchiveWriter(target, header) as writer:
+        for tile in tiles:
+            writer.add_tile(tile)
+
+
+def test_version_3_archive_decodes_as_its_version_4_rewrite(tmp_path, aerial):
+    with ArchiveReader(LEGACY_V3) as reader:
+        assert reader.version == 3 and reader.tile_count == 6
+    _as_version_4(LEGACY_V3, tmp_path / "v4.grsc")
+    with ArchiveReader(tmp_path / "v4.grsc") as reader:
+        assert reader.version == 4
+    assert (tmp_path / "v4.grsc").stat().st_size == LEGACY_V3.stat().st_size + 6 * _RECORD.size
+    old = georsic.open(LEGACY_V3).read()
+    assert np.array_equal(old, georsic.open(tmp_path / "v4.grsc").read())
+    window = Window(0, 0, 160, 96)
+    with rasterio.open(aerial) as src:
+        crop = src.read(window=window)
+        valid = src.read_masks(1, window=window) > 0
+    assert valid.sum() == 15_329
+    mse = np.mean((crop.astype(float) - old.astype(float))[:, valid] ** 2)
+    assert 10 * np.log10(255**2 / mse) >= 19.5
+
+
+def test_a_legacy_archive_without_its_index_is_not_recovered(tmp_path):
+    cut = tmp_path / "cut.grsc"
+    cut.write_bytes(LEGACY_V3.read_bytes()[:-30])
+    with pytest.raises(georsic.errors.ArchiveError, match="footer missing"):
+        georsic.open(cut, recover=True)

@@ -3,7 +3,8 @@
 Layout, all integers little-endian::
 
     magic "GRSC\\r\\n\\x1a\\n" | u16 version | u32 header length | header | u32 crc32
-    tile payloads, one after the other
+    tile records, one after the other (version 4: "GRTL" | u32 tile | u32 length | u32 crc32 |
+    payload; before: the payload alone)
     index: per tile  u64 offset | u32 length | u32 crc32
     footer: "GRSCIDX\\0" | u64 index offset | u32 tile count | u32 index crc32
 
@@ -13,27 +14,33 @@ target, renamed into place only when complete.  The header is UTF-8 JSON, deflat
 version 2, with a preset dictionary (``HEADER_DICTIONARY``): georeferencing and tags are a large
 share of a small archive at low rates.  Since version 3 a tile's section lengths are varints,
 each codec image is one rANS stream (``streams_per_image`` 1), about 110 bytes less per tile,
-and the no-data mask may be context-coded (:mod:`georsic.masks`).
+and the no-data mask may be context-coded (:mod:`georsic.masks`).  Since version 4 each tile
+record describes itself (number, length, a CRC over both and the payload), so a reader asked to
+``recover`` finds the intact tiles of an archive whose index is lost (cut short, junk appended)
+by scanning for them.
 """
 
 from __future__ import annotations
 
 import json
+import mmap
 import os
+import stat
 import struct
 import tempfile
 import zlib
 from pathlib import Path
 
-from georsic.errors import ArchiveError, OutputError, TileError
+from georsic.errors import ArchiveError, InputError, OutputError, TileError
 
 MAGIC = b"GRSC\r\n\x1a\n"
 FOOTER_MAGIC = b"GRSCIDX\x00"
-VERSION = 3
+TILE_MAGIC = b"GRTL"
+VERSION = 4
 #: Versions this reader understands: 1 (plain JSON header), 2 (zlib-deflated JSON header),
 #: 3 (section lengths of a tile as varints; codec images as one rANS stream; masks with a
-#: method byte).
-READABLE_VERSIONS = (1, 2, 3)
+#: method byte), 4 (self-describing tile records, found by a scan when the index is lost).
+READABLE_VERSIONS = (1, 2, 3, 4)
 #: zlib preset dictionary of version-2 and version-3 headers: the strings most headers share
 #: (keys, a WGS 84 / UTM WKT, usual band and tag values).  Part of the format: never change it
 #: within a version.
@@ -66,6 +73,48 @@ _PREFIX = struct.Struct("<8sHI")
 _ENTRY = struct.Struct("<QII")
 _FOOTER = struct.Struct("<8sQII")
 _U32 = struct.Struct("<I")
+#: Version 4: the head of a tile record, "GRTL" | u32 tile number | u32 payload length |
+#: u32 crc32 of (tile number, length, payload): the CRC covers the number, so a damaged number
+#: cannot put an intact payload in another tile's place.
+_RECORD = struct.Struct("<4sIII")
+#: Largest header a reader accepts (the header is read into memory before its CRC is checked).
+MAX_HEADER_BYTES = 64 * 2**20
+
+
+def record_crc(number: int, payload: bytes) -> int:
+    """CRC-32 of a version-4 tile record: its number and length, then its payload."""
+    return zlib.crc32(payload, zlib.crc32(struct.pack("<II", number, len(payload))))
+
+
+def check_output(path: Path, overwrite: bool, *inputs: str | Path) -> None:
+    """Refuse an output that is one of ``inputs`` (also through links or another spelling),
+    that is not a regular file (a device, a pipe, a folder), or that exists without
+    ``overwrite``; each with an :class:`OutputError` naming it."""
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise OutputError(f"output folder {directory} does not exist")
+    for source in inputs:
+        try:
+            same = os.path.samefile(source, path)
+        except OSError:  # one of them does not exist
+            same = False
+        if same:
+            raise OutputError(f"output {path} is the input {source}: writing it would destroy "
+                              "the input; choose another output path")
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror}") from None
+    if stat.S_ISDIR(mode):
+        raise OutputError(f"output {path} is a folder")
+    if not stat.S_ISREG(mode):
+        raise OutputError(f"output {path} is not a regular file (a device or a pipe); "
+                          "GeoRSIC writes only regular files")
+    if not overwrite:
+        raise OutputError(f"output {path} exists; pass --overwrite (overwrite=True) to "
+                          "replace it")
 
 
 def deflate_header(header: dict) -> bytes:
@@ -153,11 +202,13 @@ def _unpack_sections_u32(payload: bytes) -> list[bytes]:
 class ArchiveWriter:
     """Streams tile payloads into an archive; atomic: the file appears only on :meth:`close`."""
 
-    def __init__(self, path: str | Path, header: dict) -> None:
+    def __init__(self, path: str | Path, header: dict, *, overwrite: bool = True,
+                 inputs: tuple[str | Path, ...] = ()) -> None:
         self.path = Path(path)
         directory = self.path.parent if str(self.path.parent) else Path(".")
         if not directory.is_dir():
             raise OutputError(f"output folder {directory} does not exist")
+        check_output(self.path, overwrite, *inputs)
         try:
             fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=directory)
         except OSError as exc:
@@ -170,9 +221,11 @@ class ArchiveWriter:
         self._file.write(_PREFIX.pack(MAGIC, VERSION, len(blob)) + blob + crc)
 
     def add_tile(self, payload: bytes) -> None:
-        offset = self._file.tell()
+        offset, number = self._file.tell(), len(self._index)
+        crc = record_crc(number, payload)
+        self._file.write(_RECORD.pack(TILE_MAGIC, number, len(payload), crc))
         self._file.write(payload)
-        self._index.append((offset, len(payload), zlib.crc32(payload)))
+        self._index.append((offset, len(payload), crc))
 
     def close(self) -> Path:
         index_offset = self._file.tell()
@@ -208,16 +261,34 @@ class ArchiveWriter:
 
 
 class ArchiveReader:
-    """Random access to the header and tiles of an archive, with every checksum verified."""
+    """Random access to the header and tiles of an archive, with every checksum verified.
 
-    def __init__(self, path: str | Path) -> None:
+    With ``recover``, an archive of version 4 whose index is lost (cut short, or with bytes
+    appended) is read anyway: its intact tile records are found by a scan, and
+    :attr:`missing` lists the tiles that were not found (reading one raises a
+    :class:`TileError`).  Without it such an archive is an :class:`ArchiveError`.
+    """
+
+    def __init__(self, path: str | Path, *, recover: bool = False) -> None:
         self.path = Path(path)
+        if not self.path.exists():
+            raise InputError(f"archive {self.path} does not exist")
         if not self.path.is_file():
-            raise ArchiveError(f"archive {self.path} does not exist")
-        self._file = open(self.path, "rb")
+            raise InputError(f"archive {self.path} is not a file")
+        try:
+            self._file = open(self.path, "rb")
+        except OSError as exc:
+            raise InputError(f"cannot read {self.path}: {exc.strerror}") from None
+        self.recovered = False
         try:
             self.header = self._read_header()
-            self._index = self._read_index()
+            try:
+                self._index: list[tuple[int, int, int] | None] = self._read_index()
+            except ArchiveError:
+                if not recover or self.version < 4:
+                    raise
+                self._index = self._scan()
+                self.recovered = True
         except BaseException:
             self._file.close()
             raise
@@ -230,22 +301,34 @@ class ArchiveReader:
         if len(prefix) < _PREFIX.size or prefix[:8] != MAGIC:
             raise self._fail("not a GeoRSIC archive (bad magic number)")
         _, version, length = _PREFIX.unpack(prefix)
+        size = os.fstat(self._file.fileno()).st_size
+        if length > min(MAX_HEADER_BYTES, size):
+            blob, crc = b"", b""
+        else:
+            blob = self._file.read(length)
+            crc = self._file.read(_U32.size)
+        intact = len(blob) == length and len(crc) == _U32.size and \
+            zlib.crc32(blob) == _U32.unpack(crc)[0]
         if version not in READABLE_VERSIONS:
+            if not intact:  # random bytes after the magic: damage, not a newer GeoRSIC
+                raise self._fail("archive header is corrupt (unknown format version "
+                                 f"{version} and a header that fails its checksum)")
             raise self._fail(f"archive format version {version} is not supported by this "
                              f"GeoRSIC (reads versions {', '.join(map(str, READABLE_VERSIONS))});"
                              " upgrade GeoRSIC")
-        blob = self._file.read(length)
-        crc = self._file.read(_U32.size)
         if len(blob) < length or len(crc) < _U32.size:
             raise self._fail("archive is truncated (header incomplete)")
-        if zlib.crc32(blob) != _U32.unpack(crc)[0]:
+        if not intact:
             raise self._fail("archive header is corrupt (checksum mismatch)")
         self.data_start = _PREFIX.size + length + _U32.size
         self.version = version
         try:
-            return json.loads(inflate_header(blob) if version >= 2 else blob)
-        except (zlib.error, ValueError, UnicodeDecodeError):
+            header = json.loads(inflate_header(blob) if version >= 2 else blob)
+        except (zlib.error, ValueError, UnicodeDecodeError, RecursionError):
             raise self._fail("archive header is corrupt (not a valid header)") from None
+        if not isinstance(header, dict):
+            raise self._fail("archive header is corrupt (not a JSON object)")
+        return header
 
     def _read_index(self) -> list[tuple[int, int, int]]:
         size = self._file.seek(0, os.SEEK_END)
@@ -254,7 +337,9 @@ class ArchiveReader:
         self._file.seek(size - _FOOTER.size)
         magic, offset, count, crc = _FOOTER.unpack(self._file.read(_FOOTER.size))
         if magic != FOOTER_MAGIC:
-            raise self._fail("archive is truncated or damaged (tile index footer missing)")
+            hint = "; --ignore-errors recovers its intact tiles" if self.version >= 4 else ""
+            raise self._fail("archive is truncated, damaged or has bytes appended (tile index "
+                             f"footer missing){hint}")
         if offset + count * _ENTRY.size != size - _FOOTER.size or offset < self.data_start:
             raise self._fail("archive tile index is damaged (inconsistent size)")
         self._file.seek(offset)
@@ -262,10 +347,45 @@ class ArchiveReader:
         if zlib.crc32(index) != crc:
             raise self._fail("archive tile index is corrupt (checksum mismatch)")
         entries = [_ENTRY.unpack_from(index, i * _ENTRY.size) for i in range(count)]
+        head = _RECORD.size if self.version >= 4 else 0
         for number, (start, length, _) in enumerate(entries):
-            if start < self.data_start or start + length > offset:
+            if start < self.data_start or start + head + length > offset:
                 raise self._fail(f"tile {number} lies outside the archive's data")
         return entries
+
+    def _expected_tiles(self) -> int | None:
+        try:
+            tiling = self.header["tiling"]
+            return int(tiling["rows"]) * int(tiling["cols"])
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def _scan(self) -> list[tuple[int, int, int] | None]:
+        """The intact tile records of a version-4 archive, found without its index."""
+        expected = self._expected_tiles()
+        if expected is None or expected <= 0:
+            raise self._fail("archive header does not say how many tiles it holds")
+        found: list[tuple[int, int, int] | None] = [None] * expected
+        size = os.fstat(self._file.fileno()).st_size
+        if size <= self.data_start:
+            return found
+        with mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            pos = data.find(TILE_MAGIC, self.data_start)
+            while 0 <= pos <= size - _RECORD.size:
+                _, number, length, crc = _RECORD.unpack_from(data, pos)
+                end = pos + _RECORD.size + length
+                if number < expected and found[number] is None and end <= size and \
+                        record_crc(number, data[pos + _RECORD.size:end]) == crc:
+                    found[number] = (pos, length, crc)
+                    pos = data.find(TILE_MAGIC, end)
+                else:
+                    pos = data.find(TILE_MAGIC, pos + 1)
+        return found
+
+    @property
+    def missing(self) -> list[int]:
+        """Tiles a recovering reader did not find (empty when the index was intact)."""
+        return [number for number, entry in enumerate(self._index) if entry is None]
 
     @property
     def tile_count(self) -> int:
@@ -276,13 +396,27 @@ class ArchiveReader:
         return self.path.stat().st_size
 
     def tile_sizes(self) -> list[int]:
-        return [length for _, length, _ in self._index]
+        """Payload bytes of each tile (0 for a tile a recovering reader did not find)."""
+        return [entry[1] if entry else 0 for entry in self._index]
 
     def read_tile(self, number: int) -> bytes:
-        offset, length, crc = self._index[number]
+        entry = self._index[number]
+        if entry is None:
+            raise TileError(f"{self.path.name}: tile {number} is missing (the archive was cut "
+                            "short or damaged there)", number)
+        offset, length, crc = entry
         self._file.seek(offset)
+        if self.version < 4:
+            payload = self._file.read(length)
+            if len(payload) != length or zlib.crc32(payload) != crc:
+                raise TileError(f"{self.path.name}: tile {number} is corrupt (checksum "
+                                "mismatch)", number)
+            return payload
+        head = self._file.read(_RECORD.size)
         payload = self._file.read(length)
-        if len(payload) != length or zlib.crc32(payload) != crc:
+        if len(head) != _RECORD.size or len(payload) != length or \
+                _RECORD.unpack(head) != (TILE_MAGIC, number, length, crc) or \
+                record_crc(number, payload) != crc:
             raise TileError(f"{self.path.name}: tile {number} is corrupt (checksum mismatch)",
                             number)
         return payload

@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from georsic import __version__
-from georsic.archive import ArchiveWriter, pack_sections
-from georsic.codec import get_codec, resolve_device
-from georsic.control import Cancel, Progress, check_cancel
-from georsic.errors import GeorsicError, InputError
+from georsic.archive import ArchiveWriter, check_output, pack_sections
+from georsic.bandmap import BandMapping
+from georsic.codec import resolve_device
+from georsic.control import Cancel, Progress
+from georsic.errors import InputError
 from georsic.masks import encode_mask
+from georsic.parallel import (
+    client_executor,
+    cores,
+    in_flight,
+    local_executor,
+    one_torch_thread,
+    ordered,
+    parallelism,
+    thread_codec,
+    torch_threads,
+)
 from georsic.rasterinfo import RasterInfo
 from georsic.ratecontrol import QualityFit
 from georsic.sampling import checked_quality, fit_quality, targeted
@@ -57,6 +70,9 @@ def compress(
     device: str = "auto",
     model: str | None = None,
     refine: int = 0,
+    overwrite: bool = False,
+    client=None,
+    threads: int | None = None,
     progress: Progress | None = None,
     cancel: Cancel | None = None,
 ) -> ArchiveSummary:
@@ -86,11 +102,24 @@ def compress(
         Steps of encoder-side latent refinement per tile (0: off).  Encoding gets slower, the
         archive smaller at the same quality, and it decodes as any other (see
         :mod:`georsic.models.refine`; ``benchmarks/refine.py`` measures both).
+    overwrite:
+        Replace an existing ``dst``; without it an existing output is an
+        :class:`~georsic.errors.OutputError`.  The output may never be the input itself (also
+        through a link or another spelling of its path), nor a device or pipe.
+    client:
+        A ``distributed.Client``: the tiles are coded on its workers (which read ``src`` by
+        path, so it must be on a file system they share) and this process, the only writer,
+        appends them in tile order.  The archive is byte-identical to one made without.
+    threads:
+        Without a client, how many tiles are coded at once in this process, each on one
+        torch thread (default: one per core; 1 codes them one after the other).
     progress, cancel:
         ``progress(done, total)`` after each tile; ``cancel()`` returning True stops the run,
         raising :class:`~georsic.errors.Cancelled` and leaving no file behind.
     """
     started = time.perf_counter()
+    check_output(Path(dst), overwrite, src)
+    TileGrid.check(tile_size, overlap)
     fit = None
     if targeted(quality, target_psnr, target_bpp):
         fit = fit_quality(src, target_psnr=target_psnr, target_bpp=target_bpp,
@@ -100,13 +129,11 @@ def compress(
     if not 0 <= refine <= MAX_REFINE:
         raise InputError(f"refine must be between 0 and {MAX_REFINE} steps, not {refine}")
     entry = find_model(model)
-    codec = get_codec(entry, resolve_device(device))
+    # the workers resolve the device themselves; this codec only describes the streams
+    codec = thread_codec(entry.id, entry.sha256, "cpu" if client else resolve_device(device))
     with open_raster(src) as raster:
         info = RasterInfo.from_dataset(raster)
-        try:
-            grid = TileGrid(info.width, info.height, tile_size, overlap)
-        except ValueError as exc:
-            raise GeorsicError(str(exc)) from None
+        grid = TileGrid(info.width, info.height, tile_size, overlap)
         mapping = band_mapping(raster, info, cancel)
         planes = 1 if info.mask_kind == "dataset" else info.count
         header = {
@@ -121,19 +148,69 @@ def compress(
         }
         if fit is not None:
             header["codec"]["fit"] = fit.to_dict()
-        with ArchiveWriter(dst, header) as writer:
-            for tile in grid:
-                check_cancel(cancel)
-                data = raster.read(window=tile.window)
-                valid = validity(raster, data, info, tile.window)
-                invalid = None if valid is None else ~valid[:planes]
-                sections = [encode_mask(invalid), encode_raw(data, mapping.lossless)]
-                for image in mapping.encode(data, valid):
-                    sections.extend(codec.encode(image, quality, refine=refine))
-                writer.add_tile(pack_sections(sections))
-                if progress:
-                    progress(tile.index + 1, len(grid))
-            path = writer.close()
+    job = EncodeJob(str(Path(src).resolve()), info, mapping, grid, planes, entry.id,
+                    entry.sha256, device, float(quality), refine)
+    with ArchiveWriter(dst, header, overwrite=overwrite, inputs=(src,)) as writer:
+        for done, payload in enumerate(_encoded(job, client, threads, cancel), start=1):
+            writer.add_tile(payload)
+            if progress:
+                progress(done, len(grid))
+        path = writer.close()
     return ArchiveSummary(path, info.width, info.height, info.count, len(grid),
                           path.stat().st_size, float(quality), entry.id,
                           time.perf_counter() - started, fit)
+
+
+@dataclass(frozen=True)
+class EncodeJob:
+    """What coding a tile of one raster needs, small enough to send to every task: the raster
+    is opened by path (workers share the file system) and the band mapping's statistics were
+    computed once, before any task started."""
+
+    src: str
+    info: RasterInfo
+    mapping: BandMapping
+    grid: TileGrid
+    planes: int
+    model_id: str
+    weights_sha256: str
+    device: str
+    quality: float
+    refine: int
+
+
+def encode_tiles(job: EncodeJob, indices: tuple[int, ...]) -> list[bytes]:
+    """The archive payloads of these tiles (a task: runs in any thread or on any worker, with
+    one torch thread and this thread's codec, and gives the same bytes wherever it runs)."""
+    one_torch_thread()
+    codec = thread_codec(job.model_id, job.weights_sha256, job.device)
+    with open_raster(job.src) as raster:
+        return [_encode_tile(raster, job, codec, job.grid.tile(i)) for i in indices]
+
+
+def _encode_tile(raster, job: EncodeJob, codec, tile) -> bytes:
+    data = raster.read(window=tile.window)
+    valid = validity(raster, data, job.info, tile.window)
+    invalid = None if valid is None else ~valid[:job.planes]
+    sections = [encode_mask(invalid), encode_raw(data, job.mapping.lossless)]
+    for image in job.mapping.encode(data, valid):
+        sections.extend(codec.encode(image, job.quality, refine=job.refine))
+    return pack_sections(sections)
+
+
+def _encoded(job: EncodeJob, client, threads: int | None,
+             cancel: Cancel | None) -> Iterator[bytes]:
+    """Every tile's payload in tile order, coded where the caller asked, a bounded number of
+    tasks in flight (one tile a task)."""
+    tasks = ((job, (tile.index,)) for tile in job.grid)
+    if client is not None:
+        window = in_flight(parallelism(client))
+        for payloads in ordered(client_executor(client), encode_tiles, tasks, window, cancel):
+            yield from payloads
+        return
+    if threads is None:
+        threads = 1 if resolve_device(job.device) != "cpu" else cores()
+    with torch_threads(1):
+        for payloads in ordered(local_executor(threads), encode_tiles, tasks,
+                                in_flight(threads), cancel):
+            yield from payloads

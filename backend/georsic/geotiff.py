@@ -11,15 +11,22 @@ from pathlib import Path
 import numpy as np
 import rasterio
 import rasterio.shutil
+from rasterio._err import CPLE_BaseError
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
+from georsic.archive import check_output
 from georsic.control import Cancel, Progress, check_cancel
-from georsic.errors import OutputError, WeightsError
-from georsic.overviews import OverviewSpec
+from georsic.errors import OutputError
+from georsic.overviews import OverviewSpec, auto_factors
 from georsic.overviews import resolve as resolve_overviews
+from georsic.prior.restore import TilePrior
 from georsic.reader import Archive, open
+from georsic.source import gdal_message
+
+#: GDAL's COG block size: its driver builds overviews until the smallest is below it.
+COG_BLOCK = 512
 
 
 def decompress(
@@ -35,6 +42,10 @@ def decompress(
     ignore_errors: bool = False,
     overviews: OverviewSpec | None = "source",
     cog: bool = False,
+    overwrite: bool = False,
+    errors: list[str] | None = None,
+    client=None,
+    threads: int | None = None,
     progress: Progress | None = None,
     cancel: Cancel | None = None,
 ) -> Path:
@@ -46,13 +57,26 @@ def decompress(
     levels (none if it had none), ``"auto"`` adds levels down to 256 pixels, ``"none"`` none,
     or a list of factors such as ``[2, 4, 8]`` (see :mod:`georsic.overviews`); they are built
     from the decoded pixels with average resampling. ``cog`` writes a Cloud Optimized GeoTIFF
-    (GDAL's COG layout: tiles, then overviews, in the order a range reader needs them).
+    (GDAL's COG layout: tiles, then overviews, in the order a range reader needs them); as
+    GDAL's COG driver does, a COG gets overviews down to 512 pixels when ``overviews`` is
+    ``"source"`` and the source had none.
+
+    ``overwrite``: replace an existing ``dst`` (else an :class:`OutputError`); the output is
+    never the archive itself nor anything but a regular file. With ``ignore_errors`` an
+    archive whose index is lost (cut short, bytes appended) is read by scanning for its
+    tiles; each tile lost is described in ``errors`` (when given) and listed in the output's
+    ``GEORSIC_LOST_TILES`` tag.
+
+    ``client`` (a ``distributed.Client``): the tiles are decoded on its workers, which open
+    the archive by path; this process blends them and writes the GeoTIFF in order.  Without
+    one, ``threads`` tiles are decoded at once here (default one per core).  The pixels are
+    the same either way.
     """
-    if prior:
-        raise WeightsError("the Code-RSIC codebook prior is not installed in this GeoRSIC "
-                           "(no 'prior' model in resources/weights); decode without --prior")
+    tile_prior = Archive.tile_prior(prior, fidelity, device)  # before any output is made
     dst = Path(dst)
-    with open(src) as archive:
+    check_output(dst, overwrite, src)
+    lost: list[str] = [] if errors is None else errors
+    with open(src, recover=ignore_errors) as archive:
         if bounds is not None:
             window = archive.window_for(bounds, bounds_crs)
         window = archive._clip(window or Window(0, 0, archive.width, archive.height))
@@ -60,30 +84,43 @@ def decompress(
         profile = archive.info.geotiff_profile(int(window.width), int(window.height), transform)
         factors = resolve_overviews(overviews, archive.info.overviews, int(window.width),
                                     int(window.height))
+        if cog and overviews == "source" and not archive.info.overviews:
+            factors = auto_factors(int(window.width), int(window.height), COG_BLOCK)
         with _atomic_output(dst) as tmp:
             try:
                 # GDAL writes a COG as a copy of a finished GeoTIFF (removed as a sidecar)
                 staging = tmp.with_name(tmp.name + ".staging.tif") if cog else tmp
                 _write_decoded(archive, window, staging, profile, factors, device=device,
-                               progress=progress, cancel=cancel, ignore_errors=ignore_errors)
+                               progress=progress, cancel=cancel, ignore_errors=ignore_errors,
+                               errors=lost, prior=tile_prior, fidelity=fidelity,
+                               client=client, threads=threads)
                 if cog:
                     check_cancel(cancel)
                     rasterio.shutil.copy(staging, tmp, driver="COG",
                                          **_cog_options(profile, factors))
-            except RasterioError as exc:
-                raise OutputError(f"cannot write {dst}: {exc}") from None
+            except (RasterioError, CPLE_BaseError) as exc:
+                raise OutputError(f"cannot write {dst}: {gdal_message(exc)}") from None
     return dst
 
 
 def _write_decoded(archive: Archive, window: Window, path: Path, profile: dict,
                    factors: tuple[int, ...], *, device: str, progress: Progress | None,
-                   cancel: Cancel | None, ignore_errors: bool) -> None:
-    """Decode ``window`` of ``archive`` into a new GeoTIFF at ``path``, overviews included."""
+                   cancel: Cancel | None, ignore_errors: bool, errors: list[str],
+                   prior: TilePrior | None = None, fidelity: float = 0.5, client=None,
+                   threads: int | None = None) -> None:
+    """Decode ``window`` of ``archive`` into a new GeoTIFF at ``path``, overviews included;
+    through ``prior`` when given (its weights and ``w`` named in the tags)."""
     with rasterio.open(path, "w", **profile) as out:
         archive.info.apply_metadata(out)
+        if prior is not None:
+            out.update_tags(**prior.tags())
+        lost: list[int] = []
         for block, values, invalid in archive.blocks(
                 window, device=device, progress=progress, cancel=cancel,
-                ignore_errors=ignore_errors):
+                ignore_errors=ignore_errors, errors=errors, lost=lost,
+                # a cluster's workers load the prior themselves
+                prior=prior if client is None else prior is not None, fidelity=fidelity,
+                client=client, threads=threads):
             target = Window(block.col_off - window.col_off, block.row_off - window.row_off,
                             block.width, block.height)
             out.write(archive.finalize(values, invalid), window=target)
@@ -91,6 +128,8 @@ def _write_decoded(archive: Archive, window: Window, path: Path, profile: dict,
                 mask = 255 * ~(invalid[0] if invalid is not None else
                                np.zeros((int(block.height), int(block.width)), bool))
                 out.write_mask(mask.astype(np.uint8), window=target)
+        if lost:
+            out.update_tags(GEORSIC_LOST_TILES=",".join(map(str, lost)))
         if factors:
             check_cancel(cancel)
             out.build_overviews(list(factors), Resampling.average)
@@ -110,8 +149,6 @@ def _atomic_output(dst: Path) -> Iterator[Path]:
     directory = dst.parent if str(dst.parent) else Path(".")
     if not directory.is_dir():
         raise OutputError(f"output folder {directory} does not exist")
-    if dst.is_dir():
-        raise OutputError(f"output {dst} is a folder")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{dst.stem}.", suffix=".tmp.tif", dir=directory)
     except OSError as exc:

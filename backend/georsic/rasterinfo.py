@@ -50,6 +50,8 @@ class RasterInfo:
     tags: tuple[tuple[str, tuple[tuple[str, str], ...]], ...]
     band_tags: tuple[tuple[tuple[str, str], ...], ...]
     overviews: tuple[int, ...] = ()  # decimation factors of the source's overviews
+    #: The colour table of a one-band palette raster: (index, red, green, blue, alpha) rows.
+    colormap: tuple[tuple[int, int, int, int, int], ...] | None = None
 
     @classmethod
     def from_dataset(cls, src: rasterio.io.DatasetReader) -> RasterInfo:
@@ -72,6 +74,7 @@ class RasterInfo:
             tags=tuple((d, tuple(sorted(t.items()))) for d, t in domains if t),
             band_tags=tuple(tuple(sorted(src.tags(b).items())) for b in range(1, src.count + 1)),
             overviews=tuple(src.overviews(1)) if src.count else (),
+            colormap=_colormap(src),
         )
 
     @property
@@ -87,6 +90,10 @@ class RasterInfo:
         data["nodata"] = _json_number(self.nodata)
         if not self.overviews:  # absent rather than empty: headers stay as small as before
             del data["overviews"]
+        if self.colormap is None:
+            del data["colormap"]
+        else:
+            data["colormap"] = [list(row) for row in self.colormap]
         return data
 
     @classmethod
@@ -105,6 +112,8 @@ class RasterInfo:
             tags=tuple((str(d), pairs(t)) for d, t in data["tags"]),
             band_tags=tuple(pairs(t) for t in data["band_tags"]),
             overviews=tuple(int(v) for v in data.get("overviews", ())),
+            colormap=None if data.get("colormap") is None else tuple(
+                tuple(int(v) for v in row) for row in data["colormap"]),
         )
 
     def geotiff_profile(self, width: int | None = None, height: int | None = None,
@@ -143,3 +152,21 @@ class RasterInfo:
         for band, items in enumerate(self.band_tags, start=1):
             if items:
                 dst.update_tags(band, **dict(items))
+        if self.colormap is not None:
+            dst.write_colormap(1, {row[0]: tuple(row[1:]) for row in self.colormap})
+
+    @property
+    def categorical(self) -> tuple[int, ...]:
+        """Bands whose values are class indices, never to be coded lossily: palette bands."""
+        return tuple(i for i, name in enumerate(self.colorinterp) if name == "palette")
+
+
+def _colormap(src) -> tuple[tuple[int, int, int, int, int], ...] | None:
+    """The colour table of band 1 of a one-band palette raster, else None."""
+    if src.count != 1 or src.colorinterp[0] != ColorInterp.palette:
+        return None
+    try:
+        table = src.colormap(1)
+    except ValueError:  # "NULL color table"
+        return None
+    return tuple((int(k), *(int(c) for c in v)) for k, v in sorted(table.items()))

@@ -2,21 +2,38 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 import zlib
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import rasterio
+from rasterio.errors import CRSError
 from rasterio.windows import Window
 
+from georsic import headercheck
 from georsic.archive import ArchiveReader, unpack_sections
 from georsic.bandmap import BandMapping
 from georsic.codec import get_codec, resolve_device
 from georsic.control import Cancel, Progress, check_cancel
-from georsic.errors import ArchiveError, GeorsicError, TileError, WeightsError
+from georsic.errors import ArchiveError, GeorsicError, InputError, TileError, WeightsError
 from georsic.masks import decode_mask
+from georsic.parallel import (
+    client_executor,
+    cores,
+    in_flight,
+    local_executor,
+    one_torch_thread,
+    ordered,
+    parallelism,
+    thread_codec,
+    torch_threads,
+)
+from georsic.prior.restore import DEFAULT_FIDELITY, TilePrior, check_fidelity, load_tile_prior
 from georsic.rasterinfo import RasterInfo
 from georsic.tiling import Piece, Tile, TileGrid, blend, intersect
 from georsic.weights import find_model
@@ -39,24 +56,35 @@ class Archive:
     Use :func:`georsic.open` to get one.
     """
 
-    def __init__(self, path: str | Path) -> None:
-        self._reader = ArchiveReader(path)
+    def __init__(self, path: str | Path, *, recover: bool = False) -> None:
+        self._reader = ArchiveReader(path, recover=recover)
         try:
-            header = self._reader.header
-            self.header = header
+            self._parse_header(Path(path).name)
+        except BaseException:
+            self._reader.close()
+            raise
+
+    def _parse_header(self, name: str) -> None:
+        header = self._reader.header
+        self.header = header
+        try:
             self.info = RasterInfo.from_dict(header["raster"])
             self.mapping = BandMapping.from_dict(header["band_mapping"])
+            found = headercheck.problems(self.info, self.mapping, header)
+            if found:
+                raise ArchiveError(f"{name}: archive header is inconsistent ({found[0]})")
             tiling = header["tiling"]
-            self.grid = TileGrid(self.info.width, self.info.height, tiling["size"],
-                                 tiling["overlap"])
+            self.grid = TileGrid(self.info.width, self.info.height, int(tiling["size"]),
+                                 int(tiling["overlap"]))
             self.codec_info = header["codec"]
             self.planes = int(header["mask"]["planes"])
-        except (KeyError, TypeError, ValueError) as exc:
-            self._reader.close()
-            raise ArchiveError(f"{Path(path).name}: archive header is incomplete ({exc})") from None
+            self.info.crs  # noqa: B018 - a WKT that does not parse fails here, not mid-decode
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError,
+                CRSError) as exc:
+            raise ArchiveError(f"{name}: archive header is incomplete or damaged "
+                               f"({' '.join(str(exc).split())[:200]})") from None
         if len(self.grid) != self._reader.tile_count:
-            self._reader.close()
-            raise ArchiveError(f"{Path(path).name}: archive holds {self._reader.tile_count} "
+            raise ArchiveError(f"{name}: archive holds {self._reader.tile_count} "
                                f"tiles, its header describes {len(self.grid)}")
 
     # ---- metadata
@@ -111,11 +139,25 @@ class Archive:
         """Pixel window covering ``bounds`` (in ``bounds_crs``, default the archive's CRS)."""
         from rasterio.windows import from_bounds
 
-        if bounds_crs and self.info.crs and rasterio.crs.CRS.from_user_input(bounds_crs) != \
-                self.info.crs:
-            from rasterio.warp import transform_bounds
+        bounds = _checked_bounds(bounds)
+        if bounds_crs:
+            try:
+                crs = rasterio.crs.CRS.from_user_input(bounds_crs)
+            except CRSError as exc:
+                raise InputError(f"bounds CRS {bounds_crs!r} is not a CRS: "
+                                 f"{' '.join(str(exc).split())}") from None
+            if self.info.crs is None:
+                raise InputError(f"the archive's raster has no CRS; give its bounds without "
+                                 f"a bounds CRS ({bounds_crs})")
+            if crs != self.info.crs:
+                from rasterio.warp import transform_bounds
 
-            bounds = transform_bounds(bounds_crs, self.info.crs, *bounds, densify_pts=21)
+                try:
+                    bounds = _checked_bounds(transform_bounds(crs, self.info.crs, *bounds,
+                                                              densify_pts=21))
+                except (CRSError, rasterio.errors.RasterioError, ValueError) as exc:
+                    raise InputError(f"cannot transform the bounds from {bounds_crs} to the "
+                                     f"archive's CRS: {' '.join(str(exc).split())}") from None
         window = from_bounds(*bounds, transform=self.transform)
         x0, y0 = math.floor(window.col_off + 1e-6), math.floor(window.row_off + 1e-6)
         x1 = math.ceil(window.col_off + window.width - 1e-6)
@@ -123,12 +165,19 @@ class Archive:
         return self._clip(Window(x0, y0, x1 - x0, y1 - y0))
 
     def _clip(self, window: Window) -> Window:
+        if not all(math.isfinite(v) for v in (window.col_off, window.row_off, window.width,
+                                              window.height)):
+            raise InputError(f"the region {_window_text(window)} is not finite")
+        if window.width <= 0 or window.height <= 0:
+            raise InputError(f"the region {_window_text(window)} has no positive width and "
+                             "height")
         x0 = max(int(window.col_off), 0)
         y0 = max(int(window.row_off), 0)
         x1 = min(int(window.col_off + window.width), self.width)
         y1 = min(int(window.row_off + window.height), self.height)
         if x1 <= x0 or y1 <= y0:
-            raise GeorsicError("the requested region does not overlap the archive's raster")
+            raise InputError(f"the requested region {_window_text(window)} does not overlap the "
+                             f"archive's raster ({self.width}x{self.height} pixels)")
         return Window(x0, y0, x1 - x0, y1 - y0)
 
     def _tile_error(self, tile: Tile, exc: Exception) -> TileError:
@@ -147,44 +196,73 @@ class Archive:
             raise self._tile_error(tile, exc) from None
         return sections
 
-    def _decode_tile(self, tile: Tile, codec) -> tuple[np.ndarray, np.ndarray | None]:
+    def _decode_tile(self, tile: Tile, codec, prior: TilePrior | None = None,
+                     ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Decode one tile; with ``prior`` each codec image goes through the codebook prior
+        before the inverse band mapping (any band count, the codec's band mapping)."""
         sections = self._tile_sections(tile)
         h, w = int(tile.window.height), int(tile.window.width)
         per_image = int(self.codec_info["streams_per_image"])
         try:
             images = [codec.decode(sections[2 + i * per_image: 2 + (i + 1) * per_image], h, w,
                                    self.quality) for i in range(len(self.mapping.groups))]
-            invalid = decode_mask(sections[0], self.planes, h, w, self._reader.version)
-        except (ValueError, zlib.error, RuntimeError) as exc:
+        except GeorsicError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever damaged streams make the decoder do
             raise self._tile_error(tile, exc) from None
-        values = self.mapping.decode(images, h, w).astype(np.float32)
-        if self.mapping.lossless:
-            raw = np.frombuffer(zlib.decompress(sections[1]), dtype=self.dtype)
-            values[list(self.mapping.lossless)] = raw.reshape(-1, h, w)
+        if prior is not None:  # outside the tile-error net: a failing prior is not a bad tile
+            images = [prior(image) for image in images]
+        try:
+            invalid = decode_mask(sections[0], self.planes, h, w, self._reader.version)
+            values = self.mapping.decode(images, h, w).astype(np.float32)
+            if self.mapping.lossless:
+                raw = np.frombuffer(zlib.decompress(sections[1]), dtype=self.dtype)
+                values[list(self.mapping.lossless)] = raw.reshape(len(self.mapping.lossless),
+                                                                  h, w)
+        except GeorsicError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever damaged streams make the decoder do
+            raise self._tile_error(tile, exc) from None
         return values, invalid
 
     def blocks(self, window: Window | None = None, *, device: str = "auto",
                progress: Progress | None = None, cancel: Cancel | None = None,
                ignore_errors: bool = False, errors: list | None = None,
+               lost: list[int] | None = None, prior: bool | TilePrior = False,
+               fidelity: float = DEFAULT_FIDELITY, client=None, threads: int | None = None,
                ) -> Iterator[tuple[Window, np.ndarray, np.ndarray | None]]:
         """Decode ``window`` as blocks ``(window, values, invalid)``, one per tile, row-major.
 
         Each tile is decoded once. Between tiles only the tile to the left and the bottom
         overlap strips of the tile row above are kept, so memory depends on the tile size (and
         on the raster's width times the overlap), not on the size of the raster.
+
+        With ``ignore_errors`` a tile that cannot be read or decoded is left out (its pixels
+        invalid): its message goes to ``errors`` and its number to ``lost``, when given.
+
+        With ``prior`` (True, or a :class:`~georsic.prior.restore.TilePrior`) every tile is
+        decoded through the Code-RSIC codebook prior at fidelity ``fidelity`` (``w`` in [0, 1]).
+
+        Tiles are decoded as tasks, a bounded number ahead of the blending: on the workers of
+        ``client`` (a ``distributed.Client``; they open the archive by path), else on
+        ``threads`` threads of this process (default one per core), each with one torch
+        thread, so the pixels are the same wherever they were decoded.
         """
         window = self._clip(window or Window(0, 0, self.width, self.height))
-        codec = get_codec(self._weights(), resolve_device(device))
+        self._weights()  # missing weights fail here, before any task starts
+        if client is None:
+            resolve_device(device)
         needed = self.grid.tiles_in(window)
+        pieces = self._pieces(needed, device, ignore_errors, errors, lost, prior, fidelity,
+                              client, threads, cancel)
         above: dict[int, Piece] = {}   # column -> bottom strip of the tile above
         below: dict[int, Piece] = {}   # the same, being filled for the next tile row
         left: Piece | None = None
         row = -1
-        for done, tile in enumerate(needed, start=1):
+        for done, (tile, piece) in enumerate(zip(needed, pieces, strict=True), start=1):
             check_cancel(cancel)
             if tile.row != row:
                 above, below, left, row = below, {}, None, tile.row
-            piece = self._decode_piece(tile, codec, ignore_errors, errors)
             if progress:
                 progress(done, len(needed))
             cell = self.grid.cell(tile)
@@ -204,17 +282,64 @@ class Archive:
                     below[tile.col] = strip
             left = piece
 
+    def _pieces(self, tiles: list[Tile], device: str, ignore_errors: bool,
+                errors: list | None, lost: list[int] | None, prior: bool | TilePrior,
+                fidelity: float, client, threads: int | None,
+                cancel: Cancel | None) -> Iterator[Piece | None]:
+        """The decoded piece of each tile in order (None for a tile lost with
+        ``ignore_errors``), decoded as tasks where the caller asked."""
+        if client is None and threads is None:
+            threads = 1 if resolve_device(device) != "cpu" else cores()
+        if client is None and threads <= 1:
+            executor, source = None, self  # inline: this archive, this thread
+        else:
+            executor = local_executor(threads) if client is None else client_executor(client)
+            source = str(self.path.resolve())
+        if client is None:
+            self.tile_prior(prior, fidelity, device)  # no prior installed: fails here
+        elif isinstance(prior, bool):
+            check_fidelity(fidelity)
+        recover = bool(getattr(self._reader, "recovered", False))
+        tasks = ((source, (tile.index,), device, prior, fidelity, ignore_errors, recover)
+                 for tile in tiles)
+        window = in_flight(parallelism(client, threads or 1))
+        with torch_threads(1) if client is None else contextlib.nullcontext():
+            for results in ordered(executor, decode_tiles, tasks, window, cancel):
+                for index, piece, problem in results:
+                    if problem is not None:
+                        if errors is not None:
+                            errors.append(problem)
+                        if lost is not None:
+                            lost.append(index)
+                    yield piece
+
     def _decode_piece(self, tile: Tile, codec, ignore_errors: bool,
-                      errors: list | None) -> Piece | None:
+                      errors: list | None, lost: list[int] | None = None,
+                      prior: TilePrior | None = None) -> Piece | None:
         try:
-            values, invalid = self._decode_tile(tile, codec)
+            values, invalid = self._decode_tile(tile, codec, prior)
         except TileError as exc:
             if not ignore_errors:
                 raise
             if errors is not None:
                 errors.append(str(exc))
+            if lost is not None:
+                lost.append(tile.index)
             return None
         return Piece.from_tile(self.grid, tile, values, invalid)
+
+    @staticmethod
+    def tile_prior(prior: bool | TilePrior, fidelity: float = DEFAULT_FIDELITY,
+                   device: str = "auto") -> TilePrior | None:
+        """The prior to decode with: ``None`` for ``prior=False``; the installed default prior
+        on ``device`` for ``True`` (a one-line error when none is installed or ``fidelity`` is
+        outside [0, 1]); a given :class:`TilePrior` as it is."""
+        if isinstance(prior, TilePrior):
+            return prior
+        fidelity = check_fidelity(fidelity)  # a wrong w is an error even without the prior
+        if not prior:
+            return None
+        return load_tile_prior(fidelity, resolve_device(device))
 
     def _weights(self):
         return find_model(self.model_id, self.codec_info["weights_sha256"])
@@ -274,17 +399,72 @@ class Archive:
         return out
 
     def read(self, window: Window | None = None, *, bounds=None, bounds_crs=None,
-             device: str = "auto") -> np.ndarray:
-        """Decode a region (default: everything) to (bands, h, w) in the raster's dtype."""
+             device: str = "auto", prior: bool | TilePrior = False,
+             fidelity: float = DEFAULT_FIDELITY) -> np.ndarray:
+        """Decode a region (default: everything) to (bands, h, w) in the raster's dtype,
+        through the codebook prior at fidelity ``fidelity`` with ``prior``."""
         if bounds is not None:
             window = self.window_for(bounds, bounds_crs)
         window = self._clip(window or Window(0, 0, self.width, self.height))
         out = np.empty((self.count, int(window.height), int(window.width)), dtype=self.dtype)
-        for block, values, invalid in self.blocks(window, device=device):
+        for block, values, invalid in self.blocks(window, device=device, prior=prior,
+                                                  fidelity=fidelity):
             y0, x0 = int(block.row_off - window.row_off), int(block.col_off - window.col_off)
             out[:, y0:y0 + int(block.height), x0:x0 + int(block.width)] = \
                 self.finalize(values, invalid)
         return out
+
+    def to_xarray(self, *, device: str = "auto", prior: bool = False,
+                  fidelity: float = DEFAULT_FIDELITY, name: str | None = None):
+        """A lazy ``xarray.DataArray`` (band, y, x) of the decoded raster, backed by dask.
+
+        One chunk per tile cell (:meth:`TileGrid.cell`); computing a chunk decodes the tiles
+        that cover it (its own and the overlaps of its upper and left neighbours), each tile
+        once per computation, so a statistic over a window decodes only the tiles it touches.
+        Coordinates are pixel centres; CRS, transform and no-data follow rioxarray
+        (``.rio.crs``, ``.rio.transform()``, ``.rio.nodata``).  Runs on any dask scheduler,
+        a ``distributed.Client`` included (its workers open the archive by path).
+        """
+        import dask.array as da
+        import rioxarray  # noqa: F401 - registers the .rio accessor
+        import xarray as xr
+        from dask.base import tokenize
+
+        check_fidelity(fidelity)
+        path = str(self.path.resolve())
+        recover = bool(getattr(self._reader, "recovered", False))
+        token = tokenize(path, self.path.stat().st_mtime_ns, device, prior, fidelity)
+        name = name or f"georsic-{token}"
+        tile_name = f"georsic-tile-{token}"
+        graph: dict = {}
+        for tile in self.grid:
+            graph[(tile_name, tile.index)] = (decode_tiles, path, (tile.index,), device, prior,
+                                              fidelity, False, recover)
+        grid = self.grid
+        for tile in grid:
+            cell = grid.cell(tile)
+            covering = [(tile_name, t.index) for t in _neighbours(grid, tile)
+                        if intersect(t.window, cell) is not None]
+            graph[(name, 0, tile.row, tile.col)] = (_cell_values, path, recover, cell.col_off,
+                                                    cell.row_off, cell.width, cell.height,
+                                                    *covering)
+        first_row = [grid.cell(grid.tile(c)) for c in range(grid.cols)]
+        first_col = [grid.cell(grid.tile(r * grid.cols)) for r in range(grid.rows)]
+        chunks = ((self.count,), tuple(int(c.height) for c in first_col),
+                  tuple(int(c.width) for c in first_row))
+        data = da.Array(graph, name, chunks, dtype=self.dtype)
+        t = self.transform
+        x = t.c + t.a * (np.arange(self.width) + 0.5)
+        y = t.f + t.e * (np.arange(self.height) + 0.5)
+        array = xr.DataArray(data, dims=("band", "y", "x"),
+                             coords={"band": np.arange(1, self.count + 1), "y": y, "x": x},
+                             name=self.path.stem)
+        if self.info.crs is not None:
+            array = array.rio.write_crs(self.info.crs)
+        array = array.rio.write_transform(t)
+        if self.info.nodata is not None:
+            array = array.rio.write_nodata(self.info.nodata)
+        return array
 
     def close(self) -> None:
         self._reader.close()
@@ -296,6 +476,100 @@ class Archive:
         self.close()
 
 
-def open(path: str | Path) -> Archive:  # noqa: A001 - mirrors rasterio.open
-    """Open an archive for inspection and region reads."""
-    return Archive(path)
+def open(path: str | Path, *, recover: bool = False) -> Archive:  # noqa: A001 - as rasterio
+    """Open an archive for inspection and region reads.
+
+    ``recover``: open an archive whose tile index is lost (cut short, bytes appended) by
+    scanning for its tile records; tiles not found raise a :class:`TileError` when read.
+    """
+    return Archive(path, recover=recover)
+
+
+def _checked_bounds(bounds) -> tuple[float, float, float, float]:
+    try:
+        left, bottom, right, top = (float(v) for v in bounds)
+    except (TypeError, ValueError):
+        raise InputError(f"bounds must be four numbers LEFT, BOTTOM, RIGHT, TOP, not "
+                         f"{bounds!r}") from None
+    if not all(math.isfinite(v) for v in (left, bottom, right, top)):
+        raise InputError(f"bounds {left:g}, {bottom:g}, {right:g}, {top:g} are not finite")
+    if left >= right or bottom >= top:
+        raise InputError(f"bounds {left:g}, {bottom:g}, {right:g}, {top:g} are empty or "
+                         "reversed: give LEFT < RIGHT and BOTTOM < TOP")
+    return left, bottom, right, top
+
+
+def _window_text(window: Window) -> str:
+    return (f"{window.col_off:g},{window.row_off:g},{window.width:g},{window.height:g} "
+            "(COL,ROW,WIDTH,HEIGHT)")
+
+
+#: Tiles decoded so far by :func:`decode_tiles` in this process, per archive path (what a
+#: lazy read touched can be checked against it).
+DECODED: Counter = Counter()
+_DECODED_LOCK = threading.Lock()
+_local = threading.local()
+
+
+def decoded_tiles(path: str | Path) -> int:
+    """How many tiles of the archive at ``path`` this process has decoded in tasks."""
+    return DECODED[str(Path(path).resolve())]
+
+
+def _thread_archive(path: str, recover: bool) -> Archive:
+    """This thread's open archive at ``path`` (reopened when the file changed): a reader's
+    file position is its own, so threads never share one."""
+    stat = Path(path).stat()
+    key = (path, stat.st_ino, stat.st_mtime_ns, stat.st_size, recover)
+    archives = getattr(_local, "archives", None)
+    if archives is None:
+        archives = _local.archives = {}
+    if key not in archives:
+        while len(archives) >= 4:
+            archives.pop(next(iter(archives))).close()
+        archives[key] = Archive(path, recover=recover)
+    return archives[key]
+
+
+def decode_tiles(source: Archive | str, indices: tuple[int, ...], device: str = "auto",
+                 prior: bool | TilePrior = False, fidelity: float = DEFAULT_FIDELITY,
+                 ignore_errors: bool = False, recover: bool = False,
+                 ) -> list[tuple[int, Piece | None, str | None]]:
+    """Decode these tiles of an archive (a task: any thread or worker, one torch thread):
+    ``(index, piece, None)`` each, or ``(index, None, message)`` for a tile that cannot be
+    decoded when ``ignore_errors`` (else its :class:`TileError` is raised)."""
+    one_torch_thread()
+    archive = source if isinstance(source, Archive) else _thread_archive(source, recover)
+    codec = thread_codec(archive.model_id, archive.codec_info["weights_sha256"], device)
+    tile_prior = Archive.tile_prior(prior, fidelity, device)
+    out: list[tuple[int, Piece | None, str | None]] = []
+    for index in indices:
+        tile = archive.grid.tile(index)
+        try:
+            values, invalid = archive._decode_tile(tile, codec, tile_prior)
+        except TileError as exc:
+            if not ignore_errors:
+                raise
+            out.append((index, None, str(exc)))
+            continue
+        finally:
+            with _DECODED_LOCK:
+                DECODED[str(archive.path.resolve())] += 1
+        out.append((index, Piece.from_tile(archive.grid, tile, values, invalid), None))
+    return out
+
+
+def _neighbours(grid: TileGrid, tile: Tile) -> list[Tile]:
+    """The tile and those above and to the left of it, whose overlaps may reach its cell."""
+    return [grid.tile(r * grid.cols + c) for r in (tile.row - 1, tile.row) if r >= 0
+            for c in (tile.col - 1, tile.col) if c >= 0]
+
+
+def _cell_values(path: str, recover: bool, col: int, row: int, width: int, height: int,
+                 *decoded: list) -> np.ndarray:
+    """A chunk of :meth:`Archive.to_xarray`: the cell blended from its tiles' pieces."""
+    archive = _thread_archive(path, recover)
+    pieces = [piece for results in decoded for _, piece, _ in results if piece is not None]
+    values, invalid = blend(Window(col, row, width, height), pieces, archive.count,
+                            archive.planes)
+    return archive.finalize(values, invalid)

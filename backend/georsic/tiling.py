@@ -9,11 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from numbers import Integral
 
 import numpy as np
 from rasterio.windows import Window
 
 from georsic.defaults import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE
+from georsic.errors import InputError
+
+#: Largest tile edge: a tile is coded in one piece, so it must fit in memory.
+MAX_TILE_SIZE = 8192
 
 
 @dataclass(frozen=True)
@@ -32,11 +37,27 @@ class TileGrid:
     overlap: int = DEFAULT_OVERLAP
 
     def __post_init__(self) -> None:
-        if self.size < 64 or self.size % 64:
-            raise ValueError(f"tile size must be a multiple of 64 and at least 64, not {self.size}")
-        if not 0 <= self.overlap <= self.size // 4:
-            raise ValueError(f"overlap must be between 0 and a quarter of the tile size "
-                             f"({self.size // 4}), not {self.overlap}")
+        problem = self.problem(self.size, self.overlap)
+        if problem:
+            raise ValueError(problem)
+
+    @staticmethod
+    def problem(size: int, overlap: int) -> str | None:
+        """What is wrong with a tile size and overlap (None: nothing)."""
+        if not isinstance(size, Integral) or size < 64 or size % 64 or size > MAX_TILE_SIZE:
+            return (f"tile size must be a multiple of 64 from 64 to {MAX_TILE_SIZE}, not "
+                    f"{size}")
+        if not isinstance(overlap, Integral) or not 0 <= overlap <= size // 4:
+            return (f"overlap must be between 0 and a quarter of the tile size "
+                    f"({size // 4}), not {overlap}")
+        return None
+
+    @classmethod
+    def check(cls, size: int, overlap: int) -> None:
+        """An :class:`~georsic.errors.InputError` for a tile size or overlap a user gave."""
+        problem = cls.problem(size, overlap)
+        if problem:
+            raise InputError(problem)
 
     @property
     def stride(self) -> int:
