@@ -47,8 +47,8 @@ def main() -> None:
             points = []
             for quality in args.qualities:
                 summary = georsic.compress(source, Path(tmp) / "a.grsc", quality=quality,
-                                           tile_size=size, overlap=overlap)
-                georsic.decompress(Path(tmp) / "a.grsc", Path(tmp) / "b.tif")
+                                           tile_size=size, overlap=overlap, overwrite=True)
+                georsic.decompress(Path(tmp) / "a.grsc", Path(tmp) / "b.tif", overwrite=True)
                 points.append((summary.bpp, psnr(image.rgb, read_rgb8(Path(tmp) / "b.tif"))))
             first = first or points
             bd = bd_rate([r for r, _ in first], [d for _, d in first],

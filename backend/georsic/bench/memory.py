@@ -56,11 +56,12 @@ def run_one(size: int, quality: float, tile_size: int, device: str, workdir: Pat
     rss_generate = peak_rss_mib()
     started = time.perf_counter()
     summary = georsic.compress(raster, workdir / "a.grsc", quality=quality, tile_size=tile_size,
-                               device=device)
+                               device=device, overwrite=True)
     encode_s = time.perf_counter() - started
     rss_compress = peak_rss_mib()
     started = time.perf_counter()
-    georsic.decompress(workdir / "a.grsc", workdir / "restored.tif", device=device)
+    georsic.decompress(workdir / "a.grsc", workdir / "restored.tif", device=device,
+                       overwrite=True)
     decode_s = time.perf_counter() - started
     return {"size": size, "megapixels": size * size / 1e6, "tiles": summary.tiles,
             "bpp": round(summary.bpp, 4), "encode_s": round(encode_s, 1),

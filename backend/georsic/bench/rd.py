@@ -131,9 +131,9 @@ def georsic_point(image: BenchImage, src: Path, workdir: Path, quality: float, d
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         t0 = time.perf_counter()
         georsic.compress(src, archive, quality=quality, tile_size=tile_size, overlap=overlap,
-                         device=device, model=model, refine=refine)
+                         device=device, model=model, refine=refine, overwrite=True)
         t1 = time.perf_counter()
-        georsic.decompress(archive, out, device=device)
+        georsic.decompress(archive, out, device=device, overwrite=True)
         t2 = time.perf_counter()
         decoded = read_rgb8(out)
     point = {"param": quality, **evaluate(decoded, image, archive.stat().st_size)}

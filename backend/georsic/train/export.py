@@ -209,8 +209,9 @@ def measure_rd(out_dir: str | Path, model_id: str, images: list[str | Path],
             for image in images:
                 for quality in qualities:
                     archive, decoded = Path(tmp) / "a.grsc", Path(tmp) / "b.tif"
-                    summary = georsic.compress(image, archive, quality=quality, model=model_id)
-                    georsic.decompress(archive, decoded)
+                    summary = georsic.compress(image, archive, quality=quality, model=model_id,
+                                               overwrite=True)
+                    georsic.decompress(archive, decoded, overwrite=True)
                     psnr = compare_rasters(image, decoded)["psnr"]
                     rows.append({"image": Path(image).name, "quality": quality,
                                  "bpp": round(summary.bpp, 4), "psnr": round(psnr, 2)})

@@ -154,6 +154,7 @@ class CompressRasterAlgorithm(GeorsicAlgorithm):
             overlap=overlap,
             refine=refine,
             device=device,
+            overwrite=True,  # QGIS's convention: the user chose the output in a file dialog
         )
         self._report_fit(getattr(summary, "fit", None), feedback)
         results = {self.OUTPUT: output, "QUALITY_USED": getattr(summary, "quality", quality)}

@@ -126,8 +126,9 @@ class DecompressArchiveAlgorithm(GeorsicAlgorithm):
 
         overviews = self.OVERVIEW_VALUES[self.parameterAsEnum(parameters, self.OVERVIEWS, context)]
         cog = self.parameterAsBoolean(parameters, self.COG, context)
+        # overwrite: QGIS's convention, the user chose the output in a file dialog
         kwargs = {"prior": prior, "fidelity": fidelity, "device": device, "overviews": overviews,
-                  "cog": cog}
+                  "cog": cog, "overwrite": True}
         bounds, bounds_crs = self._bounds(parameters, context)
         if bounds is not None:
             kwargs["bounds"] = bounds
