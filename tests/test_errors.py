@@ -146,7 +146,7 @@ def test_existing_output_is_replaced_only_on_success(tmp_path, aerial):
     target = tmp_path / "keep.grsc"
     target.write_bytes(b"previous")
     with pytest.raises(Cancelled):
-        georsic.compress(aerial, target, cancel=lambda: True)
+        georsic.compress(aerial, target, cancel=lambda: True, overwrite=True)
     assert target.read_bytes() == b"previous"
 
 

@@ -137,7 +137,8 @@ def test_quality_controls_rate_and_distortion(tmp_path, aerial):
         original = src.read()
     results = []
     for quality in (0, 3.5, 7):
-        summary = georsic.compress(aerial, tmp_path / "q.grsc", quality=quality, device="cpu")
+        summary = georsic.compress(aerial, tmp_path / "q.grsc", quality=quality, device="cpu",
+                                   overwrite=True)
         with georsic.open(tmp_path / "q.grsc") as archive:
             results.append((summary.bpp, psnr(original, archive.read())))
     bpps, psnrs = zip(*results, strict=True)
