@@ -206,12 +206,17 @@ def cmd_models(args) -> int:
         raise WeightsError("no models are installed (looked in resources/weights and "
                            "$GEORSIC_WEIGHTS)")
     default = default_model_id()
+    try:
+        default_prior = default_model_id("prior")
+    except WeightsError:
+        default_prior = None
     problems = []
     for entry in models:
         training = entry.info.get("training", {})
         steps = training.get("total_steps", training.get("steps", "?"))
         size = f"{entry.path.stat().st_size / 1e6:.1f} MB" if entry.path.is_file() else "missing"
-        line = (f"{'*' if entry.id == default else ' '} {entry.id:<16} {entry.sha256[:12]}  "
+        mark = "*" if entry.id == default else "+" if entry.id == default_prior else " "
+        line = (f"{mark} {entry.id:<16} {entry.sha256[:12]}  "
                 f"{entry.info.get('dtype', '?'):<8} {size:>8}  {steps} steps  {entry.path}")
         if args.verify:
             problem = verify_entry(entry)
@@ -219,7 +224,7 @@ def cmd_models(args) -> int:
             if problem:
                 problems.append(f"{entry.id}: {problem}")
         print(line)
-    print("* default codec")
+    print("* default codec" + ("; + default prior" if default_prior else ""))
     if problems:
         raise WeightsError("; ".join(problems))
     return 0
@@ -518,6 +523,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["webp", "png"], default="webp",
                    help="lossless format of the crops (webp: about 30 %% smaller than png)")
     p.set_defaults(func=cmd_train_pack)
+
+    from georsic.train.prior_cli import add_parsers as add_prior_parsers
+
+    add_prior_parsers(train)
 
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="what", required=True)
     from georsic.bench import memory, seams

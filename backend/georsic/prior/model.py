@@ -117,6 +117,7 @@ def build_prior(architecture: str, config: dict) -> CodePrior:
 def load_prior(entry=None, device: str = "cpu") -> CodePrior:
     """The installed prior of manifest entry ``entry`` (default: the manifest's default prior),
     in eval mode on ``device``; its weights are checked against the manifest's sha256."""
+    from georsic.errors import WeightsError
     from georsic.weights import find_model, load_entry_state_dict
 
     if entry is None or isinstance(entry, str):
@@ -124,8 +125,15 @@ def load_prior(entry=None, device: str = "cpu") -> CodePrior:
     if entry.kind != "prior":
         raise ValueError(f"model {entry.id!r} is a {entry.kind}, not a prior")
     model = build_prior(entry.architecture, entry.config)
-    state = {k: v.float() for k, v in load_entry_state_dict(entry).items()}
-    model.load_state_dict(state)
+    state = {k: v.float() if v.is_floating_point() else v
+             for k, v in load_entry_state_dict(entry).items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    # the codebook's EMA statistics are only needed for training and are not shipped
+    missing = [k for k in missing if not k.startswith("codebook.") or k == "codebook.embed"]
+    if missing or unexpected:
+        raise WeightsError(f"prior weights {entry.path} do not fit architecture "
+                           f"{entry.architecture!r}: missing {missing[:3]}, unexpected "
+                           f"{unexpected[:3]}")
     return model.to(device).eval()
 
 

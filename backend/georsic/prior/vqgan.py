@@ -120,7 +120,7 @@ class EMACodebook(nn.Module):
     """
 
     def __init__(self, size: int = 512, dim: int = 64, decay: float = 0.99,
-                 restart_below: float = 0.05, kmeans_iters: int = 10) -> None:
+                 restart_below: float = 1.0, kmeans_iters: int = 10) -> None:
         super().__init__()
         self.size, self.dim, self.decay = size, dim, decay
         self.restart_below, self.kmeans_iters = restart_below, kmeans_iters

@@ -9,6 +9,7 @@ so that no training step runs ELIC.  Images are read and mapped to 8-bit RGB as 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -22,8 +23,9 @@ from georsic.train.data import find_images, load_rgb8
 
 log = logging.getLogger(__name__)
 
-#: Quality levels the pairs are decoded at: the three lowest and between them.
-PAIR_QUALITIES = (0.0, 0.5, 1.0, 1.5, 2.0)
+#: Quality levels every region is decoded at: the three lowest; ``between`` more levels drawn
+#: at random between the lowest and the highest of them are added per region.
+PAIR_QUALITIES = (0.0, 1.0, 2.0)
 
 #: Names never trained on: the held-out benchmark images (georsic.bench.images) and the
 #: images the codec's training also left out.
@@ -43,13 +45,13 @@ def _regions(shape: tuple[int, int], size: int, limit: int,
 
 def build_pair_cache(data: Sequence[str | Path], cache: str | Path,
                      exclude: Sequence[str] = BENCHMARK_EXCLUDE,
-                     qualities: Sequence[float] = PAIR_QUALITIES, region: int = 256,
-                     regions_per_image: int = 8, model: str | None = None,
+                     qualities: Sequence[float] = PAIR_QUALITIES, between: int = 1,
+                     region: int = 256, regions_per_image: int = 4, model: str | None = None,
                      seed: int = 0) -> Path:
     """Code and decode regions of every training image once; resumable (done images stay).
 
     Returns the cache folder, which holds ``<n>.npz`` files (``original`` (R, 3, h, w) uint8,
-    ``decoded`` (R, Q, 3, h, w) uint8, ``qualities``) and ``index.json``.
+    ``decoded`` (R, Q, 3, h, w) uint8, ``qualities`` (R, Q)) and ``index.json``.
     """
     from georsic.codec import get_codec
     from georsic.weights import find_model
@@ -62,10 +64,12 @@ def build_pair_cache(data: Sequence[str | Path], cache: str | Path,
     if not paths:
         raise ValueError("no training images found for the prior's pair cache")
     rng = np.random.default_rng(seed)
+    old = cache / "index.json"
+    done = json.loads(old.read_text())["files"] if old.exists() else []
     index = {"codec": entry.id, "codec_sha256": entry.sha256, "qualities": list(qualities),
-             "region": region, "exclude": list(exclude), "files": []}
-    for number, path in enumerate(paths):
-        target = cache / f"{number:04d}.npz"
+             "between": between, "region": region, "exclude": list(exclude), "files": done}
+    for number, path in enumerate(paths):  # noqa: B007 - number is logged
+        target = cache / f"{path.stem}-{hashlib.sha1(str(path).encode()).hexdigest()[:8]}.npz"
         regions = None
         try:
             image = load_rgb8(path)
@@ -73,23 +77,26 @@ def build_pair_cache(data: Sequence[str | Path], cache: str | Path,
             log.warning("skipping %s: %s", path, exc)
             continue
         regions = _regions(image.shape[1:], region, regions_per_image, rng)
+        levels = [sorted([*qualities, *rng.uniform(min(qualities), max(qualities), between)])
+                  for _ in regions]
         if not target.exists():
             originals, decoded = [], []
-            for y, x, h, w in regions:
+            for (y, x, h, w), region_levels in zip(regions, levels, strict=True):
                 crop = image[:, y:y + h, x:x + w]
                 tile = crop.astype(np.float32) / 255
                 decs = []
-                for q in qualities:
+                for q in region_levels:
                     out = codec.decode(codec.encode(tile, q), h, w, q)
                     decs.append(np.clip(np.rint(out * 255), 0, 255).astype(np.uint8))
                 originals.append(crop)
                 decoded.append(np.stack(decs))
             _save_npz(target, original=np.stack(originals), decoded=np.stack(decoded),
-                      qualities=np.asarray(qualities, np.float32))
+                      qualities=np.asarray(levels, np.float32))
             log.info("pair cache %d/%d: %s, %d regions", number + 1, len(paths), path.name,
                      len(regions))
-        index["files"].append({"file": target.name, "source": str(path),
-                               "regions": len(regions)})
+        if not any(f["file"] == target.name for f in index["files"]):
+            index["files"].append({"file": target.name, "source": str(path),
+                                   "regions": len(regions)})
     (cache / "index.json").write_text(json.dumps(index, indent=2) + "\n")
     return cache
 
@@ -113,13 +120,15 @@ class PairPool:
         self.rng = np.random.default_rng(seed)
         self.originals: list[np.ndarray] = []
         self.decoded: list[np.ndarray] = []
+        self.qualities: list[np.ndarray] = []
         for path in files:
             with np.load(path) as npz:
-                for orig, dec in zip(npz["original"], npz["decoded"], strict=True):
+                for orig, dec, qs in zip(npz["original"], npz["decoded"], npz["qualities"],
+                                         strict=True):
                     if min(orig.shape[1:]) >= patch:
                         self.originals.append(orig)
                         self.decoded.append(dec)
-                self.qualities = npz["qualities"].tolist()
+                        self.qualities.append(qs)
         if not self.originals:
             raise ValueError(f"no cached region of {cache} is at least {patch} pixels a side")
 
@@ -142,6 +151,6 @@ class PairPool:
             pair = np.ascontiguousarray(pair)
             origs.append(pair[0])
             decs.append(pair[1])
-            quals.append(self.qualities[q])
+            quals.append(float(self.qualities[i][q]))
         to = lambda a: torch.from_numpy(np.stack(a)).float() / 255  # noqa: E731
         return to(origs), to(decs), torch.tensor(quals)

@@ -1,0 +1,128 @@
+"""``georsic train prior`` and ``georsic train prior-export``: the Code-RSIC prior's commands."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from georsic.errors import GeorsicError, InputError
+
+
+def cmd_train_prior(args) -> int:
+    import torch
+
+    from georsic.codec import resolve_device
+    from georsic.train.prior import PriorTrainConfig, train_prior
+    from georsic.train.prior_data import BENCHMARK_EXCLUDE
+
+    device = resolve_device(args.device)
+    overrides = {}
+    for item in args.set or []:
+        key, _, value = item.partition("=")
+        if not value:
+            raise InputError(f"--set {item!r}: expected NAME=VALUE, e.g. width=64")
+        overrides[key] = float(value) if "." in value else int(value)
+    cfg = PriorTrainConfig(
+        out=args.out, stage=args.stage, data=list(args.data),
+        exclude=list(args.exclude) if args.exclude is not None else list(BENCHMARK_EXCLUDE),
+        cache=args.cache, preset=args.preset, overrides=overrides, steps=args.steps,
+        batch=args.batch, patch=args.patch, lr=args.lr, device=device,
+        threads=args.threads or (0 if device != "cpu" else torch.get_num_threads()),
+        time_limit=args.time_limit, gan_start=args.gan_start, gan_weight=args.gan_weight,
+        lpips_weight=args.lpips_weight, seed=args.seed,
+        command=" ".join(["georsic", *map(shlex.quote, sys.argv[1:])]))
+    pid_file = Path(args.pid_file) if args.pid_file else None
+    if pid_file:
+        pid_file.write_text(f"{os.getpid()}\n")
+    try:
+        path = train_prior(cfg)
+    except (FileNotFoundError, ValueError) as exc:
+        raise InputError(str(exc)) from None
+    finally:
+        if pid_file and pid_file.read_text().strip() == str(os.getpid()):
+            pid_file.unlink()
+    print(f"stage {args.stage} checkpoint: {path}")
+    return 0
+
+
+def cmd_export_prior(args) -> int:
+    from georsic.train.prior_export import export_prior
+
+    try:
+        entry = export_prior(args.run, args.out, args.model_id, make_default=args.default,
+                             figures=args.figures)
+    except (FileNotFoundError, ValueError) as exc:
+        raise GeorsicError(str(exc)) from None
+    print(f"{entry['id']}: {entry['file']} {entry['bytes'] / 1e6:.1f} MB sha256 "
+          f"{entry['sha256'][:12]} in {args.out}")
+    return 0
+
+
+def cmd_prior_cache(args) -> int:
+    from georsic.train.prior_data import BENCHMARK_EXCLUDE, build_pair_cache
+
+    exclude = list(args.exclude) if args.exclude is not None else list(BENCHMARK_EXCLUDE)
+    try:
+        cache = build_pair_cache(args.data, args.out, exclude=exclude,
+                                 regions_per_image=args.regions, region=args.region,
+                                 between=args.between)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    print(f"pair cache: {cache}")
+    return 0
+
+
+def add_parsers(train: argparse._SubParsersAction) -> None:
+    p = train.add_parser("prior-cache", help="decode training regions once with the default "
+                                             "codec, for the prior's stages 2 and 3")
+    p.add_argument("data", nargs="+", help="image files or folders")
+    p.add_argument("--out", required=True, help="cache folder (resumes: done images stay)")
+    p.add_argument("--exclude", nargs="*", default=None,
+                   help="skip files whose name has these (default: the benchmark images)")
+    p.add_argument("--region", type=int, default=256, help="region edge, pixels")
+    p.add_argument("--regions", type=int, default=4, help="regions per image at most")
+    p.add_argument("--between", type=int, default=1,
+                   help="random quality levels between 0 and 2 added per region")
+    p.set_defaults(func=cmd_prior_cache)
+
+    p = train.add_parser("prior", help="train the Code-RSIC codebook prior, one stage a run")
+    p.add_argument("data", nargs="*", help="image files or folders (stage 1; stage 2 builds its "
+                                           "pair cache from them if it has none)")
+    p.add_argument("--out", required=True, help="run folder (each stage resumes from its "
+                                                "checkpoint there)")
+    p.add_argument("--stage", choices=["1", "2", "3", "2,3"], required=True,
+                   help="1: VQGAN; 2: code lookup; 3: HPIN; 2,3: stages 2 and 3 as one run")
+    p.add_argument("--exclude", nargs="*", default=None,
+                   help="skip files whose name has these (default: the benchmark images)")
+    p.add_argument("--cache", help="pair cache folder (default OUT/cache)")
+    p.add_argument("--preset", choices=["cpu", "gpu"], default="cpu", help="widths")
+    p.add_argument("--set", nargs="*", metavar="NAME=VALUE",
+                   help="override preset widths, e.g. width=64 layers=6")
+    p.add_argument("--steps", type=int, default=3000, help="total steps of this stage")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--patch", type=int, default=128)
+    p.add_argument("--lr", type=float, default=4e-4)
+    p.add_argument("--gan-start", type=int, default=1500,
+                   help="step from which the PatchGAN loss is on")
+    p.add_argument("--gan-weight", type=float, default=0.05)
+    p.add_argument("--lpips-weight", type=float, default=1.0)
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's)")
+    p.add_argument("--time-limit", type=float, default=0.0,
+                   help="stop after this many seconds of this run (a checkpoint is saved)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pid-file", help="write this process's id here while it trains (others "
+                                      "pause it with SIGSTOP/SIGCONT; SIGTERM saves and stops)")
+    p.set_defaults(func=cmd_train_prior)
+
+    p = train.add_parser("prior-export", help="write a trained prior's weights and manifest "
+                                              "entry")
+    p.add_argument("run", help="the run folder of `georsic train prior`")
+    p.add_argument("--out", default="resources/weights", help="weights folder")
+    p.add_argument("--model-id", required=True)
+    p.add_argument("--default", action="store_true", help="make it the default prior")
+    p.add_argument("--figures", help="a JSON file of measured figures to record in the entry")
+    p.set_defaults(func=cmd_export_prior)

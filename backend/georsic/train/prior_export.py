@@ -1,0 +1,88 @@
+"""Export a trained Code-RSIC prior: float16 safetensors plus a ``kind: "prior"`` manifest entry.
+
+The codec stays the manifest's default model (``default.codec``); ``default.prior`` names the
+prior that decoding with the prior uses when none is asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from georsic.prior.model import CodePrior
+from georsic.train.prior import stage_checkpoint
+from georsic.weights import MANIFEST, file_sha256
+
+#: Buffers that only training needs (the codebook's EMA state).
+TRAINING_ONLY = ("codebook.cluster_size", "codebook.embed_sum", "codebook.initted")
+
+
+def latest_checkpoint(run: str | Path) -> Path:
+    """The checkpoint of the last stage trained in ``run`` that holds a whole prior."""
+    for stage in ("3", "2,3", "2"):
+        path = stage_checkpoint(run, stage)
+        if path.exists():
+            return path
+    raise FileNotFoundError(f"{run} has no stage 2 or 3 checkpoint: train stages 2 and 3 "
+                            "before exporting a prior")
+
+
+def prior_tensors(prior: CodePrior) -> dict[str, torch.Tensor]:
+    """The state dict as shipped: parameters and the codebook in float16."""
+    out = {}
+    for name, value in prior.state_dict().items():
+        if name in TRAINING_ONLY:
+            continue
+        out[name] = (value.half() if value.is_floating_point() else value).contiguous()
+    return out
+
+
+def export_prior(run: str | Path, out_dir: str | Path, model_id: str,
+                 make_default: bool = False, figures: str | Path | dict | None = None) -> dict:
+    """Write ``OUT/<model_id>.safetensors`` and its manifest entry; returns the entry."""
+    ckpt = latest_checkpoint(run)
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    config = state["prior_config"]
+    prior = CodePrior(**config)
+    prior.load_state_dict(state["prior"])
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{model_id}.safetensors"
+    save_file(prior_tensors(prior), str(path),
+              metadata={"model_id": model_id, "architecture": "code-rsic",
+                        "config": json.dumps(config)})
+    cfg = state["config"]
+    if isinstance(figures, (str, Path)):
+        figures = json.loads(Path(figures).read_text())
+    stage1 = torch.load(stage_checkpoint(run, "1"), map_location="cpu", weights_only=False)
+    data = stage1["config"]
+    cache_index = Path(cfg.get("cache") or Path(run) / "cache") / "index.json"
+    entry = {
+        "id": model_id, "kind": "prior", "architecture": "code-rsic", "config": config,
+        "file": path.name, "sha256": file_sha256(path), "bytes": path.stat().st_size,
+        "parameters": sum(p.numel() for p in prior.parameters()), "dtype": "float16",
+        "stride": prior.stride,
+        "training": {
+            "stages": state["history"],
+            "data": data["data"], "exclude": data["exclude"],
+            "pairs": (json.loads(cache_index.read_text()) | {"files": None}
+                      if cache_index.exists() else None),
+            "total_steps": sum(int(s["steps"]) for s in state["history"].values()),
+        },
+        **({"figures": figures} if figures else {}),
+    }
+    if entry["training"]["pairs"]:
+        entry["training"]["pairs"].pop("files")
+    manifest_path = out_dir / MANIFEST
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    manifest["models"] = [m for m in manifest.get("models", []) if m["id"] != model_id] + [entry]
+    if make_default or not manifest.get("default", {}).get("prior"):
+        manifest.setdefault("default", {})["prior"] = model_id
+    tmp = manifest_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    os.replace(tmp, manifest_path)
+    return entry
