@@ -17,9 +17,9 @@ def psnr(reference: np.ndarray, test: np.ndarray, peak: float = 255.0) -> float:
 def compare_rasters(reference: str | Path, test: str | Path) -> dict:
     """PSNR over pixels valid in both rasters; the peak is 255 for 8-bit data, else the
     reference's valid range."""
-    import rasterio
+    from georsic.source import open_raster
 
-    with rasterio.open(reference) as a, rasterio.open(test) as b:
+    with open_raster(reference) as a, open_raster(test) as b:
         if (a.count, a.height, a.width) != (b.count, b.height, b.width):
             raise InputError(f"{test} ({b.count}x{b.height}x{b.width}) does not match "
                              f"{reference} ({a.count}x{a.height}x{a.width})")
