@@ -1,8 +1,10 @@
-"""The ``georsic`` command line.
+"""GeoRSIC: learned compression of remote-sensing rasters, with their georeferencing.
 
-Exit codes: 0 success, 1 general error, 2 bad input or usage, 3 output not writable,
-4 corrupt or unsupported archive, 5 model weights missing, 6 some files of a batch failed,
-130 interrupted.  Errors print one line on stderr, never a traceback.
+Exit codes: 0 success, 1 general error, 2 bad input or usage, 3 output not writable
+(or exists, without --overwrite), 4 corrupt or unsupported archive, 5 model weights missing,
+6 some files of a batch failed, 129 hung up (SIGHUP), 130 interrupted (SIGINT), 143
+terminated (SIGTERM); an interrupted command leaves no partial output behind.  Errors print
+one line on stderr; GEORSIC_DEBUG=1 (or --debug) shows the traceback instead, for bug reports.
 """
 
 from __future__ import annotations
@@ -11,8 +13,11 @@ import argparse
 import json
 import logging
 import os
+import re
+import signal
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from georsic import overviews
@@ -49,9 +54,13 @@ def _numbers(text: str, count: int, name: str) -> tuple[float, ...]:
         values = tuple(float(v) for v in text.split(","))
     except ValueError:
         values = ()
-    if len(values) != count:
-        raise argparse.ArgumentTypeError(f"{name} takes {count} comma-separated numbers")
+    if len(values) != count or not all(map(_finite, values)):
+        raise InputError(f"{name} takes {count} comma-separated finite numbers, not {text!r}")
     return values
+
+
+def _finite(value: float) -> bool:
+    return value - value == 0.0  # False for nan and +-inf
 
 
 def _add_codec_options(parser: argparse.ArgumentParser) -> None:
@@ -123,7 +132,7 @@ def cmd_compress(args) -> int:
     summary = georsic.compress(
         args.input, args.output, **_quality_kwargs(args), tile_size=args.tile_size,
         overlap=args.overlap, device=args.device, model=args.model, refine=args.refine,
-        progress=ProgressBar("compress", args.quiet))
+        overwrite=args.overwrite, progress=ProgressBar("compress", args.quiet))
     _report_fit(summary, args.quiet)
     if not args.quiet:
         print(f"{summary.path}: {summary.bytes:,} bytes, {summary.bpp:.4f} bpp, "
@@ -136,9 +145,15 @@ def _decompress_kwargs(args) -> dict:
 
     kwargs = {"device": args.device, "prior": args.prior, "fidelity": args.fidelity,
               "ignore_errors": args.ignore_errors, "overviews": overviews.parse(args.overviews),
-              "cog": args.cog}
+              "cog": args.cog, "overwrite": args.overwrite}
     if args.window:
-        col, row, width, height = (int(v) for v in _numbers(args.window, 4, "--window"))
+        values = _numbers(args.window, 4, "--window")
+        if not all(v == int(v) for v in values):
+            raise InputError(f"--window takes whole pixel numbers COL,ROW,WIDTH,HEIGHT, not "
+                             f"{args.window}")
+        col, row, width, height = (int(v) for v in values)
+        if width <= 0 or height <= 0:
+            raise InputError(f"--window {args.window}: WIDTH and HEIGHT must be positive")
         kwargs["window"] = Window(col, row, width, height)
     if args.bounds:
         kwargs["bounds"] = _numbers(args.bounds, 4, "--bounds")
@@ -149,8 +164,14 @@ def _decompress_kwargs(args) -> dict:
 def cmd_decompress(args) -> int:
     import georsic
 
+    lost: list[str] = []
     path = georsic.decompress(args.input, args.output, progress=ProgressBar(
-        "decompress", args.quiet), **_decompress_kwargs(args))
+        "decompress", args.quiet), errors=lost, **_decompress_kwargs(args))
+    for message in lost:
+        print(f"georsic: warning: {message}; written as no-data", file=sys.stderr)
+    if lost:
+        print(f"georsic: warning: {len(lost)} tile(s) lost, listed in the output's "
+              "GEORSIC_LOST_TILES tag", file=sys.stderr)
     if not args.quiet:
         print(f"{path}")
     return 0
@@ -302,9 +323,11 @@ def _targets(inputs: list[tuple[Path, Path]], out_dir: Path,
 
 
 def cmd_batch(args) -> int:
-    import georsic
+    from georsic.tiling import TileGrid
 
     overview_spec = overviews.parse(args.overviews)
+    if args.action == "compress":
+        TileGrid.check(args.tile_size, args.overlap)
     out_dir = Path(args.out_dir)
     if args.action == "compress":
         inputs = _batch_inputs(args.inputs, RASTER_SUFFIXES, args.recursive)
@@ -313,36 +336,55 @@ def cmd_batch(args) -> int:
     if not inputs:
         raise GeorsicError("no input files found")
     jobs = _targets(inputs, out_dir, ".grsc" if args.action == "compress" else ".tif")
-    failed = 0
-    for number, (path, target) in enumerate(jobs, start=1):
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"cannot create the folder {target.parent}: {exc.strerror}") from None
-        if target.exists() and not args.overwrite:
-            print(f"[{number}/{len(inputs)}] {path}: skipped, {target} exists", file=sys.stderr)
-            continue
-        try:
-            if args.action == "compress":
-                summary = georsic.compress(path, target, **_quality_kwargs(args),
-                                           tile_size=args.tile_size, overlap=args.overlap,
-                                           device=args.device, model=args.model,
-                                           refine=args.refine)
-                _report_fit(summary, args.quiet, f"[{number}/{len(inputs)}] ")
-                note = f"{summary.bpp:.4f} bpp, quality {summary.quality:.2f}"
-            else:
-                georsic.decompress(path, target, device=args.device, overviews=overview_spec,
-                                   cog=args.cog)
-                note = "ok"
-        except GeorsicError as exc:
-            failed += 1
-            print(f"[{number}/{len(inputs)}] {path}: error: {exc}", file=sys.stderr)
-            continue
-        if not args.quiet:
-            print(f"[{number}/{len(inputs)}] {path} -> {target}: {note}")
+    failed = skipped = done = 0
+    try:
+        for number, (path, target) in enumerate(jobs, start=1):
+            outcome = _batch_one(args, number, len(jobs), path, target, overview_spec)
+            done += outcome == "done"
+            skipped += outcome == "skipped"
+            failed += outcome == "failed"
+    except KeyboardInterrupt:
+        print(f"georsic: batch stopped: {done} done, {skipped} skipped, {failed} failed "
+              f"before the interruption, {len(jobs) - done - skipped - failed} not processed",
+              file=sys.stderr)
+        raise
     if not args.quiet:
-        print(f"{len(inputs) - failed} done, {failed} failed")
+        print(f"{done} done, {skipped} skipped, {failed} failed")
     return BATCH_FAILED if failed else 0
+
+
+def _batch_one(args, number: int, total: int, path: Path, target: Path,
+               overview_spec) -> str:
+    """Compress or decompress one file of a batch: "done", "skipped" or "failed"."""
+    import georsic
+
+    label = f"[{number}/{total}] {path}"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the folder {target.parent}: {exc.strerror}") from None
+    if target.exists() and not args.overwrite:
+        print(f"{label}: skipped, {target} exists (--overwrite replaces it)",
+              file=sys.stderr)
+        return "skipped"
+    try:
+        if args.action == "compress":
+            summary = georsic.compress(path, target, **_quality_kwargs(args),
+                                       tile_size=args.tile_size, overlap=args.overlap,
+                                       device=args.device, model=args.model,
+                                       refine=args.refine, overwrite=args.overwrite)
+            _report_fit(summary, args.quiet, f"[{number}/{total}] ")
+            note = f"{summary.bpp:.4f} bpp, quality {summary.quality:.2f}"
+        else:
+            georsic.decompress(path, target, device=args.device, overviews=overview_spec,
+                               cog=args.cog, overwrite=args.overwrite)
+            note = "ok"
+    except GeorsicError as exc:
+        print(f"{label}: error: {exc}", file=sys.stderr)
+        return "failed"
+    if not args.quiet:
+        print(f"{label} -> {target}: {note}")
+    return "done"
 
 
 def cmd_train_codec(args) -> int:
@@ -395,14 +437,20 @@ def cmd_train_pack(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from georsic import __version__
 
-    parser = argparse.ArgumentParser(prog="georsic", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="georsic", description=__doc__.split("\n\n")[0],
+        epilog="\n\n".join(__doc__.split("\n\n")[1:]),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"georsic {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show tracebacks (as GEORSIC_DEBUG=1 does), for bug reports")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("compress", help="compress a raster into a .grsc archive")
     p.add_argument("input")
     p.add_argument("output")
     _add_codec_options(p)
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     _add_common(p)
     p.set_defaults(func=cmd_compress)
 
@@ -415,7 +463,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prior", action="store_true", help="decode with the codebook prior")
     p.add_argument("--fidelity", type=float, default=0.5, help="prior fidelity weight w")
     p.add_argument("--ignore-errors", action="store_true",
-                   help="write corrupt tiles as no-data and go on")
+                   help="write corrupt or missing tiles as no-data and go on, naming each "
+                        "(an archive cut short keeps the tiles that arrived)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     _add_output_options(p)
     _add_common(p)
     p.set_defaults(func=cmd_decompress)
@@ -458,7 +508,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["compress", "decompress"])
     p.add_argument("inputs", nargs="+", help="files or folders")
     p.add_argument("--out-dir", "-o", required=True)
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace outputs that exist (else they are skipped)")
     p.add_argument("--recursive", "-r", action="store_true",
                    help="take the files in folders' subfolders too, and keep the tree below the "
                         "output folder")
@@ -539,20 +590,93 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         rd.add_parser(bench)
+    _plain_help(parser)
     return parser
+
+
+_ROLE = re.compile(r":(?:func|class|mod|meth|attr|data|exc):`~?([^`]+)`")
+
+
+def _plain(text: str | None) -> str | None:
+    """Help text without reST markup (``code``, :func:`name`)."""
+    if not text:
+        return text
+    return _ROLE.sub(r"\1", text).replace("``", "")
+
+
+def _plain_help(parser: argparse.ArgumentParser) -> None:
+    """Strip reST markup from the help of ``parser`` and of all its subcommands (their
+    descriptions often come from module docstrings)."""
+    parser.description = _plain(parser.description)
+    parser.epilog = _plain(parser.epilog)
+    for action in parser._actions:
+        action.help = _plain(action.help)
+        if isinstance(action, argparse._SubParsersAction):
+            for choice in action._choices_actions:
+                choice.help = _plain(choice.help)
+            for sub in action.choices.values():
+                _plain_help(sub)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP arrived: unwinds like Ctrl-C, so that every ``finally`` removes its
+    temporary files."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _terminate(signum: int, frame) -> None:
+    raise Terminated(signum)
+
+
+def _quiet_libraries(debug: bool) -> None:
+    """GDAL's log lines and rasterio's warnings stay out of the one-line error."""
+    from rasterio.errors import NotGeoreferencedWarning
+
+    if not debug:
+        logging.getLogger("rasterio").setLevel(logging.CRITICAL)
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        warnings.filterwarnings("ignore", module="rasterio")
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except InputError as exc:  # a --overviews or another value argparse could not take
+        print(f"georsic: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    debug = args.debug or os.environ.get("GEORSIC_DEBUG", "") not in ("", "0")
+    _quiet_libraries(debug)
+    previous = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            previous[name] = signal.signal(getattr(signal, name), _terminate)
+    try:
+        return _run(args, debug)
+    finally:
+        for name, handler in previous.items():
+            signal.signal(getattr(signal, name), handler)
+
+
+def _run(args, debug: bool) -> int:
+    """Run the subcommand behind the error boundary: every failure is one line and an exit
+    code."""
     try:
         status = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, inside the handlers below
         return status
     except GeorsicError as exc:
+        if debug:
+            raise
         print(f"georsic: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except Terminated as exc:
+        print(f"georsic: stopped by {exc}; no partial output was left", file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
         print("georsic: interrupted; no output was written", file=sys.stderr)
         return 130
@@ -563,6 +687,19 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # Python's own flush at exit must not fail again
         return 141
+    except MemoryError:
+        if debug:
+            raise
+        print("georsic: error: out of memory (try a smaller --tile-size or a region)",
+              file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - the error boundary: a bug, said in one line
+        if debug:
+            raise
+        text = " ".join(str(exc).split())[:300]
+        print(f"georsic: error: unexpected {type(exc).__name__}: {text} (this is a bug in "
+              "GeoRSIC; GEORSIC_DEBUG=1 shows the traceback for a report)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
