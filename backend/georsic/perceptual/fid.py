@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import linalg
 
 from georsic.errors import WeightsError
 
@@ -78,7 +77,8 @@ def features(crops: Iterable[np.ndarray], device: str = "cpu", batch: int = 8) -
         x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear",
                           align_corners=False)
         x = (x * (INPUT_RANGE[1] - INPUT_RANGE[0]) + INPUT_RANGE[0]).clamp(*INPUT_RANGE)
-        feats = model(x)
+        with torch.jit.optimized_execution(False):  # the profiling passes cost more than they save
+            feats = model(x)
         if feats.ndim > 2:
             feats = feats.mean(dim=tuple(range(2, feats.ndim)))
         out.append(feats.double().cpu().numpy())
@@ -96,18 +96,24 @@ def features(crops: Iterable[np.ndarray], device: str = "cpu", batch: int = 8) -
 
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Fréchet distance between Gaussians fitted to feature sets ``a`` and ``b`` (N, D)."""
+    """Fréchet distance between Gaussians fitted to feature sets ``a`` (N, D) and ``b`` (M, D).
+
+    ``|mu_a - mu_b|^2 + tr(S_a) + tr(S_b) - 2 tr((S_a S_b)^(1/2))`` with the sample covariances
+    ``S = X^T X / (N - 1)`` of the centred features ``X``.  The last trace is computed exactly as
+    the nuclear norm of ``X_a X_b^T`` over ``sqrt((N - 1)(M - 1))`` (the nonzero eigenvalues of
+    ``S_a S_b`` are the squared singular values of that N x M matrix), instead of a D x D matrix
+    square root: the same value, without ``sqrtm``'s trouble with the rank-deficient covariances
+    of a few hundred patches, and in milliseconds rather than a minute for D = 2048.
+    """
     if len(a) < 2 or len(b) < 2:
         raise ValueError("FID needs at least two patches in each set")
-    mu1, mu2 = a.mean(0), b.mean(0)
-    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    covmean, _ = linalg.sqrtm(s1 @ s2, disp=False)
-    if not np.isfinite(covmean).all():  # singular product: the usual small diagonal offset
-        offset = np.eye(s1.shape[0]) * 1e-6
-        covmean = linalg.sqrtm((s1 + offset) @ (s2 + offset))
-    covmean = np.real(covmean)
-    value = float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
-    return max(value, 0.0)
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    xa, xb = a - a.mean(0), b - b.mean(0)
+    na, nb = len(a) - 1, len(b) - 1
+    cross = np.linalg.svd(xa @ xb.T, compute_uv=False).sum() / np.sqrt(na * nb)
+    value = (((a.mean(0) - b.mean(0)) ** 2).sum() + (xa ** 2).sum() / na + (xb ** 2).sum() / nb
+             - 2 * cross)
+    return max(float(value), 0.0)
 
 
 def patch_fid(reference: list[np.ndarray], test: list[np.ndarray], patch: int = DEFAULT_PATCH,
