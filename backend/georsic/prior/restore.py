@@ -186,5 +186,6 @@ def load_tile_prior(fidelity: float = DEFAULT_FIDELITY, device: str = "cpu",
         raise WeightsError(f"model {entry.id!r} is a {entry.kind}, not a prior")
     key = (entry.sha256, device)
     if key not in _MODELS:
-        _MODELS[key] = load_prior(entry, device)
+        # float32 whatever torch's (process-wide) default dtype is in this thread right now
+        _MODELS[key] = load_prior(entry, device).float()
     return TilePrior(_MODELS[key], fidelity, entry.id, entry.sha256, **settings)
