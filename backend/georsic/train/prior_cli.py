@@ -15,6 +15,7 @@ def cmd_train_prior(args) -> int:
     import torch
 
     from georsic.codec import resolve_device
+    from georsic.prior.model import PRESETS
     from georsic.train.prior import PriorTrainConfig, train_prior
     from georsic.train.prior_data import BENCHMARK_EXCLUDE
 
@@ -22,8 +23,9 @@ def cmd_train_prior(args) -> int:
     overrides = {}
     for item in args.set or []:
         key, _, value = item.partition("=")
-        if not value:
-            raise InputError(f"--set {item!r}: expected NAME=VALUE, e.g. width=64")
+        if not value or key not in PRESETS["cpu"]:
+            raise InputError(f"--set {item!r}: expected NAME=VALUE with NAME one of "
+                             f"{', '.join(PRESETS['cpu'])}, e.g. width=64")
         overrides[key] = float(value) if "." in value else int(value)
     cfg = PriorTrainConfig(
         out=args.out, stage=args.stage, data=list(args.data),
@@ -62,7 +64,11 @@ def cmd_export_prior(args) -> int:
 
 
 def cmd_prior_cache(args) -> int:
+    import torch
+
     from georsic.train.prior_data import BENCHMARK_EXCLUDE, build_pair_cache
+
+    torch.set_num_threads(args.threads)
 
     exclude = list(args.exclude) if args.exclude is not None else list(BENCHMARK_EXCLUDE)
     try:
@@ -86,6 +92,7 @@ def add_parsers(train: argparse._SubParsersAction) -> None:
     p.add_argument("--regions", type=int, default=4, help="regions per image at most")
     p.add_argument("--between", type=int, default=1,
                    help="random quality levels between 0 and 2 added per region")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads (1)")
     p.set_defaults(func=cmd_prior_cache)
 
     p = train.add_parser("prior", help="train the Code-RSIC codebook prior, one stage a run")
