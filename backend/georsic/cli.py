@@ -585,6 +585,12 @@ def build_parser() -> argparse.ArgumentParser:
     memory.add_parser(bench)
     seams.add_parser(bench)
     try:
+        from georsic.bench import fuzz
+    except ImportError:  # as rd below: the fuzzer needs rasterio
+        pass
+    else:
+        fuzz.add_parser(bench)
+    try:
         from georsic.bench import rd
     except ImportError:  # a machine without rasterio (training only) has no RD benchmark
         pass
@@ -641,6 +647,18 @@ def _quiet_libraries(debug: bool) -> None:
         warnings.filterwarnings("ignore", module="rasterio")
 
 
+def _gdal_env():
+    """rasterio's GDAL environment, whose error handler sends GDAL's and PROJ's messages to
+    logging (silenced above) instead of printing them beside the one-line error."""
+    try:
+        import rasterio
+    except ImportError:  # a training-only machine
+        import contextlib
+
+        return contextlib.nullcontext()
+    return rasterio.Env()
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     parser = build_parser()
@@ -656,7 +674,8 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(signal, name):
             previous[name] = signal.signal(getattr(signal, name), _terminate)
     try:
-        return _run(args, debug)
+        with _gdal_env():
+            return _run(args, debug)
     finally:
         for name, handler in previous.items():
             signal.signal(getattr(signal, name), handler)
