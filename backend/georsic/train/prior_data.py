@@ -103,7 +103,7 @@ def build_pair_cache(data: Sequence[str | Path], cache: str | Path,
 
 def _save_npz(path: Path, **arrays) -> None:
     tmp = path.with_name(path.stem + ".tmp.npz")
-    np.savez(tmp, **arrays)
+    np.savez_compressed(tmp, **arrays)
     os.replace(tmp, path)
 
 
