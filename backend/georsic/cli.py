@@ -419,6 +419,18 @@ def cmd_train_codec(args) -> int:
     return 0
 
 
+def cmd_train_exact(args) -> int:
+    from georsic.train.exact import export_exact
+
+    entry = export_exact(args.init, args.data, args.model_id, args.exclude, args.out,
+                         make_default=not args.no_default)
+    print(f"wrote {entry['file']} ({entry['bytes']:,} bytes, sha256 {entry['sha256'][:12]}): "
+          f"{entry['id']}, exact entropy path calibrated on "
+          f"{len(entry['exact_calibration']['images'])} images in "
+          f"{entry['exact_calibration']['seconds']} s")
+    return 0
+
+
 def cmd_train_pack(args) -> int:
     from georsic.train.pack import write_pack
 
@@ -559,6 +571,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="after --export, measure rate-distortion on these (held-out) images and "
                         "record it in the manifest")
     p.set_defaults(func=cmd_train_codec)
+
+    p = train.add_parser("exact", help="calibrate the exact integer entropy path of shipped "
+                         "weights and add them as a new model")
+    p.add_argument("data", nargs="+", help="calibration image files or folders")
+    p.add_argument("--init", required=True, help="the weights file (listed in a manifest)")
+    p.add_argument("--model-id", required=True, help="id of the new model")
+    p.add_argument("--exclude", nargs="*", default=[], help="leave out names containing these")
+    p.add_argument("--out", help="weights folder (default: the one of --init)")
+    p.add_argument("--no-default", action="store_true", help="do not make it the default")
+    p.set_defaults(func=cmd_train_exact)
 
     p = train.add_parser("pack", help="write random crops of training data within a size "
                                       "budget, to carry to a GPU machine")

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from georsic.errors import GeorsicError
-from georsic.models import build_model
+from georsic.models import build_model, exact
 from georsic.models.refine import refine_latent
-from georsic.weights import ModelEntry, load_entry_state_dict
+from georsic.weights import ModelEntry, dequantized, load_entry_raw_tensors
 
 #: The latent grid of ELIC is 1/64 of the image (4 strided convs + 2 in the hyperprior).
 ALIGN = 64
@@ -57,18 +57,50 @@ def pad_to_align(x: torch.Tensor, padding: str = "mean") -> torch.Tensor:
     raise ValueError(f"unknown padding {padding!r}; use one of {', '.join(PADDINGS)}")
 
 
+#: Entropy paths an archive can name (``codec.entropy``; absent: ``float64``, before it).
+ENTROPY_PATHS = ("float64", exact.NAME)
+
+
 class TileCodec:
-    """An ELIC model ready for coding, with the entropy tables of its weights."""
+    """An ELIC model ready for coding, with the entropy tables of its weights.
+
+    Weights that carry a calibration of the exact integer entropy path
+    (:mod:`georsic.models.exact`) code new images through it (``entropy`` is then
+    ``exact.NAME``); the float64 path decodes what was coded with it before.
+    """
 
     def __init__(self, entry: ModelEntry, device: str = "cpu") -> None:
         self.entry = entry
         self.device = device
         model = build_model(entry.architecture, entry.config)
-        model.load_state_dict(load_entry_state_dict(entry))
-        self.model = model.use_float64_entropy_model().to(device).eval()
+        raw = load_entry_raw_tensors(entry)
+        state = dequantized({k: v for k, v in raw.items() if not k.startswith(exact.PREFIX)})
+        model.load_state_dict(state)
+        amax = exact.amax_from_state(raw)
+        if amax:
+            model.use_exact_entropy_model(amax, raw)
+        else:
+            model.use_float64_entropy_model()
+        self.model = model.to(device).eval()
+        self.entropy = exact.NAME if amax else "float64"
+        self._float64 = not amax
         self.groups = list(model.groups)
         self.levels = model.levels
         self._lock = threading.Lock()
+
+    def _path(self, entropy: str) -> str:
+        """The model's argument for an archive's entropy path, converting to float64 if needed."""
+        if entropy == exact.NAME:
+            if self.entropy != exact.NAME:
+                raise GeorsicError(f"weights {self.entry.id} have no exact entropy path")
+            return "exact"
+        if entropy != "float64":
+            raise GeorsicError(f"unknown entropy path {entropy!r} (known: "
+                               f"{', '.join(ENTROPY_PATHS)}); a newer GeoRSIC made this archive")
+        if not self._float64:
+            self.model.use_float64_entropy_model()
+            self._float64 = True
+        return "float"
 
     def _pad(self, image: np.ndarray, padding: str = "mean") -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(image))[None].to(self.device)
@@ -93,18 +125,23 @@ class TileCodec:
         """
         h, w = image.shape[-2:]
         with self._lock:
+            path = self._path(self.entropy)
             x = self._pad(image, padding)
             latent = refine_latent(self.model, x, quality, refine, h, w) if refine > 0 else None
             with torch.inference_mode():
-                out = self.model.compress(x, quality, latent=latent)
+                out = self.model.compress(x, quality, latent=latent, entropy=path)
         return [s[0] for s in out["strings"]]
 
     def decode(self, streams: list[bytes], height: int, width: int,
-               quality: float) -> np.ndarray:
-        """The rANS streams of one image back to (3, H, W) float32 in [0, 1]."""
+               quality: float, entropy: str | None = None) -> np.ndarray:
+        """The rANS streams of one image back to (3, H, W) float32 in [0, 1]; ``entropy`` is
+        the path they were coded with (an archive's ``codec.entropy``, ``float64`` when it has
+        none), by default the one :meth:`encode` uses."""
         strings = [[s] for s in streams]
         with self._lock, torch.inference_mode():
-            x_hat = self.model.decompress(strings, self._shape(height, width), quality)["x_hat"]
+            path = self._path(entropy or self.entropy)
+            x_hat = self.model.decompress(strings, self._shape(height, width), quality,
+                                          entropy=path)["x_hat"]
         return x_hat[0, :, :height, :width].float().cpu().numpy()
 
 

@@ -144,7 +144,8 @@ def compress(
             "mask": {"planes": planes},
             "codec": {"model_id": entry.id, "architecture": entry.architecture,
                       "weights_sha256": entry.sha256, "quality": float(quality),
-                      "streams_per_image": codec.streams_per_image},
+                      "streams_per_image": codec.streams_per_image,
+                      "entropy": codec.entropy},
         }
         if fit is not None:
             header["codec"]["fit"] = fit.to_dict()

@@ -98,6 +98,8 @@ class Archive:
     tile_count = property(lambda self: len(self.grid))
     model_id = property(lambda self: self.codec_info["model_id"])
     quality = property(lambda self: self.codec_info["quality"])
+    #: The entropy path the tiles were coded with (:data:`georsic.codec.ENTROPY_PATHS`).
+    entropy = property(lambda self: self.codec_info.get("entropy", "float64"))
 
     @property
     def bounds(self) -> tuple[float, float, float, float]:
@@ -123,7 +125,8 @@ class Archive:
             f"tiles:     {self.grid.cols} x {self.grid.rows} of {self.grid.size} px, "
             f"overlap {self.grid.overlap}",
             f"model:     {self.model_id} (weights {self.codec_info['weights_sha256'][:12]}), "
-            f"quality {self.quality:g}{_fit_note(self.codec_info.get('fit'))}",
+            f"quality {self.quality:g}{_fit_note(self.codec_info.get('fit'))}, "
+            f"entropy path {self.entropy}",
             f"software:  {self.header.get('software', '?')}",
         ]
         if any(info.descriptions):
@@ -205,7 +208,8 @@ class Archive:
         per_image = int(self.codec_info["streams_per_image"])
         try:
             images = [codec.decode(sections[2 + i * per_image: 2 + (i + 1) * per_image], h, w,
-                                   self.quality) for i in range(len(self.mapping.groups))]
+                                   self.quality, self.entropy)
+                      for i in range(len(self.mapping.groups))]
         except GeorsicError:
             raise
         except Exception as exc:  # noqa: BLE001 - whatever damaged streams make the decoder do

@@ -144,7 +144,10 @@ def load_state_dict_file(path: str | Path) -> dict:
         return torch.load(path, map_location="cpu", weights_only=False)["model"]
     from safetensors.torch import load_file
 
-    return dequantized(load_file(str(path)))
+    from georsic.models.exact import PREFIX
+
+    # the exact entropy path's calibration is not a parameter of the model
+    return dequantized({k: v for k, v in load_file(str(path)).items() if not k.startswith(PREFIX)})
 
 
 def quantize_int8(weight, bits: int = 8):
@@ -239,3 +242,11 @@ def dequantized(tensors: dict) -> dict:
 def load_entry_state_dict(entry: ModelEntry) -> dict:
     _verified(entry.path, entry.sha256)
     return load_state_dict_file(entry.path)
+
+
+def load_entry_raw_tensors(entry: ModelEntry) -> dict:
+    """The entry's tensors as stored (int8 layers beside their ``.int8_scale``), checked."""
+    _verified(entry.path, entry.sha256)
+    from safetensors.torch import load_file
+
+    return load_file(str(entry.path))

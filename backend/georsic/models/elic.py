@@ -138,16 +138,31 @@ class ElicVariableRate(Elic2022Official):
     def _entropy_dtype(self) -> torch.dtype:
         return next(self.latent_codec.parameters()).dtype
 
+    def use_exact_entropy_model(self, amax: dict[str, float], raw: dict | None = None
+                                ) -> ElicVariableRate:
+        """Attach the exact integer entropy path (:mod:`georsic.models.exact`), built from this
+        model's weights (``raw``: the weights file as stored, int8 layers with their scales)
+        and the calibration ``amax``; ``compress``/``decompress`` use it with
+        ``entropy="exact"``.  It holds no state of its own beyond constants derived from those."""
+        from georsic.models.exact import ExactEntropyCoder
+
+        self.exact = ExactEntropyCoder(self, amax, raw)
+        return self
+
     @torch.no_grad()
     def compress(self, x: Tensor, quality: float = 0.0, single_stream: bool = True,
-                 latent: Tensor | None = None) -> dict:
+                 latent: Tensor | None = None, entropy: str = "float") -> dict:
         """Code ``x`` (one image) into one rANS string, or CompressAI's eleven.
 
         ``strings`` holds ``[[data]]`` for a single stream (see :mod:`georsic.models.streams`),
         else one list per entropy-model call, as CompressAI returns them.  ``latent``, when
         given, is coded instead of ``g_a(x)`` (see :mod:`georsic.models.refine`).
+        ``entropy="exact"`` codes through the exact integer path (:meth:`use_exact_entropy_model`),
+        else CompressAI's entropy model in its current dtype.
         """
         y = self.g_a(x) * self._gain(self.log_gain, quality) if latent is None else latent
+        if entropy == "exact":
+            return {"strings": [[self.exact.compress(y)[0]]]}
         y = y.to(self._entropy_dtype())
         if not single_stream:
             return self.latent_codec.compress(y)
@@ -157,8 +172,13 @@ class ElicVariableRate(Elic2022Official):
         return out
 
     @torch.no_grad()
-    def decompress(self, strings: list, shape, quality: float = 0.0) -> dict:
+    def decompress(self, strings: list, shape, quality: float = 0.0,
+                   entropy: str = "float") -> dict:
         """Decode what :meth:`compress` returned: one string, or one per entropy-model call."""
+        if entropy == "exact":
+            y_hat = self.exact.decompress(strings[0][0], tuple(shape["y"][0][1:]))
+            y_hat = y_hat.to(self.log_gain.dtype) * self._gain(self.log_inverse_gain, quality)
+            return {"x_hat": self.g_s(y_hat).clamp_(0, 1)}
         # CompressAI allocates the decoded latent with torch.zeros (the default dtype)
         with _default_dtype(self._entropy_dtype()):
             if len(strings) == 1:

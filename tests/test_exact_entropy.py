@@ -1,0 +1,102 @@
+"""The exact integer entropy path: same bits however it is computed, and archives of both paths
+decode."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from testdata import DATA
+
+import georsic
+from georsic.codec import TileCodec, get_codec, pad_to_align
+from georsic.models import exact
+from georsic.weights import find_model
+
+pytestmark = pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+
+
+@pytest.fixture(scope="module")
+def codec() -> TileCodec:
+    entry = find_model(None)
+    codec = get_codec(entry, "cpu")
+    if codec.entropy != exact.NAME:
+        pytest.fail(f"the default model {entry.id} has no exact entropy path")
+    return codec
+
+
+@pytest.fixture(scope="module")
+def latent(codec) -> torch.Tensor:
+    with rasterio.open(DATA / "osbs_aerial_rgb.tif") as src:
+        image = src.read(window=((0, 192), (0, 192))).astype(np.float32) / 255
+    model = codec.model
+    with torch.no_grad():
+        return model.g_a(pad_to_align(torch.from_numpy(image)[None])) * model._gain(
+            model.log_gain, 2.0)
+
+
+def test_every_layer_is_proven_exact(codec):
+    rows = exact.describe(codec.model.exact)
+    assert len(rows) == 3 + 5 * 4 + 4 * 3  # h_s, per group: spatial + 3 aggregation, 4 channel
+    for name, dtype, blocks, share in rows:
+        assert 0 < share < 1, name   # the largest sum a block can reach, as a share of 2**24
+        assert dtype == ("float64" if name.startswith("hs") else "float32"), name
+        assert blocks >= 1
+
+
+def test_parameters_identical_however_the_sums_are_ordered(codec, latent):
+    coder = codec.model.exact
+    native = coder.parameters_of(latent, "native")
+    for other in ("float64", "reversed"):
+        params = coder.parameters_of(latent, other)
+        for (scales, means), (scales2, means2) in zip(native, params, strict=True):
+            assert torch.equal(scales, scales2) and torch.equal(means, means2), other
+
+
+def test_the_same_reorderings_change_float_results(codec, latent):
+    """What the test above guards against: a float convolution gives other bits when its sums
+    are ordered otherwise, so agreement above is not a property of the inputs."""
+    layer = codec.model.exact.layers["cc4_1"]
+    spec = layer.spec
+    x = torch.randn(1, spec.weight.shape[1], 16, 16, dtype=torch.float64)
+    whole = torch.nn.functional.conv2d(x.float(), spec.weight.float(), None, 1, spec.padding)
+    halves = sum(torch.nn.functional.conv2d(x[:, i:i + 7].float(), spec.weight[:, i:i + 7].float(),
+                                            None, 1, spec.padding)
+                 for i in reversed(range(0, x.shape[1], 7)))
+    assert not torch.equal(whole, halves)
+
+
+def test_fast_indexes_match_compressai(codec):
+    conditional = codec.model.exact.conditionals[2]
+    scales = torch.rand(1, 8, 32, 32, dtype=torch.float64) * 30
+    scales[0, 0, 0, :8] = conditional.scale_table[:8].double()  # exactly on table entries
+    expected = conditional.build_indexes(scales)
+    assert torch.equal(exact._indexes(conditional, scales), expected.int())
+
+
+def test_round_trip_through_one_stream(codec, latent):
+    data, y_hat = codec.model.exact.compress(latent)
+    decoded = codec.model.exact.decompress(data, tuple(latent.shape[-2:]))
+    assert torch.equal(decoded, y_hat)
+    assert (y_hat - latent.double()).abs().max() <= 0.5 + exact.MEAN_GRID
+
+
+def test_new_archives_name_the_exact_path_and_old_ones_decode(tmp_path):
+    src = DATA / "osbs_aerial_rgb.tif"
+    new = georsic.compress(src, tmp_path / "new.grsc", quality=3)
+    old = georsic.compress(src, tmp_path / "old.grsc", quality=3, model="elic-vr-s-v4")
+    with georsic.open(new.path) as archive:
+        assert archive.entropy == exact.NAME and archive.model_id == new.model_id
+        exact_pixels = archive.read()
+    with georsic.open(old.path) as archive:
+        assert archive.entropy == "float64" and archive.model_id == "elic-vr-s-v4"
+        float_pixels = archive.read()
+    with rasterio.open(src) as raster:
+        original = raster.read().astype(np.float64)
+    # the same transforms, entropy parameters within rounding: where a mean moved, a latent
+    # near a rounding boundary takes the other symbol, so pixels differ, the quality does not
+    psnr = [10 * np.log10(255**2 / np.mean((pixels.astype(np.float64) - original) ** 2))
+            for pixels in (exact_pixels, float_pixels)]
+    assert abs(psnr[0] - psnr[1]) < 0.05, psnr
+    assert abs(new.bytes - old.bytes) < 0.02 * old.bytes
