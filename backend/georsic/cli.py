@@ -613,11 +613,13 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         fuzz.add_parser(bench)
     try:
+        from georsic.bench import prior as prior_bench
         from georsic.bench import rd
     except ImportError:  # a machine without rasterio (training only) has no RD benchmark
         pass
     else:
         rd.add_parser(bench)
+        prior_bench.add_parser(bench)
     _plain_help(parser)
     return parser
 
