@@ -671,6 +671,19 @@ def _quiet_libraries(debug: bool) -> None:
         warnings.filterwarnings("ignore", module="rasterio")
 
 
+def _leave(code: int) -> int:
+    """After an interrupt (temporaries already removed), exit without waiting for tile worker
+    threads: one may wait forever on a future whose lock the interrupt left held."""
+    import threading
+
+    if any(t is not threading.main_thread() and not t.daemon and t.is_alive()
+           for t in threading.enumerate()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
 def _gdal_env():
     """rasterio's GDAL environment, whose error handler sends GDAL's and PROJ's messages to
     logging (silenced above) instead of printing them beside the one-line error."""
@@ -719,10 +732,10 @@ def _run(args, debug: bool) -> int:
         return exc.exit_code
     except Terminated as exc:
         print(f"georsic: stopped by {exc}; no partial output was left", file=sys.stderr)
-        return 128 + exc.signum
+        return _leave(128 + exc.signum)
     except KeyboardInterrupt:
         print("georsic: interrupted; no output was written", file=sys.stderr)
-        return 130
+        return _leave(130)
     except argparse.ArgumentTypeError as exc:
         print(f"georsic: error: {exc}", file=sys.stderr)
         return 2
