@@ -606,6 +606,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     memory.add_parser(bench)
     seams.add_parser(bench)
+    from georsic.bench import speed
+
+    speed.add_parser(bench)
     try:
         from georsic.bench import fuzz
     except ImportError:  # as rd below: the fuzzer needs rasterio

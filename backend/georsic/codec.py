@@ -81,7 +81,7 @@ class TileCodec:
             model.use_exact_entropy_model(amax, raw)
         else:
             model.use_float64_entropy_model()
-        self.model = model.to(device).eval()
+        self.model = model.use_channels_last_synthesis().to(device).eval()
         self.entropy = exact.NAME if amax else "float64"
         self._float64 = not amax
         self.groups = list(model.groups)

@@ -138,6 +138,16 @@ class ElicVariableRate(Elic2022Official):
     def _entropy_dtype(self) -> torch.dtype:
         return next(self.latent_codec.parameters()).dtype
 
+    #: Memory layout of the synthesis input (``use_channels_last_synthesis``).
+    _synthesis_layout = torch.contiguous_format
+
+    def use_channels_last_synthesis(self) -> ElicVariableRate:
+        """Run ``g_s`` in channels-last layout: oneDNN's convolutions then skip reorders (a
+        512-px tile's synthesis on one thread of this 2-core CPU: 0.59 s -> 0.34 s)."""
+        self.g_s.to(memory_format=torch.channels_last)
+        self._synthesis_layout = torch.channels_last
+        return self
+
     def use_exact_entropy_model(self, amax: dict[str, float], raw: dict | None = None
                                 ) -> ElicVariableRate:
         """Attach the exact integer entropy path (:mod:`georsic.models.exact`), built from this
@@ -178,7 +188,8 @@ class ElicVariableRate(Elic2022Official):
         if entropy == "exact":
             y_hat = self.exact.decompress(strings[0][0], tuple(shape["y"][0][1:]))
             y_hat = y_hat.to(self.log_gain.dtype) * self._gain(self.log_inverse_gain, quality)
-            return {"x_hat": self.g_s(y_hat).clamp_(0, 1)}
+            return {"x_hat": self.g_s(y_hat.contiguous(memory_format=self._synthesis_layout))
+                    .clamp_(0, 1)}
         # CompressAI allocates the decoded latent with torch.zeros (the default dtype)
         with _default_dtype(self._entropy_dtype()):
             if len(strings) == 1:
@@ -189,4 +200,5 @@ class ElicVariableRate(Elic2022Official):
                 y_hat = self.latent_codec.decompress(strings, shape)["y_hat"]
         y_hat = y_hat.to(self.log_gain.dtype)
         y_hat = y_hat * self._gain(self.log_inverse_gain, quality)
-        return {"x_hat": self.g_s(y_hat).clamp_(0, 1)}
+        return {"x_hat": self.g_s(y_hat.contiguous(memory_format=self._synthesis_layout))
+                .clamp_(0, 1)}
