@@ -273,7 +273,7 @@ def markdown(results: dict, command: str) -> str:
         c, d = p["compress"], p["decompress"]
         for stage in c["stages"]:
             cs, ds = c["stages"][stage], d["stages"][stage]
-            lines.append(f"| {stage} | {cs:.3f} | {cs / c["total_s"]:.0%} | {ds:.3f} | "
+            lines.append(f"| {stage} | {cs:.3f} | {cs / c['total_s']:.0%} | {ds:.3f} | "
                          f"{ds / d['total_s']:.0%} |")
         lines.append(f"| total | {c['total_s']:.2f} | | {d['total_s']:.2f} | |")
     if "bd" in results:
