@@ -85,9 +85,11 @@ def test_pairs_stages_2_3_export_and_verify(tmp_path, monkeypatch, capsys):
     state = torch.load(path, weights_only=False)
     assert set(state["history"]) == {"1", "2,3"}
     weights = tmp_path / "weights"
-    entry = export_prior(run, weights, "prior-test", make_default=True,
-                         figures={"note": "test"})
+    bench = {"meta": {"command": "georsic bench prior"}, "summary": {"verdicts": [], "table": {
+        "q0/elic": {"quality": 0.0, "method": "elic", "psnr": 20.0, "lpips": 0.5}}}}
+    entry = export_prior(run, weights, "prior-test", make_default=True, figures=bench)
     assert entry["kind"] == "prior" and entry["training"]["total_steps"] == 4
+    assert entry["figures"]["means"]["q0/elic"]["lpips"] == 0.5
     manifest = json.loads((weights / "manifest.json").read_text())
     assert manifest["default"]["prior"] == "prior-test"
     monkeypatch.setenv("GEORSIC_WEIGHTS", str(weights))

@@ -41,6 +41,19 @@ def prior_tensors(prior: CodePrior) -> dict[str, torch.Tensor]:
     return out
 
 
+def bench_figures(result: dict) -> dict:
+    """The manifest's summary of a `georsic bench prior` result: means per set, verdicts."""
+    keep = ("quality", "method", "mode", "fidelity", "bpp", "psnr", "ms_ssim", "lpips",
+            "dists", "fid", "images")
+    meta = result.get("meta", {})
+    return {"measured_by": meta.get("command") or "georsic bench prior",
+            "date": meta.get("date"), "loadavg": [meta.get("loadavg_start"),
+                                                  meta.get("loadavg_end")],
+            "means": {key: {k: row.get(k) for k in keep}
+                      for key, row in result["summary"]["table"].items()},
+            "target_verdicts": result["summary"]["verdicts"]}
+
+
 def export_prior(run: str | Path, out_dir: str | Path, model_id: str,
                  make_default: bool = False, figures: str | Path | dict | None = None) -> dict:
     """Write ``OUT/<model_id>.safetensors`` and its manifest entry; returns the entry."""
@@ -58,6 +71,8 @@ def export_prior(run: str | Path, out_dir: str | Path, model_id: str,
     cfg = state["config"]
     if isinstance(figures, (str, Path)):
         figures = json.loads(Path(figures).read_text())
+    if figures and "summary" in figures:  # the prior.json of `georsic bench prior`
+        figures = bench_figures(figures)
     stage1 = torch.load(stage_checkpoint(run, "1"), map_location="cpu", weights_only=False)
     data = stage1["config"]
     cache_index = Path(cfg.get("cache") or Path(run) / "cache") / "index.json"
