@@ -22,9 +22,12 @@ from georsic.defaults import (  # noqa: E402
 _API_NAMES = ("Archive", "ArchiveSummary", "Estimate", "compress", "decompress", "estimate",
               "fit_quality", "open")
 
+#: Batches (:mod:`georsic.batch`), imported on first use too.
+_BATCH_NAMES = ("batch_compress", "batch_decompress")
+
 __all__ = ["DEFAULT_OVERLAP", "DEFAULT_QUALITY", "DEFAULT_TILE_SIZE", "QUALITY_LEVELS", "Archive",
            "ArchiveSummary", "Estimate", "compress", "decompress", "errors", "estimate",
-           "fit_quality", "open", "__version__"]
+           "fit_quality", "open", "__version__", "batch_compress", "batch_decompress"]
 
 
 def __getattr__(name: str):
@@ -32,4 +35,8 @@ def __getattr__(name: str):
         from georsic import api
 
         return getattr(api, name)
+    if name in _BATCH_NAMES:
+        from georsic import batch
+
+        return getattr(batch, name)
     raise AttributeError(f"module 'georsic' has no attribute {name!r}")

@@ -18,22 +18,23 @@ import signal
 import sys
 import time
 import warnings
-from pathlib import Path
 
 from georsic import overviews
+from georsic.batch import RASTER_SUFFIXES
+from georsic.batch import find_inputs as _batch_inputs
 from georsic.defaults import DEFAULT_OVERLAP, DEFAULT_QUALITY, DEFAULT_TILE_SIZE
-from georsic.errors import GeorsicError, InputError, OutputError
+from georsic.errors import GeorsicError, InputError
 
 BATCH_FAILED = 6
-#: Files that batch commands take from a folder (given by name, any raster GDAL reads).
-RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".png", ".img", ".vrt")
 
 
 class ProgressBar:
-    """tiles done / total and rate on stderr; silent when quiet or not a terminal."""
+    """Units (tiles, or files of a batch) done / total and rate on stderr, over all workers
+    of a cluster too; silent when quiet or not a terminal."""
 
-    def __init__(self, label: str, quiet: bool = False) -> None:
+    def __init__(self, label: str, quiet: bool = False, unit: str = "tiles") -> None:
         self.label = label
+        self.unit = unit
         self.enabled = not quiet and sys.stderr.isatty()
         self.started = time.perf_counter()
 
@@ -43,7 +44,7 @@ class ProgressBar:
         elapsed = max(time.perf_counter() - self.started, 1e-9)
         filled = int(30 * done / max(total, 1))
         sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (30 - filled)}] "
-                         f"{done}/{total} tiles, {done / elapsed:.2f} tiles/s")
+                         f"{done}/{total} {self.unit}, {done / elapsed:.2f} {self.unit}/s")
         if done == total:
             sys.stderr.write("\n")
         sys.stderr.flush()
@@ -104,6 +105,16 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
 
+def _add_cluster(parser: argparse.ArgumentParser) -> None:
+    chosen = parser.add_mutually_exclusive_group()
+    chosen.add_argument("--workers", type=int, nargs="?", const=0, default=None, metavar="N",
+                        help="run on a local Dask cluster of N worker processes of one thread "
+                             "(default N: one per core); prints its dashboard address")
+    chosen.add_argument("--scheduler", metavar="ADDRESS",
+                        help="run on an existing Dask cluster, e.g. tcp://10.0.0.5:8786 (its "
+                             "workers need GeoRSIC and the files at the same paths)")
+
+
 def _quality_kwargs(args) -> dict:
     return {"quality": args.quality, "target_psnr": args.target_psnr,
             "target_bpp": args.target_bpp}
@@ -128,11 +139,14 @@ def _report_fit(summary, quiet: bool, label: str = "") -> None:
 
 def cmd_compress(args) -> int:
     import georsic
+    from georsic.cluster import connect
 
-    summary = georsic.compress(
-        args.input, args.output, **_quality_kwargs(args), tile_size=args.tile_size,
-        overlap=args.overlap, device=args.device, model=args.model, refine=args.refine,
-        overwrite=args.overwrite, progress=ProgressBar("compress", args.quiet))
+    with connect(args.workers, args.scheduler, quiet=args.quiet) as client:
+        summary = georsic.compress(
+            args.input, args.output, **_quality_kwargs(args), tile_size=args.tile_size,
+            overlap=args.overlap, device=args.device, model=args.model, refine=args.refine,
+            overwrite=args.overwrite, client=client,
+            progress=ProgressBar("compress", args.quiet))
     _report_fit(summary, args.quiet)
     if not args.quiet:
         print(f"{summary.path}: {summary.bytes:,} bytes, {summary.bpp:.4f} bpp, "
@@ -163,10 +177,12 @@ def _decompress_kwargs(args) -> dict:
 
 def cmd_decompress(args) -> int:
     import georsic
+    from georsic.cluster import connect
 
     lost: list[str] = []
-    path = georsic.decompress(args.input, args.output, progress=ProgressBar(
-        "decompress", args.quiet), errors=lost, **_decompress_kwargs(args))
+    with connect(args.workers, args.scheduler, quiet=args.quiet) as client:
+        path = georsic.decompress(args.input, args.output, progress=ProgressBar(
+            "decompress", args.quiet), errors=lost, client=client, **_decompress_kwargs(args))
     for message in lost:
         print(f"georsic: warning: {message}; written as no-data", file=sys.stderr)
     if lost:
@@ -293,98 +309,53 @@ def cmd_compare(args) -> int:
     return 0
 
 
-def _batch_inputs(paths: list[str], suffixes: tuple[str, ...],
-                  recursive: bool = False) -> list[tuple[Path, Path]]:
-    """Each input file with where its output goes, relative to the output folder and without
-    suffix: a file given by name goes to its stem, a folder's files (its whole tree with
-    ``recursive``) keep their place below the folder."""
-    found: list[tuple[Path, Path]] = []
-    for item in map(Path, paths):
-        if item.is_dir():
-            files = sorted(item.rglob("*") if recursive else item.iterdir())
-            found.extend((p, p.relative_to(item).with_suffix("")) for p in files
-                         if p.suffix.lower() in suffixes and p.is_file())
-        else:
-            found.append((item, Path(item.stem)))
-    return found
-
-
-def _targets(inputs: list[tuple[Path, Path]], out_dir: Path,
-             suffix: str) -> list[tuple[Path, Path]]:
-    """(input, output path) pairs, refusing a batch in which two inputs would write one file."""
-    sources: dict[Path, Path] = {}  # output path -> input
-    for path, relative in inputs:
-        target = out_dir / relative.with_name(relative.name + suffix)
-        if target in sources:
-            raise InputError(f"{sources[target]} and {path} would both be written to {target}; "
-                             "rename one, or give their folder with --recursive")
-        sources[target] = path
-    return [(path, target) for target, path in sources.items()]
-
-
 def cmd_batch(args) -> int:
+    from georsic import batch
+    from georsic.cluster import connect
     from georsic.tiling import TileGrid
 
     overview_spec = overviews.parse(args.overviews)
     if args.action == "compress":
         TileGrid.check(args.tile_size, args.overlap)
-    out_dir = Path(args.out_dir)
-    if args.action == "compress":
-        inputs = _batch_inputs(args.inputs, RASTER_SUFFIXES, args.recursive)
+        run, options = batch.batch_compress, {
+            **_quality_kwargs(args), "tile_size": args.tile_size, "overlap": args.overlap,
+            "device": args.device, "model": args.model, "refine": args.refine}
     else:
-        inputs = _batch_inputs(args.inputs, (".grsc",), args.recursive)
-    if not inputs:
-        raise GeorsicError("no input files found")
-    jobs = _targets(inputs, out_dir, ".grsc" if args.action == "compress" else ".tif")
-    failed = skipped = done = 0
+        run, options = batch.batch_decompress, {"device": args.device,
+                                                "overviews": overview_spec, "cog": args.cog}
+    counts = {"done": 0, "skipped": 0, "failed": 0}
+    bar = ProgressBar(f"batch {args.action}", args.quiet, unit="files")
+
+    def report(result) -> None:
+        counts[result.status] += 1
+        label = f"[{sum(counts.values())}] {result.source}"
+        if result.status == "failed":
+            print(f"{label}: error: {result.message}", file=sys.stderr)
+        elif result.status == "skipped":
+            if not args.quiet:
+                print(f"{label}: skipped, {result.target} exists and is complete "
+                      "(--overwrite redoes it)", file=sys.stderr)
+        elif result.summary is not None:
+            _report_fit(result.summary, args.quiet, f"{label}: ")
+            if not args.quiet:
+                print(f"{label} -> {result.target}: {result.summary.bpp:.4f} bpp, quality "
+                      f"{result.summary.quality:.2f}")
+        elif not args.quiet:
+            print(f"{label} -> {result.target}: ok")
+
     try:
-        for number, (path, target) in enumerate(jobs, start=1):
-            outcome = _batch_one(args, number, len(jobs), path, target, overview_spec)
-            done += outcome == "done"
-            skipped += outcome == "skipped"
-            failed += outcome == "failed"
+        with connect(args.workers, args.scheduler, quiet=args.quiet) as client:
+            results = run(args.inputs, args.out_dir, recursive=args.recursive,
+                          overwrite=args.overwrite, client=client, progress=bar,
+                          on_result=report, **options)
     except KeyboardInterrupt:
-        print(f"georsic: batch stopped: {done} done, {skipped} skipped, {failed} failed "
-              f"before the interruption, {len(jobs) - done - skipped - failed} not processed",
+        print(f"georsic: batch stopped: {counts['done']} done, {counts['skipped']} skipped, "
+              f"{counts['failed']} failed before the interruption, the rest not processed",
               file=sys.stderr)
         raise
     if not args.quiet:
-        print(f"{done} done, {skipped} skipped, {failed} failed")
-    return BATCH_FAILED if failed else 0
-
-
-def _batch_one(args, number: int, total: int, path: Path, target: Path,
-               overview_spec) -> str:
-    """Compress or decompress one file of a batch: "done", "skipped" or "failed"."""
-    import georsic
-
-    label = f"[{number}/{total}] {path}"
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create the folder {target.parent}: {exc.strerror}") from None
-    if target.exists() and not args.overwrite:
-        print(f"{label}: skipped, {target} exists (--overwrite replaces it)",
-              file=sys.stderr)
-        return "skipped"
-    try:
-        if args.action == "compress":
-            summary = georsic.compress(path, target, **_quality_kwargs(args),
-                                       tile_size=args.tile_size, overlap=args.overlap,
-                                       device=args.device, model=args.model,
-                                       refine=args.refine, overwrite=args.overwrite)
-            _report_fit(summary, args.quiet, f"[{number}/{total}] ")
-            note = f"{summary.bpp:.4f} bpp, quality {summary.quality:.2f}"
-        else:
-            georsic.decompress(path, target, device=args.device, overviews=overview_spec,
-                               cog=args.cog, overwrite=args.overwrite)
-            note = "ok"
-    except GeorsicError as exc:
-        print(f"{label}: error: {exc}", file=sys.stderr)
-        return "failed"
-    if not args.quiet:
-        print(f"{label} -> {target}: {note}")
-    return "done"
+        print(f"{counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed")
+    return BATCH_FAILED if any(r.status == "failed" for r in results) else 0
 
 
 def cmd_train_codec(args) -> int:
@@ -464,6 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_codec_options(p)
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     _add_common(p)
+    _add_cluster(p)
     p.set_defaults(func=cmd_compress)
 
     p = sub.add_parser("decompress", help="decode an archive to a GeoTIFF")
@@ -480,6 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     _add_output_options(p)
     _add_common(p)
+    _add_cluster(p)
     p.set_defaults(func=cmd_decompress)
 
     p = sub.add_parser("info", help="describe an archive")
@@ -528,6 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_codec_options(p)
     _add_output_options(p)
     _add_common(p)
+    _add_cluster(p)
     p.set_defaults(func=cmd_batch)
 
     train = sub.add_parser("train", help="train models").add_subparsers(dest="what",

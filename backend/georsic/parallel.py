@@ -38,11 +38,15 @@ def cores() -> int:
 
 
 def one_torch_thread() -> None:
-    """Code tiles in this thread with one torch intra-op thread (cheap when already so)."""
+    """Code tiles in this thread with one torch intra-op thread.
+
+    Always set, never skipped when ``torch.get_num_threads()`` already says 1: after another
+    thread set it, that can report 1 while this thread's OpenMP pool still runs two (measured:
+    decoded pixels then differed).
+    """
     import torch
 
-    if torch.get_num_threads() != 1:
-        torch.set_num_threads(1)
+    torch.set_num_threads(1)
 
 
 @contextlib.contextmanager
