@@ -404,7 +404,8 @@ class Archive:
 
     def read(self, window: Window | None = None, *, bounds=None, bounds_crs=None,
              device: str = "auto", prior: bool | TilePrior = False,
-             fidelity: float = DEFAULT_FIDELITY) -> np.ndarray:
+             fidelity: float = DEFAULT_FIDELITY, client=None,
+             threads: int | None = None) -> np.ndarray:
         """Decode a region (default: everything) to (bands, h, w) in the raster's dtype,
         through the codebook prior at fidelity ``fidelity`` with ``prior``."""
         if bounds is not None:
@@ -412,7 +413,8 @@ class Archive:
         window = self._clip(window or Window(0, 0, self.width, self.height))
         out = np.empty((self.count, int(window.height), int(window.width)), dtype=self.dtype)
         for block, values, invalid in self.blocks(window, device=device, prior=prior,
-                                                  fidelity=fidelity):
+                                                  fidelity=fidelity, client=client,
+                                                  threads=threads):
             y0, x0 = int(block.row_off - window.row_off), int(block.col_off - window.col_off)
             out[:, y0:y0 + int(block.height), x0:x0 + int(block.width)] = \
                 self.finalize(values, invalid)
