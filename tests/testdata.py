@@ -39,3 +39,20 @@ def copy_needing_other_weights(archive: Path, target: Path) -> Path:
         for tile in tiles:
             writer.add_tile(tile)
     return target
+
+
+def with_header(archive: Path, target: Path, edit) -> Path:
+    """``archive`` rewritten with ``edit(header)`` applied to its header (checksums valid): a
+    crafted archive."""
+    import copy
+
+    from georsic.archive import ArchiveReader, ArchiveWriter
+
+    with ArchiveReader(archive) as reader:
+        header = copy.deepcopy(reader.header)
+        tiles = [reader.read_tile(i) for i in range(reader.tile_count)]
+    edit(header)
+    with ArchiveWriter(target, header) as writer:
+        for tile in tiles:
+            writer.add_tile(tile)
+    return target

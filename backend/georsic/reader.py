@@ -189,7 +189,12 @@ class Archive:
 
     def _tile_sections(self, tile: Tile) -> list[bytes]:
         """The tile's sections (mask, lossless bands, streams), checksum and count checked."""
-        payload = self._reader.read_tile(tile.index)
+        try:
+            payload = self._reader.read_tile(tile.index)
+        except TileError as exc:  # say where the tile is, as a decoding error does
+            where = f"tile {tile.index} (row {tile.row}, col {tile.col})"
+            raise TileError(str(exc).replace(f"tile {tile.index}", where, 1),
+                            tile.index) from None
         try:
             sections = unpack_sections(payload, self._reader.version)
             per_image = int(self.codec_info["streams_per_image"])
