@@ -333,8 +333,7 @@ def cmd_batch(args) -> int:
             print(f"{label}: error: {result.message}", file=sys.stderr)
         elif result.status == "skipped":
             if not args.quiet:
-                print(f"{label}: skipped, {result.target} exists and is complete "
-                      "(--overwrite redoes it)", file=sys.stderr)
+                print(f"{label}: skipped, {result.message}", file=sys.stderr)
         elif result.summary is not None:
             _report_fit(result.summary, args.quiet, f"{label}: ")
             if not args.quiet:
