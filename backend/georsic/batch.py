@@ -4,9 +4,9 @@ Each file is one task (on a cluster: one worker codes it whole, with one thread)
 fails is reported by name and the others go on.  Outputs are written through a temporary file
 renamed when complete, so a worker killed mid-file leaves no partial output: the scheduler runs
 the file again elsewhere, and the temporaries the killed worker left are removed when the batch
-ends.  An output that already exists is skipped (``overwrite`` redoes it): when it verifies
-it is a rerun's, else someone else's file, never replaced without ``overwrite``; so a batch
-run again resumes where it stopped.
+ends.  An output that already exists and verifies is skipped (``overwrite`` redoes it), so a
+batch run again resumes where it stopped; a damaged archive is redone; any other file there is
+someone else's, skipped and never replaced without ``overwrite``.
 """
 
 from __future__ import annotations
@@ -134,6 +134,17 @@ def _archive_complete(source: Path, target: Path) -> bool:
         return False
 
 
+def _damaged_archive(target: Path) -> bool:
+    """A file that starts as a GeoRSIC archive does (its damage is GeoRSIC's to repair)."""
+    from georsic.archive import MAGIC
+
+    try:
+        with open(target, "rb") as file:
+            return file.read(len(MAGIC)) == MAGIC
+    except OSError:
+        return False
+
+
 def _geotiff_complete(source: Path, target: Path) -> bool:
     """A GeoTIFF left by an earlier run is complete when it opens with the archive's size and
     bands (it was renamed into place only once fully written)."""
@@ -154,13 +165,17 @@ def _run(jobs, task, complete, overwrite, client, progress, on_result,
     results: dict[int, FileResult] = {}
     todo: list[int] = []
     for number, (source, target) in enumerate(jobs):
-        if not overwrite and target.exists():
-            # a complete output is a rerun's; anything else there is the user's: never replaced
-            message = (f"{target} exists and is complete (--overwrite redoes it)"
-                       if complete(source, target) else
-                       f"{target} exists and is not an output of {source.name}; left as it is "
-                       "(--overwrite replaces it)")
-            results[number] = FileResult(source, target, "skipped", message)
+        if not overwrite and target.exists() and complete(source, target):
+            results[number] = FileResult(source, target, "skipped",
+                                         f"{target} exists and is complete (--overwrite "
+                                         "redoes it)")
+            _report(results[number], len(results), len(jobs), progress, on_result)
+        elif not overwrite and target.exists() and not _damaged_archive(target):
+            # not an output of GeoRSIC (a damaged archive is, and is redone): the user's file
+            results[number] = FileResult(source, target, "skipped",
+                                         f"{target} exists and is not an output of "
+                                         f"{source.name}; left as it is (--overwrite replaces "
+                                         "it)")
             _report(results[number], len(results), len(jobs), progress, on_result)
         else:
             todo.append(number)
