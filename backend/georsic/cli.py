@@ -578,6 +578,9 @@ def build_parser() -> argparse.ArgumentParser:
     from georsic.bench import memory, seams
 
     memory.add_parser(bench)
+    from georsic.bench import scale
+
+    scale.add_parser(bench)
     seams.add_parser(bench)
     from georsic.bench import speed
 

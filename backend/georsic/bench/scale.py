@@ -1,0 +1,160 @@
+"""Throughput on 1 and 2 local Dask workers against one process (``georsic bench scale``).
+
+One synthetic textured raster is compressed (a) in this process, tiles one after the other
+on one torch thread, (b) on a LocalCluster of 1 worker of one thread, (c) on 2 such workers.
+Each cluster is warmed first (imports and codec loaded on every worker), so the figures are
+the steady state a long job sees.  Also measured: the scheduler's cost per task (no-op tasks
+through the same bounded, ordered submission the compressor uses), each worker's peak
+resident memory, and whether the archives are byte-identical.  Writes a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _peak_mib() -> float:
+    """This process's own peak resident memory (VmHWM: ``ru_maxrss`` survives the exec of a
+    spawned worker and would report its parent's peak)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _noop(i: int) -> int:
+    return i
+
+
+def _warm() -> int:
+    import georsic.compressor  # noqa: F401
+
+    return os.getpid()
+
+
+def _timed_compress(raster: Path, out: Path, client, quality: float, tile: int) -> dict:
+    import georsic
+
+    started = time.perf_counter()
+    summary = georsic.compress(raster, out, quality=quality, tile_size=tile, device="cpu",
+                               client=client, threads=1, overwrite=True)
+    seconds = time.perf_counter() - started
+    pixels = summary.width * summary.height
+    return {"seconds": seconds, "tiles": summary.tiles, "mp_s": pixels / seconds / 1e6,
+            "sha": hashlib.sha256(out.read_bytes()).hexdigest()[:16]}
+
+
+def _overhead(client, count: int) -> float:
+    """Seconds per no-op task through ordered(), bounded as the compressor submits them."""
+    from georsic.parallel import client_executor, in_flight, ordered, parallelism
+
+    executor = client_executor(client)
+    window = in_flight(parallelism(client))
+    list(ordered(executor, _noop, ((i,) for i in range(20)), window))  # warm
+    started = time.perf_counter()
+    results = list(ordered(executor, _noop, ((i,) for i in range(count)), window))
+    assert results == list(range(count))
+    return (time.perf_counter() - started) / count
+
+
+def run(size: int, quality: float, tile: int, noop_tasks: int) -> dict:
+    from distributed import Client, LocalCluster
+
+    from georsic.bench.memory import synthetic_raster
+
+    rows: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        raster = tmp / "synthetic.tif"
+        synthetic_raster(raster, size)
+        warm = tmp / "warm.tif"
+        synthetic_raster(warm, 256)
+        _timed_compress(warm, tmp / "warm.grsc", None, quality, tile)
+        rows["in-process (1 thread)"] = _timed_compress(raster, tmp / "p.grsc", None,
+                                                        quality, tile)
+        rows["in-process (1 thread)"]["peak_mib"] = [_peak_mib()]
+        for workers in (1, 2):
+            with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                              dashboard_address=None, host="127.0.0.1") as cluster, \
+                    Client(cluster) as client:
+                client.run(_warm)
+                for _ in range(workers):  # every worker loads its codec before timing
+                    _timed_compress(warm, tmp / "warm.grsc", client, quality, tile)
+                row = _timed_compress(raster, tmp / f"w{workers}.grsc", client, quality, tile)
+                row["overhead_s"] = _overhead(client, noop_tasks)
+                row["peak_mib"] = sorted(client.run(_peak_mib).values())
+                rows[f"{workers} worker(s) x 1 thread"] = row
+    return rows
+
+
+def report(rows: dict, size: int, quality: float, tile: int, load: str, command: str) -> str:
+    base = rows["1 worker(s) x 1 thread"]
+    single = rows["in-process (1 thread)"]
+    per_tile = single["seconds"] / single["tiles"]
+    lines = [
+        "# georsic bench scale",
+        "",
+        f"Command: `{command}`",
+        f"Raster: synthetic {size} x {size} RGB uint8, tile {tile}, quality {quality:g}, "
+        f"{single['tiles']} tiles; load average before: {load}.",
+        "",
+        "| run | seconds | MP/s | speed-up vs 1 worker | peak RSS per worker (MiB) | "
+        "scheduler s/task | archive sha256 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, row in rows.items():
+        overhead = f"{row['overhead_s'] * 1000:.2f} ms" if "overhead_s" in row else "-"
+        peaks = ", ".join(f"{p:.0f}" for p in row["peak_mib"])
+        lines.append(f"| {name} | {row['seconds']:.2f} | {row['mp_s']:.3f} | "
+                     f"{base['seconds'] / row['seconds']:.2f} | {peaks} | {overhead} | "
+                     f"{row['sha']} |")
+    two = rows["2 worker(s) x 1 thread"]
+    identical = len({row["sha"] for row in rows.values()}) == 1
+    lines += [
+        "",
+        f"- Tile coding time (in-process, one thread): {per_tile:.3f} s per tile.",
+        f"- Scheduler overhead per task (2 workers): {two['overhead_s'] * 1000:.2f} ms = "
+        f"{100 * two['overhead_s'] / per_tile:.2f} % of a tile's coding time.",
+        f"- 2 workers / 1 worker: {base['seconds'] / two['seconds']:.2f}x (target 1.8x).",
+        f"- Archives byte-identical across the three runs: {'yes' if identical else 'NO'}.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(args) -> int:
+    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    rows = run(args.size, args.quality, args.tile_size, args.noop_tasks)
+    command = "georsic bench scale " + " ".join(sys.argv[3:])
+    text = report(rows, args.size, args.quality, args.tile_size, load, command.strip())
+    text += f"- Load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}.\n"
+    print(text)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text)
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("scale", help="throughput on 1 and 2 local Dask workers against one "
+                                     "process, scheduler overhead, peak memory per worker")
+    p.add_argument("--size", type=int, default=1024, help="raster edge, pixels (1024)")
+    p.add_argument("--quality", type=float, default=3.0)
+    p.add_argument("--tile-size", type=int, default=256)
+    p.add_argument("--noop-tasks", type=int, default=300,
+                   help="no-op tasks timed for the scheduler's cost per task")
+    p.add_argument("--out", default="benchmarks/results/scale.md")
+    p.set_defaults(func=main)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers(dest="what", required=True))
+    parsed = parser.parse_args()
+    sys.exit(parsed.func(parsed))
