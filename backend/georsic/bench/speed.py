@@ -197,7 +197,7 @@ def bd_change(against: str, qualities: tuple[float, ...] = (0, 1, 2, 3, 4, 5, 6,
                     rates.append(summary.bpp)
                     psnrs.append(10 * math.log10(255**2 / mse))
                 curves[model] = (rates, psnrs)
-            rows[name] = 100 * bd_rate(*curves[against], *curves[ours])
+            rows[name] = bd_rate(*curves[against], *curves[ours])  # in percent
     rows["mean"] = float(np.mean(list(rows.values())))
     return {"model": ours, "against": against, "bd_rate_pct": rows}
 
