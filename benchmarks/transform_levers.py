@@ -1,0 +1,77 @@
+#!/usr/bin/env python
+"""g_a and g_s of the default model on one 512-px tile, one thread, by lever: as shipped,
+channels-last, and ONNX Runtime (when ``onnxruntime`` and ``onnx`` are installed).
+
+    python benchmarks/transform_levers.py [--size 512] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import time
+import warnings
+
+import torch
+
+from georsic.codec import TileCodec
+from georsic.weights import find_model
+
+
+def timed(fn, arg, repeat: int) -> float:
+    fn(arg)
+    started = time.perf_counter()
+    for _ in range(repeat):
+        fn(arg)
+    return (time.perf_counter() - started) / repeat
+
+
+def onnx_runner(net: torch.nn.Module, example: torch.Tensor):
+    import onnxruntime as ort
+
+    buffer = io.BytesIO()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (example,), buffer, input_names=["x"], output_names=["y"],
+                          dynamic_axes={"x": {2: "h", 3: "w"}}, dynamo=False, opset_version=17)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    session = ort.InferenceSession(buffer.getvalue(), options,
+                                   providers=["CPUExecutionProvider"])
+    return lambda x: session.run(None, {"x": x.numpy()})[0]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    model = TileCodec(find_model(None), "cpu").model
+    g_s = model.g_s.to(memory_format=torch.contiguous_format)
+    x = torch.rand(1, 3, args.size, args.size)
+    with torch.no_grad():
+        y = torch.round(model.g_a(x))
+        rows = [("as shipped (NCHW)", timed(model.g_a, x, args.repeat), timed(g_s, y, args.repeat))]
+        g_a_cl = model.g_a.to(memory_format=torch.channels_last)
+        g_s_cl = g_s.to(memory_format=torch.channels_last)
+        x_cl, y_cl = (t.contiguous(memory_format=torch.channels_last) for t in (x, y))
+        rows.append(("channels-last", timed(g_a_cl, x_cl, args.repeat),
+                     timed(g_s_cl, y_cl, args.repeat)))
+        model.g_a.to(memory_format=torch.contiguous_format)
+        g_s.to(memory_format=torch.contiguous_format)
+    try:
+        rows.append(("ONNX Runtime", timed(onnx_runner(model.g_a, x), x, args.repeat),
+                     timed(onnx_runner(g_s, y), y, args.repeat)))
+    except ImportError as exc:
+        rows.append((f"ONNX Runtime: not installed ({exc.name})", float("nan"), float("nan")))
+    print(f"load {os.getloadavg()[0]:.2f}; {args.size}-px tile, one thread")
+    print("| lever | g_a s | g_s s |\n|---|---|---|")
+    for name, a, s in rows:
+        print(f"| {name} | {a:.3f} | {s:.3f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
