@@ -420,3 +420,16 @@ def test_estimate_predicts_the_archive_and_writes_nothing(georsic_plugin, work, 
     assert 10 < guess["PSNR"] < 60 and guess["BPP"] > 0
     fitted = run("georsic:estimate", {"INPUT": str(work / "aerial.tif"), "TARGET_BPP": 0.3})
     assert fitted["BPP"] <= 0.3 and 0 < fitted["QUALITY_USED"] < 7
+
+
+def test_compress_on_local_workers_gives_the_same_archive(georsic_plugin, work, tmp_path):
+    here, there = tmp_path / "here.grsc", tmp_path / "there.grsc"
+    params = {"INPUT": str(work / "aerial.tif"), "QUALITY": 2.0, "TILE_SIZE": TILE,
+              "DEVICE": 1}
+    run("georsic:compress", {**params, "OUTPUT": str(here)})
+    results = run("georsic:compress", {**params, "WORKERS": 2, "OUTPUT": str(there)})
+    assert results["TILES"] >= 2
+    assert here.read_bytes() == there.read_bytes()
+    restored = tmp_path / "there.tif"
+    run("georsic:decompress", {"INPUT": str(there), "OUTPUT": str(restored), "WORKERS": 1})
+    assert_reasonable_psnr(read_bands(restored), read_bands(work / "aerial.tif"))

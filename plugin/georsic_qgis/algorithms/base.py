@@ -13,6 +13,7 @@ from qgis.core import (
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
+    QgsProcessingParameterNumber,
 )
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
@@ -98,6 +99,42 @@ class GeorsicAlgorithm(QgsProcessingAlgorithm):
     @staticmethod
     def load_backend():
         return dependencies.load_backend()
+
+    def workers_parameter(self, name: str = "WORKERS") -> QgsProcessingParameterNumber:
+        """Local Dask workers (advanced): 0 codes the tiles in the QGIS process."""
+        param = QgsProcessingParameterNumber(
+            name,
+            self.tr("Local worker processes (0: in this process)"),
+            type=QgsProcessingParameterNumber.Integer,
+            defaultValue=0,
+            minValue=0,
+            maxValue=256,
+        )
+        param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        return param
+
+    def call_on_workers(self, georsic, func, feedback, workers: int, *args, **kwargs):
+        """:meth:`call_backend`, on a local Dask cluster of ``workers`` processes when > 0."""
+        if workers <= 0:
+            return self.call_backend(georsic, func, feedback, *args, **kwargs)
+        import multiprocessing
+        import sys
+
+        if not os.path.basename(sys.executable).startswith("python"):  # QGIS desktop
+            python = os.path.join(sys.exec_prefix, "bin", "python3")
+            if os.path.exists(python):
+                multiprocessing.set_executable(python)
+        from georsic.cluster import connect
+
+        try:
+            with connect(workers, quiet=True) as client:
+                if feedback is not None:
+                    feedback.pushInfo(self.tr("Local Dask cluster of {} worker(s), dashboard "
+                                              "{}").format(workers, client.dashboard_link))
+                return self.call_backend(georsic, func, feedback, *args, client=client,
+                                         **kwargs)
+        except georsic.errors.GeorsicError as exc:
+            raise QgsProcessingException(str(exc)) from exc
 
     def call_backend(self, georsic, func, feedback, *args, **kwargs):
         """Call ``func(*args, **kwargs, progress=..., cancel=...)`` and turn every failure into a

@@ -28,6 +28,7 @@ class CompressRasterAlgorithm(GeorsicAlgorithm):
     OVERLAP = "OVERLAP"
     REFINE = "REFINE"
     DEVICE = "DEVICE"
+    WORKERS = "WORKERS"
     OUTPUT = "OUTPUT"
 
     _HELP = (
@@ -106,6 +107,7 @@ class CompressRasterAlgorithm(GeorsicAlgorithm):
             ),
             self.device_parameter(self.DEVICE),
         ]
+        self.addParameter(self.workers_parameter(self.WORKERS))
         for param in advanced:
             param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
             self.addParameter(param)
@@ -142,10 +144,11 @@ class CompressRasterAlgorithm(GeorsicAlgorithm):
                 tile_size, overlap, device,
             )
         )
-        summary = self.call_backend(
+        summary = self.call_on_workers(
             georsic,
             georsic.compress,
             feedback,
+            self.parameterAsInt(parameters, self.WORKERS, context),
             source,
             output,
             quality=None if targets else quality,

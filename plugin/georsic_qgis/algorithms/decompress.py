@@ -23,6 +23,7 @@ class DecompressArchiveAlgorithm(GeorsicAlgorithm):
     PRIOR = "PRIOR"
     FIDELITY = "FIDELITY"
     DEVICE = "DEVICE"
+    WORKERS = "WORKERS"
     OVERVIEWS = "OVERVIEWS"
     COG = "COG"
     OUTPUT = "OUTPUT"
@@ -104,6 +105,7 @@ class DecompressArchiveAlgorithm(GeorsicAlgorithm):
             )
         )
         self.addParameter(self.device_parameter(self.DEVICE))
+        self.addParameter(self.workers_parameter(self.WORKERS))
         self.addParameter(
             QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Output raster"))
         )
@@ -140,7 +142,9 @@ class DecompressArchiveAlgorithm(GeorsicAlgorithm):
             )
 
         georsic = self.load_backend()
-        self.call_backend(georsic, georsic.decompress, feedback, archive, output, **kwargs)
+        workers = self.parameterAsInt(parameters, self.WORKERS, context)
+        self.call_on_workers(georsic, georsic.decompress, feedback, workers, archive, output,
+                             **kwargs)
         return {self.OUTPUT: output}
 
     def _bounds(self, parameters, context):
