@@ -2,7 +2,9 @@
 
 Compresses a real image with a given tile size and overlap, decodes it, and compares the mean
 squared error on the pixel rows and columns at tile borders with that of the interior.  A ratio
-near 1 means that tile borders cannot be told from the rest of the image.
+near 1 means that tile borders cannot be told from the rest of the image.  With ``--prior``
+the same archive is also decoded through the codebook prior, and the ratio is also given at
+the junctions of the prior's windows inside the tiles (``ratio_prior_windows``).
 """
 
 from __future__ import annotations
@@ -38,8 +40,28 @@ def border_mask(width: int, height: int, tile_size: int, overlap: int,
     return mask
 
 
+def prior_window_mask(width: int, height: int, tile_size: int, overlap: int,
+                      window: int, window_overlap: int, reach: int = 1) -> np.ndarray:
+    """Pixels within ``reach`` of a line inside a tile where one window of the codebook prior
+    starts (:func:`georsic.prior.restore.window_starts`, run per tile)."""
+    from georsic.prior.restore import window_starts
+    from georsic.tiling import TileGrid
+
+    mask = np.zeros((height, width), dtype=bool)
+    for tile in TileGrid(width, height, tile_size, overlap):
+        w = tile.window
+        x0, y0, tw, th = int(w.col_off), int(w.row_off), int(w.width), int(w.height)
+        for x in window_starts(tw, window, window_overlap)[1:]:
+            mask[y0:y0 + th, max(x0 + x - reach, 0):x0 + x + reach] = True
+        for y in window_starts(th, window, window_overlap)[1:]:
+            mask[max(y0 + y - reach, 0):y0 + y + reach, x0:x0 + tw] = True
+    return mask
+
+
 def seam_ratio(source: Path, quality: float, tile_size: int, overlap: int,
-               device: str = "cpu") -> dict:
+               device: str = "cpu", prior: bool = False, fidelity: float = 0.5) -> dict:
+    """Error at tile borders over error inside tiles; with ``prior`` decoded through the
+    codebook prior, which also reports the ratio at its window junctions inside tiles."""
     import rasterio
 
     import georsic
@@ -49,23 +71,38 @@ def seam_ratio(source: Path, quality: float, tile_size: int, overlap: int,
     with tempfile.TemporaryDirectory() as tmp:
         summary = georsic.compress(source, Path(tmp) / "a.grsc", quality=quality,
                                    tile_size=tile_size, overlap=overlap, device=device)
-        georsic.decompress(Path(tmp) / "a.grsc", Path(tmp) / "b.tif", device=device)
+        georsic.decompress(Path(tmp) / "a.grsc", Path(tmp) / "b.tif", device=device,
+                           prior=prior, fidelity=fidelity)
         with rasterio.open(Path(tmp) / "b.tif") as dst:
             decoded = dst.read().astype(np.float64)
+            tag = dst.tags().get("GEORSIC_PRIOR")
     error = ((original - decoded) ** 2).mean(axis=0)
     border = border_mask(original.shape[2], original.shape[1], tile_size, overlap)
     if not border.any():
         raise ValueError("the image is smaller than one tile: no seams to measure")
-    return {"image": source.name, "quality": quality, "tile_size": tile_size, "overlap": overlap,
-            "bpp": round(summary.bpp, 4), "mse_border": round(float(error[border].mean()), 3),
-            "mse_interior": round(float(error[~border].mean()), 3),
-            "ratio": round(float(error[border].mean() / error[~border].mean()), 4)}
+    result = {"image": source.name, "quality": quality, "tile_size": tile_size,
+              "overlap": overlap, "prior": tag, "fidelity": fidelity if prior else None,
+              "bpp": round(summary.bpp, 4), "mse_border": round(float(error[border].mean()), 3),
+              "mse_interior": round(float(error[~border].mean()), 3),
+              "ratio": round(float(error[border].mean() / error[~border].mean()), 4)}
+    if prior:
+        from georsic.prior.restore import DEFAULT_OVERLAP, DEFAULT_WINDOW
+
+        inner = prior_window_mask(original.shape[2], original.shape[1], tile_size, overlap,
+                                  DEFAULT_WINDOW, DEFAULT_OVERLAP) & ~border
+        rest = ~border & ~inner
+        if inner.any():
+            result["ratio_prior_windows"] = round(float(error[inner].mean() /
+                                                        error[rest].mean()), 4)
+    return result
 
 
 def main(args: argparse.Namespace) -> int:
-    for overlap in args.overlaps:
-        result = seam_ratio(Path(args.image), args.quality, args.tile_size, overlap, args.device)
-        print(json.dumps(result), flush=True)
+    for prior in (False, True) if args.prior else (False,):
+        for overlap in args.overlaps:
+            result = seam_ratio(Path(args.image), args.quality, args.tile_size, overlap,
+                                args.device, prior, args.fidelity)
+            print(json.dumps(result), flush=True)
     return 0
 
 
@@ -76,4 +113,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--tile-size", type=int, default=256)
     p.add_argument("--overlaps", type=int, nargs="+", default=[0, 32])
     p.add_argument("--device", default="cpu")
+    p.add_argument("--prior", action="store_true",
+                   help="also decode through the codebook prior (rows without and with it)")
+    p.add_argument("--fidelity", type=float, default=0.5, help="the prior's w (with --prior)")
     p.set_defaults(func=main)
