@@ -138,7 +138,11 @@ def test_cli_compress_on_local_workers(tmp_path, data_dir):
 
 
 def test_to_xarray_decodes_only_the_tiles_touched(aerial_archive):
-    with georsic.open(aerial_archive) as archive:
+    import dask
+
+    # this process's threads (a Client of an earlier test would otherwise be the default
+    # scheduler, and its workers would count their own decodes)
+    with georsic.open(aerial_archive) as archive, dask.config.set(scheduler="threads"):
         array = archive.to_xarray()
         assert array.rio.crs == archive.info.crs
         assert array.rio.transform() == archive.transform
