@@ -1,7 +1,7 @@
 """Render a GeoRSIC algorithm dialog offscreen to a PNG (the screenshot in docs/).
 
     QT_QPA_PLATFORM=offscreen .venv/bin/python plugin/render_dialog.py \
-        --algorithm compress --output docs/plugin-dialog.png --height 860
+        --algorithm compress --output docs/plugin-dialog.png --height 920
 
 Starts a headless QGIS with the Processing framework and this plugin, adds a sample raster to
 the project so the input box shows a layer, opens the toolbox dialog of the algorithm with its
