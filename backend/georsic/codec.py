@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from georsic.errors import GeorsicError
 from georsic.models import build_model, exact
+from georsic.models.elic import DTYPE_LOCK
 from georsic.models.refine import refine_latent
 from georsic.weights import ModelEntry, dequantized, load_entry_raw_tensors
 
@@ -72,7 +73,8 @@ class TileCodec:
     def __init__(self, entry: ModelEntry, device: str = "cpu") -> None:
         self.entry = entry
         self.device = device
-        model = build_model(entry.architecture, entry.config)
+        with DTYPE_LOCK:  # never while another thread decodes with float64 as the default
+            model = build_model(entry.architecture, entry.config)
         raw = load_entry_raw_tensors(entry)
         state = dequantized({k: v for k, v in raw.items() if not k.startswith(exact.PREFIX)})
         model.load_state_dict(state)

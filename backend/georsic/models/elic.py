@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 import warnings
 from collections.abc import Iterator, Sequence
 
@@ -44,14 +45,21 @@ def default_groups(latent_channels: int) -> list[int]:
     return groups
 
 
+#: torch's default dtype is one setting for the whole process: the float64 decoding path and
+#: model construction take this lock, so that threads decoding tiles at once neither build a
+#: model in float64 nor leave the default changed (two interleaved set/restore pairs did).
+DTYPE_LOCK = threading.RLock()
+
+
 @contextlib.contextmanager
 def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
+    with DTYPE_LOCK:
+        previous = torch.get_default_dtype()
+        torch.set_default_dtype(dtype)
+        try:
+            yield
+        finally:
+            torch.set_default_dtype(previous)
 
 
 def remap_gains(state: dict[str, Tensor], old_lambdas: Sequence[float],
