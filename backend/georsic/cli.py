@@ -642,12 +642,15 @@ def _terminate(signum: int, frame) -> None:
 
 def _quiet_libraries(debug: bool) -> None:
     """GDAL's log lines and rasterio's warnings stay out of the one-line error."""
-    from rasterio.errors import NotGeoreferencedWarning
-
-    if not debug:
-        logging.getLogger("rasterio").setLevel(logging.CRITICAL)
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        warnings.filterwarnings("ignore", module="rasterio")
+    if debug:
+        return
+    logging.getLogger("rasterio").setLevel(logging.CRITICAL)
+    warnings.filterwarnings("ignore", module="rasterio")
+    try:
+        from rasterio.errors import NotGeoreferencedWarning
+    except ImportError:  # a training-only machine without rasterio
+        return
+    warnings.simplefilter("ignore", NotGeoreferencedWarning)
 
 
 def _leave(code: int) -> int:
