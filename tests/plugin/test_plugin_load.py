@@ -73,10 +73,10 @@ def test_compress_parameters(georsic_plugin):
     alg = QgsApplication.processingRegistry().algorithmById("georsic:compress")
     params = {p.name(): p for p in alg.parameterDefinitions()}
     assert set(params) == {"INPUT", "QUALITY", "TARGET_PSNR", "TARGET_BPP", "TILE_SIZE",
-                           "OVERLAP", "REFINE", "DEVICE", "OUTPUT"}
+                           "OVERLAP", "REFINE", "DEVICE", "WORKERS", "OUTPUT"}
     for name in ("TARGET_PSNR", "TARGET_BPP"):
         assert params[name].flags() & QgsProcessingParameterDefinition.FlagOptional, name
-    for name in ("TILE_SIZE", "OVERLAP", "REFINE", "DEVICE"):
+    for name in ("TILE_SIZE", "OVERLAP", "REFINE", "DEVICE", "WORKERS"):
         assert params[name].flags() & QgsProcessingParameterDefinition.FlagAdvanced, name
     assert params["QUALITY"].minimum() == 0 and params["QUALITY"].maximum() == 7
     assert params["DEVICE"].options()[1:] == ["CPU", "GPU (CUDA)"]
