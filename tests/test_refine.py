@@ -31,7 +31,8 @@ def test_refined_latent_costs_less_than_the_analysis_transforms(aerial):
     x = codec._pad(image)
     model = codec.model
     with torch.no_grad():
-        start = (model.g_a(x) * model._gain(model.log_gain, 3.0)).double()
+        dtype = next(model.latent_codec.parameters()).dtype  # float32 beside the exact path
+        start = (model.g_a(x) * model._gain(model.log_gain, 3.0)).to(dtype)
         before = rd_cost(model, start, x, 3.0, 120, 150).item()
         refined = refine_latent(model, x, 3.0, steps=10, height=120, width=150)
         after = rd_cost(model, refined, x, 3.0, 120, 150).item()
