@@ -216,3 +216,25 @@ def test_shipped_prior_at_w1_stays_within_1db_of_elic_and_w_matters(held_out, mo
     db = [psnr(original[:, valid], x[:, valid]) for x in (plain, faithful)]
     assert db[1] > db[0] - 1.0, f"ELIC {db[0]:.2f} dB, ELIC + prior at w=1 {db[1]:.2f} dB"
     assert np.abs(faithful.astype(int) - sharp).mean() > 0.5
+
+
+def test_a_named_prior_decodes_and_is_recorded(tmp_path):
+    """The shipped prior is not the default yet: ``--prior MODEL`` names it."""
+    import subprocess
+    import sys
+
+    from georsic.weights import installed_models
+
+    priors = [m for m in installed_models() if m.kind == "prior"]
+    if not priors:
+        pytest.skip("no prior is installed")
+    archive = DATA / "legacy_v3_osbs_crop.grsc"
+    out = tmp_path / "p.tif"
+    result = subprocess.run([sys.executable, "-m", "georsic.cli", "decompress", str(archive),
+                             str(out), "--prior", priors[0].id, "--fidelity", "0.25",
+                             "--quiet"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    with rasterio.open(out) as raster:
+        tags = raster.tags()
+    assert tags["GEORSIC_PRIOR"].startswith(priors[0].id)
+    assert float(tags["GEORSIC_PRIOR_FIDELITY"]) == 0.25

@@ -443,7 +443,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", help="COL,ROW,WIDTH,HEIGHT in pixels")
     p.add_argument("--bounds", help="LEFT,BOTTOM,RIGHT,TOP (archive CRS unless --bounds-crs)")
     p.add_argument("--bounds-crs", help="CRS of --bounds, e.g. EPSG:4326")
-    p.add_argument("--prior", action="store_true", help="decode with the codebook prior")
+    p.add_argument("--prior", nargs="?", const=True, default=False, metavar="MODEL",
+                   help="decode with the codebook prior (the default prior, or the prior "
+                        "model MODEL, e.g. code-rsic-s; georsic models lists them)")
     p.add_argument("--fidelity", type=float, default=0.5, help="prior fidelity weight w")
     p.add_argument("--ignore-errors", action="store_true",
                    help="write corrupt or missing tiles as no-data and go on, naming each "

@@ -36,7 +36,7 @@ def decompress(
     window: Window | None = None,
     bounds: tuple[float, float, float, float] | None = None,
     bounds_crs: str | None = None,
-    prior: bool = False,
+    prior: bool | str = False,
     fidelity: float = 0.5,
     device: str = "auto",
     ignore_errors: bool = False,

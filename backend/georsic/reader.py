@@ -338,17 +338,19 @@ class Archive:
         return Piece.from_tile(self.grid, tile, values, invalid)
 
     @staticmethod
-    def tile_prior(prior: bool | TilePrior, fidelity: float = DEFAULT_FIDELITY,
+    def tile_prior(prior: bool | str | TilePrior, fidelity: float = DEFAULT_FIDELITY,
                    device: str = "auto") -> TilePrior | None:
         """The prior to decode with: ``None`` for ``prior=False``; the installed default prior
-        on ``device`` for ``True`` (a one-line error when none is installed or ``fidelity`` is
-        outside [0, 1]); a given :class:`TilePrior` as it is."""
+        on ``device`` for ``True``, or the prior of that model id for a string (a one-line
+        error when none is installed or ``fidelity`` is outside [0, 1]); a given
+        :class:`TilePrior` as it is."""
         if isinstance(prior, TilePrior):
             return prior
         fidelity = check_fidelity(fidelity)  # a wrong w is an error even without the prior
         if not prior:
             return None
-        return load_tile_prior(fidelity, resolve_device(device))
+        model_id = prior if isinstance(prior, str) else None
+        return load_tile_prior(fidelity, resolve_device(device), model_id=model_id)
 
     def _weights(self):
         return find_model(self.model_id, self.codec_info["weights_sha256"])

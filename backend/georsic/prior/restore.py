@@ -179,9 +179,9 @@ def load_tile_prior(fidelity: float = DEFAULT_FIDELITY, device: str = "cpu",
     except WeightsError:
         if model_id:
             raise
-        raise WeightsError("the Code-RSIC codebook prior is not installed (no model of kind "
-                           "'prior' in resources/weights or $GEORSIC_WEIGHTS); decode without "
-                           "--prior") from None
+        raise WeightsError("no default Code-RSIC codebook prior is installed (resources/weights "
+                           "or $GEORSIC_WEIGHTS); name one (--prior MODEL, `georsic models` "
+                           "lists them) or decode without --prior") from None
     if entry.kind != "prior":
         raise WeightsError(f"model {entry.id!r} is a {entry.kind}, not a prior")
     key = (entry.sha256, device)
