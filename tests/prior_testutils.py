@@ -48,4 +48,4 @@ def shipped_prior_id() -> str | None:
     manifest = json.loads(root.read_text())
     prior = manifest.get("default", {}).get("prior")
     ids = {m["id"] for m in manifest.get("models", []) if m.get("kind") == "prior"}
-    return prior if prior in ids else None
+    return prior if prior in ids else (sorted(ids)[0] if ids else None)
