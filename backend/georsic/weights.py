@@ -93,6 +93,13 @@ def find_model(model_id: str | None = None, sha256: str | None = None,
                        f"{', '.join(e.id for e in models) or 'none'}")
 
 
+def write_manifest(path: Path, manifest: dict) -> None:
+    """Write a manifest atomically (a temporary file beside it, renamed into place)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:

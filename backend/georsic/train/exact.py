@@ -14,7 +14,6 @@ decoding through the float64 path.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,7 +25,13 @@ from safetensors.torch import load_file, save_file
 from georsic.codec import pad_to_align
 from georsic.models import build_model, exact
 from georsic.train.data import find_images, load_rgb8
-from georsic.weights import MANIFEST, dequantized, file_sha256, manifest_entry_for
+from georsic.weights import (
+    MANIFEST,
+    dequantized,
+    file_sha256,
+    manifest_entry_for,
+    write_manifest,
+)
 
 #: Calibration crops: up to this many per image, of this size, spread over the image.
 CROPS_PER_IMAGE = 4
@@ -115,7 +120,5 @@ def export_exact(weights: str | Path, data: Sequence[str | Path], model_id: str,
     manifest["models"] = [m for m in manifest["models"] if m["id"] != model_id] + [entry]
     if make_default:
         manifest.setdefault("default", {})["codec"] = model_id
-    tmp = manifest_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp, manifest_path)
+    write_manifest(manifest_path, manifest)
     return entry

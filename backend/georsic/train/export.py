@@ -20,6 +20,7 @@ from georsic.weights import (
     file_sha256,
     manifest_entry_for,
     quantize_int8,
+    write_manifest,
 )
 
 
@@ -168,9 +169,7 @@ def export_codec(checkpoint: str | Path, out_dir: str | Path, model_id: str,
     manifest["models"] = models + [entry]
     if make_default:
         manifest.setdefault("default", {})["codec"] = model_id
-    tmp = manifest_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp, manifest_path)
+    write_manifest(manifest_path, manifest)
     return entry
 
 
@@ -229,7 +228,5 @@ def measure_rd(out_dir: str | Path, model_id: str, images: list[str | Path],
                                           f"decompress, tile {georsic.DEFAULT_TILE_SIZE}, overlap "
                                           f"{georsic.DEFAULT_OVERLAP}, CPU)",
                            "points": rows, **({"note": " ".join(notes)} if notes else {})}
-    tmp_path = manifest_path.with_suffix(".tmp")
-    tmp_path.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp_path, manifest_path)
+    write_manifest(manifest_path, manifest)
     return rows

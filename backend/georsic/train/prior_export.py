@@ -7,7 +7,6 @@ prior that decoding with the prior uses when none is asked for.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -15,7 +14,7 @@ from safetensors.torch import save_file
 
 from georsic.prior.model import CodePrior
 from georsic.train.prior import stage_checkpoint
-from georsic.weights import MANIFEST, file_sha256
+from georsic.weights import MANIFEST, file_sha256, write_manifest
 
 #: Buffers that only training needs (the codebook's EMA state).
 TRAINING_ONLY = ("codebook.cluster_size", "codebook.embed_sum", "codebook.initted")
@@ -97,7 +96,5 @@ def export_prior(run: str | Path, out_dir: str | Path, model_id: str,
     manifest["models"] = [m for m in manifest.get("models", []) if m["id"] != model_id] + [entry]
     if make_default or not manifest.get("default", {}).get("prior"):
         manifest.setdefault("default", {})["prior"] = model_id
-    tmp = manifest_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp, manifest_path)
+    write_manifest(manifest_path, manifest)
     return entry
