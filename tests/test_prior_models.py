@@ -110,3 +110,26 @@ def test_vqgan_straight_through_gradient():
     (x_hat - x).abs().mean().backward()
     assert model.encoder.stem.weight.grad is not None
     assert float(model.encoder.stem.weight.grad.abs().sum()) > 0
+
+
+def test_image_scale_untrained_is_decoded_at_w1_and_prior_at_w0():
+    """HPIN's image scale starts at zero: w = 1 returns the decoded image, w = 0 the prior."""
+    prior = CodePrior(**TINY, image_fusion=8, fusion_blocks=1).eval()
+    x = torch.rand(1, 3, 32, 40)
+    with torch.no_grad():
+        assert torch.equal(prior(x, 1.0), x)
+        assert torch.equal(prior(x, 0.0), prior(x, 0.0, mode="hpin"))
+        half = prior.run(x, 0.5)
+        assert torch.allclose(half["x_hat"], 0.5 * (half["x_prior"] + x), atol=1e-6)
+
+
+def test_image_scale_trained_changes_w1_and_is_absent_without_config():
+    prior = CodePrior(**TINY, image_fusion=8, fusion_blocks=1).eval()
+    torch.manual_seed(2)
+    with torch.no_grad():
+        prior.fusion.net[-2].weight.normal_(0, 0.1)
+        x = torch.rand(1, 3, 32, 32)
+        assert not torch.equal(prior(x, 1.0), x)
+        assert not torch.equal(prior(x, 1.0), prior(x, 1.0, mode="hpin"))
+    assert CodePrior(**TINY).fusion is None
+    assert not any(k.startswith("fusion.") for k in CodePrior(**TINY).state_dict())

@@ -132,3 +132,35 @@ def test_sigstop_sigcont_then_sigterm_saves_and_exits(tmp_path):
 def test_bad_override_is_a_clear_error(tmp_path, capsys, bad):
     rc = main(["train", "prior", "--out", str(tmp_path), "--stage", "1", "--set", bad])
     assert rc == 2 and "--set" in capsys.readouterr().err
+
+
+def test_stage4_trains_image_scale_only_resumes_and_exports(tmp_path, monkeypatch):
+    from georsic.train.prior_fusion import FusionTrainConfig, train_fusion
+
+    cache = build_pair_cache([SMALL_IMAGE], tmp_path / "cache", exclude=[], qualities=(0.0,),
+                             between=0, region=64, regions_per_image=1)
+    run = tmp_path / "run"
+    train_prior(_cfg(run, "1", steps=1))
+    train_prior(_cfg(run, "2,3", steps=1, patch=32, cache=str(cache)))
+    before = torch.load(run / "stage23.pt", weights_only=False)["prior"]
+    cfg = FusionTrainConfig(out=str(run), cache=str(cache), width=8, blocks=1, steps=3,
+                            batch=2, patch=32, threads=1, log_every=1, gan_start=2)
+    path = train_fusion(cfg)
+    state = torch.load(path, weights_only=False)
+    assert state["step"] == 3 and set(state["history"]) == {"1", "2,3", "4"}
+    for name, value in before.items():  # everything but the image scale is frozen
+        assert torch.equal(state["prior"][name], value), name
+    last_conv = state["prior"]["fusion.net.4.weight"]  # zero at the start
+    assert float(last_conv.abs().sum()) > 0  # it learnt
+    log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+    assert log[-1]["stage"] == "4" and "gan_g" in log[-1] and "psnr_decoded" in log[-1]
+    cfg.steps = 4
+    assert torch.load(train_fusion(cfg), weights_only=False)["step"] == 4  # resumed
+    weights = tmp_path / "weights"
+    entry = export_prior(run, weights, "prior-fused")
+    assert entry["config"]["image_fusion"] == 8
+    assert entry["training"]["total_steps"] == 1 + 1 + 4
+    monkeypatch.setenv("GEORSIC_WEIGHTS", str(weights))
+    prior = load_prior(find_model("prior-fused", kind="prior"))
+    x = torch.rand(1, 3, 40, 40)
+    assert prior.fusion is not None and not torch.equal(prior(x, 1.0), prior(x, 1.0, "hpin"))

@@ -41,7 +41,9 @@ DEFAULT_QUALITIES = (0.0, 1.0, 2.0)
 DEFAULT_FIDELITIES = (0.0, 0.25, 0.5, 0.75, 1.0)
 ABLATION = (("nearest", "D_H on the nearest codes of E_L's features (no Transformer)"),
             ("transformer", "+ Transformer (code lookup), no HPIN"),
-            ("full", "+ HPIN (the full prior)"))
+            ("hpin", "+ HPIN's feature scales (cross-attention into D_H)"),
+            ("full", "+ HPIN's image scale (the full prior; the same as the row above for a "
+                     "prior without one)"))
 #: Target of issue 18 at the default w: LPIPS and patch FID this much lower, PSNR within 1 dB.
 TARGET_GAIN = 0.20
 TARGET_PSNR_DROP = 1.0

@@ -12,11 +12,11 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from georsic.prior.hpin import HPIN
+from georsic.prior.hpin import HPIN, ImageFusion
 from georsic.prior.lookup import CodeLookup
 from georsic.prior.vqgan import Decoder, EMACodebook, Encoder, widths
 
-MODES = ("nearest", "transformer", "full")
+MODES = ("nearest", "transformer", "hpin", "full")
 
 PRESETS: dict[str, dict] = {
     # what trains on a 2-core CPU in hours (benchmarks/results/prior_step_cost.md)
@@ -38,14 +38,17 @@ class CodePrior(nn.Module):
     ``forward(x, fidelity)`` takes any (B, 3, H, W); it is padded (replicated edges) to a
     multiple of :attr:`stride` and cropped back.  ``mode`` selects the ablations:
     ``"nearest"`` decodes with D_H the codes nearest to E_L's features (no Transformer),
-    ``"transformer"`` the Transformer's codes without HPIN, ``"full"`` (default) the
-    Transformer's codes with HPIN at fidelity ``w`` (0: prior only, 1: closest to the input).
+    ``"transformer"`` the Transformer's codes without HPIN, ``"hpin"`` the Transformer's codes
+    with HPIN's feature scales at fidelity ``w`` (0: prior only, 1: closest to the input), and
+    ``"full"`` (default) also HPIN's image scale (:class:`~georsic.prior.hpin.ImageFusion`)
+    when the prior has one (``image_fusion`` > 0: its width), else the same as ``"hpin"``.
     """
 
     def __init__(self, width: int = 48, embed_dim: int = 64, codebook_size: int = 512,
                  blocks: int = 2, downs: int = 1, d_model: int = 256, layers: int = 4,
                  heads: int = 8, hpin_heads: int = 4, window: int = 8,
-                 default_fidelity: float = 0.5) -> None:
+                 default_fidelity: float = 0.5, image_fusion: int = 0,
+                 fusion_blocks: int = 4) -> None:
         super().__init__()
         self.stride = 4 * 2**downs
         """Pixels per code a side: the token grid is the image divided by this."""
@@ -55,6 +58,7 @@ class CodePrior(nn.Module):
         self.decoder = Decoder(width, embed_dim, blocks, downs)
         self.lookup = CodeLookup(embed_dim, codebook_size, d_model, layers, heads)
         self.hpin = HPIN(self.decoder.chans, widths(width, downs)[::-1], hpin_heads, window)
+        self.fusion = ImageFusion(image_fusion, fusion_blocks) if image_fusion else None
 
     def codes(self, z: Tensor, mode: str) -> tuple[Tensor, Tensor | None]:
         """Code indices (B, h, w) for E_L features ``z`` and the Transformer's logits."""
@@ -73,13 +77,17 @@ class CodePrior(nn.Module):
         idx, logits = self.codes(z, mode)
         q = self.codebook.lookup(idx)
         fuse = None
-        if mode == "full":
+        if mode in ("hpin", "full"):
             coarse_first = feats[::-1]
 
             def fuse(scale: int, h: Tensor) -> Tensor:
                 return self.hpin.fuse(scale, h, coarse_first[scale], fidelity)
 
-        return {"x_hat": self.decoder(q, fuse), "z": z, "idx": idx, "logits": logits}
+        x_prior = self.decoder(q, fuse)
+        x_hat = x_prior
+        if mode == "full" and self.fusion is not None:
+            x_hat = self.fusion(x, x_prior, fidelity)
+        return {"x_hat": x_hat, "x_prior": x_prior, "z": z, "idx": idx, "logits": logits}
 
     def forward(self, x: Tensor, fidelity: float | None = None, mode: str = "full") -> Tensor:
         fidelity = self.default_fidelity if fidelity is None else float(fidelity)

@@ -19,6 +19,8 @@ def cmd_train_prior(args) -> int:
     from georsic.train.prior_data import BENCHMARK_EXCLUDE
 
     device = _device(args.device)
+    if args.stage == "4":
+        return _train_fusion(args, device)
     overrides = {}
     for item in args.set or []:
         key, _, value = item.partition("=")
@@ -46,6 +48,35 @@ def cmd_train_prior(args) -> int:
         if pid_file and pid_file.read_text().strip() == str(os.getpid()):
             pid_file.unlink()
     print(f"stage {args.stage} checkpoint: {path}")
+    return 0
+
+
+def _train_fusion(args, device: str) -> int:
+    """Stage 4: HPIN's image scale on top of a trained prior (the rest frozen)."""
+    import torch
+
+    from georsic.train.prior_fusion import FusionTrainConfig, train_fusion
+
+    if not args.cache:
+        raise InputError("stage 4 needs --cache: the pair cache of `georsic train prior-cache`")
+    cfg = FusionTrainConfig(
+        out=args.out, cache=args.cache, init=args.init, width=args.fusion_width,
+        steps=args.steps, batch=args.batch, patch=args.patch, lr=args.lr,
+        lpips_weight=args.lpips_weight, gan_start=args.gan_start, gan_weight=args.gan_weight,
+        device=device, threads=args.threads or (0 if device != "cpu" else torch.get_num_threads()),
+        time_limit=args.time_limit, seed=args.seed,
+        command=" ".join(["georsic", *map(shlex.quote, sys.argv[1:])]))
+    pid_file = Path(args.pid_file) if args.pid_file else None
+    if pid_file:
+        pid_file.write_text(f"{os.getpid()}\n")
+    try:
+        path = train_fusion(cfg)
+    except (FileNotFoundError, ValueError) as exc:
+        raise InputError(str(exc)) from None
+    finally:
+        if pid_file and pid_file.read_text().strip() == str(os.getpid()):
+            pid_file.unlink()
+    print(f"stage 4 checkpoint: {path}")
     return 0
 
 
@@ -112,8 +143,13 @@ def add_parsers(train: argparse._SubParsersAction) -> None:
                                            "pair cache from them if it has none)")
     p.add_argument("--out", required=True, help="run folder (each stage resumes from its "
                                                 "checkpoint there)")
-    p.add_argument("--stage", choices=["1", "2", "3", "2,3"], required=True,
-                   help="1: VQGAN; 2: code lookup; 3: HPIN; 2,3: stages 2 and 3 as one run")
+    p.add_argument("--stage", choices=["1", "2", "3", "2,3", "4"], required=True,
+                   help="1: VQGAN; 2: code lookup; 3: HPIN; 2,3: stages 2 and 3 as one run; "
+                        "4: HPIN's image scale on a trained prior (the rest frozen)")
+    p.add_argument("--init", help="stage 4: the installed prior to start from (model id; "
+                                  "default: OUT's stage 3 checkpoint)")
+    p.add_argument("--fusion-width", type=int, default=48,
+                   help="stage 4: channels of the image-scale fusion network")
     p.add_argument("--exclude", nargs="*", default=None,
                    help="skip files whose name has these (default: the benchmark images)")
     p.add_argument("--cache", help="pair cache folder (default OUT/cache)")

@@ -22,7 +22,7 @@ TRAINING_ONLY = ("codebook.cluster_size", "codebook.embed_sum", "codebook.initte
 
 def latest_checkpoint(run: str | Path) -> Path:
     """The checkpoint of the last stage trained in ``run`` that holds a whole prior."""
-    for stage in ("3", "2,3", "2"):
+    for stage in ("4", "3", "2,3", "2"):
         path = stage_checkpoint(run, stage)
         if path.exists():
             return path
@@ -72,8 +72,12 @@ def export_prior(run: str | Path, out_dir: str | Path, model_id: str,
         figures = json.loads(Path(figures).read_text())
     if figures and "summary" in figures:  # the prior.json of `georsic bench prior`
         figures = bench_figures(figures)
-    stage1 = torch.load(stage_checkpoint(run, "1"), map_location="cpu", weights_only=False)
-    data = stage1["config"]
+    base = state.get("base_training")  # stage 4 on an installed prior: what it was trained on
+    if base is not None:
+        data = {"data": base.get("data"), "exclude": base.get("exclude")}
+    else:
+        stage1 = torch.load(stage_checkpoint(run, "1"), map_location="cpu", weights_only=False)
+        data = stage1["config"]
     cache_index = Path(cfg.get("cache") or Path(run) / "cache") / "index.json"
     entry = {
         "id": model_id, "kind": "prior", "architecture": "code-rsic", "config": config,
@@ -89,6 +93,8 @@ def export_prior(run: str | Path, out_dir: str | Path, model_id: str,
         },
         **({"figures": figures} if figures else {}),
     }
+    if base is not None:
+        entry["training"]["base"] = {"id": base.get("base"), "sha256": base.get("base_sha256")}
     if entry["training"]["pairs"]:
         entry["training"]["pairs"].pop("files")
     manifest_path = out_dir / MANIFEST
