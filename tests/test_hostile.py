@@ -247,6 +247,9 @@ def test_batch_reports_a_bad_file_and_goes_on(work, tmp_path):
     (lambda h: h["mask"].update(planes=9), "mask planes"),
     (lambda h: h["raster"].update(crs_wkt="PROJCS[nonsense"), "damaged"),
     (lambda h: h.pop("tiling"), "incomplete"),
+    (lambda h: h["raster"].update(categories=[["water"]]), "categories has 1 entries for 3"),
+    (lambda h: h["raster"].update(tables=[{"columns": [["Value", 0, 5]], "rows": [["x"]]}] * 3),
+     "damaged"),
 ])
 def test_crafted_header_is_an_archive_error(capsys, work, tmp_path, edit, words):
     crafted = with_header(work / "a.grsc", tmp_path / "groups_bad.grsc", edit)

@@ -10,6 +10,7 @@ one line on stderr; GEORSIC_DEBUG=1 (or --debug) shows the traceback instead, fo
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -18,12 +19,13 @@ import signal
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 
 from georsic import overviews
 from georsic.batch import RASTER_SUFFIXES
 from georsic.batch import find_inputs as _batch_inputs
 from georsic.defaults import DEFAULT_OVERLAP, DEFAULT_QUALITY, DEFAULT_TILE_SIZE
-from georsic.errors import GeorsicError, InputError
+from georsic.errors import GeorsicError, GeorsicWarning, InputError
 
 BATCH_FAILED = 6
 
@@ -655,6 +657,24 @@ def _quiet_libraries(debug: bool) -> None:
     warnings.simplefilter("ignore", NotGeoreferencedWarning)
 
 
+@contextlib.contextmanager
+def _one_line_warnings() -> Iterator[None]:
+    """Each GeorsicWarning (something of the source not kept) as one ``georsic: warning:``
+    line on stderr, every time; other warnings as Python shows them."""
+    with warnings.catch_warnings():
+        show = warnings.showwarning
+
+        def one_line(message, category, filename, lineno, file=None, line=None) -> None:
+            if issubclass(category, GeorsicWarning):
+                print(f"georsic: warning: {message}", file=sys.stderr)
+            else:
+                show(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = one_line
+        warnings.simplefilter("always", GeorsicWarning)
+        yield
+
+
 def _leave(code: int) -> int:
     """After an interrupt (temporaries already removed), exit without waiting for tile worker
     threads: one may wait forever on a future whose lock the interrupt left held."""
@@ -674,8 +694,6 @@ def _gdal_env():
     try:
         import rasterio
     except ImportError:  # a training-only machine
-        import contextlib
-
         return contextlib.nullcontext()
     return rasterio.Env()
 
@@ -695,7 +713,7 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(signal, name):
             previous[name] = signal.signal(getattr(signal, name), _terminate)
     try:
-        with _gdal_env():
+        with _gdal_env(), _one_line_warnings():
             return _run(args, debug)
     finally:
         for name, handler in previous.items():

@@ -48,3 +48,8 @@ class Cancelled(GeorsicError):
     """The caller cancelled the operation; no output was left behind."""
 
     exit_code = 130
+
+
+class GeorsicWarning(UserWarning):
+    """Something of the source that the output does not keep as it was, said in one line (the
+    pixels are never among them: those are kept or an error is raised)."""

@@ -22,6 +22,7 @@ from georsic.errors import OutputError
 from georsic.overviews import OverviewSpec, auto_factors
 from georsic.overviews import resolve as resolve_overviews
 from georsic.prior.restore import TilePrior
+from georsic.rasterinfo import write_categories
 from georsic.reader import Archive, open
 from georsic.source import gdal_message
 
@@ -98,6 +99,7 @@ def decompress(
                     check_cancel(cancel)
                     rasterio.shutil.copy(staging, tmp, driver="COG",
                                          **_cog_options(profile, factors))
+                write_categories(tmp, archive.info)  # PAM sidecar, moved with tmp
             except (RasterioError, CPLE_BaseError) as exc:
                 raise OutputError(f"cannot write {dst}: {gdal_message(exc)}") from None
     return dst
@@ -144,6 +146,17 @@ def _cog_options(profile: dict, factors: tuple[int, ...]) -> dict:
             "bigtiff": "IF_SAFER"}
 
 
+def _replace_sidecar(tmp: Path, dst: Path) -> None:
+    """``dst``'s PAM sidecar (``.aux.xml``: category names, attribute tables) becomes
+    ``tmp``'s, or goes when ``tmp`` has none: one left from a file replaced would describe
+    the old pixels (GDAL removes it too when it creates a file over another)."""
+    sidecar, target = Path(f"{tmp}.aux.xml"), Path(f"{dst}.aux.xml")
+    if sidecar.exists():
+        os.replace(sidecar, target)
+    else:
+        target.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def _atomic_output(dst: Path) -> Iterator[Path]:
     directory = dst.parent if str(dst.parent) else Path(".")
@@ -159,6 +172,7 @@ def _atomic_output(dst: Path) -> Iterator[Path]:
         yield tmp_path
         os.chmod(tmp_path, 0o644)
         os.replace(tmp_path, dst)
+        _replace_sidecar(tmp_path, dst)
     finally:
         tmp_path.unlink(missing_ok=True)
         for sidecar in directory.glob(tmp_path.name + ".*"):

@@ -56,6 +56,8 @@ def _raster_problems(info: RasterInfo) -> list[str]:
     lists = {"descriptions": info.descriptions, "colorinterp": info.colorinterp,
              "units": info.units, "scales": info.scales, "offsets": info.offsets,
              "band_tags": info.band_tags}
+    lists.update((name, values) for name, values in  # optional: () when no band has any
+                 (("categories", info.categories), ("tables", info.tables)) if values)
     found += [f"{name} has {len(values)} entries for {info.count} band(s)"
               for name, values in lists.items() if len(values) != info.count]
     unknown = [name for name in info.colorinterp if name not in ColorInterp.__members__]

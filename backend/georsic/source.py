@@ -95,9 +95,13 @@ def _refuse_infinities(src, data: np.ndarray, info: RasterInfo, window: Window) 
 
 
 def band_mapping(src, info: RasterInfo, cancel: Cancel | None) -> BandMapping:
-    """How the bands go to the codec; alpha and palette (class index) bands are kept
-    losslessly: a lossy mask or class index is meaningless."""
-    lossless = tuple(i for i, name in enumerate(info.colorinterp) if name in ("alpha", "palette"))
+    """How the bands go to the codec; alpha and categorical bands (class indices: palette,
+    category names, a thematic attribute table or ``LAYER_TYPE=thematic``, see
+    :attr:`RasterInfo.categorical`) are kept losslessly: a lossy mask or class index is
+    meaningless."""
+    categorical = set(info.categorical)
+    lossless = tuple(i for i, name in enumerate(info.colorinterp)
+                     if name == "alpha" or i in categorical)
     groups = band_groups([i for i in range(info.count) if i not in lossless])
     fixed = full_range(info.dtype)
     if fixed:
