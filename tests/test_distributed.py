@@ -17,6 +17,9 @@ from test_errors import run_cli
 
 import georsic
 from georsic import reader
+from georsic.cluster import local_cluster
+from georsic.errors import InputError
+from georsic.parallel import DEFAULT_TILES_PER_TASK, blocks, tiles_per_task
 
 distributed = pytest.importorskip("distributed")
 
@@ -30,8 +33,7 @@ def _warm():
 
 @pytest.fixture(scope="module")
 def cluster():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None, host="127.0.0.1") as cluster, \
+    with local_cluster(2, None, host="127.0.0.1") as cluster, \
             distributed.Client(cluster) as client:
         client.run(_warm)
         yield cluster, client
@@ -47,23 +49,74 @@ def _temporaries(folder) -> list[str]:
     return sorted(p.name for p in folder.rglob("*") if ".tmp" in p.name)
 
 
+def test_blocks_of_tiles_per_task():
+    assert list(blocks(range(7), 3)) == [(0, 1, 2), (3, 4, 5), (6,)]
+    assert list(blocks([4, 5, 9], 8)) == [(4, 5, 9)]
+    assert tiles_per_task(4, 2, cluster=False) == 1
+    assert tiles_per_task(4, 2) == 1  # 4 tasks for 2 workers, not one block of 4
+    assert tiles_per_task(27_800, 120) == DEFAULT_TILES_PER_TASK
+    assert tiles_per_task(40, 2) == 5  # 8 tasks of 5: 4 per worker
+    assert tiles_per_task(100, 2) == DEFAULT_TILES_PER_TASK
+    assert tiles_per_task(4, 2, requested=3) == 3
+    for wrong in (0, -1, 2.5, True):
+        with pytest.raises(InputError, match="tiles per task"):
+            tiles_per_task(4, 2, requested=wrong)
+
+
 def test_archive_on_two_workers_is_byte_identical(tmp_path, aerial, cluster):
     _, client = cluster
     options = {"quality": 4, "tile_size": 256, "device": "cpu"}
     alone = georsic.compress(aerial, tmp_path / "alone.grsc", threads=1, **options)
-    spread = georsic.compress(aerial, tmp_path / "spread.grsc", client=client, **options)
-    assert alone.tiles == spread.tiles == 4
-    assert (tmp_path / "alone.grsc").read_bytes() == (tmp_path / "spread.grsc").read_bytes()
+    expected = (tmp_path / "alone.grsc").read_bytes()
+    for per_task in (None, 1, 3):  # blocks (0,1,2),(3) for 3: one worker codes three tiles
+        spread = georsic.compress(aerial, tmp_path / f"spread{per_task}.grsc", client=client,
+                                  tiles_per_task=per_task, **options)
+        assert alone.tiles == spread.tiles == 4
+        assert (tmp_path / f"spread{per_task}.grsc").read_bytes() == expected, per_task
+    threads = georsic.compress(aerial, tmp_path / "threads.grsc", threads=2, tiles_per_task=2,
+                               **options)
+    assert threads.tiles == 4 and (tmp_path / "threads.grsc").read_bytes() == expected
     # decoding on the workers gives the pixels decoding in-process gives, up to one grey
     # level on a few pixels: oneDNN's float32 results in a long-lived process depend on what
     # its other threads ran before (measured; docs/scale.md), fresh workers have no history
     georsic.decompress(tmp_path / "alone.grsc", tmp_path / "here.tif", threads=1, device="cpu")
     georsic.decompress(tmp_path / "alone.grsc", tmp_path / "there.tif", client=client,
-                       device="cpu")
+                       device="cpu", tiles_per_task=3)
     with rasterio.open(tmp_path / "here.tif") as a, rasterio.open(tmp_path / "there.tif") as b:
         assert _close(a.read(), b.read())
         assert a.crs == b.crs and a.transform == b.transform
     assert _temporaries(tmp_path) == []
+
+
+def test_prior_decode_on_workers_equals_in_process(tmp_path, aerial_archive, cluster):
+    _, client = cluster
+    options = {"prior": "code-rsic-s", "fidelity": 0.5, "device": "cpu"}
+    georsic.decompress(aerial_archive, tmp_path / "here.tif", threads=1, **options)
+    georsic.decompress(aerial_archive, tmp_path / "there.tif", client=client,
+                       tiles_per_task=2, **options)
+    georsic.decompress(aerial_archive, tmp_path / "plain.tif", client=client, device="cpu")
+    with rasterio.open(tmp_path / "here.tif") as a, rasterio.open(tmp_path / "there.tif") as b, \
+            rasterio.open(tmp_path / "plain.tif") as plain:
+        here, there = a.read(), b.read()
+        assert _close(here, there)
+        assert a.tags()["GEORSIC_PRIOR"] == b.tags()["GEORSIC_PRIOR"]
+        assert b.tags()["GEORSIC_PRIOR"].startswith("code-rsic-s ")
+        # the workers did run the prior: its output is not the plain decode
+        assert np.abs(there.astype(int) - plain.read().astype(int)).mean() > 1
+    # the API's Archive.read takes the prior by id on a cluster too
+    with georsic.open(aerial_archive) as archive:
+        window = rasterio.windows.Window(0, 0, 100, 100)
+        assert _close(archive.read(window, client=client, **options), here[:, :100, :100])
+
+
+def test_prior_a_worker_lacks_is_a_one_line_error(aerial_archive):
+    from georsic.errors import WeightsError
+    from georsic.reader import PriorSpec
+
+    spec = PriorSpec("code-rsic-s", "0" * 64, 0.5, 256, 32, "full")
+    with pytest.raises(WeightsError, match="is not installed here") as info:
+        reader.decode_tiles(str(aerial_archive), (0,), "cpu", spec)
+    assert "\n" not in str(info.value)
 
 
 def _batch_folder(root, data_dir, count: int):
@@ -130,7 +183,7 @@ def test_cli_batch_on_a_scheduler_reports_a_bad_file(tmp_path, data_dir, cluster
 
 def test_cli_compress_on_local_workers(tmp_path, data_dir):
     result = run_cli("compress", data_dir / "solaris_rgb_unmasked.tif", tmp_path / "a.grsc",
-                     "-q", "2", "--device", "cpu", "--workers", "1")
+                     "-q", "2", "--device", "cpu", "--workers", "1", "--tiles-per-task", "2")
     assert result.returncode == 0, result.stderr
     assert "local Dask cluster of 1 worker(s), dashboard http://" in result.stderr
     with georsic.open(tmp_path / "a.grsc") as archive:

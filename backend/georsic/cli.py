@@ -117,6 +117,13 @@ def _add_cluster(parser: argparse.ArgumentParser) -> None:
                              "workers need GeoRSIC and the files at the same paths)")
 
 
+def _add_tiles_per_task(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tiles-per-task", type=int, default=None, metavar="K",
+                        help="with --workers/--scheduler: consecutive tiles in one task "
+                             "(default: up to 8, fewer on a small raster); same output "
+                             "whatever K")
+
+
 def _quality_kwargs(args) -> dict:
     return {"quality": args.quality, "target_psnr": args.target_psnr,
             "target_bpp": args.target_bpp}
@@ -147,7 +154,7 @@ def cmd_compress(args) -> int:
         summary = georsic.compress(
             args.input, args.output, **_quality_kwargs(args), tile_size=args.tile_size,
             overlap=args.overlap, device=args.device, model=args.model, refine=args.refine,
-            overwrite=args.overwrite, client=client,
+            overwrite=args.overwrite, client=client, tiles_per_task=args.tiles_per_task,
             progress=ProgressBar("compress", args.quiet))
     _report_fit(summary, args.quiet)
     if not args.quiet:
@@ -184,7 +191,8 @@ def cmd_decompress(args) -> int:
     lost: list[str] = []
     with connect(args.workers, args.scheduler, quiet=args.quiet) as client:
         path = georsic.decompress(args.input, args.output, progress=ProgressBar(
-            "decompress", args.quiet), errors=lost, client=client, **_decompress_kwargs(args))
+            "decompress", args.quiet), errors=lost, client=client,
+            tiles_per_task=args.tiles_per_task, **_decompress_kwargs(args))
     for message in lost:
         print(f"georsic: warning: {message}; written as no-data", file=sys.stderr)
     if lost:
@@ -437,6 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     _add_common(p)
     _add_cluster(p)
+    _add_tiles_per_task(p)
     p.set_defaults(func=cmd_compress)
 
     p = sub.add_parser("decompress", help="decode an archive to a GeoTIFF")
@@ -456,6 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output_options(p)
     _add_common(p)
     _add_cluster(p)
+    _add_tiles_per_task(p)
     p.set_defaults(func=cmd_decompress)
 
     p = sub.add_parser("info", help="describe an archive")

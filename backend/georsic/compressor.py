@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from georsic.control import Cancel, Progress
 from georsic.errors import InputError
 from georsic.masks import encode_mask
 from georsic.parallel import (
+    blocks,
+    check_tiles_per_task,
     client_executor,
     cores,
     in_flight,
@@ -23,6 +26,7 @@ from georsic.parallel import (
     ordered,
     parallelism,
     thread_codec,
+    tiles_per_task,
     torch_threads,
 )
 from georsic.rasterinfo import RasterInfo
@@ -73,6 +77,7 @@ def compress(
     overwrite: bool = False,
     client=None,
     threads: int | None = None,
+    tiles_per_task: int | None = None,
     progress: Progress | None = None,
     cancel: Cancel | None = None,
 ) -> ArchiveSummary:
@@ -113,11 +118,17 @@ def compress(
     threads:
         Without a client, how many tiles are coded at once in this process, each on one
         torch thread (default: one per core; 1 codes them one after the other).
+    tiles_per_task:
+        Consecutive tiles coded in one task (default: one in-process; on a cluster up to
+        :data:`~georsic.parallel.DEFAULT_TILES_PER_TASK`, fewer on a small raster so every
+        worker gets several tasks).  The archive is the same bytes whatever it is.
     progress, cancel:
         ``progress(done, total)`` after each tile; ``cancel()`` returning True stops the run,
         raising :class:`~georsic.errors.Cancelled` and leaving no file behind.
     """
     started = time.perf_counter()
+    if tiles_per_task is not None:
+        check_tiles_per_task(tiles_per_task)
     check_output(Path(dst), overwrite, src)
     TileGrid.check(tile_size, overlap)
     fit = None
@@ -152,7 +163,8 @@ def compress(
     job = EncodeJob(str(Path(src).resolve()), info, mapping, grid, planes, entry.id,
                     entry.sha256, device, float(quality), refine)
     with ArchiveWriter(dst, header, overwrite=overwrite, inputs=(src,)) as writer:
-        for done, payload in enumerate(_encoded(job, client, threads, cancel), start=1):
+        for done, payload in enumerate(_encoded(job, client, threads, tiles_per_task, cancel),
+                                       start=1):
             writer.add_tile(payload)
             if progress:
                 progress(done, len(grid))
@@ -199,19 +211,19 @@ def _encode_tile(raster, job: EncodeJob, codec, tile) -> bytes:
     return pack_sections(sections)
 
 
-def _encoded(job: EncodeJob, client, threads: int | None,
+def _encoded(job: EncodeJob, client, threads: int | None, per_task: int | None,
              cancel: Cancel | None) -> Iterator[bytes]:
-    """Every tile's payload in tile order, coded where the caller asked, a bounded number of
-    tasks in flight (one tile a task)."""
-    tasks = ((job, (tile.index,)) for tile in job.grid)
+    """Every tile's payload in tile order, coded where the caller asked, in tasks of
+    ``per_task`` consecutive tiles, a bounded number of tasks in flight."""
     if client is not None:
-        window = in_flight(parallelism(client))
-        for payloads in ordered(client_executor(client), encode_tiles, tasks, window, cancel):
-            yield from payloads
-        return
-    if threads is None:
-        threads = 1 if resolve_device(job.device) != "cpu" else cores()
-    with torch_threads(1):
-        for payloads in ordered(local_executor(threads), encode_tiles, tasks,
-                                in_flight(threads), cancel):
+        slots = parallelism(client)
+        executor = client_executor(client)
+    else:
+        if threads is None:
+            threads = 1 if resolve_device(job.device) != "cpu" else cores()
+        slots, executor = max(threads, 1), local_executor(threads)
+    size = tiles_per_task(len(job.grid), slots, per_task, cluster=client is not None)
+    tasks = ((job, block) for block in blocks(range(len(job.grid)), size))
+    with torch_threads(1) if client is None else contextlib.nullcontext():
+        for payloads in ordered(executor, encode_tiles, tasks, in_flight(slots), cancel):
             yield from payloads

@@ -21,6 +21,7 @@ from georsic.control import Cancel, Progress, check_cancel
 from georsic.errors import OutputError
 from georsic.overviews import OverviewSpec, auto_factors
 from georsic.overviews import resolve as resolve_overviews
+from georsic.parallel import check_tiles_per_task
 from georsic.prior.restore import TilePrior
 from georsic.rasterinfo import write_categories
 from georsic.reader import Archive, open
@@ -47,6 +48,7 @@ def decompress(
     errors: list[str] | None = None,
     client=None,
     threads: int | None = None,
+    tiles_per_task: int | None = None,
     progress: Progress | None = None,
     cancel: Cancel | None = None,
 ) -> Path:
@@ -71,8 +73,14 @@ def decompress(
     ``client`` (a ``distributed.Client``): the tiles are decoded on its workers, which open
     the archive by path; this process blends them and writes the GeoTIFF in order.  Without
     one, ``threads`` tiles are decoded at once here (default one per core).  The pixels are
-    the same either way.
+    the same either way.  ``tiles_per_task``: consecutive tiles decoded in one task (see
+    :func:`georsic.compress`).  With ``prior`` on a cluster each worker loads the prior
+    itself, the weights of the sha256 resolved here (a worker without them fails the run
+    with a one-line error); its windows lie inside one tile's image, so where a tile is
+    decoded does not change the result.
     """
+    if tiles_per_task is not None:
+        check_tiles_per_task(tiles_per_task)
     tile_prior = Archive.tile_prior(prior, fidelity, device)  # before any output is made
     dst = Path(dst)
     check_output(dst, overwrite, src)
@@ -94,7 +102,7 @@ def decompress(
                 _write_decoded(archive, window, staging, profile, factors, device=device,
                                progress=progress, cancel=cancel, ignore_errors=ignore_errors,
                                errors=lost, prior=tile_prior, fidelity=fidelity,
-                               client=client, threads=threads)
+                               client=client, threads=threads, tiles_per_task=tiles_per_task)
                 if cog:
                     check_cancel(cancel)
                     rasterio.shutil.copy(staging, tmp, driver="COG",
@@ -109,7 +117,7 @@ def _write_decoded(archive: Archive, window: Window, path: Path, profile: dict,
                    factors: tuple[int, ...], *, device: str, progress: Progress | None,
                    cancel: Cancel | None, ignore_errors: bool, errors: list[str],
                    prior: TilePrior | None = None, fidelity: float = 0.5, client=None,
-                   threads: int | None = None) -> None:
+                   threads: int | None = None, tiles_per_task: int | None = None) -> None:
     """Decode ``window`` of ``archive`` into a new GeoTIFF at ``path``, overviews included;
     through ``prior`` when given (its weights and ``w`` named in the tags)."""
     with rasterio.open(path, "w", **profile) as out:
@@ -120,9 +128,9 @@ def _write_decoded(archive: Archive, window: Window, path: Path, profile: dict,
         for block, values, invalid in archive.blocks(
                 window, device=device, progress=progress, cancel=cancel,
                 ignore_errors=ignore_errors, errors=errors, lost=lost,
-                # a cluster's workers load the prior themselves
-                prior=prior if client is None else prior is not None, fidelity=fidelity,
-                client=client, threads=threads):
+                # a cluster's workers load this prior themselves, by its sha256
+                prior=prior or False, fidelity=fidelity, client=client, threads=threads,
+                tiles_per_task=tiles_per_task):
             target = Window(block.col_off - window.col_off, block.row_off - window.row_off,
                             block.width, block.height)
             out.write(archive.finalize(values, invalid), window=target)

@@ -7,7 +7,8 @@ in-process (one codec per thread: a shared model gives other bytes when two thre
 once), or on the workers of a ``distributed.Client`` (its ``get_executor()``).  One abstraction,
 :class:`concurrent.futures.Executor`, serves both; :func:`ordered` hands results back in
 submission order with a bounded number of tasks in flight, so the caller (the only writer)
-streams them to disk with bounded memory.
+streams them to disk with bounded memory.  On a cluster a task is a block of consecutive tiles
+(:func:`tiles_per_task`), so the scheduler's cost is paid once per block.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
 from georsic.control import Cancel, check_cancel
+from georsic.errors import InputError
 
 #: Times a task is retried after it raised (a worker that dies does not count: Dask reruns
 #: the tasks it held elsewhere, up to ``distributed.scheduler.allowed-failures`` times).
@@ -115,6 +117,47 @@ def in_flight(parallel: int) -> int:
     """How many tasks to keep submitted: enough to keep every slot busy while the writer waits
     on the oldest, few enough to bound the results waiting in memory."""
     return 2 * parallel + 2
+
+
+#: Most tiles in one cluster task (``tiles_per_task``): 8 tiles of 256 px are about 2 s of
+#: coding on one core, against a few ms of scheduling and transfer per task (docs/scale.md).
+DEFAULT_TILES_PER_TASK = 8
+#: Tasks each worker thread gets at least, when the raster has tiles enough: fewer, larger
+#: blocks would leave workers idle at the end of a small raster.
+TASKS_PER_SLOT = 4
+
+
+def check_tiles_per_task(requested) -> int:
+    """``requested`` tiles per task, or a one-line :class:`InputError`."""
+    if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
+        raise InputError(f"tiles per task must be a whole number of at least 1, not "
+                         f"{requested!r}")
+    return requested
+
+
+def tiles_per_task(tiles: int, parallel: int, requested: int | None = None,
+                   cluster: bool = True) -> int:
+    """Tiles in one task: ``requested`` when given; in-process 1 (a task there is a function
+    call); on a cluster :data:`DEFAULT_TILES_PER_TASK`, fewer when that would leave fewer than
+    :data:`TASKS_PER_SLOT` tasks per worker thread."""
+    if requested is not None:
+        return check_tiles_per_task(requested)
+    if not cluster:
+        return 1
+    fair = -(-max(tiles, 1) // (TASKS_PER_SLOT * max(parallel, 1)))
+    return max(1, min(DEFAULT_TILES_PER_TASK, fair))
+
+
+def blocks(indices: Iterable[int], size: int) -> Iterator[tuple[int, ...]]:
+    """``indices`` in order, cut into tuples of ``size`` (the last one may be shorter)."""
+    block: list[int] = []
+    for index in indices:
+        block.append(index)
+        if len(block) == size:
+            yield tuple(block)
+            block = []
+    if block:
+        yield tuple(block)
 
 
 def ordered(executor: Executor | None, fn: Callable[..., Any], items: Iterable[tuple],

@@ -8,6 +8,7 @@ import threading
 import zlib
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,10 @@ from georsic.control import Cancel, Progress, check_cancel
 from georsic.errors import ArchiveError, GeorsicError, InputError, TileError, WeightsError
 from georsic.masks import decode_mask
 from georsic.parallel import (
+    blocks as tile_blocks,
+)
+from georsic.parallel import (
+    check_tiles_per_task,
     client_executor,
     cores,
     in_flight,
@@ -31,12 +36,13 @@ from georsic.parallel import (
     ordered,
     parallelism,
     thread_codec,
+    tiles_per_task,
     torch_threads,
 )
 from georsic.prior.restore import DEFAULT_FIDELITY, TilePrior, check_fidelity, load_tile_prior
 from georsic.rasterinfo import RasterInfo
 from georsic.tiling import Piece, Tile, TileGrid, blend, intersect
-from georsic.weights import find_model
+from georsic.weights import find_model, installed_models
 
 
 def _fit_note(fit: dict | None) -> str:
@@ -239,6 +245,7 @@ class Archive:
                ignore_errors: bool = False, errors: list | None = None,
                lost: list[int] | None = None, prior: bool | TilePrior = False,
                fidelity: float = DEFAULT_FIDELITY, client=None, threads: int | None = None,
+               tiles_per_task: int | None = None,
                ) -> Iterator[tuple[Window, np.ndarray, np.ndarray | None]]:
         """Decode ``window`` as blocks ``(window, values, invalid)``, one per tile, row-major.
 
@@ -255,15 +262,20 @@ class Archive:
         Tiles are decoded as tasks, a bounded number ahead of the blending: on the workers of
         ``client`` (a ``distributed.Client``; they open the archive by path), else on
         ``threads`` threads of this process (default one per core), each with one torch
-        thread, so the pixels are the same wherever they were decoded.
+        thread, so the pixels are the same wherever they were decoded.  A task decodes
+        ``tiles_per_task`` consecutive tiles (default: one in-process, a block on a cluster,
+        as :func:`~georsic.parallel.tiles_per_task` chooses).  On a cluster the workers load
+        the prior themselves, the weights found and checked by the sha256 of the one given.
         """
+        if tiles_per_task is not None:
+            check_tiles_per_task(tiles_per_task)
         window = self._clip(window or Window(0, 0, self.width, self.height))
         self._weights()  # missing weights fail here, before any task starts
         if client is None:
             resolve_device(device)
         needed = self.grid.tiles_in(window)
         pieces = self._pieces(needed, device, ignore_errors, errors, lost, prior, fidelity,
-                              client, threads, cancel)
+                              client, threads, tiles_per_task, cancel)
         above: dict[int, Piece] = {}   # column -> bottom strip of the tile above
         below: dict[int, Piece] = {}   # the same, being filled for the next tile row
         left: Piece | None = None
@@ -292,11 +304,11 @@ class Archive:
             left = piece
 
     def _pieces(self, tiles: list[Tile], device: str, ignore_errors: bool,
-                errors: list | None, lost: list[int] | None, prior: bool | TilePrior,
-                fidelity: float, client, threads: int | None,
+                errors: list | None, lost: list[int] | None, prior: bool | str | TilePrior,
+                fidelity: float, client, threads: int | None, per_task: int | None,
                 cancel: Cancel | None) -> Iterator[Piece | None]:
         """The decoded piece of each tile in order (None for a tile lost with
-        ``ignore_errors``), decoded as tasks where the caller asked."""
+        ``ignore_errors``), decoded as tasks of a block of tiles where the caller asked."""
         if client is None and threads is None:
             threads = 1 if resolve_device(device) != "cpu" else cores()
         if client is None and threads <= 1:
@@ -304,16 +316,14 @@ class Archive:
         else:
             executor = local_executor(threads) if client is None else client_executor(client)
             source = str(self.path.resolve())
-        if client is None:
-            self.tile_prior(prior, fidelity, device)  # no prior installed: fails here
-        elif isinstance(prior, bool):
-            check_fidelity(fidelity)
+        task_prior = self._task_prior(prior, fidelity, device, client)
         recover = bool(getattr(self._reader, "recovered", False))
-        tasks = ((source, (tile.index,), device, prior, fidelity, ignore_errors, recover)
-                 for tile in tiles)
-        window = in_flight(parallelism(client, threads or 1))
+        slots = parallelism(client, threads or 1)
+        size = tiles_per_task(len(tiles), slots, per_task, cluster=client is not None)
+        tasks = ((source, block, device, task_prior, fidelity, ignore_errors, recover)
+                 for block in tile_blocks((tile.index for tile in tiles), size))
         with torch_threads(1) if client is None else contextlib.nullcontext():
-            for results in ordered(executor, decode_tiles, tasks, window, cancel):
+            for results in ordered(executor, decode_tiles, tasks, in_flight(slots), cancel):
                 for index, piece, problem in results:
                     if problem is not None:
                         if errors is not None:
@@ -321,6 +331,20 @@ class Archive:
                         if lost is not None:
                             lost.append(index)
                     yield piece
+
+    def _task_prior(self, prior: bool | str | TilePrior, fidelity: float, device: str,
+                    client) -> TilePrior | PriorSpec | None:
+        """The prior as tasks get it: in-process loaded here, before any task (a missing prior
+        fails first; the threads share it and its lock), a :class:`PriorSpec` for a
+        cluster's workers."""
+        if client is None:
+            return self.tile_prior(prior, fidelity, device)
+        if isinstance(prior, PriorSpec):
+            return prior
+        if isinstance(prior, TilePrior) or prior:
+            return PriorSpec.of(self.tile_prior(prior, fidelity, "cpu"))
+        check_fidelity(fidelity)
+        return None
 
     def _decode_piece(self, tile: Tile, codec, ignore_errors: bool,
                       errors: list | None, lost: list[int] | None = None,
@@ -338,14 +362,17 @@ class Archive:
         return Piece.from_tile(self.grid, tile, values, invalid)
 
     @staticmethod
-    def tile_prior(prior: bool | str | TilePrior, fidelity: float = DEFAULT_FIDELITY,
-                   device: str = "auto") -> TilePrior | None:
+    def tile_prior(prior: bool | str | TilePrior | PriorSpec,
+                   fidelity: float = DEFAULT_FIDELITY, device: str = "auto",
+                   ) -> TilePrior | None:
         """The prior to decode with: ``None`` for ``prior=False``; the installed default prior
         on ``device`` for ``True``, or the prior of that model id for a string (a one-line
         error when none is installed or ``fidelity`` is outside [0, 1]); a given
-        :class:`TilePrior` as it is."""
+        :class:`TilePrior` as it is; a :class:`PriorSpec` loaded here."""
         if isinstance(prior, TilePrior):
             return prior
+        if isinstance(prior, PriorSpec):
+            return prior.load(device)
         fidelity = check_fidelity(fidelity)  # a wrong w is an error even without the prior
         if not prior:
             return None
@@ -412,7 +439,7 @@ class Archive:
     def read(self, window: Window | None = None, *, bounds=None, bounds_crs=None,
              device: str = "auto", prior: bool | TilePrior = False,
              fidelity: float = DEFAULT_FIDELITY, client=None,
-             threads: int | None = None) -> np.ndarray:
+             threads: int | None = None, tiles_per_task: int | None = None) -> np.ndarray:
         """Decode a region (default: everything) to (bands, h, w) in the raster's dtype,
         through the codebook prior at fidelity ``fidelity`` with ``prior``."""
         if bounds is not None:
@@ -421,7 +448,8 @@ class Archive:
         out = np.empty((self.count, int(window.height), int(window.width)), dtype=self.dtype)
         for block, values, invalid in self.blocks(window, device=device, prior=prior,
                                                   fidelity=fidelity, client=client,
-                                                  threads=threads):
+                                                  threads=threads,
+                                                  tiles_per_task=tiles_per_task):
             y0, x0 = int(block.row_off - window.row_off), int(block.col_off - window.col_off)
             out[:, y0:y0 + int(block.height), x0:x0 + int(block.width)] = \
                 self.finalize(values, invalid)
@@ -517,6 +545,40 @@ def _window_text(window: Window) -> str:
             "(COL,ROW,WIDTH,HEIGHT)")
 
 
+@dataclass(frozen=True)
+class PriorSpec:
+    """A codebook prior as a cluster task carries it: which weights (id and sha256) and how
+    to run them; each worker loads the model itself (a loaded prior holds a lock and 7 MB of
+    tensors, neither worth sending with every task)."""
+
+    model_id: str
+    sha256: str
+    fidelity: float
+    window: int
+    overlap: int
+    mode: str
+
+    @classmethod
+    def of(cls, prior: TilePrior) -> PriorSpec:
+        return cls(prior.model_id, prior.sha256, prior.fidelity, prior.window, prior.overlap,
+                   prior.mode)
+
+    def load(self, device: str = "auto") -> TilePrior:
+        """The prior on this process, its weights those of :attr:`sha256` (the file checked
+        against it); a one-line :class:`WeightsError` when this machine lacks them."""
+        ids = [e.id for e in installed_models() if e.sha256 == self.sha256 and e.kind == "prior"]
+        if not ids:
+            raise WeightsError(f"prior {self.model_id!r} with weights sha256 {self.sha256[:16]}"
+                               "... is not installed here; every worker needs the same prior "
+                               "weights as the client")
+        prior = load_tile_prior(self.fidelity, resolve_device(device), model_id=ids[0],
+                                window=self.window, overlap=self.overlap, mode=self.mode)
+        if prior.sha256 != self.sha256:  # another manifest names other weights so
+            raise WeightsError(f"prior {ids[0]!r} resolves to weights {prior.sha256[:16]}..., "
+                               f"not {self.sha256[:16]}...; remove the other copy")
+        return prior
+
+
 #: Tiles decoded so far by :func:`decode_tiles` in this process, per archive path (what a
 #: lazy read touched can be checked against it).
 DECODED: Counter = Counter()
@@ -545,7 +607,8 @@ def _thread_archive(path: str, recover: bool) -> Archive:
 
 
 def decode_tiles(source: Archive | str, indices: tuple[int, ...], device: str = "auto",
-                 prior: bool | TilePrior = False, fidelity: float = DEFAULT_FIDELITY,
+                 prior: bool | str | TilePrior | PriorSpec = False,
+                 fidelity: float = DEFAULT_FIDELITY,
                  ignore_errors: bool = False, recover: bool = False,
                  ) -> list[tuple[int, Piece | None, str | None]]:
     """Decode these tiles of an archive (a task: any thread or worker, one torch thread):
