@@ -25,7 +25,7 @@ from georsic import overviews
 from georsic.batch import RASTER_SUFFIXES
 from georsic.batch import find_inputs as _batch_inputs
 from georsic.defaults import DEFAULT_OVERLAP, DEFAULT_QUALITY, DEFAULT_TILE_SIZE
-from georsic.errors import GeorsicError, GeorsicWarning, InputError
+from georsic.errors import GeorsicError, GeorsicWarning, InputError, lost_tiles_report
 
 BATCH_FAILED = 6
 
@@ -193,11 +193,8 @@ def cmd_decompress(args) -> int:
         path = georsic.decompress(args.input, args.output, progress=ProgressBar(
             "decompress", args.quiet), errors=lost, client=client,
             tiles_per_task=args.tiles_per_task, **_decompress_kwargs(args))
-    for message in lost:
-        print(f"georsic: warning: {message}; written as no-data", file=sys.stderr)
-    if lost:
-        print(f"georsic: warning: {len(lost)} tile(s) lost, listed in the output's "
-              "GEORSIC_LOST_TILES tag", file=sys.stderr)
+    for line in lost_tiles_report(lost):
+        print(f"georsic: warning: {line}", file=sys.stderr)
     if not args.quiet:
         print(f"{path}")
     return 0

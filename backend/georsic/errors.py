@@ -53,3 +53,13 @@ class Cancelled(GeorsicError):
 class GeorsicWarning(UserWarning):
     """Something of the source that the output does not keep as it was, said in one line (the
     pixels are never among them: those are kept or an error is raised)."""
+
+
+def lost_tiles_report(lost: list[str]) -> list[str]:
+    """The warning lines for the tiles :func:`georsic.decompress` lost with ``ignore_errors``
+    (its ``errors`` list): one per tile, then a count (none when nothing was lost). The CLI
+    prints each after ``georsic: warning:``; the QGIS plugin reports them as they are."""
+    lines = [f"{message}; written as no-data" for message in lost]
+    if lost:
+        lines.append(f"{len(lost)} tile(s) lost, listed in the output's GEORSIC_LOST_TILES tag")
+    return lines

@@ -86,8 +86,10 @@ def test_compress_parameters(georsic_plugin):
 def test_decompress_parameters(georsic_plugin):
     alg = QgsApplication.processingRegistry().algorithmById("georsic:decompress")
     params = {p.name(): p for p in alg.parameterDefinitions()}
-    assert {"INPUT", "EXTENT", "PRIOR", "FIDELITY", "OVERVIEWS", "COG",
+    assert {"INPUT", "EXTENT", "PRIOR", "FIDELITY", "OVERVIEWS", "COG", "IGNORE_ERRORS",
             "OUTPUT"} <= set(params)
+    assert params["IGNORE_ERRORS"].flags() & QgsProcessingParameterDefinition.FlagAdvanced
+    assert params["IGNORE_ERRORS"].defaultValue() is False
     assert params["EXTENT"].flags() & QgsProcessingParameterDefinition.FlagOptional
     assert len(params["OVERVIEWS"].options()) == 3 and params["OVERVIEWS"].defaultValue() == 0
     assert params["OUTPUT"].type() == "rasterDestination"

@@ -116,6 +116,28 @@ def test_decompress_restores_the_aerial_raster_on_its_grid(aerial_grsc, work):
     assert_reasonable_psnr(read_bands(restored_path), read_bands(work / "aerial.tif"))
 
 
+def test_ignore_errors_reports_each_lost_tile_in_the_log(aerial_grsc, tmp_path):
+    """A damaged tile: an error without IGNORE_ERRORS; with it, the log names the tile in the
+    CLI's words and the output's tag lists it."""
+    import rasterio
+    from testdata import damaged_copy
+
+    damaged = damaged_copy(aerial_grsc[0], tmp_path / "damaged.grsc", tile=1)
+    with pytest.raises(QgsProcessingException, match="tile 1"):
+        run("georsic:decompress", {"INPUT": str(damaged), "OUTPUT": str(tmp_path / "a.tif")})
+    feedback = QgsProcessingFeedback()
+    output = tmp_path / "b.tif"
+    run("georsic:decompress",
+        {"INPUT": str(damaged), "IGNORE_ERRORS": True, "OUTPUT": str(output)}, feedback)
+    lost = [line for line in feedback.textLog().splitlines() if "tile" in line and
+            ("no-data" in line or "lost" in line)]
+    assert len(lost) == 2, feedback.textLog()
+    assert "tile 1 (row 0, col 1)" in lost[0] and lost[0].endswith("; written as no-data")
+    assert lost[1] == "1 tile(s) lost, listed in the output's GEORSIC_LOST_TILES tag"
+    with rasterio.open(output) as out:
+        assert out.tags()["GEORSIC_LOST_TILES"] == "1"
+
+
 def test_decompress_builds_the_overviews_and_layout_asked_for(aerial_grsc, work):
     import rasterio
 

@@ -8,6 +8,7 @@ from qgis.core import (
     QgsCoordinateReferenceSystem,
     QgsProcessingException,
     QgsProcessingParameterBoolean,
+    QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterNumber,
@@ -26,6 +27,7 @@ class DecompressArchiveAlgorithm(GeorsicAlgorithm):
     WORKERS = "WORKERS"
     OVERVIEWS = "OVERVIEWS"
     COG = "COG"
+    IGNORE_ERRORS = "IGNORE_ERRORS"
     OUTPUT = "OUTPUT"
 
     OVERVIEW_LABELS = ("As in the compressed raster", "Automatic (down to 256 pixels)", "None")
@@ -52,6 +54,9 @@ class DecompressArchiveAlgorithm(GeorsicAlgorithm):
         "levels down to 256 pixels, or none.</dd>"
         "<dt><b>Cloud Optimized GeoTIFF</b></dt><dd>Writes the output in GDAL's COG layout, "
         "for serving from object storage or a web server.</dd>"
+        "<dt><b>Ignore damaged tiles</b> (advanced)</dt><dd>Write a tile that is damaged or "
+        "missing (an archive cut short, say) as no-data instead of stopping; the log names "
+        "each tile lost, and so does the output's GEORSIC_LOST_TILES tag.</dd>"
         "<dt><b>Device</b> (advanced)</dt><dd>Automatic uses a CUDA GPU when one is "
         "available.</dd>"
         "<dt><b>Output raster</b></dt><dd>The GeoTIFF to write; it is added to the project when "
@@ -104,6 +109,12 @@ class DecompressArchiveAlgorithm(GeorsicAlgorithm):
                 self.COG, self.tr("Write a Cloud Optimized GeoTIFF (COG)"), defaultValue=False
             )
         )
+        ignore = QgsProcessingParameterBoolean(
+            self.IGNORE_ERRORS, self.tr("Ignore damaged tiles (write them as no-data)"),
+            defaultValue=False,
+        )
+        ignore.setFlags(ignore.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(ignore)
         self.addParameter(self.device_parameter(self.DEVICE))
         self.addParameter(self.workers_parameter(self.WORKERS))
         self.addParameter(
@@ -129,8 +140,11 @@ class DecompressArchiveAlgorithm(GeorsicAlgorithm):
         overviews = self.OVERVIEW_VALUES[self.parameterAsEnum(parameters, self.OVERVIEWS, context)]
         cog = self.parameterAsBoolean(parameters, self.COG, context)
         # overwrite: QGIS's convention, the user chose the output in a file dialog
+        lost = []  # what the backend says of each tile it could not decode
         kwargs = {"prior": prior, "fidelity": fidelity, "device": device, "overviews": overviews,
-                  "cog": cog, "overwrite": True}
+                  "cog": cog, "overwrite": True, "errors": lost,
+                  "ignore_errors": self.parameterAsBoolean(parameters, self.IGNORE_ERRORS,
+                                                           context)}
         bounds, bounds_crs = self._bounds(parameters, context)
         if bounds is not None:
             kwargs["bounds"] = bounds
@@ -145,6 +159,8 @@ class DecompressArchiveAlgorithm(GeorsicAlgorithm):
         workers = self.parameterAsInt(parameters, self.WORKERS, context)
         self.call_on_workers(georsic, georsic.decompress, feedback, workers, archive, output,
                              **kwargs)
+        for line in georsic.errors.lost_tiles_report(lost):  # the lines the CLI prints
+            feedback.reportError(line, fatalError=False)
         return {self.OUTPUT: output}
 
     def _bounds(self, parameters, context):
