@@ -38,7 +38,16 @@ def cli(capsys, *args) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
+def cli_all(capsys, *args) -> tuple[int, str, str]:
+    """``georsic ARGS`` in this process: (exit code, stdout, stderr)."""
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 def run_cli(*args, **kwargs) -> subprocess.CompletedProcess:
+    """``georsic ARGS`` in a process of its own: for what only a real process shows (signals,
+    exit status, stderr before any Python code of ours runs, concurrent writers)."""
     return subprocess.run([sys.executable, "-m", "georsic.cli", *map(str, args)],
                           capture_output=True, text=True, **kwargs)
 
@@ -118,17 +127,17 @@ def test_devices_and_pipes_are_not_outputs(capsys, work, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe.grsc"]
 
 
-def test_batch_skips_existing_outputs_and_counts_them_apart(work, tmp_path):
+def test_batch_skips_existing_outputs_and_counts_them_apart(capsys, work, tmp_path):
     (tmp_path / "in").mkdir()
     shutil.copy(work / "s.tif", tmp_path / "in" / "a.tif")
     shutil.copy(work / "s.tif", tmp_path / "in" / "b.tif")
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "a.grsc").write_bytes(b"earlier result")
-    result = run_cli("batch", "compress", tmp_path / "in", "-o", tmp_path / "out",
-                     "--tile-size", "64")
-    assert result.returncode == 0, result.stderr
-    assert "a.tif: skipped" in result.stderr and "--overwrite" in result.stderr
-    assert "1 done, 1 skipped, 0 failed" in result.stdout
+    code, out, err = cli_all(capsys, "batch", "compress", tmp_path / "in", "-o",
+                             tmp_path / "out", "--tile-size", "64")
+    assert code == 0, err
+    assert "a.tif: skipped" in err and "--overwrite" in err
+    assert "1 done, 1 skipped, 0 failed" in out
     assert (tmp_path / "out" / "a.grsc").read_bytes() == b"earlier result"
     assert georsic.open(tmp_path / "out" / "b.grsc").tile_count == 4
 
@@ -223,15 +232,15 @@ def test_read_error_mid_raster_names_the_file(capsys, work, tmp_path):
         georsic.compress(work / "missing.vrt", tmp_path / "o.grsc")
 
 
-def test_batch_reports_a_bad_file_and_goes_on(work, tmp_path):
+def test_batch_reports_a_bad_file_and_goes_on(capsys, work, tmp_path):
     (tmp_path / "in").mkdir()
     shutil.copy(work / "missing.vrt", tmp_path / "in" / "a.vrt")
     shutil.copy(work / "s.tif", tmp_path / "in" / "b.tif")
-    result = run_cli("batch", "compress", tmp_path / "in", "-o", tmp_path / "out",
-                     "--tile-size", "64")
-    assert result.returncode == 6 and "Traceback" not in result.stderr
-    assert "a.vrt: error: cannot read" in result.stderr and "gone.tif" in result.stderr
-    assert "1 done, 0 skipped, 1 failed" in result.stdout
+    code, out, err = cli_all(capsys, "batch", "compress", tmp_path / "in", "-o",
+                             tmp_path / "out", "--tile-size", "64")
+    assert code == 6 and "Traceback" not in err
+    assert "a.vrt: error: cannot read" in err and "gone.tif" in err
+    assert "1 done, 0 skipped, 1 failed" in out
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["b.grsc"]
 
 
@@ -302,28 +311,40 @@ def test_missing_inputs_exit_2_and_random_bytes_after_the_magic_are_damage(capsy
     assert "upgrade" not in err
 
 
-def test_no_gdal_log_lines_or_warnings_beside_the_error(tmp_path):
+def test_no_gdal_log_lines_or_warnings_beside_the_error(capfd, tmp_path):
     with rasterio.open(tmp_path / "plain.tif", "w", driver="GTiff", width=8, height=8,
                        count=1, dtype="uint8") as dst:  # no georeferencing
         dst.write(np.zeros((1, 8, 8), np.uint8))
+    # a process of its own: Python shows warnings there as a user sees them (pytest records
+    # them instead)
     result = run_cli("compress", tmp_path / "plain.tif", tmp_path / "out.grsc", "--quiet")
     assert result.returncode == 0 and result.stderr == ""  # no NotGeoreferencedWarning
-    result = run_cli("decompress", tmp_path / "none.grsc", tmp_path / "o.tif",
-                     "--bounds-crs", "EPSG:999999", "--bounds", "0,0,1,1")
-    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+    capfd.readouterr()
+    # GDAL and PROJ write to file descriptor 2 itself, which capfd sees in this process too
+    code = main(["decompress", str(tmp_path / "none.grsc"), str(tmp_path / "o.tif"),
+                 "--bounds-crs", "EPSG:999999", "--bounds", "0,0,1,1"])
+    err = capfd.readouterr().err
+    assert code == 2 and len(err.splitlines()) == 1, err
 
 
-def test_debug_shows_the_traceback(tmp_path):
-    result = run_cli("info", tmp_path / "none.grsc", env={**os.environ, "GEORSIC_DEBUG": "1"})
-    assert result.returncode != 0 and "Traceback" in result.stderr
-    assert "InputError" in result.stderr
+def test_debug_shows_the_traceback(capsys, tmp_path, monkeypatch):
+    """With GEORSIC_DEBUG the error is not caught: it leaves main(), and Python prints its
+    traceback."""
+    monkeypatch.setenv("GEORSIC_DEBUG", "1")
+    with pytest.raises(InputError, match="does not exist"):
+        main(["info", str(tmp_path / "none.grsc")])
+    assert "georsic: error" not in capsys.readouterr().err
 
 
-def test_help_is_plain_text():
+def test_help_is_plain_text(capsys):
     for args in (["--help"], ["bench", "rd", "--help"], ["compress", "--help"]):
-        text = run_cli(*args).stdout
+        with pytest.raises(SystemExit) as exit_:
+            main(args)
+        text = capsys.readouterr().out
+        assert exit_.value.code == 0
         assert "usage: georsic" in text and "``" not in text and ":func:" not in text
-    assert "143" in run_cli("--help").stdout
+        if args == ["--help"]:
+            assert "143" in text
 
 
 # ---- signals
