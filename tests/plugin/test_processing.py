@@ -138,6 +138,27 @@ def test_ignore_errors_reports_each_lost_tile_in_the_log(aerial_grsc, tmp_path):
         assert out.tags()["GEORSIC_LOST_TILES"] == "1"
 
 
+def test_what_the_archive_does_not_keep_is_said_in_the_log(georsic_plugin, tmp_path):
+    """A continuous band with an (athematic) attribute table: coded lossily, and the log says
+    in the CLI's words that its table is not kept."""
+    from osgeo import gdal
+
+    dataset = gdal.GetDriverByName("GTiff").Create(str(tmp_path / "rat.tif"), 64, 48, 3,
+                                                   gdal.GDT_Byte)
+    dataset.SetGeoTransform((500000.0, 10.0, 0.0, 4000480.0, 0.0, -10.0))
+    rat = gdal.RasterAttributeTable()
+    rat.CreateColumn("Histogram", gdal.GFT_Real, gdal.GFU_PixelCount)
+    rat.SetRowCount(256)
+    rat.SetTableType(gdal.GRTT_ATHEMATIC)
+    dataset.GetRasterBand(1).SetDefaultRAT(rat)
+    dataset = None
+    feedback = QgsProcessingFeedback()
+    run("georsic:compress", {"INPUT": str(tmp_path / "rat.tif"), "QUALITY": 0,
+                             "OUTPUT": str(tmp_path / "rat.grsc")}, feedback)
+    assert ("the raster attribute table of band 1 is not kept (the band is athematic and "
+            "coded lossily)") in feedback.textLog().splitlines()
+
+
 def test_decompress_builds_the_overviews_and_layout_asked_for(aerial_grsc, work):
     import rasterio
 

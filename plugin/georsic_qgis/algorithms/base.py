@@ -3,8 +3,10 @@ Processing feedback (progress, cancel) and backend errors to QGIS."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import traceback
+import warnings
 
 from qgis.core import (
     QgsProcessingAlgorithm,
@@ -152,7 +154,8 @@ class GeorsicAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(self.tr(CANCELLED_MESSAGE))
         errors = georsic.errors
         try:
-            return func(*args, progress=progress, cancel=feedback.isCanceled, **kwargs)
+            with _reported_warnings(errors.GeorsicWarning, feedback):
+                return func(*args, progress=progress, cancel=feedback.isCanceled, **kwargs)
         except errors.Cancelled as exc:
             raise QgsProcessingException(self.tr(CANCELLED_MESSAGE)) from exc
         except errors.GeorsicError as exc:
@@ -173,6 +176,23 @@ class GeorsicAlgorithm(QgsProcessingAlgorithm):
                     "Please report this, with the log above, to the GeoRSIC issue tracker."
                 ).format(type(exc).__name__, exc)
             ) from exc
+
+
+@contextlib.contextmanager
+def _reported_warnings(category, feedback):
+    """Each backend warning of ``category`` (something of the source not kept, in one line,
+    as the CLI prints it) goes to the Processing log; other warnings are shown as usual."""
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", category)
+            yield
+    finally:  # after catch_warnings: showwarning shows again
+        for warning in caught:
+            if issubclass(warning.category, category):
+                feedback.reportError(str(warning.message), fatalError=False)
+            else:
+                warnings.showwarning(warning.message, warning.category, warning.filename,
+                                     warning.lineno)
 
 
 _OUT_OF_MEMORY = (
