@@ -241,3 +241,33 @@ def test_a_named_prior_decodes_and_is_recorded(tmp_path):
         tags = raster.tags()
     assert tags["GEORSIC_PRIOR"].startswith(priors[0].id)
     assert float(tags["GEORSIC_PRIOR_FIDELITY"]) == 0.25
+
+
+def test_cli_fidelity_default_is_the_api_default():
+    import argparse
+
+    from georsic.cli import build_parser
+    from georsic.prior.restore import DEFAULT_FIDELITY
+
+    parser = build_parser()
+    args = parser.parse_args(["decompress", "a.grsc", "b.tif"])
+    assert isinstance(parser, argparse.ArgumentParser) and args.fidelity == DEFAULT_FIDELITY
+
+
+def test_to_xarray_with_the_prior_equals_archive_read(random_prior, rgb_archive):
+    """The lazy array's tasks carry the prior by sha256 and decode what read() decodes."""
+    import dask
+
+    with georsic.open(rgb_archive) as archive:
+        whole = archive.read(device="cpu", prior=True, fidelity=0.5)
+        lazy = archive.to_xarray(device="cpu", prior=True, fidelity=0.5)
+        with dask.config.set(scheduler="synchronous"):
+            values = lazy.values
+    assert values.shape == whole.shape
+    assert np.abs(values.astype(int) - whole).max() <= 1
+    assert np.abs(values.astype(int) - archive_plain(rgb_archive)).mean() > 0.5
+
+
+def archive_plain(path):
+    with georsic.open(path) as archive:
+        return archive.read(device="cpu")

@@ -455,7 +455,7 @@ class Archive:
                 self.finalize(values, invalid)
         return out
 
-    def to_xarray(self, *, device: str = "auto", prior: bool = False,
+    def to_xarray(self, *, device: str = "auto", prior: bool | str = False,
                   fidelity: float = DEFAULT_FIDELITY, name: str | None = None):
         """A lazy ``xarray.DataArray`` (band, y, x) of the decoded raster, backed by dask.
 
@@ -472,6 +472,8 @@ class Archive:
         from dask.base import tokenize
 
         check_fidelity(fidelity)
+        if prior:  # tasks carry which weights (by sha256); each worker loads them itself
+            prior = PriorSpec.of(self.tile_prior(prior, fidelity, "cpu"))
         path = str(self.path.resolve())
         recover = bool(getattr(self._reader, "recovered", False))
         token = tokenize(path, self.path.stat().st_mtime_ns, device, prior, fidelity)
