@@ -454,7 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prior", nargs="?", const=True, default=False, metavar="MODEL",
                    help="decode with the codebook prior (the default prior, or the prior "
                         "model MODEL, e.g. code-rsic-s; georsic models lists them)")
-    p.add_argument("--fidelity", type=float, default=0.5, help="prior fidelity weight w")
+    p.add_argument("--fidelity", type=float, default=0.75,  # prior.restore.DEFAULT_FIDELITY
+                   help="prior fidelity weight w, 0 (sharpest) to 1 (closest to the decoded "
+                   "image); default 0.75")
     p.add_argument("--ignore-errors", action="store_true",
                    help="write corrupt or missing tiles as no-data and go on, naming each "
                         "(an archive cut short keeps the tiles that arrived)")

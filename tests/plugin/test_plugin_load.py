@@ -93,6 +93,9 @@ def test_decompress_parameters(georsic_plugin):
     assert params["EXTENT"].flags() & QgsProcessingParameterDefinition.FlagOptional
     assert len(params["OVERVIEWS"].options()) == 3 and params["OVERVIEWS"].defaultValue() == 0
     assert params["OUTPUT"].type() == "rasterDestination"
+    from georsic.prior.restore import DEFAULT_FIDELITY
+
+    assert params["FIDELITY"].defaultValue() == DEFAULT_FIDELITY  # the CLI's and the API's
 
 
 def test_unload_removes_the_provider_and_reload_restores_it(georsic_plugin):

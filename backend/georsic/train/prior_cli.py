@@ -98,7 +98,7 @@ def cmd_export_prior(args) -> int:
 
     try:
         entry = export_prior(args.run, args.out, args.model_id, make_default=args.default,
-                             figures=args.figures)
+                             figures=args.figures, default_fidelity=args.fidelity)
     except (FileNotFoundError, ValueError) as exc:
         raise GeorsicError(str(exc)) from None
     print(f"{entry['id']}: {entry['file']} {entry['bytes'] / 1e6:.1f} MB sha256 "
@@ -180,6 +180,8 @@ def add_parsers(train: argparse._SubParsersAction) -> None:
     p.add_argument("--model-id", required=True)
     p.add_argument("--default", action="store_true", help="make it the default prior")
     p.add_argument("--figures", help="a JSON file of measured figures to record in the entry")
+    p.add_argument("--fidelity", type=float, default=None,
+                   help="the w recorded as this prior's default (default: the preset's)")
     p.set_defaults(func=cmd_export_prior)
 
 

@@ -54,11 +54,21 @@ def bench_figures(result: dict) -> dict:
 
 
 def export_prior(run: str | Path, out_dir: str | Path, model_id: str,
-                 make_default: bool = False, figures: str | Path | dict | None = None) -> dict:
-    """Write ``OUT/<model_id>.safetensors`` and its manifest entry; returns the entry."""
+                 make_default: bool = False, figures: str | Path | dict | None = None,
+                 default_fidelity: float | None = None) -> dict:
+    """Write ``OUT/<model_id>.safetensors`` and its manifest entry; returns the entry.
+
+    ``default_fidelity`` is recorded in the config as the ``w`` its benchmark reports at
+    (default: the trained preset's).
+    """
     ckpt = latest_checkpoint(run)
     state = torch.load(ckpt, map_location="cpu", weights_only=False)
-    config = state["prior_config"]
+    config = dict(state["prior_config"])
+    if default_fidelity is not None:
+        if not 0.0 <= default_fidelity <= 1.0:
+            raise ValueError(f"the default fidelity must be between 0 and 1, not "
+                             f"{default_fidelity}")
+        config["default_fidelity"] = float(default_fidelity)
     prior = CodePrior(**config)
     prior.load_state_dict(state["prior"])
     out_dir = Path(out_dir)

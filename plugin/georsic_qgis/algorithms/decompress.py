@@ -90,7 +90,7 @@ class DecompressArchiveAlgorithm(GeorsicAlgorithm):
             self.FIDELITY,
             self.tr("Prior fidelity (0 = sharpest, 1 = closest to the decoded image)"),
             type=QgsProcessingParameterNumber.Double,
-            defaultValue=0.5,
+            defaultValue=0.75,  # georsic.prior.restore.DEFAULT_FIDELITY
             minValue=0.0,
             maxValue=1.0,
         )
