@@ -37,18 +37,7 @@ def cmd_train_prior(args) -> int:
         time_limit=args.time_limit, gan_start=args.gan_start, gan_weight=args.gan_weight,
         lpips_weight=args.lpips_weight, seed=args.seed,
         command=" ".join(["georsic", *map(shlex.quote, sys.argv[1:])]))
-    pid_file = Path(args.pid_file) if args.pid_file else None
-    if pid_file:
-        pid_file.write_text(f"{os.getpid()}\n")
-    try:
-        path = train_prior(cfg)
-    except (FileNotFoundError, ValueError) as exc:
-        raise InputError(str(exc)) from None
-    finally:
-        if pid_file and pid_file.read_text().strip() == str(os.getpid()):
-            pid_file.unlink()
-    print(f"stage {args.stage} checkpoint: {path}")
-    return 0
+    return _run_training(train_prior, cfg, args)
 
 
 def _train_fusion(args, device: str) -> int:
@@ -66,17 +55,22 @@ def _train_fusion(args, device: str) -> int:
         device=device, threads=args.threads or (0 if device != "cpu" else torch.get_num_threads()),
         time_limit=args.time_limit, seed=args.seed,
         command=" ".join(["georsic", *map(shlex.quote, sys.argv[1:])]))
+    return _run_training(train_fusion, cfg, args)
+
+
+def _run_training(train, cfg, args) -> int:
+    """Run ``train(cfg)`` with ``--pid-file`` held while it runs; bad data is a one-line error."""
     pid_file = Path(args.pid_file) if args.pid_file else None
     if pid_file:
         pid_file.write_text(f"{os.getpid()}\n")
     try:
-        path = train_fusion(cfg)
+        path = train(cfg)
     except (FileNotFoundError, ValueError) as exc:
         raise InputError(str(exc)) from None
     finally:
         if pid_file and pid_file.read_text().strip() == str(os.getpid()):
             pid_file.unlink()
-    print(f"stage 4 checkpoint: {path}")
+    print(f"stage {args.stage} checkpoint: {path}")
     return 0
 
 
