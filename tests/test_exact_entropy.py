@@ -100,3 +100,34 @@ def test_new_archives_name_the_exact_path_and_old_ones_decode(tmp_path):
             for pixels in (exact_pixels, float_pixels)]
     assert abs(psnr[0] - psnr[1]) < 0.05, psnr
     assert abs(new.bytes - old.bytes) < 0.02 * old.bytes
+
+
+#: Written at commit 46eb78a (format version 4, ``codec.entropy`` int-exact-v1) from a 256x192
+#: crop of osbs_aerial_rgb.tif: quality 3, 128-pixel tiles, overlap 16 (6 tiles); the JSON
+#: beside it holds the sha256 of each tile's decoded latent (float64) as decoded then, and the
+#: PSNR of the decoded crop (19.707 dB).
+LEGACY_EXACT_V1 = DATA / "legacy_exact_v1_osbs_crop.grsc"
+
+
+def test_int_exact_v1_archive_decodes_to_the_same_latents():
+    import hashlib
+    import json
+
+    from georsic.codec import ALIGN
+
+    expected = json.loads(LEGACY_EXACT_V1.with_suffix(".json").read_text())["latent_sha256"]
+    with georsic.open(LEGACY_EXACT_V1) as archive:
+        assert archive.entropy == "int-exact-v1"
+        codec = get_codec(find_model(archive.model_id), "cpu")
+        coder = codec.model.exact_coder(archive.entropy)
+        hashes = []
+        for tile in archive.grid:
+            streams = archive._tile_sections(tile)
+            h, w = (-(-int(n) // ALIGN) * ALIGN // 16
+                    for n in (tile.window.height, tile.window.width))
+            with torch.inference_mode():
+                hashes.append(hashlib.sha256(coder.decompress(streams[2], (h, w)).numpy()
+                                             .tobytes()).hexdigest())
+        assert hashes == expected
+        pixels = archive.read()
+    assert pixels.shape == (3, 192, 256)

@@ -167,6 +167,14 @@ class ElicVariableRate(Elic2022Official):
         self.exact = ExactEntropyCoder(self, amax, raw)
         return self
 
+    def exact_coder(self, entropy: str):
+        """The exact coder of an archive's entropy path (``codec.entropy``)."""
+        from georsic.models.exact import NAME
+
+        if entropy != NAME or getattr(self, "exact", None) is None:
+            raise ValueError(f"no exact coder for entropy path {entropy!r}")
+        return self.exact
+
     @torch.no_grad()
     def compress(self, x: Tensor, quality: float = 0.0, single_stream: bool = True,
                  latent: Tensor | None = None, entropy: str = "float") -> dict:

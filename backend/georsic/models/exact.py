@@ -34,6 +34,7 @@ N. Johnston and D. Minnen, ICLR 2019.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -76,6 +77,9 @@ class LayerSpec:
     #: integers in that layout (``weight == int_weight * int_scale``).
     int_weight: Tensor | None = None
     int_scale: Tensor | None = None
+    #: The input is a ReLU's output (never negative): a sum's magnitude is then bounded by the
+    #: larger of its positive and its negative weights, not by both together.
+    nonneg_input: bool = False
 
 
 def _conv(x: Tensor, weight: Tensor, bias: Tensor | None, spec: LayerSpec) -> Tensor:
@@ -144,15 +148,16 @@ class IntLayer(nn.Module):
                 raise ValueError(f"{spec.name}: sums reach {bound:.3g}, past float64's exact range")
             self.bound = bound / FLOAT64_EXACT
         else:
-            self.blocks, self.bound = _blocks(weight.abs().flatten(2).sum(dim=2), bias.abs(),
-                                              levels, FLOAT32_EXACT)
+            self.blocks, self.bound = _blocks(_sum_bounds(weight, spec.nonneg_input),
+                                              bias.abs(), levels, FLOAT32_EXACT)
         self.register_buffer("weight", weight.to(self.accumulate), persistent=False)
         self.register_buffer("bias", bias.to(self.accumulate), persistent=False)
         self.register_buffer("out_scale", out_scale.reshape(1, -1, 1, 1), persistent=False)
 
     def quantize(self, x: Tensor) -> Tensor:
-        """float64 activations to this layer's integer inputs."""
-        return torch.round(x * self.inv_in_scale).clamp_(-self.limit, self.limit)
+        """float64 activations to this layer's integer inputs (a ReLU's output stays >= 0)."""
+        low = 0.0 if self.spec.nonneg_input else -self.limit
+        return torch.round(x * self.inv_in_scale).clamp_(low, self.limit)
 
     def forward(self, x: Tensor, method: str = "native") -> Tensor:
         """float64 activations in, float64 activations out.
@@ -187,24 +192,36 @@ class IntLayer(nn.Module):
         return acc + self.bias.double().reshape(1, -1, 1, 1)
 
 
-def _blocks(l1: Tensor, bias: Tensor, levels: int, exact: int
+def _sum_bounds(weight: Tensor, nonneg_input: bool) -> Tensor:
+    """(out, in, k) bounds whose sum over any set of input channels, times the input limit,
+    bounds every partial sum of an output value over those channels: ``k`` = 1 holds
+    ``sum|w|``; for inputs in ``[0, A]`` ``k`` = 2 holds the positive and the negative weights'
+    sums apart (a partial sum lies between ``-A * sum(w-)`` and ``A * sum(w+)``)."""
+    flat = weight.flatten(2)
+    if not nonneg_input:
+        return flat.abs().sum(dim=2, keepdim=True)
+    return torch.stack([flat.clamp(min=0).sum(dim=2), (-flat).clamp(min=0).sum(dim=2)], dim=2)
+
+
+def _blocks(bounds: Tensor, bias: Tensor, levels: int, exact: int
             ) -> tuple[list[tuple[int, int]], float]:
     """Contiguous blocks of input channels whose sums stay exact: for every output channel
-    ``sum over the block of sum|w| * levels < exact`` (``l1`` is (out, in)); the bias is added
-    in float64 afterwards.  Returns the blocks and the largest share of ``exact`` reached."""
+    ``levels`` times the block's sum of ``bounds`` (see :func:`_sum_bounds`) stays below
+    ``exact``; the bias is added in float64 afterwards.  Returns the blocks and the largest
+    share of ``exact`` reached."""
     limit = 0.9 * (exact - 1) / levels
-    blocks, start, running, worst = [], 0, torch.zeros_like(l1[:, 0]), 0.0
-    for i in range(l1.shape[1]):
-        if i > start and float((running + l1[:, i]).max()) > limit:
+    blocks, start, running, worst = [], 0, torch.zeros_like(bounds[:, 0]), 0.0
+    for i in range(bounds.shape[1]):
+        if i > start and float((running + bounds[:, i]).max()) > limit:
             blocks.append((start, i))
             worst = max(worst, float(running.max()) * levels / exact)
             start, running = i, torch.zeros_like(running)
-        running = running + l1[:, i]
+        running = running + bounds[:, i]
         if float(running.max()) > limit:
             raise ValueError("one input channel's weights alone pass the exact range")
-    blocks.append((start, l1.shape[1]))
+    blocks.append((start, bounds.shape[1]))
     worst = max(worst, float(running.max()) * levels / exact)
-    total = float((l1.sum(dim=1) * levels + bias).max())
+    total = float((bounds.sum(dim=(1, 2)) * levels + bias).max())
     if total >= FLOAT64_EXACT:
         raise ValueError(f"sums reach {total:.3g}, past float64's exact range")
     return blocks, worst
@@ -231,10 +248,13 @@ def _exact_kernels(device: torch.device) -> Iterator[None]:
 def _seq_specs(prefix: str, seq: nn.Sequential, raw: dict, key: str,
                transposed: bool = False) -> list[LayerSpec]:
     convs = [(i, m) for i, m in enumerate(seq) if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
-    specs = []
+    specs: list[LayerSpec] = []
     for n, (i, conv) in enumerate(convs):
         relu = i + 1 < len(seq) and isinstance(seq[i + 1], nn.ReLU)
-        specs.append(_spec(f"{prefix}_{n}", conv, raw, f"{key}.{i}", relu))
+        spec = _spec(f"{prefix}_{n}", conv, raw, f"{key}.{i}", relu)
+        if specs and specs[-1].relu:
+            spec = dataclasses.replace(spec, nonneg_input=True)
+        specs.append(spec)
     return specs
 
 
