@@ -1,6 +1,7 @@
 #!/usr/bin/env python
-"""g_a and g_s of the default model on one 512-px tile, one thread, by lever: as shipped,
-channels-last, and ONNX Runtime (when ``onnxruntime`` and ``onnx`` are installed).
+"""g_a and g_s of the default model on one tile, one thread, by lever: torch NCHW,
+channels-last, ONNX Runtime (when ``onnxruntime`` and ``onnx`` are installed), and ONNX Runtime
+with g_s's transposed convolutions as sub-pixel convolutions (what GeoRSIC runs on a CPU).
 
     python benchmarks/transform_levers.py [--size 512] [--repeat 3]
 """
@@ -16,6 +17,7 @@ import warnings
 import torch
 
 from georsic.codec import TileCodec
+from georsic.models.runtime import with_subpixel_convolutions
 from georsic.weights import find_model
 
 
@@ -48,6 +50,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    os.environ["GEORSIC_RUNTIME"] = "torch"  # the torch modules, timed below one by one
     model = TileCodec(find_model(None), "cpu").model
     g_s = model.g_s.to(memory_format=torch.contiguous_format)
     x = torch.rand(1, 3, args.size, args.size)
@@ -64,9 +67,12 @@ def main() -> int:
     try:
         rows.append(("ONNX Runtime", timed(onnx_runner(model.g_a, x), x, args.repeat),
                      timed(onnx_runner(g_s, y), y, args.repeat)))
+        sub = with_subpixel_convolutions(g_s)
+        rows.append(("ONNX Runtime, g_s with sub-pixel convolutions", float("nan"),
+                     timed(onnx_runner(sub, y), y, args.repeat)))
     except ImportError as exc:
         rows.append((f"ONNX Runtime: not installed ({exc.name})", float("nan"), float("nan")))
-    print(f"load {os.getloadavg()[0]:.2f}; {args.size}-px tile, one thread")
+    print(f"load {os.getloadavg()[0]:.2f}; {args.size}-px tile, one thread")  # noqa: T201
     print("| lever | g_a s | g_s s |\n|---|---|---|")
     for name, a, s in rows:
         print(f"| {name} | {a:.3f} | {s:.3f} |")

@@ -12,6 +12,7 @@ from georsic.errors import GeorsicError
 from georsic.models import build_model, exact
 from georsic.models.elic import DTYPE_LOCK
 from georsic.models.refine import refine_latent
+from georsic.models.runtime import onnxruntime_available
 from georsic.weights import ModelEntry, dequantized, load_entry_raw_tensors
 
 #: The latent grid of ELIC is 1/64 of the image (4 strided convs + 2 in the hyperprior).
@@ -84,6 +85,11 @@ class TileCodec:
         else:
             model.use_float64_entropy_model()
         self.model = model.use_channels_last_synthesis().to(device).eval()
+        #: What runs g_a and g_s: ``onnxruntime`` on a CPU where installed, else ``torch``.
+        self.runtime = "torch"
+        if device == "cpu" and onnxruntime_available():
+            self.model.use_onnxruntime_transforms(entry.sha256)
+            self.runtime = "onnxruntime"
         self.entropy = exact.NAME if amax else "float64"
         self._float64 = not amax
         self.groups = list(model.groups)

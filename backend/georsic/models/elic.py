@@ -156,6 +156,28 @@ class ElicVariableRate(Elic2022Official):
         self._synthesis_layout = torch.channels_last
         return self
 
+    #: Inference callables replacing ``g_a`` / ``g_s`` in ``compress`` / ``decompress``
+    #: (:meth:`use_onnxruntime_transforms`); training and refinement use the modules.
+    _analysis_runtime = None
+    _synthesis_runtime = None
+
+    def use_onnxruntime_transforms(self, key: str) -> ElicVariableRate:
+        """Code on a CPU with ``g_a`` and ``g_s`` run by ONNX Runtime
+        (:mod:`georsic.models.runtime`); ``key`` names the weights (their sha256)."""
+        from georsic.models.runtime import onnxruntime_transforms
+
+        self._analysis_runtime, self._synthesis_runtime = onnxruntime_transforms(
+            self.g_a, self.g_s, 3, sum(self.groups), key)
+        return self
+
+    def _analyse(self, x: Tensor) -> Tensor:
+        return self.g_a(x) if self._analysis_runtime is None else self._analysis_runtime(x)
+
+    def _synthesise(self, y_hat: Tensor) -> Tensor:
+        if self._synthesis_runtime is not None:
+            return self._synthesis_runtime(y_hat)
+        return self.g_s(y_hat.contiguous(memory_format=self._synthesis_layout))
+
     def use_exact_entropy_model(self, amax: dict[str, float], raw: dict | None = None
                                 ) -> ElicVariableRate:
         """Attach the exact integer entropy path (:mod:`georsic.models.exact`), built from this
@@ -186,7 +208,7 @@ class ElicVariableRate(Elic2022Official):
         ``entropy="exact"`` codes through the exact integer path (:meth:`use_exact_entropy_model`),
         else CompressAI's entropy model in its current dtype.
         """
-        y = self.g_a(x) * self._gain(self.log_gain, quality) if latent is None else latent
+        y = self._analyse(x) * self._gain(self.log_gain, quality) if latent is None else latent
         if entropy == "exact":
             return {"strings": [[self.exact.compress(y)[0]]]}
         y = y.to(self._entropy_dtype())
@@ -204,8 +226,7 @@ class ElicVariableRate(Elic2022Official):
         if entropy == "exact":
             y_hat = self.exact.decompress(strings[0][0], tuple(shape["y"][0][1:]))
             y_hat = y_hat.to(self.log_gain.dtype) * self._gain(self.log_inverse_gain, quality)
-            return {"x_hat": self.g_s(y_hat.contiguous(memory_format=self._synthesis_layout))
-                    .clamp_(0, 1)}
+            return {"x_hat": self._synthesise(y_hat).clamp_(0, 1)}
         # CompressAI allocates the decoded latent with torch.zeros (the default dtype)
         with _default_dtype(self._entropy_dtype()):
             if len(strings) == 1:
@@ -216,5 +237,4 @@ class ElicVariableRate(Elic2022Official):
                 y_hat = self.latent_codec.decompress(strings, shape)["y_hat"]
         y_hat = y_hat.to(self.log_gain.dtype)
         y_hat = y_hat * self._gain(self.log_inverse_gain, quality)
-        return {"x_hat": self.g_s(y_hat.contiguous(memory_format=self._synthesis_layout))
-                .clamp_(0, 1)}
+        return {"x_hat": self._synthesise(y_hat).clamp_(0, 1)}

@@ -1,0 +1,140 @@
+"""The transforms ``g_a`` and ``g_s`` on a CPU through ONNX Runtime, where it is installed.
+
+The transforms decide no probability, so any correct kernel may compute them (the entropy
+parameters, which must agree to the bit, stay in :mod:`georsic.models.exact`).  On this
+project's 2-core CPU, one thread, a 1024-px tile (``benchmarks/transform_levers.py``):
+
+* ``g_a``: torch channels-last 1.40 s, ONNX Runtime 0.81 s;
+* ``g_s``: torch channels-last 1.62 s, ONNX Runtime 1.36 s, of which 0.78 s in its four
+  ``ConvTranspose`` nodes; written as sub-pixel convolutions (:class:`SubPixelConv`, the same
+  function) ONNX Runtime runs it in 1.04 s.
+
+The graphs are exported from the loaded model when first needed (about 0.4 s each, cached per
+weights file in the process) and run with one intra-op thread, so a tile decodes to the same
+pixels whichever thread or how many threads run beside it.  ``GEORSIC_RUNTIME=torch`` keeps
+the transforms in torch; without ``onnxruntime`` and ``onnx`` that is what happens.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import os
+import threading
+import warnings
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+#: Environment variable choosing the CPU runtime of the transforms: auto, torch, onnxruntime.
+RUNTIME_ENV = "GEORSIC_RUNTIME"
+
+_GRAPHS: dict[tuple[str, str], bytes] = {}
+_EXPORT_LOCK = threading.Lock()
+
+
+class SubPixelConv(nn.Module):
+    """``ConvTranspose2d(kernel 5, stride 2, padding 2, output_padding 1)`` as a 3x3
+    convolution to four times the channels and a pixel shuffle: the same function.
+
+    Output row ``2m + r`` of the transposed convolution takes kernel rows ``4, 2, 0`` from input
+    rows ``m - 1, m, m + 1`` when ``r = 0`` and rows ``3, 1`` from ``m, m + 1`` when ``r = 1``
+    (likewise for columns); each phase ``(r_y, r_x)`` is one group of output channels.
+    """
+
+    TAPS = {0: (4, 2, 0), 1: (None, 3, 1)}
+
+    def __init__(self, deconv: nn.ConvTranspose2d) -> None:
+        super().__init__()
+        if not is_subpixel_compatible(deconv):
+            raise ValueError(f"not a 5x5 stride-2 transposed convolution: {deconv}")
+        weight = deconv.weight.detach()  # (in, out, 5, 5)
+        cin, cout = weight.shape[:2]
+        kernel = weight.new_zeros(cout, 2, 2, cin, 3, 3)
+        for ry, rows in self.TAPS.items():
+            for rx, cols in self.TAPS.items():
+                for ty, ky in enumerate(rows):
+                    for tx, kx in enumerate(cols):
+                        if ky is not None and kx is not None:
+                            kernel[:, ry, rx, :, ty, tx] = weight[:, :, ky, kx].t()
+        self.conv = nn.Conv2d(cin, 4 * cout, 3, padding=1, dtype=weight.dtype,
+                              device=weight.device)
+        with torch.no_grad():
+            self.conv.weight.copy_(kernel.reshape(4 * cout, cin, 3, 3))
+            self.conv.bias.copy_(deconv.bias.detach().repeat_interleave(4))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.pixel_shuffle(self.conv(x), 2)
+
+
+def is_subpixel_compatible(module: nn.Module) -> bool:
+    return (isinstance(module, nn.ConvTranspose2d) and module.kernel_size == (5, 5)
+            and module.stride == (2, 2) and module.padding == (2, 2)
+            and module.output_padding == (1, 1) and module.groups == 1
+            and module.dilation == (1, 1) and module.bias is not None)
+
+
+def with_subpixel_convolutions(net: nn.Module) -> nn.Module:
+    """A copy of ``net`` with every compatible transposed convolution a :class:`SubPixelConv`."""
+    net = copy.deepcopy(net).to(memory_format=torch.contiguous_format)
+    for parent in net.modules():
+        for name, child in parent.named_children():
+            if is_subpixel_compatible(child):
+                setattr(parent, name, SubPixelConv(child))
+    return net
+
+
+def onnxruntime_available() -> bool:
+    if os.environ.get(RUNTIME_ENV, "auto") == "torch":
+        return False
+    try:
+        import onnx  # noqa: F401 - torch's exporter needs it
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        if os.environ.get(RUNTIME_ENV) == "onnxruntime":
+            raise
+        return False
+    return True
+
+
+def _graph(make: Callable[[], nn.Module], channels: int, key: tuple[str, str]) -> bytes:
+    with _EXPORT_LOCK:
+        if key not in _GRAPHS:
+            net = make().eval()
+            example = torch.zeros(1, channels, 64, 64)
+            buffer = io.BytesIO()
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(net, (example,), buffer, input_names=["x"],
+                                  output_names=["y"], dynamic_axes={"x": {2: "h", 3: "w"}},
+                                  dynamo=False, opset_version=17)
+            _GRAPHS[key] = buffer.getvalue()
+        return _GRAPHS[key]
+
+
+class OrtTransform:
+    """One exported transform run by an ONNX Runtime session with one thread."""
+
+    def __init__(self, graph: bytes) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self._session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, x: Tensor) -> Tensor:
+        array = x.detach().float().contiguous().numpy()
+        return torch.from_numpy(self._session.run(None, {"x": array})[0])
+
+
+def onnxruntime_transforms(g_a: nn.Module, g_s: nn.Module, in_channels: int,
+                           latent_channels: int, key: str
+                           ) -> tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]:
+    """Analysis and synthesis as ONNX Runtime sessions; ``key`` names the weights (sha256)."""
+    analysis = OrtTransform(_graph(lambda: g_a, in_channels, (key, "g_a")))
+    synthesis = OrtTransform(_graph(lambda: with_subpixel_convolutions(g_s), latent_channels,
+                                    (key, "g_s")))
+    return analysis, synthesis

@@ -1,0 +1,60 @@
+"""The transforms' CPU runtime: sub-pixel convolutions compute the transposed convolutions, and
+ONNX Runtime computes the same transforms as torch."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from georsic.codec import TileCodec
+from georsic.models.runtime import SubPixelConv, onnxruntime_available, with_subpixel_convolutions
+from georsic.weights import find_model
+
+
+@pytest.mark.parametrize("shape", [(1, 8, 13, 17), (2, 8, 4, 4)])
+def test_subpixel_convolution_is_the_transposed_convolution(shape):
+    torch.manual_seed(0)
+    deconv = nn.ConvTranspose2d(8, 5, 5, stride=2, padding=2, output_padding=1).double()
+    x = torch.randn(*shape, dtype=torch.float64)
+    sub = SubPixelConv(deconv)
+    with torch.no_grad():
+        assert sub(x).shape == deconv(x).shape
+        assert torch.allclose(sub(x), deconv(x), atol=1e-12, rtol=0)
+
+
+def test_other_transposed_convolutions_are_refused():
+    with pytest.raises(ValueError, match="not a 5x5 stride-2"):
+        SubPixelConv(nn.ConvTranspose2d(4, 4, 3, stride=2, padding=1, output_padding=1))
+
+
+@pytest.fixture(scope="module")
+def model():
+    return TileCodec(find_model(None), "cpu").model
+
+
+def test_synthesis_with_subpixel_convolutions_matches(model):
+    net = with_subpixel_convolutions(model.g_s)
+    assert not any(isinstance(m, nn.ConvTranspose2d) for m in net.modules())
+    y = torch.randn(1, sum(model.groups), 8, 12)
+    with torch.no_grad():
+        expected = model.g_s(y.contiguous(memory_format=torch.channels_last))
+        assert torch.allclose(net(y), expected, atol=1e-4, rtol=0)
+
+
+@pytest.mark.skipif(not onnxruntime_available(), reason="onnxruntime or onnx not installed")
+def test_onnxruntime_transforms_compute_the_torch_transforms(model):
+    assert model._analysis_runtime is not None and model._synthesis_runtime is not None
+    torch.manual_seed(1)
+    x = torch.rand(1, 3, 128, 192)
+    with torch.no_grad():
+        y = model.g_a(x)
+        assert torch.allclose(model._analysis_runtime(x), y, atol=1e-3, rtol=0)
+        x_hat = model.g_s(torch.round(y).contiguous(memory_format=torch.channels_last))
+        assert torch.allclose(model._synthesis_runtime(torch.round(y)), x_hat, atol=1e-4, rtol=0)
+
+
+def test_runtime_can_be_chosen(monkeypatch):
+    monkeypatch.setenv("GEORSIC_RUNTIME", "torch")
+    codec = TileCodec(find_model(None), "cpu")
+    assert codec.runtime == "torch" and codec.model._synthesis_runtime is None
