@@ -58,3 +58,25 @@ def test_runtime_can_be_chosen(monkeypatch):
     monkeypatch.setenv("GEORSIC_RUNTIME", "torch")
     codec = TileCodec(find_model(None), "cpu")
     assert codec.runtime == "torch" and codec.model._synthesis_runtime is None
+
+
+@pytest.mark.skipif(not onnxruntime_available(), reason="onnxruntime or onnx not installed")
+def test_exported_graphs_are_cached_and_a_damaged_cache_is_exported_again(tmp_path, monkeypatch,
+                                                                          model):
+    from georsic.models import runtime
+
+    monkeypatch.setenv("GEORSIC_CACHE", str(tmp_path))
+    monkeypatch.setattr(runtime, "_GRAPHS", {})
+    key = "test-weights"
+    first = runtime.onnxruntime_transforms(model.g_a, model.g_s, 3, sum(model.groups), key)
+    files = sorted((tmp_path / "onnx").glob("test-weights-*.onnx"))
+    assert [f.name.split("-")[2] for f in files] == ["g_a", "g_s"]
+    assert not list((tmp_path / "onnx").glob("*.part"))
+    x = torch.rand(1, 3, 64, 64)
+    expected = first[0](x)
+    # a new process: nothing in memory, the graphs come from the cache files
+    monkeypatch.setattr(runtime, "_GRAPHS", {})
+    files[0].write_bytes(b"not a graph")
+    again = runtime.onnxruntime_transforms(model.g_a, model.g_s, 3, sum(model.groups), key)
+    assert torch.equal(again[0](x), expected)
+    assert files[0].read_bytes() != b"not a graph"  # exported again and stored

@@ -9,20 +9,25 @@ project's 2-core CPU, one thread, a 1024-px tile (``benchmarks/transform_levers.
   ``ConvTranspose`` nodes; written as sub-pixel convolutions (:class:`SubPixelConv`, the same
   function) ONNX Runtime runs it in 1.04 s.
 
-The graphs are exported from the loaded model when first needed (about 0.4 s each, cached per
-weights file in the process) and run with one intra-op thread, so a tile decodes to the same
+The graphs are exported from the loaded model when first needed (1-3 s for both) and kept, per
+weights file, in the process and in a cache folder (``GEORSIC_CACHE``, else
+``$XDG_CACHE_HOME/georsic`` or ``~/.cache/georsic``; a file that does not load is exported
+again), and run with one intra-op thread, so a tile decodes to the same
 pixels whichever thread or how many threads run beside it.  ``GEORSIC_RUNTIME=torch`` keeps
 the transforms in torch; without ``onnxruntime`` and ``onnx`` that is what happens.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import os
+import tempfile
 import threading
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +35,10 @@ from torch import Tensor, nn
 
 #: Environment variable choosing the CPU runtime of the transforms: auto, torch, onnxruntime.
 RUNTIME_ENV = "GEORSIC_RUNTIME"
+#: Environment variable naming the cache folder of exported graphs.
+CACHE_ENV = "GEORSIC_CACHE"
+#: Part of a cached graph's name: bumped when the export changes.
+GRAPH_VERSION = 1
 
 _GRAPHS: dict[tuple[str, str], bytes] = {}
 _EXPORT_LOCK = threading.Lock()
@@ -99,8 +108,46 @@ def onnxruntime_available() -> bool:
     return True
 
 
-def _graph(make: Callable[[], nn.Module], channels: int, key: tuple[str, str]) -> bytes:
+def cache_dir() -> Path:
+    """Where exported graphs are kept between processes."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "georsic"
+
+
+def _cache_path(key: tuple[str, str]) -> Path:
+    version = torch.__version__.split("+")[0]
+    return cache_dir() / "onnx" / f"{key[0]}-{key[1]}-torch{version}-g{GRAPH_VERSION}.onnx"
+
+
+def _load_cached(key: tuple[str, str]) -> bytes | None:
+    try:
+        return _cache_path(key).read_bytes()
+    except OSError:
+        return None
+
+
+def _store(key: tuple[str, str], graph: bytes) -> None:
+    """Write the graph to the cache atomically; a cache that cannot be written is skipped."""
+    path = _cache_path(key)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".part", delete=False) as tmp:
+            tmp.write(graph)
+        os.replace(tmp.name, path)
+    except OSError:
+        with contextlib.suppress(OSError, UnboundLocalError):
+            os.unlink(tmp.name)
+
+
+def _graph(make: Callable[[], nn.Module], channels: int, key: tuple[str, str],
+           cached: bool = True) -> bytes:
     with _EXPORT_LOCK:
+        if key not in _GRAPHS and cached:
+            graph = _load_cached(key)
+            if graph is not None:
+                _GRAPHS[key] = graph
         if key not in _GRAPHS:
             net = make().eval()
             example = torch.zeros(1, channels, 64, 64)
@@ -111,7 +158,19 @@ def _graph(make: Callable[[], nn.Module], channels: int, key: tuple[str, str]) -
                                   output_names=["y"], dynamic_axes={"x": {2: "h", 3: "w"}},
                                   dynamo=False, opset_version=17)
             _GRAPHS[key] = buffer.getvalue()
+            _store(key, _GRAPHS[key])
         return _GRAPHS[key]
+
+
+def _transform(make: Callable[[], nn.Module], channels: int, key: tuple[str, str]
+               ) -> OrtTransform:
+    """A session of the graph, exported again when the cached one does not load."""
+    try:
+        return OrtTransform(_graph(make, channels, key))
+    except Exception:  # noqa: BLE001 - a damaged cache file: whatever ONNX Runtime raises
+        with _EXPORT_LOCK:
+            _GRAPHS.pop(key, None)
+        return OrtTransform(_graph(make, channels, key, cached=False))
 
 
 class OrtTransform:
@@ -134,7 +193,7 @@ def onnxruntime_transforms(g_a: nn.Module, g_s: nn.Module, in_channels: int,
                            latent_channels: int, key: str
                            ) -> tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]:
     """Analysis and synthesis as ONNX Runtime sessions; ``key`` names the weights (sha256)."""
-    analysis = OrtTransform(_graph(lambda: g_a, in_channels, (key, "g_a")))
-    synthesis = OrtTransform(_graph(lambda: with_subpixel_convolutions(g_s), latent_channels,
-                                    (key, "g_s")))
+    analysis = _transform(lambda: g_a, in_channels, (key, "g_a"))
+    synthesis = _transform(lambda: with_subpixel_convolutions(g_s), latent_channels,
+                           (key, "g_s"))
     return analysis, synthesis
