@@ -36,17 +36,32 @@ def latent(codec) -> torch.Tensor:
             model.log_gain, 2.0)
 
 
-def test_every_layer_is_proven_exact(codec):
-    rows = exact.describe(codec.model.exact)
+@pytest.mark.parametrize("path", exact.NAMES)
+def test_every_layer_is_proven_exact(codec, path):
+    coder = codec.model.exact_coder(path)
+    rows = exact.describe(coder)
     assert len(rows) == 3 + 5 * 4 + 4 * 3  # h_s, per group: spatial + 3 aggregation, 4 channel
     for name, dtype, blocks, share in rows:
         assert 0 < share < 1, name   # the largest sum a block can reach, as a share of 2**24
         assert dtype == ("float64" if name.startswith("hs") else "float32"), name
         assert blocks >= 1
+        if path == exact.NAME_V2:  # one float32 sum per convolution, fewer levels where needed
+            assert blocks == 1, name
+            assert 2**8 <= coder.layers[name].limit <= exact.TARGET_LEVELS, name
+        else:
+            assert coder.layers[name].limit == exact.TARGET_LEVELS
+    if path == exact.NAME_V1:
+        assert max(blocks for _, _, blocks, _ in rows) > 1
 
 
-def test_parameters_identical_however_the_sums_are_ordered(codec, latent):
-    coder = codec.model.exact
+def test_new_archives_use_v2(codec):
+    assert exact.NAME == exact.NAME_V2 and codec.entropy == exact.NAME_V2
+    assert codec.model.exact is codec.model.exact_coder(exact.NAME_V2)
+
+
+@pytest.mark.parametrize("path", exact.NAMES)
+def test_parameters_identical_however_the_sums_are_ordered(codec, latent, path):
+    coder = codec.model.exact_coder(path)
     native = coder.parameters_of(latent, "native")
     for other in ("float64", "reversed"):
         params = coder.parameters_of(latent, other)
@@ -75,9 +90,11 @@ def test_fast_indexes_match_compressai(codec):
     assert torch.equal(exact._indexes(conditional, scales), expected.int())
 
 
-def test_round_trip_through_one_stream(codec, latent):
-    data, y_hat = codec.model.exact.compress(latent)
-    decoded = codec.model.exact.decompress(data, tuple(latent.shape[-2:]))
+@pytest.mark.parametrize("path", exact.NAMES)
+def test_round_trip_through_one_stream(codec, latent, path):
+    coder = codec.model.exact_coder(path)
+    data, y_hat = coder.compress(latent)
+    decoded = coder.decompress(data, tuple(latent.shape[-2:]))
     assert torch.equal(decoded, y_hat)
     assert (y_hat - latent.double()).abs().max() <= 0.5 + exact.MEAN_GRID
 

@@ -60,7 +60,7 @@ def pad_to_align(x: torch.Tensor, padding: str = "mean") -> torch.Tensor:
 
 
 #: Entropy paths an archive can name (``codec.entropy``; absent: ``float64``, before it).
-ENTROPY_PATHS = ("float64", exact.NAME)
+ENTROPY_PATHS = ("float64", *exact.NAMES)
 
 
 class TileCodec:
@@ -98,10 +98,10 @@ class TileCodec:
 
     def _path(self, entropy: str) -> str:
         """The model's argument for an archive's entropy path, converting to float64 if needed."""
-        if entropy == exact.NAME:
-            if self.entropy != exact.NAME:
+        if entropy in exact.NAMES:
+            if self.entropy not in exact.NAMES:
                 raise GeorsicError(f"weights {self.entry.id} have no exact entropy path")
-            return "exact"
+            return entropy
         if entropy != "float64":
             raise GeorsicError(f"unknown entropy path {entropy!r} (known: "
                                f"{', '.join(ENTROPY_PATHS)}); a newer GeoRSIC made this archive")

@@ -180,22 +180,27 @@ class ElicVariableRate(Elic2022Official):
 
     def use_exact_entropy_model(self, amax: dict[str, float], raw: dict | None = None
                                 ) -> ElicVariableRate:
-        """Attach the exact integer entropy path (:mod:`georsic.models.exact`), built from this
+        """Attach the exact integer entropy paths (:mod:`georsic.models.exact`), built from this
         model's weights (``raw``: the weights file as stored, int8 layers with their scales)
-        and the calibration ``amax``; ``compress``/``decompress`` use it with
-        ``entropy="exact"``.  It holds no state of its own beyond constants derived from those."""
-        from georsic.models.exact import ExactEntropyCoder
-
-        self.exact = ExactEntropyCoder(self, amax, raw)
+        and the calibration ``amax``: ``int-exact-v2`` for new archives (``self.exact``) and
+        ``int-exact-v1``, built when an archive needs it.  ``compress``/``decompress`` use them
+        with ``entropy`` set to one of :data:`~georsic.models.exact.NAMES`."""
+        self._exact_source = (amax, raw)
+        self._exact_coders: dict = {}
+        self.exact = self.exact_coder("int-exact-v2")
         return self
 
     def exact_coder(self, entropy: str):
         """The exact coder of an archive's entropy path (``codec.entropy``)."""
-        from georsic.models.exact import NAME
+        from georsic.models.exact import NAMES, ExactEntropyCoder
 
-        if entropy != NAME or getattr(self, "exact", None) is None:
+        if entropy not in NAMES or getattr(self, "_exact_source", None) is None:
             raise ValueError(f"no exact coder for entropy path {entropy!r}")
-        return self.exact
+        if entropy not in self._exact_coders:
+            amax, raw = self._exact_source
+            self._exact_coders[entropy] = ExactEntropyCoder(
+                self, amax, raw, one_block=entropy == "int-exact-v2").to(self.log_gain.device)
+        return self._exact_coders[entropy]
 
     @torch.no_grad()
     def compress(self, x: Tensor, quality: float = 0.0, single_stream: bool = True,
@@ -205,12 +210,13 @@ class ElicVariableRate(Elic2022Official):
         ``strings`` holds ``[[data]]`` for a single stream (see :mod:`georsic.models.streams`),
         else one list per entropy-model call, as CompressAI returns them.  ``latent``, when
         given, is coded instead of ``g_a(x)`` (see :mod:`georsic.models.refine`).
-        ``entropy="exact"`` codes through the exact integer path (:meth:`use_exact_entropy_model`),
+        ``entropy="int-exact-v2"`` (or ``-v1``) codes through that exact integer path
+        (:meth:`use_exact_entropy_model`),
         else CompressAI's entropy model in its current dtype.
         """
         y = self._analyse(x) * self._gain(self.log_gain, quality) if latent is None else latent
-        if entropy == "exact":
-            return {"strings": [[self.exact.compress(y)[0]]]}
+        if entropy.startswith("int-exact"):
+            return {"strings": [[self.exact_coder(entropy).compress(y)[0]]]}
         y = y.to(self._entropy_dtype())
         if not single_stream:
             return self.latent_codec.compress(y)
@@ -223,8 +229,8 @@ class ElicVariableRate(Elic2022Official):
     def decompress(self, strings: list, shape, quality: float = 0.0,
                    entropy: str = "float") -> dict:
         """Decode what :meth:`compress` returned: one string, or one per entropy-model call."""
-        if entropy == "exact":
-            y_hat = self.exact.decompress(strings[0][0], tuple(shape["y"][0][1:]))
+        if entropy.startswith("int-exact"):
+            y_hat = self.exact_coder(entropy).decompress(strings[0][0], tuple(shape["y"][0][1:]))
             y_hat = y_hat.to(self.log_gain.dtype) * self._gain(self.log_inverse_gain, quality)
             return {"x_hat": self._synthesise(y_hat).clamp_(0, 1)}
         # CompressAI allocates the decoded latent with torch.zeros (the default dtype)
