@@ -31,6 +31,8 @@ with warnings.catch_warnings():  # compressai scripts functions with the depreca
     warnings.simplefilter("ignore", FutureWarning)
     from compressai.models.sensetime import Elic2022Official
 
+from georsic.models.exact import NAME, NAME_V2, ExactEntropyCoder
+from georsic.models.exact import NAMES as EXACT_PATHS
 from georsic.models.streams import SharedRansStream, attached, use_shared_streams
 
 #: Rate-distortion trade-offs of the trained levels (loss = lambda * 255^2 * MSE + bpp).
@@ -187,19 +189,17 @@ class ElicVariableRate(Elic2022Official):
         with ``entropy`` set to one of :data:`~georsic.models.exact.NAMES`."""
         self._exact_source = (amax, raw)
         self._exact_coders: dict = {}
-        self.exact = self.exact_coder("int-exact-v2")
+        self.exact = self.exact_coder(NAME)
         return self
 
     def exact_coder(self, entropy: str):
         """The exact coder of an archive's entropy path (``codec.entropy``)."""
-        from georsic.models.exact import NAMES, ExactEntropyCoder
-
-        if entropy not in NAMES or getattr(self, "_exact_source", None) is None:
+        if entropy not in EXACT_PATHS or getattr(self, "_exact_source", None) is None:
             raise ValueError(f"no exact coder for entropy path {entropy!r}")
         if entropy not in self._exact_coders:
             amax, raw = self._exact_source
             self._exact_coders[entropy] = ExactEntropyCoder(
-                self, amax, raw, one_block=entropy == "int-exact-v2").to(self.log_gain.device)
+                self, amax, raw, one_block=entropy == NAME_V2).to(self.log_gain.device)
         return self._exact_coders[entropy]
 
     @torch.no_grad()
@@ -215,7 +215,7 @@ class ElicVariableRate(Elic2022Official):
         else CompressAI's entropy model in its current dtype.
         """
         y = self._analyse(x) * self._gain(self.log_gain, quality) if latent is None else latent
-        if entropy.startswith("int-exact"):
+        if entropy in EXACT_PATHS:
             return {"strings": [[self.exact_coder(entropy).compress(y)[0]]]}
         y = y.to(self._entropy_dtype())
         if not single_stream:
@@ -229,7 +229,7 @@ class ElicVariableRate(Elic2022Official):
     def decompress(self, strings: list, shape, quality: float = 0.0,
                    entropy: str = "float") -> dict:
         """Decode what :meth:`compress` returned: one string, or one per entropy-model call."""
-        if entropy.startswith("int-exact"):
+        if entropy in EXACT_PATHS:
             y_hat = self.exact_coder(entropy).decompress(strings[0][0], tuple(shape["y"][0][1:]))
             y_hat = y_hat.to(self.log_gain.dtype) * self._gain(self.log_inverse_gain, quality)
             return {"x_hat": self._synthesise(y_hat).clamp_(0, 1)}

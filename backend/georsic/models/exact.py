@@ -142,10 +142,11 @@ class IntLayer(nn.Module):
         self.spec = spec
         weight, w_scale = _integers(spec)
         levels = TARGET_LEVELS
-        if one_block and not spec.transposed:
-            # the candidate rule of a future path (benchmarks/entropy_levels.py): as many input
-            # levels as keep the whole convolution one exact float32 sum
-            peak = float(_sum_bounds(weight, spec.nonneg_input).sum(dim=(1, 2)).max())
+        bounds = None if spec.transposed else _sum_bounds(weight, spec.nonneg_input)
+        if one_block and bounds is not None:
+            # int-exact-v2 (benchmarks/entropy_levels.py): as many input levels as keep the
+            # whole convolution one exact float32 sum
+            peak = float(bounds.sum(dim=(1, 2)).max())
             levels = min(TARGET_LEVELS, int(0.9 * (FLOAT32_EXACT - 1) / peak))
         self.limit = float(levels)
         self.in_scale = float(amax) / levels
@@ -160,8 +161,7 @@ class IntLayer(nn.Module):
                 raise ValueError(f"{spec.name}: sums reach {bound:.3g}, past float64's exact range")
             self.bound = bound / FLOAT64_EXACT
         else:
-            self.blocks, self.bound = _blocks(_sum_bounds(weight, spec.nonneg_input),
-                                              bias.abs(), levels, FLOAT32_EXACT)
+            self.blocks, self.bound = _blocks(bounds, bias.abs(), levels, FLOAT32_EXACT)
         self.register_buffer("weight", weight.to(self.accumulate), persistent=False)
         self.register_buffer("bias", bias.to(self.accumulate), persistent=False)
         self.register_buffer("out_scale", out_scale.reshape(1, -1, 1, 1), persistent=False)
@@ -434,9 +434,9 @@ class ExactEntropyCoder(nn.Module):
     and its non-anchors.  ``model`` is the float :class:`~georsic.models.elic.ElicVariableRate`
     whose weights (and whose ``EntropyBottleneck`` / ``GaussianConditional`` tables) it uses;
     ``amax`` the calibrated input range of each layer (:func:`calibrate`).  ``one_block`` builds
-    the candidate rule of a later path (fewer input levels where a layer would need blocks, so
-    that each convolution is one float32 sum); no archive names it yet, and
-    ``benchmarks/entropy_levels.py`` measures its rate cost.
+    ``int-exact-v2`` (fewer input levels where a layer would need blocks, so that each
+    convolution is one float32 sum; ``benchmarks/entropy_levels.py`` measures its rate cost),
+    else ``int-exact-v1``.
 
     [He2022]: "ELIC: Efficient Learned Image Compression with Unevenly Grouped Space-Channel
     Contextual Adaptive Coding", D. He et al., CVPR 2022.
