@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """g_a and g_s of the default model on one tile, one thread, by lever: torch NCHW,
 channels-last, ONNX Runtime (when ``onnxruntime`` and ``onnx`` are installed), and ONNX Runtime
-with g_s's transposed convolutions as sub-pixel convolutions (what GeoRSIC runs on a CPU).
+with g_s's transposed convolutions as sub-pixel convolutions, then as phase convolutions with
+layout anchors (what GeoRSIC runs on a CPU, ``synthesis_for_onnxruntime``).
 
     python benchmarks/transform_levers.py [--size 512] [--repeat 3]
 """
@@ -17,7 +18,7 @@ import warnings
 import torch
 
 from georsic.codec import TileCodec
-from georsic.models.runtime import with_subpixel_convolutions
+from georsic.models.runtime import synthesis_for_onnxruntime, with_subpixel_convolutions
 from georsic.weights import find_model
 
 
@@ -70,6 +71,9 @@ def main() -> int:
         sub = with_subpixel_convolutions(g_s)
         rows.append(("ONNX Runtime, g_s with sub-pixel convolutions", float("nan"),
                      timed(onnx_runner(sub, y), y, args.repeat)))
+        phases = synthesis_for_onnxruntime(g_s, y.shape[1])
+        rows.append(("ONNX Runtime, g_s with phase convolutions and layout anchors",
+                     float("nan"), timed(onnx_runner(phases, y), y, args.repeat)))
     except ImportError as exc:
         rows.append((f"ONNX Runtime: not installed ({exc.name})", float("nan"), float("nan")))
     print(f"load {os.getloadavg()[0]:.2f}; {args.size}-px tile, one thread")  # noqa: T201

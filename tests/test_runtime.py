@@ -8,24 +8,32 @@ import torch
 from torch import nn
 
 from georsic.codec import TileCodec
-from georsic.models.runtime import SubPixelConv, onnxruntime_available, with_subpixel_convolutions
+from georsic.models.runtime import (
+    PhaseConvTranspose,
+    SubPixelConv,
+    onnxruntime_available,
+    synthesis_for_onnxruntime,
+    with_subpixel_convolutions,
+)
 from georsic.weights import find_model
 
 
+@pytest.mark.parametrize("form", [SubPixelConv, PhaseConvTranspose])
 @pytest.mark.parametrize("shape", [(1, 8, 13, 17), (2, 8, 4, 4)])
-def test_subpixel_convolution_is_the_transposed_convolution(shape):
+def test_subpixel_and_phase_convolutions_are_the_transposed_convolution(shape, form):
     torch.manual_seed(0)
     deconv = nn.ConvTranspose2d(8, 5, 5, stride=2, padding=2, output_padding=1).double()
     x = torch.randn(*shape, dtype=torch.float64)
-    sub = SubPixelConv(deconv)
+    sub = form(deconv)
     with torch.no_grad():
         assert sub(x).shape == deconv(x).shape
         assert torch.allclose(sub(x), deconv(x), atol=1e-12, rtol=0)
 
 
-def test_other_transposed_convolutions_are_refused():
+@pytest.mark.parametrize("form", [SubPixelConv, PhaseConvTranspose])
+def test_other_transposed_convolutions_are_refused(form):
     with pytest.raises(ValueError, match="not a 5x5 stride-2"):
-        SubPixelConv(nn.ConvTranspose2d(4, 4, 3, stride=2, padding=1, output_padding=1))
+        form(nn.ConvTranspose2d(4, 4, 3, stride=2, padding=1, output_padding=1))
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +43,18 @@ def model():
 
 def test_synthesis_with_subpixel_convolutions_matches(model):
     net = with_subpixel_convolutions(model.g_s)
+    assert not any(isinstance(m, nn.ConvTranspose2d) for m in net.modules())
+    y = torch.randn(1, sum(model.groups), 8, 12)
+    with torch.no_grad():
+        expected = model.g_s(y.contiguous(memory_format=torch.channels_last))
+        assert torch.allclose(net(y), expected, atol=1e-4, rtol=0)
+
+
+def test_synthesis_for_onnxruntime_is_the_same_function(model):
+    net = synthesis_for_onnxruntime(model.g_s, sum(model.groups))
+    kinds = [type(m).__name__ for m in net]
+    assert kinds[0] == "LayoutAnchor" and kinds[-1] == "SubPixelConv"
+    assert kinds.count("PhaseConvTranspose") == 3 and kinds.count("LayoutAnchor") == 4
     assert not any(isinstance(m, nn.ConvTranspose2d) for m in net.modules())
     y = torch.randn(1, sum(model.groups), 8, 12)
     with torch.no_grad():

@@ -165,6 +165,12 @@ class IntLayer(nn.Module):
         self.register_buffer("weight", weight.to(self.accumulate), persistent=False)
         self.register_buffer("bias", bias.to(self.accumulate), persistent=False)
         self.register_buffer("out_scale", out_scale.reshape(1, -1, 1, 1), persistent=False)
+        #: The native path's convolution: a transposed one as regular convolutions (the same
+        #: products, 1.4-1.8x as fast in float64), else the layer's own.
+        self._native_conv = _regular_form(self.weight, spec) if spec.transposed else None
+        #: Checkerboard kernels (``sp*`` layers): per (output phase, input phase) the taps that
+        #: link them and the padding (:meth:`checkerboard`).
+        self._phases = _checkerboard_kernels(self.weight) if spec.name.startswith("sp") else None
 
     def quantize(self, x: Tensor) -> Tensor:
         """float64 activations to this layer's integer inputs (a ReLU's output stays >= 0)."""
@@ -181,7 +187,7 @@ class IntLayer(nn.Module):
         """
         a = self.quantize(x)
         if method == "native":
-            acc = self._sum(a, self.blocks, self.accumulate)
+            acc = self._sum(a, self.blocks, self.accumulate, self._native_conv)
         elif method == "float64":
             acc = _conv(a, self.weight.double(), self.bias.double(), self.spec)
         elif method == "reversed":
@@ -190,18 +196,93 @@ class IntLayer(nn.Module):
             acc = self._sum(a, blocks, torch.float32)
         else:
             raise ValueError(f"unknown method {method!r}")
+        return self._output(acc)
+
+    def _output(self, acc: Tensor) -> Tensor:
         out = acc * self.out_scale
         return out.relu_() if self.spec.relu else out
 
-    def _sum(self, a: Tensor, blocks: list[tuple[int, int]], dtype: torch.dtype) -> Tensor:
+    def _sum(self, a: Tensor, blocks: list[tuple[int, int]], dtype: torch.dtype,
+             conv=None) -> Tensor:
         in_dim = 0 if self.spec.transposed else 1
         acc = None
         with _exact_kernels(a.device):
             for start, stop in blocks:
-                w = self.weight.narrow(in_dim, start, stop - start).to(dtype)
-                part = _conv(a[:, start:stop].to(dtype), w, None, self.spec).double()
+                x = a[:, start:stop].to(dtype)
+                if conv is not None:
+                    part = conv(x).double()
+                else:
+                    w = self.weight.narrow(in_dim, start, stop - start).to(dtype)
+                    part = _conv(x, w, None, self.spec).double()
                 acc = part if acc is None else acc + part
         return acc + self.bias.double().reshape(1, -1, 1, 1)
+
+    def checkerboard(self, anchors: Tensor) -> Tensor:
+        """This (checkerboard-masked) layer's output at the non-anchor positions, from the
+        anchors alone, both in :func:`_unembed`'s layout: what ``forward(_embed(anchors, 0))``
+        gives there, with the same integer products, but only those the mask keeps and only
+        where they are used (a quarter of the full convolution's multiply-adds)."""
+        a = self.quantize(anchors)
+        inputs = {(0, 0): a[..., 0::2, :], (1, 1): a[..., 1::2, :]}
+        n, _, h, half = a.shape
+        acc = a.new_empty((n, self.weight.shape[0], h, half))
+        with _exact_kernels(a.device):
+            for out_phase, rows in (((0, 1), slice(0, None, 2)), ((1, 0), slice(1, None, 2))):
+                total = None
+                for start, stop in self.blocks:
+                    part = None
+                    for in_phase, x in inputs.items():
+                        kernel, pad = self._phases[out_phase, in_phase]
+                        term = F.conv2d(F.pad(x[:, start:stop].to(self.accumulate), pad),
+                                        kernel[:, start:stop])
+                        # both terms are exact integers and so is their sum (a part of the
+                        # block's sum, below its bound)
+                        part = term if part is None else part + term
+                    part = part.double()
+                    total = part if total is None else total + part
+                acc[..., rows, :] = total
+        return self._output(acc + self.bias.double().reshape(1, -1, 1, 1))
+
+
+def _regular_form(weight: Tensor, spec: LayerSpec):
+    """A transposed convolution (``weight`` (in, out, k, k)) as regular convolutions: stride 1
+    as the flipped kernel, 5x5 stride 2 as its four output phases; None for other shapes."""
+    from georsic.models.runtime import PhaseConvTranspose, is_subpixel_compatible
+
+    k = weight.shape[-1]
+    if spec.stride == 1 and spec.output_padding == 0:
+        kernel = weight.flip(-1, -2).transpose(0, 1).contiguous()
+        return lambda x: F.conv2d(x, kernel.to(x.dtype), None, 1, k - 1 - spec.padding)
+    deconv = nn.ConvTranspose2d(weight.shape[0], weight.shape[1], k, spec.stride, spec.padding,
+                                spec.output_padding, dtype=weight.dtype)
+    if not is_subpixel_compatible(deconv):
+        return None
+    with torch.no_grad():
+        deconv.weight.copy_(weight)
+        deconv.bias.zero_()
+    phases = PhaseConvTranspose(deconv).eval()
+    for conv in phases.phases:
+        conv.bias = None  # the integer bias is added after the sum, as for every layer
+    return phases
+
+
+def _checkerboard_kernels(weight: Tensor) -> dict:
+    """For a k x k checkerboard-masked convolution (padding k // 2) over the full latent grid,
+    split in 2x2 phases (anchors: phases (0, 0) and (1, 1)): per (output phase, input phase)
+    the kernel of the taps from that input phase and F.pad's (left, right, top, bottom)."""
+    k = weight.shape[-1]
+    c = k // 2
+    kernels = {}
+    for out_phase in ((0, 1), (1, 0)):
+        for in_phase in ((0, 0), (1, 1)):
+            # a tap at kernel index t reads the input phase's row (col) i + (t - c - ri + ro) / 2
+            rows = [t for t in range(k) if (t - c - in_phase[0] + out_phase[0]) % 2 == 0]
+            cols = [t for t in range(k) if (t - c - in_phase[1] + out_phase[1]) % 2 == 0]
+            dr = [(t - c - in_phase[0] + out_phase[0]) // 2 for t in rows]
+            dc = [(t - c - in_phase[1] + out_phase[1]) // 2 for t in cols]
+            kernel = weight[:, :, rows][:, :, :, cols].contiguous()
+            kernels[out_phase, in_phase] = (kernel, (-dc[0], dc[-1], -dr[0], dr[-1]))
+    return kernels
 
 
 def _sum_bounds(weight: Tensor, nonneg_input: bool) -> Tensor:
@@ -349,6 +430,13 @@ class _Runner:
             n += 1
         return x
 
+    def checkerboard(self, name: str, anchors: Tensor) -> Tensor:
+        """The spatial context of the non-anchors from the decoded anchors (both halves in
+        :func:`_unembed`'s layout)."""
+        if self.layers is not None and self.method == "native":
+            return self.layers[name].checkerboard(anchors)
+        return _unembed(self.one(name, _embed(anchors, torch.zeros_like(anchors))))[1]
+
     def one(self, name: str, x: Tensor) -> Tensor:
         if self.layers is not None:
             return self.layers[name](x, self.method)
@@ -409,8 +497,7 @@ def _code(runner: _Runner, groups: list[int], conditionals: list[nn.Module], z_h
                 n, _, h, half = hyper_halves[0].shape
                 ctx = hyper.new_zeros((n, 2 * channels, h, half))
             else:
-                anchors = _embed(halves[0], torch.zeros_like(halves[0]))
-                ctx = _unembed(runner.one(f"sp{k}", anchors))[1]
+                ctx = runner.checkerboard(f"sp{k}", halves[0])
             scales, means = _params(runner, k, ctx, [s[i] for s in side])
             params_log.append((scales, means))
             halves.append(_code_half(conditionals[k], scales, means, stream,
