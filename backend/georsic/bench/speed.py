@@ -202,6 +202,29 @@ def bd_change(against: str, qualities: tuple[float, ...] = (0, 1, 2, 3, 4, 5, 6,
     return {"model": ours, "against": against, "bd_rate_pct": rows}
 
 
+def cpu_description() -> str:
+    """The CPU the figures come from: its name, family and model, and the vector units that
+    decide float32 throughput (machines of one name differ: AMD EPYC family 23 (Zen 1/2) runs
+    the transforms at about half the speed of family 25 (Zen 3) here)."""
+    import platform
+
+    fields: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+                if key.strip() == "flags":
+                    break
+    except OSError:
+        return platform.processor() or platform.machine()
+    units = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
+             if f in fields.get("flags", "").split()]
+    name = fields.get("model name", platform.machine())
+    return (f"{name} (family {fields.get('cpu family', '?')}, model {fields.get('model', '?')}"
+            f"; {' '.join(units) or 'no AVX2'})")
+
+
 def _load() -> str:
     one, five, fifteen = os.getloadavg()
     return f"{one:.2f}, {five:.2f}, {fifteen:.2f}"
@@ -212,7 +235,7 @@ def run(sizes: list[float], qualities: list[float], threads: int | None, profile
     from georsic.weights import default_model_id
 
     results = {"model": default_model_id(), "threads": threads or os.cpu_count(),
-               "cores": os.cpu_count(), "sizes": []}
+               "cores": os.cpu_count(), "cpu": cpu_description(), "sizes": []}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         # loading the weights (once per process and thread) is timed apart
@@ -247,7 +270,8 @@ def run(sizes: list[float], qualities: list[float], threads: int | None, profile
 def markdown(results: dict, command: str) -> str:
     lines = [f"# Whole-pipeline speed ({results['model']})", "",
              f"`{command}`", "",
-             f"{results['cores']} CPU cores, {results['threads']} tiles at a time, one torch "
+             f"{results['cores']} CPU cores ({results.get('cpu', 'CPU not recorded')}), "
+             f"{results['threads']} tiles at a time, one torch "
              "thread each; MP/s = megapixels of the raster / wall seconds of "
              "`georsic.compress` or `georsic.decompress` (GeoTIFF in, archive, GeoTIFF out), "
              f"after a warm-up that loads the weights ({results['warm_up_s']:.1f} s for a "

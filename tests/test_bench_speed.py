@@ -1,0 +1,22 @@
+"""``georsic bench speed``: one small raster through the whole pipeline, the table it writes."""
+
+from __future__ import annotations
+
+import pytest
+
+from georsic.bench import speed
+
+pytestmark = pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+
+
+def test_speed_bench_times_georsic_and_the_classical_codecs_and_names_the_cpu():
+    results = speed.run([0.05], [3.0], threads=1, profile=False, bd=False, against="")
+    row = results["sizes"][0]
+    timed = row["georsic"]["3.0"]
+    assert timed["encode_mps"] > 0 and timed["decode_mps"] > 0 and 0 < timed["bpp"] < 24
+    assert isinstance(results["cpu"], str) and results["cpu"]
+    text = speed.markdown(results, "georsic bench speed --sizes 0.05 --qualities 3")
+    assert f"| {row['size']} | 0.05 | 3.0 | {timed['bpp']:.4f} |" in text
+    assert results["cpu"] in text
+    for name in row["classical"]:
+        assert f"| {row['size']} | {name} |" in text
