@@ -2,7 +2,8 @@
 """g_a and g_s of the default model on one tile, one thread, by lever: torch NCHW,
 channels-last, ONNX Runtime (when ``onnxruntime`` and ``onnx`` are installed), and ONNX Runtime
 with g_s's transposed convolutions as sub-pixel convolutions, then as phase convolutions with
-layout anchors (what GeoRSIC runs on a CPU, ``synthesis_for_onnxruntime``).
+layout anchors (``synthesis_for_onnxruntime``, where torch has no NNPACK), then ONNX Runtime
+between the upsamplings and NNPACK for them (``synthesis_stages``: what GeoRSIC runs on a CPU).
 
     python benchmarks/transform_levers.py [--size 512] [--repeat 3]
 """
@@ -18,7 +19,12 @@ import warnings
 import torch
 
 from georsic.codec import TileCodec
-from georsic.models.runtime import synthesis_for_onnxruntime, with_subpixel_convolutions
+from georsic.models.runtime import (
+    nnpack_available,
+    synthesis_for_onnxruntime,
+    synthesis_stages,
+    with_subpixel_convolutions,
+)
 from georsic.weights import find_model
 
 
@@ -74,6 +80,17 @@ def main() -> int:
         phases = synthesis_for_onnxruntime(g_s, y.shape[1])
         rows.append(("ONNX Runtime, g_s with phase convolutions and layout anchors",
                      float("nan"), timed(onnx_runner(phases, y), y, args.repeat)))
+        if nnpack_available():
+            stages = [m if kind == "nnpack" else onnx_runner(m, torch.zeros(1, c, 64, 64))
+                      for kind, m, c in synthesis_stages(g_s, y.shape[1])]
+
+            def staged(x, stages=stages):
+                for stage in stages:
+                    x = torch.as_tensor(stage(x))
+                return x
+
+            rows.append(("ONNX Runtime between upsamplings, NNPACK for them", float("nan"),
+                         timed(staged, y, args.repeat)))
     except ImportError as exc:
         rows.append((f"ONNX Runtime: not installed ({exc.name})", float("nan"), float("nan")))
     print(f"load {os.getloadavg()[0]:.2f}; {args.size}-px tile, one thread")  # noqa: T201

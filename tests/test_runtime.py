@@ -9,10 +9,13 @@ from torch import nn
 
 from georsic.codec import TileCodec
 from georsic.models.runtime import (
+    NnpackUpsample,
     PhaseConvTranspose,
     SubPixelConv,
+    nnpack_available,
     onnxruntime_available,
     synthesis_for_onnxruntime,
+    synthesis_stages,
     with_subpixel_convolutions,
 )
 from georsic.weights import find_model
@@ -62,6 +65,31 @@ def test_synthesis_for_onnxruntime_is_the_same_function(model):
         assert torch.allclose(net(y), expected, atol=1e-4, rtol=0)
 
 
+@pytest.mark.skipif(not nnpack_available(), reason="torch without NNPACK")
+def test_synthesis_stages_with_nnpack_upsampling_are_the_same_function_at_any_thread_count(model):
+    stages = synthesis_stages(model.g_s, sum(model.groups))
+    assert [kind for kind, _, _ in stages] == ["onnx", "nnpack"] * 4
+    y = torch.round(torch.randn(1, sum(model.groups), 16, 24) * 3)
+    with torch.no_grad():
+        expected = model.g_s(y.contiguous(memory_format=torch.channels_last))
+        x = y
+        for _, module, channels in stages:
+            assert x.shape[1] == channels
+            x = module(x)
+        assert torch.allclose(x, expected, atol=1e-4, rtol=0)  # Winograd: ~1e-5 here
+        upsample = next(m for kind, m, _ in stages if kind == "nnpack")
+        before = torch.get_num_threads()
+        results = []
+        try:
+            for threads in (1, 2):
+                torch.set_num_threads(threads)
+                results.append(upsample(y))
+        finally:
+            torch.set_num_threads(before)
+        assert torch.equal(results[0], results[1])
+        assert isinstance(upsample, NnpackUpsample)
+
+
 @pytest.mark.skipif(not onnxruntime_available(), reason="onnxruntime or onnx not installed")
 def test_onnxruntime_transforms_compute_the_torch_transforms(model):
     assert model._analysis_runtime is not None and model._synthesis_runtime is not None
@@ -90,7 +118,9 @@ def test_exported_graphs_are_cached_and_a_damaged_cache_is_exported_again(tmp_pa
     key = "test-weights"
     first = runtime.onnxruntime_transforms(model.g_a, model.g_s, 3, sum(model.groups), key)
     files = sorted((tmp_path / "onnx").glob("test-weights-*.onnx"))
-    assert [f.name.split("-")[2] for f in files] == ["g_a", "g_s"]
+    names = [f.name.split("-")[2] for f in files]
+    assert names[0] == "g_a" and names[1].startswith("g_s")
+    assert len(names) == (5 if runtime.nnpack_available() else 2)  # g_s cut at 4 upsamplings
     assert not list((tmp_path / "onnx").glob("*.part"))
     x = torch.rand(1, 3, 64, 64)
     expected = first[0](x)
