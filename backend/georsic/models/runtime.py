@@ -9,6 +9,12 @@ project's 2-core CPU, one thread, a 1024-px tile (``benchmarks/transform_levers.
   ``ConvTranspose`` nodes; written as sub-pixel convolutions (:class:`SubPixelConv`, the same
   function) ONNX Runtime runs it in 1.04 s.
 
+Since 2026-12-03 (a Zen 1 CPU, half as fast; ``docs/speed.md``): ``g_s`` is cut at its four
+upsamplings, which run as sub-pixel convolutions in NNPACK (Winograd, bundled with torch's CPU
+builds), with ONNX Runtime between them, each segment starting with a :class:`LayoutAnchor` so
+that its residual sums stay in ONNX Runtime's blocked layout (2.01 -> 1.75 s a tile there);
+where torch has no NNPACK, one graph with :class:`PhaseConvTranspose` upsamplings (1.84 s).
+
 The graphs are exported from the loaded model when first needed (1-3 s for both) and kept, per
 weights file, in the process and in a cache folder (``GEORSIC_CACHE``, else
 ``$XDG_CACHE_HOME/georsic`` or ``~/.cache/georsic``; a file that does not load is exported
