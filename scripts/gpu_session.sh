@@ -10,7 +10,8 @@
 # MODE=speed, gpupack/whl carried with rasterio's wheels too (rasterio, affine, cligj,
 #   click-plugins; 36 MB, so no pack beside them): `georsic bench rd`, which times the whole
 #   pipeline (GeoTIFF in, archive, GeoTIFF out) on the CPU and the GPU, against GDAL's codecs
-#   and Pillow's AVIF (imagecodecs, 28 MB more, stays behind).
+#   and Pillow's AVIF (imagecodecs, 28 MB more, stays behind), after `georsic bench speed` at
+#   4 and 16 MP (MP/s of compress and decompress on the GPU).
 set -o pipefail
 export PYTHONUNBUFFERED=1
 out=${OUT:-runs/gpu-session}; mkdir -p "$out"
@@ -26,6 +27,10 @@ print('torch', torch.__version__, 'compressai', compressai.__version__, 'numpy',
       numpy.__version__, torch.cuda.is_available() and torch.cuda.get_device_name(0))" | tee -a "$out/gpu.txt" || exit 3
 georsic() { python3 -c 'import sys; from georsic.cli import main; sys.exit(main())' "$@"; }
 if [ "$MODE" = speed ]; then
+    # whole pipeline against raster size on the GPU (tiles batched on the device; AVIF/JPEG XL
+    # columns only where imagecodecs is installed), then the rate-distortion bench
+    georsic bench speed --sizes 4 16 --qualities 1 3 5 --out "$out/speed.md" 2>&1 \
+        | tee "$out/speed.log"
     georsic bench rd --out "$out/rd" 2>&1 | tee "$out/rd.log"
     exit
 fi

@@ -232,10 +232,12 @@ def _load() -> str:
 
 def run(sizes: list[float], qualities: list[float], threads: int | None, profile: bool,
         bd: bool, against: str) -> dict:
+    from georsic.codec import resolve_device
     from georsic.weights import default_model_id
 
     results = {"model": default_model_id(), "threads": threads or os.cpu_count(),
-               "cores": os.cpu_count(), "cpu": cpu_description(), "sizes": []}
+               "cores": os.cpu_count(), "cpu": cpu_description(),
+               "device": resolve_device("auto"), "sizes": []}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         # loading the weights (once per process and thread) is timed apart
@@ -271,6 +273,7 @@ def markdown(results: dict, command: str) -> str:
     lines = [f"# Whole-pipeline speed ({results['model']})", "",
              f"`{command}`", "",
              f"{results['cores']} CPU cores ({results.get('cpu', 'CPU not recorded')}), "
+             f"codec on {results.get('device', 'cpu')}, "
              f"{results['threads']} tiles at a time, one torch "
              "thread each; MP/s = megapixels of the raster / wall seconds of "
              "`georsic.compress` or `georsic.decompress` (GeoTIFF in, archive, GeoTIFF out), "
