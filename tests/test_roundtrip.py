@@ -202,3 +202,35 @@ def test_decoding_does_not_depend_on_the_thread_count(tmp_path):
         decoded.append(raster.read())
     assert np.array_equal(decoded[0], decoded[1])
     assert np.array_equal(decoded[0], decoded[2])
+
+
+def test_a_raster_of_fewer_tiles_than_threads_codes_each_tile_on_more_threads_same_bits(
+        tmp_path):
+    """One tile and two threads: the tile runs on both (ONNX Runtime, NNPACK and the exact
+    entropy path split outputs, not sums), and archive bytes and pixels are those of one
+    thread."""
+    from georsic.bench.images import BenchImage, write_geotiff
+    from georsic.bench.speed import aerial_mosaic
+    from georsic.codec import get_codec
+    from georsic.parallel import tile_threads
+    from georsic.weights import find_model
+
+    if not get_codec(find_model(None), "cpu").thread_invariant():
+        pytest.skip("transforms not in ONNX Runtime here: one thread per tile")
+    assert tile_threads(2, 1, True) == (1, 2) and tile_threads(2, 1, False) == (2, 1)
+    assert tile_threads(2, 5, True) == (2, 1)
+    rgb = aerial_mosaic(600 * 600 / 1e6)
+    src = write_geotiff(BenchImage("one", tmp_path / "m.tif", rgb, "uint8", 3, "as is"),
+                        tmp_path / "m.tif")
+    archives, pixels = [], []
+    for threads in (1, 2):
+        path = tmp_path / f"a{threads}.grsc"
+        summary = georsic.compress(src, path, quality=3, threads=threads, device="cpu")
+        assert summary.tiles == 1
+        archives.append(path.read_bytes())
+        out = tmp_path / f"r{threads}.tif"
+        georsic.decompress(path, out, device="cpu", threads=threads)
+        with rasterio.open(out) as raster:
+            pixels.append(raster.read())
+    assert archives[0] == archives[1]
+    assert np.array_equal(pixels[0], pixels[1])

@@ -130,3 +130,23 @@ def test_exported_graphs_are_cached_and_a_damaged_cache_is_exported_again(tmp_pa
     again = runtime.onnxruntime_transforms(model.g_a, model.g_s, 3, sum(model.groups), key)
     assert torch.equal(again[0](x), expected)
     assert files[0].read_bytes() != b"not a graph"  # exported again and stored
+
+
+@pytest.mark.skipif(not onnxruntime_available(), reason="onnxruntime or onnx not installed")
+def test_onnxruntime_transforms_give_the_same_bits_on_two_threads(model):
+    from georsic.models import runtime
+
+    key = TileCodec(find_model(None), "cpu").entry.sha256
+    one = runtime.onnxruntime_transforms(model.g_a, model.g_s, 3, sum(model.groups), key, 1)
+    two = runtime.onnxruntime_transforms(model.g_a, model.g_s, 3, sum(model.groups), key, 2)
+    torch.manual_seed(2)
+    x = torch.rand(1, 3, 256, 320)
+    before = torch.get_num_threads()
+    try:
+        y = one[0](x)
+        x_hat = one[1](torch.round(y))
+        torch.set_num_threads(2)  # NNPACK's pool follows torch's thread count
+        assert torch.equal(two[0](x), y)
+        assert torch.equal(two[1](torch.round(y)), x_hat)
+    finally:
+        torch.set_num_threads(before)

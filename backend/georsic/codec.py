@@ -71,7 +71,7 @@ class TileCodec:
     ``exact.NAME``); the float64 path decodes what was coded with it before.
     """
 
-    def __init__(self, entry: ModelEntry, device: str = "cpu") -> None:
+    def __init__(self, entry: ModelEntry, device: str = "cpu", threads: int = 1) -> None:
         self.entry = entry
         self.device = device
         with DTYPE_LOCK:  # never while another thread decodes with float64 as the default
@@ -88,13 +88,19 @@ class TileCodec:
         #: What runs g_a and g_s: ``onnxruntime`` on a CPU where installed, else ``torch``.
         self.runtime = "torch"
         if device == "cpu" and onnxruntime_available():
-            self.model.use_onnxruntime_transforms(entry.sha256)
+            self.model.use_onnxruntime_transforms(entry.sha256, threads)
             self.runtime = "onnxruntime"
         self.entropy = exact.NAME if amax else "float64"
         self._float64 = not amax
         self.groups = list(model.groups)
         self.levels = model.levels
         self._lock = threading.Lock()
+
+    def thread_invariant(self, entropy: str | None = None) -> bool:
+        """Whether a tile codes to the same bits on any number of threads: the transforms in
+        ONNX Runtime and NNPACK (which split outputs, not sums, among threads) and the entropy
+        path ``entropy`` (default: this codec's) exact."""
+        return self.runtime == "onnxruntime" and (entropy or self.entropy) in exact.NAMES
 
     def _path(self, entropy: str) -> str:
         """The model's argument for an archive's entropy path, converting to float64 if needed."""

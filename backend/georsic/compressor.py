@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from georsic.parallel import (
     ordered,
     parallelism,
     thread_codec,
+    tile_threads,
     tiles_per_task,
     torch_threads,
 )
@@ -190,13 +192,15 @@ class EncodeJob:
     device: str
     quality: float
     refine: int
+    #: Threads each tile is coded on (:func:`~georsic.parallel.tile_threads`).
+    tile_threads: int = 1
 
 
 def encode_tiles(job: EncodeJob, indices: tuple[int, ...]) -> list[bytes]:
     """The archive payloads of these tiles (a task: runs in any thread or on any worker, with
     one torch thread and this thread's codec, and gives the same bytes wherever it runs)."""
-    one_torch_thread()
-    codec = thread_codec(job.model_id, job.weights_sha256, job.device)
+    one_torch_thread(job.tile_threads)
+    codec = thread_codec(job.model_id, job.weights_sha256, job.device, job.tile_threads)
     with open_raster(job.src) as raster:
         return [_encode_tile(raster, job, codec, job.grid.tile(i)) for i in indices]
 
@@ -221,7 +225,11 @@ def _encoded(job: EncodeJob, client, threads: int | None, per_task: int | None,
     else:
         if threads is None:
             threads = 1 if resolve_device(job.device) != "cpu" else cores()
-        slots, executor = max(threads, 1), local_executor(threads)
+        invariant = (resolve_device(job.device) == "cpu" and job.refine == 0
+                     and thread_codec(job.model_id, job.weights_sha256, "cpu").thread_invariant())
+        slots, per_tile = tile_threads(threads, len(job.grid), invariant)
+        job = dataclasses.replace(job, tile_threads=per_tile)
+        executor = local_executor(slots)
     size = tiles_per_task(len(job.grid), slots, per_task, cluster=client is not None)
     tasks = ((job, block) for block in blocks(range(len(job.grid)), size))
     with torch_threads(1) if client is None else contextlib.nullcontext():

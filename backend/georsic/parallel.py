@@ -39,8 +39,9 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def one_torch_thread() -> None:
-    """Code tiles in this thread with one torch intra-op thread.
+def one_torch_thread(count: int = 1) -> None:
+    """Code tiles in this thread with one torch intra-op thread (``count`` where
+    :func:`tile_threads` gave a tile more).
 
     Always set, never skipped when ``torch.get_num_threads()`` already says 1: after another
     thread set it, that can report 1 while this thread's OpenMP pool still runs two (measured:
@@ -48,7 +49,22 @@ def one_torch_thread() -> None:
     """
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(max(int(count), 1))
+
+
+def tile_threads(threads: int, tiles: int, invariant: bool) -> tuple[int, int]:
+    """(tiles coded at once, threads per tile) for ``threads`` threads and ``tiles`` tiles.
+
+    One thread per tile, except that a raster of fewer tiles than threads gives each tile the
+    threads left idle, where a tile's bits do not depend on its thread count (``invariant``:
+    :meth:`~georsic.codec.TileCodec.thread_invariant`; a one-tile raster on 2 cores then codes
+    on both).
+    """
+    threads = max(int(threads), 1)
+    if not invariant or tiles >= threads:
+        return threads, 1
+    at_once = max(int(tiles), 1)
+    return at_once, threads // at_once
 
 
 @contextlib.contextmanager
@@ -64,8 +80,9 @@ def torch_threads(count: int = 1) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def thread_codec(model_id: str, weights_sha256: str, device: str = "auto"):
-    """The codec of these weights for this thread (loaded once per thread and device).
+def thread_codec(model_id: str, weights_sha256: str, device: str = "auto", threads: int = 1):
+    """The codec of these weights for this thread (loaded once per thread, device and number
+    of threads a tile runs on).
 
     One instance per thread: :class:`~georsic.codec.TileCodec` serialises calls with a lock,
     and two threads running one model at once gave other bytes (measured).  On a Dask worker
@@ -78,9 +95,9 @@ def thread_codec(model_id: str, weights_sha256: str, device: str = "auto"):
     codecs = getattr(_local, "codecs", None)
     if codecs is None:
         codecs = _local.codecs = {}
-    key = (weights_sha256, device)
+    key = (weights_sha256, device, threads)
     if key not in codecs:
-        codecs[key] = TileCodec(find_model(model_id, weights_sha256), device)
+        codecs[key] = TileCodec(find_model(model_id, weights_sha256), device, threads)
     return codecs[key]
 
 

@@ -36,6 +36,7 @@ from georsic.parallel import (
     ordered,
     parallelism,
     thread_codec,
+    tile_threads,
     tiles_per_task,
     torch_threads,
 )
@@ -311,6 +312,10 @@ class Archive:
         ``ignore_errors``), decoded as tasks of a block of tiles where the caller asked."""
         if client is None and threads is None:
             threads = 1 if resolve_device(device) != "cpu" else cores()
+        per_tile = 1
+        if client is None:
+            threads, per_tile = tile_threads(threads, len(tiles),
+                                             self._thread_invariant(device, prior))
         if client is None and threads <= 1:
             executor, source = None, self  # inline: this archive, this thread
         else:
@@ -320,7 +325,7 @@ class Archive:
         recover = bool(getattr(self._reader, "recovered", False))
         slots = parallelism(client, threads or 1)
         size = tiles_per_task(len(tiles), slots, per_task, cluster=client is not None)
-        tasks = ((source, block, device, task_prior, fidelity, ignore_errors, recover)
+        tasks = ((source, block, device, task_prior, fidelity, ignore_errors, recover, per_tile)
                  for block in tile_blocks((tile.index for tile in tiles), size))
         with torch_threads(1) if client is None else contextlib.nullcontext():
             for results in ordered(executor, decode_tiles, tasks, in_flight(slots), cancel):
@@ -331,6 +336,14 @@ class Archive:
                         if lost is not None:
                             lost.append(index)
                     yield piece
+
+    def _thread_invariant(self, device: str, prior) -> bool:
+        """Whether this archive's tiles decode to the same bits on any number of threads
+        (no prior, a CPU codec in ONNX Runtime, an exact entropy path)."""
+        if prior or resolve_device(device) != "cpu":
+            return False
+        codec = thread_codec(self.model_id, self.codec_info["weights_sha256"], "cpu")
+        return codec.thread_invariant(self.entropy)
 
     def _task_prior(self, prior: bool | str | TilePrior, fidelity: float, device: str,
                     client) -> TilePrior | PriorSpec | None:
@@ -611,14 +624,16 @@ def _thread_archive(path: str, recover: bool) -> Archive:
 def decode_tiles(source: Archive | str, indices: tuple[int, ...], device: str = "auto",
                  prior: bool | str | TilePrior | PriorSpec = False,
                  fidelity: float = DEFAULT_FIDELITY,
-                 ignore_errors: bool = False, recover: bool = False,
+                 ignore_errors: bool = False, recover: bool = False, threads: int = 1,
                  ) -> list[tuple[int, Piece | None, str | None]]:
-    """Decode these tiles of an archive (a task: any thread or worker, one torch thread):
+    """Decode these tiles of an archive (a task: any thread or worker, one torch thread, or
+    ``threads`` where :func:`~georsic.parallel.tile_threads` gave a tile more):
     ``(index, piece, None)`` each, or ``(index, None, message)`` for a tile that cannot be
     decoded when ``ignore_errors`` (else its :class:`TileError` is raised)."""
-    one_torch_thread()
+    one_torch_thread(threads)
     archive = source if isinstance(source, Archive) else _thread_archive(source, recover)
-    codec = thread_codec(archive.model_id, archive.codec_info["weights_sha256"], device)
+    codec = thread_codec(archive.model_id, archive.codec_info["weights_sha256"], device,
+                         threads)
     tile_prior = Archive.tile_prior(prior, fidelity, device)
     out: list[tuple[int, Piece | None, str | None]] = []
     for index in indices:

@@ -163,13 +163,14 @@ class ElicVariableRate(Elic2022Official):
     _analysis_runtime = None
     _synthesis_runtime = None
 
-    def use_onnxruntime_transforms(self, key: str) -> ElicVariableRate:
+    def use_onnxruntime_transforms(self, key: str, threads: int = 1) -> ElicVariableRate:
         """Code on a CPU with ``g_a`` and ``g_s`` run by ONNX Runtime
-        (:mod:`georsic.models.runtime`); ``key`` names the weights (their sha256)."""
+        (:mod:`georsic.models.runtime`) on ``threads`` threads; ``key`` names the weights
+        (their sha256)."""
         from georsic.models.runtime import onnxruntime_transforms
 
         self._analysis_runtime, self._synthesis_runtime = onnxruntime_transforms(
-            self.g_a, self.g_s, 3, sum(self.groups), key)
+            self.g_a, self.g_s, 3, sum(self.groups), key, threads)
         return self
 
     def _analyse(self, x: Tensor) -> Tensor:

@@ -295,25 +295,28 @@ def _graph(make: Callable[[], nn.Module], channels: int, key: tuple[str, str],
         return _GRAPHS[key]
 
 
-def _transform(make: Callable[[], nn.Module], channels: int, key: tuple[str, str]
-               ) -> OrtTransform:
+def _transform(make: Callable[[], nn.Module], channels: int, key: tuple[str, str],
+               threads: int = 1) -> OrtTransform:
     """A session of the graph, exported again when the cached one does not load."""
     try:
-        return OrtTransform(_graph(make, channels, key))
+        return OrtTransform(_graph(make, channels, key), threads)
     except Exception:  # noqa: BLE001 - a damaged cache file: whatever ONNX Runtime raises
         with _EXPORT_LOCK:
             _GRAPHS.pop(key, None)
-        return OrtTransform(_graph(make, channels, key, cached=False))
+        return OrtTransform(_graph(make, channels, key, cached=False), threads)
 
 
 class OrtTransform:
-    """One exported transform run by an ONNX Runtime session with one thread."""
+    """One exported transform run by an ONNX Runtime session with ``threads`` intra-op
+    threads (its convolutions split the outputs, not the sums, among them: the same bits for
+    any count, ``tests/test_runtime.py``)."""
 
-    def __init__(self, graph: bytes) -> None:
+    def __init__(self, graph: bytes, threads: int = 1) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = options.inter_op_num_threads = 1
+        options.intra_op_num_threads = max(int(threads), 1)
+        options.inter_op_num_threads = 1
         options.log_severity_level = 3
         self._session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
 
@@ -323,18 +326,19 @@ class OrtTransform:
 
 
 def onnxruntime_transforms(g_a: nn.Module, g_s: nn.Module, in_channels: int,
-                           latent_channels: int, key: str
+                           latent_channels: int, key: str, threads: int = 1
                            ) -> tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]:
-    """Analysis and synthesis as ONNX Runtime sessions; ``key`` names the weights (sha256)."""
-    analysis = _transform(lambda: g_a, in_channels, (key, "g_a"))
+    """Analysis and synthesis as ONNX Runtime sessions of ``threads`` threads; ``key`` names
+    the weights (sha256)."""
+    analysis = _transform(lambda: g_a, in_channels, (key, "g_a"), threads)
     if not nnpack_available():
         synthesis = _transform(lambda: synthesis_for_onnxruntime(g_s, latent_channels),
-                               latent_channels, (key, "g_s"))
+                               latent_channels, (key, "g_s"), threads)
         return analysis, synthesis
     stages: list[Callable[[Tensor], Tensor]] = []
     for i, (kind, module, channels) in enumerate(synthesis_stages(g_s, latent_channels)):
         if kind == "nnpack":
             stages.append(module)
         else:
-            stages.append(_transform(lambda m=module: m, channels, (key, f"g_s{i}")))
+            stages.append(_transform(lambda m=module: m, channels, (key, f"g_s{i}"), threads))
     return analysis, StagedTransform(stages)
