@@ -97,9 +97,8 @@ class TileCodec:
         self._lock = threading.Lock()
 
     def thread_invariant(self, entropy: str | None = None) -> bool:
-        """Whether a tile codes to the same bits on any number of threads: the transforms in
-        ONNX Runtime and NNPACK (which split outputs, not sums, among threads) and the entropy
-        path ``entropy`` (default: this codec's) exact."""
+        """Whether a tile codes to the same bits on any number of threads (see
+        :func:`thread_invariant`); ``entropy`` defaults to this codec's path."""
         return self.runtime == "onnxruntime" and (entropy or self.entropy) in exact.NAMES
 
     def _path(self, entropy: str) -> str:
@@ -157,6 +156,13 @@ class TileCodec:
             x_hat = self.model.decompress(strings, self._shape(height, width), quality,
                                           entropy=path)["x_hat"]
         return x_hat[0, :, :height, :width].float().cpu().numpy()
+
+
+def thread_invariant(entropy: str, device: str) -> bool:
+    """Whether tiles of entropy path ``entropy`` code to the same bits on any number of threads
+    on ``device``, without loading a codec: on a CPU with the transforms in ONNX Runtime and
+    NNPACK (which split outputs, not sums, among threads) and an exact entropy path."""
+    return device == "cpu" and onnxruntime_available() and entropy in exact.NAMES
 
 
 _CODECS: dict[tuple[str, str], TileCodec] = {}

@@ -12,7 +12,7 @@ from pathlib import Path
 from georsic import __version__
 from georsic.archive import ArchiveWriter, check_output, pack_sections
 from georsic.bandmap import BandMapping
-from georsic.codec import resolve_device
+from georsic.codec import resolve_device, thread_invariant
 from georsic.control import Cancel, Progress
 from georsic.errors import InputError
 from georsic.masks import encode_mask
@@ -163,7 +163,7 @@ def compress(
         if fit is not None:
             header["codec"]["fit"] = fit.to_dict()
     job = EncodeJob(str(Path(src).resolve()), info, mapping, grid, planes, entry.id,
-                    entry.sha256, device, float(quality), refine)
+                    entry.sha256, device, float(quality), refine, codec.entropy)
     with ArchiveWriter(dst, header, overwrite=overwrite, inputs=(src,)) as writer:
         for done, payload in enumerate(_encoded(job, client, threads, tiles_per_task, cancel),
                                        start=1):
@@ -192,6 +192,8 @@ class EncodeJob:
     device: str
     quality: float
     refine: int
+    #: The archive's entropy path (``codec.entropy``).
+    entropy: str = "float64"
     #: Threads each tile is coded on (:func:`~georsic.parallel.tile_threads`).
     tile_threads: int = 1
 
@@ -225,8 +227,7 @@ def _encoded(job: EncodeJob, client, threads: int | None, per_task: int | None,
     else:
         if threads is None:
             threads = 1 if resolve_device(job.device) != "cpu" else cores()
-        invariant = (resolve_device(job.device) == "cpu" and job.refine == 0
-                     and thread_codec(job.model_id, job.weights_sha256, "cpu").thread_invariant())
+        invariant = job.refine == 0 and thread_invariant(job.entropy, resolve_device(job.device))
         slots, per_tile = tile_threads(threads, len(job.grid), invariant)
         job = dataclasses.replace(job, tile_threads=per_tile)
         executor = local_executor(slots)

@@ -19,7 +19,7 @@ from rasterio.windows import Window
 from georsic import headercheck
 from georsic.archive import ArchiveReader, unpack_sections
 from georsic.bandmap import BandMapping
-from georsic.codec import get_codec, resolve_device
+from georsic.codec import get_codec, resolve_device, thread_invariant
 from georsic.control import Cancel, Progress, check_cancel
 from georsic.errors import ArchiveError, GeorsicError, InputError, TileError, WeightsError
 from georsic.masks import decode_mask
@@ -340,10 +340,9 @@ class Archive:
     def _thread_invariant(self, device: str, prior) -> bool:
         """Whether this archive's tiles decode to the same bits on any number of threads
         (no prior, a CPU codec in ONNX Runtime, an exact entropy path)."""
-        if prior or resolve_device(device) != "cpu":
-            return False
-        codec = thread_codec(self.model_id, self.codec_info["weights_sha256"], "cpu")
-        return codec.thread_invariant(self.entropy)
+        # no codec is loaded here: this may be a thread that only waits on the tasks (a
+        # QGIS task's), and a codec left in its thread-local storage crashed QGIS at its end
+        return not prior and thread_invariant(self.entropy, resolve_device(device))
 
     def _task_prior(self, prior: bool | str | TilePrior, fidelity: float, device: str,
                     client) -> TilePrior | PriorSpec | None:
