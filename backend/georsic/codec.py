@@ -96,11 +96,6 @@ class TileCodec:
         self.levels = model.levels
         self._lock = threading.Lock()
 
-    def thread_invariant(self, entropy: str | None = None) -> bool:
-        """Whether a tile codes to the same bits on any number of threads (see
-        :func:`thread_invariant`); ``entropy`` defaults to this codec's path."""
-        return self.runtime == "onnxruntime" and (entropy or self.entropy) in exact.NAMES
-
     def _path(self, entropy: str) -> str:
         """The model's argument for an archive's entropy path, converting to float64 if needed."""
         if entropy in exact.NAMES:

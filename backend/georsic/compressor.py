@@ -23,9 +23,9 @@ from georsic.parallel import (
     cores,
     in_flight,
     local_executor,
-    one_torch_thread,
     ordered,
     parallelism,
+    set_tile_threads,
     thread_codec,
     tile_threads,
     tiles_per_task,
@@ -201,7 +201,7 @@ class EncodeJob:
 def encode_tiles(job: EncodeJob, indices: tuple[int, ...]) -> list[bytes]:
     """The archive payloads of these tiles (a task: runs in any thread or on any worker, with
     one torch thread and this thread's codec, and gives the same bytes wherever it runs)."""
-    one_torch_thread(job.tile_threads)
+    set_tile_threads(job.tile_threads)
     codec = thread_codec(job.model_id, job.weights_sha256, job.device, job.tile_threads)
     with open_raster(job.src) as raster:
         return [_encode_tile(raster, job, codec, job.grid.tile(i)) for i in indices]

@@ -39,9 +39,9 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def one_torch_thread(count: int = 1) -> None:
-    """Code tiles in this thread with one torch intra-op thread (``count`` where
-    :func:`tile_threads` gave a tile more).
+def set_tile_threads(count: int = 1) -> None:
+    """Code tiles in this thread with one torch intra-op thread, or ``count`` where
+    :func:`tile_threads` gave a tile more.
 
     Always set, never skipped when ``torch.get_num_threads()`` already says 1: after another
     thread set it, that can report 1 while this thread's OpenMP pool still runs two (measured:
@@ -57,7 +57,7 @@ def tile_threads(threads: int, tiles: int, invariant: bool) -> tuple[int, int]:
 
     One thread per tile, except that a raster of fewer tiles than threads gives each tile the
     threads left idle, where a tile's bits do not depend on its thread count (``invariant``:
-    :meth:`~georsic.codec.TileCodec.thread_invariant`; a one-tile raster on 2 cores then codes
+    :func:`~georsic.codec.thread_invariant`; a one-tile raster on 2 cores then codes
     on both).
     """
     threads = max(int(threads), 1)

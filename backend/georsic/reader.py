@@ -32,9 +32,9 @@ from georsic.parallel import (
     cores,
     in_flight,
     local_executor,
-    one_torch_thread,
     ordered,
     parallelism,
+    set_tile_threads,
     thread_codec,
     tile_threads,
     tiles_per_task,
@@ -629,7 +629,7 @@ def decode_tiles(source: Archive | str, indices: tuple[int, ...], device: str = 
     ``threads`` where :func:`~georsic.parallel.tile_threads` gave a tile more):
     ``(index, piece, None)`` each, or ``(index, None, message)`` for a tile that cannot be
     decoded when ``ignore_errors`` (else its :class:`TileError` is raised)."""
-    one_torch_thread(threads)
+    set_tile_threads(threads)
     archive = source if isinstance(source, Archive) else _thread_archive(source, recover)
     codec = thread_codec(archive.model_id, archive.codec_info["weights_sha256"], device,
                          threads)

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -167,7 +168,8 @@ class IntLayer(nn.Module):
         self.register_buffer("out_scale", out_scale.reshape(1, -1, 1, 1), persistent=False)
         #: The native path's convolution: a transposed one as regular convolutions (the same
         #: products, 1.4-1.8x as fast in float64), else the layer's own.
-        self._native_conv = _regular_form(self.weight, spec) if spec.transposed else None
+        form = _regular_form(self.weight, spec) if spec.transposed else None
+        self._native_conv = None if form is None else (lambda x, start, stop: form(x))
         #: Checkerboard kernels (``sp*`` layers): per (output phase, input phase) the taps that
         #: link them and the padding (:meth:`checkerboard`).
         self._phases = _checkerboard_kernels(self.weight) if spec.name.startswith("sp") else None
@@ -204,13 +206,16 @@ class IntLayer(nn.Module):
 
     def _sum(self, a: Tensor, blocks: list[tuple[int, int]], dtype: torch.dtype,
              conv=None) -> Tensor:
+        """The exact sums of ``a`` over the input-channel ``blocks``, each in ``dtype`` and
+        added in float64, plus the bias; ``conv(x, start, stop)``, when given, computes a
+        block's sum instead of the layer's convolution."""
         in_dim = 0 if self.spec.transposed else 1
         acc = None
         with _exact_kernels(a.device):
             for start, stop in blocks:
                 x = a[:, start:stop].to(dtype)
                 if conv is not None:
-                    part = conv(x).double()
+                    part = conv(x, start, stop).double()
                 else:
                     w = self.weight.narrow(in_dim, start, stop - start).to(dtype)
                     part = _conv(x, w, None, self.spec).double()
@@ -223,25 +228,24 @@ class IntLayer(nn.Module):
         gives there, with the same integer products, but only those the mask keeps and only
         where they are used (a quarter of the full convolution's multiply-adds)."""
         a = self.quantize(anchors)
-        inputs = {(0, 0): a[..., 0::2, :], (1, 1): a[..., 1::2, :]}
         n, _, h, half = a.shape
         acc = a.new_empty((n, self.weight.shape[0], h, half))
-        with _exact_kernels(a.device):
-            for out_phase, rows in (((0, 1), slice(0, None, 2)), ((1, 0), slice(1, None, 2))):
-                total = None
-                for start, stop in self.blocks:
-                    part = None
-                    for in_phase, x in inputs.items():
-                        kernel, pad = self._phases[out_phase, in_phase]
-                        term = F.conv2d(F.pad(x[:, start:stop].to(self.accumulate), pad),
-                                        kernel[:, start:stop])
-                        # both terms are exact integers and so is their sum (a part of the
-                        # block's sum, below its bound)
-                        part = term if part is None else part + term
-                    part = part.double()
-                    total = part if total is None else total + part
-                acc[..., rows, :] = total
-        return self._output(acc + self.bias.double().reshape(1, -1, 1, 1))
+        for out_phase, rows in (((0, 1), slice(0, None, 2)), ((1, 0), slice(1, None, 2))):
+            acc[..., rows, :] = self._sum(a, self.blocks, self.accumulate,
+                                          functools.partial(self._from_anchors, out_phase))
+        return self._output(acc)
+
+    def _from_anchors(self, out_phase: tuple[int, int], x: Tensor, start: int, stop: int
+                      ) -> Tensor:
+        """Input channels ``start:stop``'s sum at ``out_phase`` from both anchor phases of
+        ``x`` (each term an exact integer, and so is their sum: a part of the block's sum,
+        below its bound)."""
+        part = None
+        for in_phase, rows in (((0, 0), slice(0, None, 2)), ((1, 1), slice(1, None, 2))):
+            kernel, pad = self._phases[out_phase, in_phase]
+            term = F.conv2d(F.pad(x[..., rows, :], pad), kernel[:, start:stop])
+            part = term if part is None else part + term
+        return part
 
 
 def _regular_form(weight: Tensor, spec: LayerSpec):

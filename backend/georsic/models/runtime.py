@@ -63,9 +63,7 @@ class SubPixelConv(nn.Module):
 
     def __init__(self, deconv: nn.ConvTranspose2d) -> None:
         super().__init__()
-        if not is_subpixel_compatible(deconv):
-            raise ValueError(f"not a 5x5 stride-2 transposed convolution: {deconv}")
-        weight = deconv.weight.detach()  # (in, out, 5, 5)
+        weight = _deconv_weight(deconv)
         cin, cout = weight.shape[:2]
         kernel = weight.new_zeros(cout, 2, 2, cin, 3, 3)
         for ry, rows in self.TAPS.items():
@@ -94,9 +92,7 @@ class PhaseConvTranspose(nn.Module):
 
     def __init__(self, deconv: nn.ConvTranspose2d) -> None:
         super().__init__()
-        if not is_subpixel_compatible(deconv):
-            raise ValueError(f"not a 5x5 stride-2 transposed convolution: {deconv}")
-        weight = deconv.weight.detach()  # (in, out, 5, 5)
+        weight = _deconv_weight(deconv)
         cin, cout = weight.shape[:2]
         taps = {r: [k for k in rows if k is not None] for r, rows in SubPixelConv.TAPS.items()}
         self.phases = nn.ModuleList()
@@ -131,6 +127,14 @@ class LayoutAnchor(nn.Conv2d):
         super().__init__(channels, channels, 1, bias=False)
         with torch.no_grad():
             self.weight.copy_(torch.eye(channels)[:, :, None, None])
+
+
+def _deconv_weight(deconv: nn.ConvTranspose2d) -> Tensor:
+    """The (in, out, 5, 5) weight of a transposed convolution the sub-pixel and phase forms
+    compute, or a ValueError naming what it is."""
+    if not is_subpixel_compatible(deconv):
+        raise ValueError(f"not a 5x5 stride-2 transposed convolution: {deconv}")
+    return deconv.weight.detach()
 
 
 def is_subpixel_compatible(module: nn.Module) -> bool:
