@@ -120,7 +120,7 @@ def test_exported_graphs_are_cached_and_a_damaged_cache_is_exported_again(tmp_pa
     files = sorted((tmp_path / "onnx").glob("test-weights-*.onnx"))
     names = [f.name.split("-")[2] for f in files]
     assert names[0] == "g_a" and names[1].startswith("g_s")
-    assert len(names) == (5 if runtime.nnpack_available() else 2)  # g_s cut at 4 upsamplings
+    assert len(names) == (5 if runtime.staged_synthesis_pays() else 2)  # g_s cut at 4 upsamplings
     assert not list((tmp_path / "onnx").glob("*.part"))
     x = torch.rand(1, 3, 64, 64)
     expected = first[0](x)
@@ -150,3 +150,12 @@ def test_onnxruntime_transforms_give_the_same_bits_on_two_threads(model):
         assert torch.equal(two[1](torch.round(y)), x_hat)
     finally:
         torch.set_num_threads(before)
+
+
+def test_nnpack_stages_only_where_the_cpu_has_no_avx512(monkeypatch):
+    from georsic.models import runtime
+
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    assert not runtime.staged_synthesis_pays()
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    assert runtime.staged_synthesis_pays() == runtime.nnpack_available()

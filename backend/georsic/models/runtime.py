@@ -14,6 +14,9 @@ upsamplings, which run as sub-pixel convolutions in NNPACK (Winograd, bundled wi
 builds), with ONNX Runtime between them, each segment starting with a :class:`LayoutAnchor` so
 that its residual sums stay in ONNX Runtime's blocked layout (2.01 -> 1.75 s a tile there);
 where torch has no NNPACK, one graph with :class:`PhaseConvTranspose` upsamplings (1.84 s).
+NNPACK has no AVX-512 kernels and ONNX Runtime has: on a CPU with AVX-512 (a Zen 4 EPYC,
+2026-12-03) the one graph takes 0.96 s a tile against 1.34 s staged, so the stages are used
+only where torch reports a CPU capability below AVX-512 (:func:`staged_synthesis_pays`).
 
 The graphs are exported from the loaded model when first needed (1-3 s for both) and kept, per
 weights file, in the process and in a cache folder (``GEORSIC_CACHE``, else
@@ -198,6 +201,19 @@ def nnpack_available() -> bool:
         return False
 
 
+def staged_synthesis_pays() -> bool:
+    """Whether NNPACK's upsampling beats ONNX Runtime's on this CPU: NNPACK runs and the CPU
+    has no AVX-512, which ONNX Runtime's kernels use and NNPACK's do not (``docs/speed.md``).
+    A property of the CPU, not a timing, so a machine always decodes with the same kernels."""
+    if not nnpack_available():
+        return False
+    try:
+        capability = torch.backends.cpu.get_cpu_capability()
+    except (AttributeError, RuntimeError):
+        return True
+    return not capability.upper().startswith("AVX512")
+
+
 def synthesis_stages(g_s: nn.Sequential, in_channels: int) -> list[tuple[str, nn.Module, int]]:
     """``g_s`` cut at its upsampling (5x5 stride-2 transposed) convolutions: ``("onnx",
     segment, channels)`` for each run of other modules (with a :class:`LayoutAnchor` first) and
@@ -335,7 +351,7 @@ def onnxruntime_transforms(g_a: nn.Module, g_s: nn.Module, in_channels: int,
     """Analysis and synthesis as ONNX Runtime sessions of ``threads`` threads; ``key`` names
     the weights (sha256)."""
     analysis = _transform(lambda: g_a, in_channels, (key, "g_a"), threads)
-    if not nnpack_available():
+    if not staged_synthesis_pays():
         synthesis = _transform(lambda: synthesis_for_onnxruntime(g_s, latent_channels),
                                latent_channels, (key, "g_s"), threads)
         return analysis, synthesis
