@@ -177,7 +177,7 @@ class IntLayer(nn.Module):
     def quantize(self, x: Tensor) -> Tensor:
         """float64 activations to this layer's integer inputs (a ReLU's output stays >= 0)."""
         low = 0.0 if self.spec.nonneg_input else -self.limit
-        return torch.round(x * self.inv_in_scale).clamp_(low, self.limit)
+        return x.mul(self.inv_in_scale).round_().clamp_(low, self.limit)
 
     def forward(self, x: Tensor, method: str = "native") -> Tensor:
         """float64 activations in, float64 activations out.
@@ -201,7 +201,7 @@ class IntLayer(nn.Module):
         return self._output(acc)
 
     def _output(self, acc: Tensor) -> Tensor:
-        out = acc * self.out_scale
+        out = acc.mul_(self.out_scale)  # acc is this layer's own new tensor
         return out.relu_() if self.spec.relu else out
 
     def _sum(self, a: Tensor, blocks: list[tuple[int, int]], dtype: torch.dtype,
@@ -219,8 +219,8 @@ class IntLayer(nn.Module):
                 else:
                     w = self.weight.narrow(in_dim, start, stop - start).to(dtype)
                     part = _conv(x, w, None, self.spec).double()
-                acc = part if acc is None else acc + part
-        return acc + self.bias.double().reshape(1, -1, 1, 1)
+                acc = part if acc is None else acc.add_(part)  # new tensors: in place
+        return acc.add_(self.bias.double().reshape(1, -1, 1, 1))
 
     def checkerboard(self, anchors: Tensor) -> Tensor:
         """This (checkerboard-masked) layer's output at the non-anchor positions, from the
