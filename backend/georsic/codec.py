@@ -12,7 +12,7 @@ from georsic.errors import GeorsicError
 from georsic.models import build_model, exact
 from georsic.models.elic import DTYPE_LOCK
 from georsic.models.refine import refine_latent
-from georsic.models.runtime import onnxruntime_available
+from georsic.models.runtime import Bfloat16Transform, onnxruntime_available
 from georsic.weights import ModelEntry, dequantized, load_entry_raw_tensors
 
 #: The latent grid of ELIC is 1/64 of the image (4 strided convs + 2 in the hyperprior).
@@ -85,11 +85,13 @@ class TileCodec:
         else:
             model.use_float64_entropy_model()
         self.model = model.use_channels_last_synthesis().to(device).eval()
-        #: What runs g_a and g_s: ``onnxruntime`` on a CPU where installed, else ``torch``.
+        #: What runs g_a and g_s: ``onnxruntime`` on a CPU where installed, ``bfloat16``
+        #: (oneDNN) on a CPU with native bfloat16, else ``torch`` (float32).
         self.runtime = "torch"
         if device == "cpu" and onnxruntime_available():
-            self.model.use_onnxruntime_transforms(entry.sha256, threads)
-            self.runtime = "onnxruntime"
+            self.model.use_cpu_transforms(entry.sha256, threads)
+            bf16 = isinstance(self.model._synthesis_runtime, Bfloat16Transform)
+            self.runtime = "bfloat16" if bf16 else "onnxruntime"
         self.entropy = exact.NAME if amax else "float64"
         self._float64 = not amax
         self.groups = list(model.groups)
@@ -155,8 +157,9 @@ class TileCodec:
 
 def thread_invariant(entropy: str, device: str) -> bool:
     """Whether tiles of entropy path ``entropy`` code to the same bits on any number of threads
-    on ``device``, without loading a codec: on a CPU with the transforms in ONNX Runtime and
-    NNPACK (which split outputs, not sums, among threads) and an exact entropy path."""
+    on ``device``, without loading a codec: on a CPU with the transforms in ONNX Runtime,
+    NNPACK or oneDNN's bfloat16 forward convolutions (which split outputs, not sums, among
+    threads) and an exact entropy path."""
     return device == "cpu" and onnxruntime_available() and entropy in exact.NAMES
 
 

@@ -159,17 +159,17 @@ class ElicVariableRate(Elic2022Official):
         return self
 
     #: Inference callables replacing ``g_a`` / ``g_s`` in ``compress`` / ``decompress``
-    #: (:meth:`use_onnxruntime_transforms`); training and refinement use the modules.
+    #: (:meth:`use_cpu_transforms`); training and refinement use the modules.
     _analysis_runtime = None
     _synthesis_runtime = None
 
-    def use_onnxruntime_transforms(self, key: str, threads: int = 1) -> ElicVariableRate:
-        """Code on a CPU with ``g_a`` and ``g_s`` run by ONNX Runtime
-        (:mod:`georsic.models.runtime`) on ``threads`` threads; ``key`` names the weights
-        (their sha256)."""
-        from georsic.models.runtime import onnxruntime_transforms
+    def use_cpu_transforms(self, key: str, threads: int = 1) -> ElicVariableRate:
+        """Code on a CPU with ``g_a`` and ``g_s`` run as :mod:`georsic.models.runtime` runs
+        them fastest (in bfloat16 where the CPU has it, else ONNX Runtime on ``threads``
+        threads); ``key`` names the weights (their sha256)."""
+        from georsic.models.runtime import cpu_transforms
 
-        self._analysis_runtime, self._synthesis_runtime = onnxruntime_transforms(
+        self._analysis_runtime, self._synthesis_runtime = cpu_transforms(
             self.g_a, self.g_s, 3, sum(self.groups), key, threads)
         return self
 
