@@ -223,3 +223,15 @@ def test_bfloat16_transforms_only_where_the_cpu_has_it(monkeypatch):
     assert runtime.bfloat16_transforms_pay()
     monkeypatch.setenv("GEORSIC_RUNTIME", "onnxruntime")  # float32 on any CPU
     assert not runtime.bfloat16_transforms_pay()
+
+
+def test_the_transforms_chosen_are_described(monkeypatch):
+    from georsic.models import runtime
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    if runtime.onnxruntime_available():
+        assert runtime.cpu_transforms_description() == "torch oneDNN, bfloat16"
+        monkeypatch.setenv("GEORSIC_RUNTIME", "onnxruntime")
+        assert runtime.cpu_transforms_description().startswith("ONNX Runtime, float32")
+    monkeypatch.setenv("GEORSIC_RUNTIME", "torch")
+    assert runtime.cpu_transforms_description() == "torch, float32"

@@ -234,11 +234,13 @@ def _load() -> str:
 def run(sizes: list[float], qualities: list[float], threads: int | None, profile: bool,
         bd: bool, against: str) -> dict:
     from georsic.codec import resolve_device
+    from georsic.models.runtime import cpu_transforms_description
     from georsic.weights import default_model_id
 
     results = {"model": default_model_id(), "threads": threads or os.cpu_count(),
                "cores": os.cpu_count(), "cpu": cpu_description(),
-               "device": resolve_device("auto"), "sizes": []}
+               "device": resolve_device("auto"), "transforms": cpu_transforms_description(),
+               "sizes": []}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         # loading the weights (once per process and thread) is timed apart: a one-tile raster
@@ -276,7 +278,8 @@ def markdown(results: dict, command: str) -> str:
     lines = [f"# Whole-pipeline speed ({results['model']})", "",
              f"`{command}`", "",
              f"{results['cores']} CPU cores ({results.get('cpu', 'CPU not recorded')}), "
-             f"codec on {results.get('device', 'cpu')}, "
+             f"codec on {results.get('device', 'cpu')} (transforms: "
+             f"{results.get('transforms', 'not recorded')}), "
              f"{results['threads']} tiles at a time, one torch "
              "thread each (a raster of fewer tiles: its tiles share the threads); MP/s = "
              "megapixels of the raster / wall seconds of "

@@ -290,6 +290,17 @@ class StagedTransform:
         return x
 
 
+def cpu_transforms_description() -> str:
+    """What runs ``g_a`` and ``g_s`` on this CPU (:func:`cpu_transforms`), in words."""
+    if not onnxruntime_available():
+        return "torch, float32"
+    if bfloat16_transforms_pay():
+        return "torch oneDNN, bfloat16"
+    if staged_synthesis_pays():
+        return "ONNX Runtime, float32; g_s upsamplings in NNPACK"
+    return "ONNX Runtime, float32"
+
+
 def onnxruntime_available() -> bool:
     if os.environ.get(RUNTIME_ENV, "auto") == "torch":
         return False
