@@ -3,7 +3,9 @@
 channels-last, ONNX Runtime (when ``onnxruntime`` and ``onnx`` are installed), and ONNX Runtime
 with g_s's transposed convolutions as sub-pixel convolutions, then as phase convolutions with
 layout anchors (``synthesis_for_onnxruntime``, where torch has no NNPACK), then ONNX Runtime
-between the upsamplings and NNPACK for them (``synthesis_stages``: what GeoRSIC runs on a CPU).
+between the upsamplings and NNPACK for them (``synthesis_stages``: what GeoRSIC runs on a CPU
+below AVX-512), then both in bfloat16 in torch's oneDNN kernels (``Bfloat16Transform``: what
+it runs on a CPU with native bfloat16).
 
     python benchmarks/transform_levers.py [--size 512] [--repeat 3]
 """
@@ -20,6 +22,8 @@ import torch
 
 from georsic.codec import TileCodec
 from georsic.models.runtime import (
+    Bfloat16Transform,
+    bfloat16_transforms_pay,
     nnpack_available,
     synthesis_for_onnxruntime,
     synthesis_stages,
@@ -57,6 +61,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    native_bfloat16 = bfloat16_transforms_pay()  # asked before GEORSIC_RUNTIME is set
     os.environ["GEORSIC_RUNTIME"] = "torch"  # the torch modules, timed below one by one
     model = TileCodec(find_model(None), "cpu").model
     g_s = model.g_s.to(memory_format=torch.contiguous_format)
@@ -93,6 +98,12 @@ def main() -> int:
                          timed(staged, y, args.repeat)))
     except ImportError as exc:
         rows.append((f"ONNX Runtime: not installed ({exc.name})", float("nan"), float("nan")))
+    with torch.inference_mode():
+        # emulated (slow) where the CPU has no native bfloat16: bfloat16_transforms_pay()
+        label = "" if native_bfloat16 else " (emulated: this CPU has no bfloat16)"
+        rows.append((f"torch oneDNN bfloat16, g_s with sub-pixel convolutions{label}",
+                     timed(Bfloat16Transform(model.g_a), x, args.repeat),
+                     timed(Bfloat16Transform(g_s), y, args.repeat)))
     print(f"load {os.getloadavg()[0]:.2f}; {args.size}-px tile, one thread")  # noqa: T201
     print("| lever | g_a s | g_s s |\n|---|---|---|")
     for name, a, s in rows:

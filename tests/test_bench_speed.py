@@ -20,3 +20,17 @@ def test_speed_bench_times_georsic_and_the_classical_codecs_and_names_the_cpu():
     assert results["cpu"] in text
     for name in row["classical"]:
         assert f"| {row['size']} | {name} |" in text
+
+
+def test_speed_bench_repeats_each_timing_and_gives_the_median_and_range():
+    results = speed.run([0.05], [3.0], threads=1, profile=False, bd=False, against="",
+                        repeat=3)
+    timed = results["sizes"][0]["georsic"]["3.0"]
+    for way in ("encode", "decode"):
+        runs = timed[f"{way}_runs_s"]
+        assert len(runs) == 3 and timed[f"{way}_s"] == sorted(runs)[1]
+        low, high = timed[f"{way}_mps_range"]
+        assert low <= timed[f"{way}_mps"] <= high
+    text = speed.markdown(results, "georsic bench speed --sizes 0.05 --repeat 3")
+    assert "median of 3 runs" in text
+    assert f"{timed['decode_mps']:.3f} ({low:.2f}-{high:.2f})" in text

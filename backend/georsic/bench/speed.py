@@ -96,6 +96,22 @@ def time_georsic(raster: Path, workdir: Path, quality: float, threads: int | Non
             "decode_mps": pixels / decode / 1e6, "bpp": summary.bpp, "tiles": summary.tiles}
 
 
+def time_georsic_repeated(raster: Path, workdir: Path, quality: float, threads: int | None,
+                          repeat: int = 1) -> dict:
+    """:func:`time_georsic` ``repeat`` times: the median seconds (and the MP/s from them), the
+    slowest and fastest MP/s, and every run's seconds."""
+    runs = [time_georsic(raster, workdir, quality, threads) for _ in range(max(repeat, 1))]
+    pixels = runs[0]["encode_mps"] * runs[0]["encode_s"] * 1e6
+    out = {"bpp": runs[0]["bpp"], "tiles": runs[0]["tiles"], "runs": len(runs)}
+    for way in ("encode", "decode"):
+        seconds = sorted(r[f"{way}_s"] for r in runs)
+        out[f"{way}_s"] = float(np.median(seconds))
+        out[f"{way}_mps"] = pixels / out[f"{way}_s"] / 1e6
+        out[f"{way}_mps_range"] = [pixels / seconds[-1] / 1e6, pixels / seconds[0] / 1e6]
+        out[f"{way}_runs_s"] = [r[f"{way}_s"] for r in runs]
+    return out
+
+
 def time_classical(rgb: np.ndarray) -> dict:
     """AVIF and JPEG XL on the same pixels, at settings near 0.3 bpp on aerial images."""
     try:
@@ -232,7 +248,7 @@ def _load() -> str:
 
 
 def run(sizes: list[float], qualities: list[float], threads: int | None, profile: bool,
-        bd: bool, against: str) -> dict:
+        bd: bool, against: str, repeat: int = 1) -> dict:
     from georsic.codec import resolve_device
     from georsic.models.runtime import cpu_transforms_description
     from georsic.weights import default_model_id
@@ -240,7 +256,7 @@ def run(sizes: list[float], qualities: list[float], threads: int | None, profile
     results = {"model": default_model_id(), "threads": threads or os.cpu_count(),
                "cores": os.cpu_count(), "cpu": cpu_description(),
                "device": resolve_device("auto"), "transforms": cpu_transforms_description(),
-               "sizes": []}
+               "repeat": max(repeat, 1), "sizes": []}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         # loading the weights (once per process and thread) is timed apart: a one-tile raster
@@ -257,7 +273,8 @@ def run(sizes: list[float], qualities: list[float], threads: int | None, profile
                    "size": f"{rgb.shape[1]}x{rgb.shape[0]}", "load_before": _load(),
                    "georsic": {}}
             for q in qualities:
-                row["georsic"][str(q)] = time_georsic(raster, workdir, q, threads)
+                row["georsic"][str(q)] = time_georsic_repeated(raster, workdir, q, threads,
+                                                               repeat)
             row["classical"] = time_classical(rgb)
             row["load_after"] = _load()
             results["sizes"].append(row)
@@ -285,13 +302,25 @@ def markdown(results: dict, command: str) -> str:
              "megapixels of the raster / wall seconds of "
              "`georsic.compress` or `georsic.decompress` (GeoTIFF in, archive, GeoTIFF out), "
              f"after a warm-up that loads the weights ({results['warm_up_s']:.1f} s for a "
-             "0.05 MP raster in one tile, then in 128-px tiles).", "",
-             "| raster | MP | quality | bpp | compress MP/s | decompress MP/s | load avg |",
-             "|---|---|---|---|---|---|---|"]
+             "0.05 MP raster in one tile, then in 128-px tiles)."]
+    repeat = results.get("repeat", 1)
+    if repeat > 1:
+        lines[-1] += (f"  Each figure is the median of {repeat} runs, the slowest and fastest "
+                      "in brackets (the first run of a raster size pays for its new shapes).")
+    lines += ["", "| raster | MP | quality | bpp | compress MP/s | decompress MP/s | load avg |",
+              "|---|---|---|---|---|---|---|"]
+
+    def cell(r: dict, way: str) -> str:
+        text = f"{r[f'{way}_mps']:.3f}"
+        if r.get("runs", 1) > 1:
+            low, high = r[f"{way}_mps_range"]
+            text += f" ({low:.2f}-{high:.2f})"
+        return text
+
     for row in results["sizes"]:
         for q, r in row["georsic"].items():
             lines.append(f"| {row['size']} | {row['megapixels']:.2f} | {q} | {r['bpp']:.4f} | "
-                         f"{r['encode_mps']:.3f} | {r['decode_mps']:.3f} | "
+                         f"{cell(r, 'encode')} | {cell(r, 'decode')} | "
                          f"{row['load_before']} |")
     lines += ["", "Classical codecs on the same pixels (imagecodecs, all cores):", "",
               "| raster | codec | bpp | encode MP/s | decode MP/s |", "|---|---|---|---|---|"]
@@ -320,7 +349,7 @@ def markdown(results: dict, command: str) -> str:
 
 def main(args: argparse.Namespace) -> int:
     results = run(args.sizes, args.qualities, args.threads, args.profile, args.bd,
-                  args.bd_against)
+                  args.bd_against, args.repeat)
     text = markdown(results, "georsic " + " ".join(sys.argv[1:]))
     print(text)
     if args.out:
@@ -338,6 +367,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--qualities", type=float, nargs="+", default=[1.0, 3.0, 5.0])
     p.add_argument("--threads", type=int, default=None,
                    help="tiles coded at once (default one per core)")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="runs per raster and quality: the table gives their median and range")
     p.add_argument("--profile", action="store_true", help="add the time per pipeline stage")
     p.add_argument("--bd", action="store_true",
                    help="add the BD-rate of the default model against --bd-against")
