@@ -20,10 +20,10 @@ only where torch reports a CPU capability below AVX-512 (:func:`staged_synthesis
 
 Where the CPU multiplies bfloat16 natively (AVX512-BF16, AMX), both run in bfloat16 in
 torch's oneDNN kernels instead, ``g_s`` with sub-pixel upsamplings (:class:`Bfloat16Transform`).
-On the Zen 4, a 1024-px tile, one thread: ``g_s`` 0.64 s against 0.89 s for the float32
-graph (0.37 s on two threads), ``g_a`` 0.66 s against 0.75 s.  Decoded images lose 0.002 dB
-PSNR on average, 0.005 dB at most; BD-rate +0.08 % for ``g_s``, +0.03 % for both, on the
-held-out images (``benchmarks/synthesis_precision.py``).
+On the Zen 4, a 1024-px tile, one thread (``benchmarks/transform_levers.py``): ``g_s`` 0.53 s
+against 0.89 s for the float32 graph, ``g_a`` 0.47 s against 0.66 s.  Decoding the same
+streams moves PSNR by -0.008 to +0.002 dB; BD-rate +0.08 % for ``g_s``, +0.03 % for both, on
+the held-out images (``benchmarks/synthesis_precision.py``).
 
 The graphs are exported from the loaded model when first needed (1-3 s for both) and kept, per
 weights file, in the process and in a cache folder (``GEORSIC_CACHE``, else
