@@ -63,7 +63,7 @@ def test_new_archives_use_v2(codec):
 def test_parameters_identical_however_the_sums_are_ordered(codec, latent, path):
     coder = codec.model.exact_coder(path)
     native = coder.parameters_of(latent, "native")
-    for other in ("float64", "reversed"):
+    for other in ("blocks", "float64", "reversed"):
         params = coder.parameters_of(latent, other)
         for (scales, means), (scales2, means2) in zip(native, params, strict=True):
             assert torch.equal(scales, scales2) and torch.equal(means, means2), other
@@ -148,3 +148,26 @@ def test_int_exact_v1_archive_decodes_to_the_same_latents():
         assert hashes == expected
         pixels = archive.read()
     assert pixels.shape == (3, 192, 256)
+
+
+@pytest.mark.skipif(not exact.int8_sums_pay(), reason="CPU without VNNI")
+def test_int8_sums_serve_the_channel_context_and_are_exact_at_the_bounds(codec):
+    """On a CPU with VNNI the channel context's layers sum in int8 (the parameter tests above
+    then compare them with three other orders); here each against float64 at its extremes:
+    every input at the limit where the weights are positive (the largest sum) or negative."""
+    layers = codec.model.exact_coder(exact.NAME_V2).layers
+    served = sorted(name for name, layer in layers.items() if layer._int8 is not None)
+    assert served == [f"cc{k}_{i}" for k in range(1, 5) for i in (1, 2)]
+    torch.manual_seed(4)
+    for name in served:
+        layer = layers[name]
+        weight = layer.weight.double()
+        cin = weight.shape[1]
+        for sign in (1, -1):
+            # inputs at the limit on channels whose centre weight to output 0 has this sign
+            peak = (sign * weight[0, :, 2, 2] > 0).double() * layer.limit
+            a = peak.reshape(1, cin, 1, 1).expand(1, cin, 12, 12).clone()
+            spots = a[..., ::3, ::2]
+            a[..., ::3, ::2] = torch.randint(0, int(layer.limit) + 1, spots.shape).double()
+            expected = torch.nn.functional.conv2d(a, weight, None, 1, layer.spec.padding)
+            assert torch.equal(layer._int8(a), expected), (name, sign)
