@@ -20,9 +20,10 @@ likely.  Here it holds by construction:
 * the predicted means are put on a grid of ``2**-8`` so that ``y_hat = symbols + mean`` is a
   dyadic number, exactly the same wherever it is computed.
 
-Convolutions run as sums of products (oneDNN's direct convolution or im2col + GEMM on a CPU;
-on CUDA with cuDNN disabled and TF32 off, so that no Winograd or FFT algorithm, whose
-transforms are not exact, is chosen).  The activation limits come from a calibration run of the
+Convolutions run as sums of products (oneDNN's direct convolution or im2col + GEMM on a CPU,
+the channel context's in int8 where the CPU has VNNI (:class:`Int8Sums`); on CUDA with cuDNN
+disabled and TF32 off, so that no Winograd or FFT algorithm, whose transforms are not exact,
+is chosen).  The activation limits come from a calibration run of the
 float model (:func:`calibrate`) and are stored with the weights (``exact.*`` tensors), so that
 encoder and decoder share every constant.  The float64 path (``use_float64_entropy_model``)
 stays for archives made before it.
