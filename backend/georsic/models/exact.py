@@ -97,6 +97,7 @@ def int8_sums_pay() -> bool:
     (:class:`Int8Sums`); without VNNI, oneDNN's AVX2 int8 kernels add pairs of products in
     saturating int16 first, so they are not used."""
     try:
+        torch.ops.onednn.qconv2d_pointwise.default  # noqa: B018 - a torch built without it
         return bool(torch.cpu._is_vnni_supported())
     except (AttributeError, RuntimeError):
         return False
