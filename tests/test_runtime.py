@@ -20,6 +20,7 @@ from georsic.models.runtime import (
     synthesis_stages,
     with_subpixel_convolutions,
 )
+from georsic.parallel import torch_threads
 from georsic.weights import find_model
 
 
@@ -96,7 +97,7 @@ def _cpu_transforms(model, runtime_name: str, monkeypatch):
     from georsic.models import runtime
 
     monkeypatch.setenv("GEORSIC_RUNTIME", runtime_name)
-    key = TileCodec(find_model(None), "cpu").entry.sha256
+    key = find_model(None).sha256
     return runtime.cpu_transforms(model.g_a, model.g_s, 3, sum(model.groups), key)
 
 
@@ -161,20 +162,17 @@ def test_exported_graphs_are_cached_and_a_damaged_cache_is_exported_again(tmp_pa
 def test_cpu_transforms_give_the_same_bits_on_two_threads(model):
     from georsic.models import runtime
 
-    key = TileCodec(find_model(None), "cpu").entry.sha256
+    key = find_model(None).sha256
     one = runtime.cpu_transforms(model.g_a, model.g_s, 3, sum(model.groups), key, 1)
     two = runtime.cpu_transforms(model.g_a, model.g_s, 3, sum(model.groups), key, 2)
     torch.manual_seed(2)
     x = torch.rand(1, 3, 256, 320)
-    before = torch.get_num_threads()
-    try:
+    with torch_threads(1):
         y = one[0](x)
         x_hat = one[1](torch.round(y))
-        torch.set_num_threads(2)  # NNPACK's and oneDNN's pools follow torch's thread count
+    with torch_threads(2):  # NNPACK's and oneDNN's pools follow torch's thread count
         assert torch.equal(two[0](x), y)
         assert torch.equal(two[1](torch.round(y)), x_hat)
-    finally:
-        torch.set_num_threads(before)
 
 
 def test_nnpack_stages_only_where_the_cpu_has_no_avx512(monkeypatch):
@@ -187,16 +185,11 @@ def test_nnpack_stages_only_where_the_cpu_has_no_avx512(monkeypatch):
 
 
 def _on_one_and_two_threads(transform, x):
-    before = torch.get_num_threads()
-    try:
-        with torch.inference_mode():
-            torch.set_num_threads(1)
-            one = transform(x)
-            torch.set_num_threads(2)
-            two = transform(x)
-    finally:
-        torch.set_num_threads(before)
-    return one, two
+    results = []
+    for threads in (1, 2):
+        with torch_threads(threads), torch.inference_mode():
+            results.append(transform(x))
+    return results
 
 
 @pytest.mark.skipif(not bfloat16_transforms_pay(), reason="CPU without native bfloat16")

@@ -93,7 +93,8 @@ def time_georsic(raster: Path, workdir: Path, quality: float, threads: int | Non
     decode = time.perf_counter() - started
     pixels = summary.width * summary.height
     return {"encode_s": encode, "decode_s": decode, "encode_mps": pixels / encode / 1e6,
-            "decode_mps": pixels / decode / 1e6, "bpp": summary.bpp, "tiles": summary.tiles}
+            "decode_mps": pixels / decode / 1e6, "bpp": summary.bpp, "tiles": summary.tiles,
+            "pixels": pixels}
 
 
 def time_georsic_repeated(raster: Path, workdir: Path, quality: float, threads: int | None,
@@ -101,8 +102,8 @@ def time_georsic_repeated(raster: Path, workdir: Path, quality: float, threads: 
     """:func:`time_georsic` ``repeat`` times: the median seconds (and the MP/s from them), the
     slowest and fastest MP/s, and every run's seconds."""
     runs = [time_georsic(raster, workdir, quality, threads) for _ in range(max(repeat, 1))]
-    pixels = runs[0]["encode_mps"] * runs[0]["encode_s"] * 1e6
-    out = {"bpp": runs[0]["bpp"], "tiles": runs[0]["tiles"], "runs": len(runs)}
+    pixels = runs[0]["pixels"]
+    out = {"bpp": runs[0]["bpp"], "tiles": runs[0]["tiles"], "pixels": pixels, "runs": len(runs)}
     for way in ("encode", "decode"):
         seconds = sorted(r[f"{way}_s"] for r in runs)
         out[f"{way}_s"] = float(np.median(seconds))

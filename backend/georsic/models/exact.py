@@ -228,8 +228,8 @@ class IntLayer(nn.Module):
         #: context's, 40 % of the entropy model's time) and fewer than 2**16 levels.
         self._int8 = None
         if (int8_sums_pay() and not spec.transposed and spec.nonneg_input
-                and self._phases is None and self.accumulate == torch.float32
-                and len(self.blocks) == 1 and weight.shape[-1] * weight.shape[-2] > 1
+                and self._phases is None and len(self.blocks) == 1
+                and weight.shape[-1] * weight.shape[-2] > 1
                 and levels < 2**16 and float(weight.abs().max()) <= 127):
             self._int8 = Int8Sums(weight, spec, self.limit)
 

@@ -290,15 +290,24 @@ class StagedTransform:
         return x
 
 
+#: The forms :func:`cpu_transforms` gives the transforms (:func:`cpu_transforms_kind`), in words.
+CPU_TRANSFORMS = {"bfloat16": "torch oneDNN, bfloat16",
+                  "staged": "ONNX Runtime, float32; g_s upsamplings in NNPACK",
+                  "graph": "ONNX Runtime, float32"}
+
+
+def cpu_transforms_kind() -> str:
+    """Which form of :data:`CPU_TRANSFORMS` :func:`cpu_transforms` gives on this CPU."""
+    if bfloat16_transforms_pay():
+        return "bfloat16"
+    return "staged" if staged_synthesis_pays() else "graph"
+
+
 def cpu_transforms_description() -> str:
     """What runs ``g_a`` and ``g_s`` on this CPU (:func:`cpu_transforms`), in words."""
     if not onnxruntime_available():
         return "torch, float32"
-    if bfloat16_transforms_pay():
-        return "torch oneDNN, bfloat16"
-    if staged_synthesis_pays():
-        return "ONNX Runtime, float32; g_s upsamplings in NNPACK"
-    return "ONNX Runtime, float32"
+    return CPU_TRANSFORMS[cpu_transforms_kind()]
 
 
 def onnxruntime_available() -> bool:
@@ -405,10 +414,11 @@ def cpu_transforms(g_a: nn.Module, g_s: nn.Module, in_channels: int, latent_chan
     bfloat16 (:class:`Bfloat16Transform`, on torch's threads), else as ONNX Runtime sessions of
     ``threads`` threads, ``g_s`` staged with NNPACK upsamplings where that pays; ``key`` names
     the weights (sha256)."""
-    if bfloat16_transforms_pay():
+    kind = cpu_transforms_kind()
+    if kind == "bfloat16":
         return Bfloat16Transform(g_a), Bfloat16Transform(g_s)
     analysis = _transform(lambda: g_a, in_channels, (key, "g_a"), threads)
-    if not staged_synthesis_pays():
+    if kind == "graph":
         synthesis = _transform(lambda: synthesis_for_onnxruntime(g_s, latent_channels),
                                latent_channels, (key, "g_s"), threads)
         return analysis, synthesis
