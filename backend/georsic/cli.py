@@ -200,18 +200,33 @@ def cmd_decompress(args) -> int:
     return 0
 
 
+def _verify_inputs(inputs: list[str], recursive: bool) -> list[tuple[str, str]]:
+    """(what to open, its name) of each archive to verify: URLs as given, local files and
+    the archives in local folders."""
+    from georsic.remote import is_url, url_name
+
+    found: list[tuple[str, str]] = []
+    for item in inputs:
+        if is_url(item):
+            found.append((item, url_name(item)))
+        else:
+            found.extend((str(path), path.name)
+                         for path, _ in _batch_inputs([item], (".grsc",), recursive))
+    return found
+
+
 def cmd_verify(args) -> int:
     import georsic
 
-    archives = _batch_inputs(args.inputs, (".grsc",), args.recursive)
+    archives = _verify_inputs(args.inputs, args.recursive)
     if not archives:
         raise InputError("no archives found")
     codes: set[int] = set()
-    for path, _ in archives:
+    for path, name in archives:
         try:
             with georsic.open(path) as archive:
                 problems = archive.verify(decode=args.decode, device=args.device,
-                                          progress=ProgressBar(f"verify {path.name}",
+                                          progress=ProgressBar(f"verify {name}",
                                                                args.quiet or not args.decode))
                 checked = (f"{archive.tile_count} tile(s) {'decoded' if args.decode else 'intact'}"
                            f", weights of {archive.model_id} installed")
@@ -238,6 +253,17 @@ def cmd_info(args) -> int:
                               "bpp": archive.bpp}, indent=2))
         else:
             print(archive.describe())
+    return 0
+
+
+def cmd_stac(args) -> int:
+    import georsic
+    from georsic.stac import check_datetime, stac_item
+
+    when = check_datetime(args.datetime) if args.datetime else None  # before any request
+    with georsic.open(args.input) as archive:
+        item = stac_item(archive, href=args.href, item_id=args.id, datetime=when)
+    print(json.dumps(item, indent=2))
     return 0
 
 
@@ -468,9 +494,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_decompress)
 
     p = sub.add_parser("info", help="describe an archive")
-    p.add_argument("input")
+    p.add_argument("input", help="archive: a file or a URL (https://, s3://, gs://, az://)")
     p.add_argument("--json", action="store_true", help="the whole header as JSON")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("stac", help="a STAC Item for an archive (JSON on stdout): footprint, "
+                                    "projection, model, quality and bpp")
+    p.add_argument("input", help="archive: a file or a URL")
+    p.add_argument("--href", help="the asset's href (default: the URL, or the absolute path)")
+    p.add_argument("--id", help="the item id (default: the file name without suffix)")
+    p.add_argument("--datetime", help="RFC 3339 acquisition time (default: the source's "
+                   "TIFFTAG_DATETIME, else the archive's modification time)")
+    p.set_defaults(func=cmd_stac)
 
     p = sub.add_parser("verify", help="check archives: every tile's checksum and the weights "
                                       "they need (--decode: decode every tile too)")

@@ -51,8 +51,13 @@ def decompress(
     tiles_per_task: int | None = None,
     progress: Progress | None = None,
     cancel: Cancel | None = None,
+    storage_options: dict | None = None,
 ) -> Path:
     """Decode an archive (or a region of it) to a GeoTIFF with the source's georeferencing.
+
+    ``src`` is a local file or a URL (``https://``, ``s3://`` ...; fsspec's credentials or
+    ``storage_options``): a region of a remote archive fetches its header, index and the
+    tiles it covers, not the whole archive.
 
     ``bounds`` are in ``bounds_crs`` (default the archive's CRS); ``window`` is in pixels.
     With ``ignore_errors`` a corrupt tile is written as no-data (or zeros) instead of
@@ -85,7 +90,7 @@ def decompress(
     dst = Path(dst)
     check_output(dst, overwrite, src)
     lost: list[str] = [] if errors is None else errors
-    with open(src, recover=ignore_errors) as archive:
+    with open(src, recover=ignore_errors, storage_options=storage_options) as archive:
         if bounds is not None:
             window = archive.window_for(bounds, bounds_crs)
         window = archive._clip(window or Window(0, 0, archive.width, archive.height))

@@ -42,6 +42,7 @@ from georsic.parallel import (
 )
 from georsic.prior.restore import DEFAULT_FIDELITY, TilePrior, check_fidelity, load_tile_prior
 from georsic.rasterinfo import RasterInfo
+from georsic.remote import RemoteLocation, is_url
 from georsic.tiling import Piece, Tile, TileGrid, blend, intersect
 from georsic.weights import find_model, installed_models
 
@@ -63,10 +64,15 @@ class Archive:
     Use :func:`georsic.open` to get one.
     """
 
-    def __init__(self, path: str | Path, *, recover: bool = False) -> None:
-        self._reader = ArchiveReader(path, recover=recover)
+    def __init__(self, path: str | Path | RemoteLocation, *, recover: bool = False,
+                 storage_options: dict | None = None) -> None:
+        self._reader = ArchiveReader(path, recover=recover, storage_options=storage_options)
         try:
-            self._parse_header(Path(path).name)
+            self._parse_header(self._reader.name)
+            if isinstance(path, RemoteLocation) and path.identity and \
+                    path.identity != self._reader.identity:
+                raise ArchiveError(f"{self._reader.name}: the archive changed while it was "
+                                   "read (its size or ETag differs from the client's)")
         except BaseException:
             self._reader.close()
             raise
@@ -95,7 +101,12 @@ class Archive:
                                f"tiles, its header describes {len(self.grid)}")
 
     # ---- metadata
+    #: The archive's file, or its URL (a string) for a remote archive.
     path = property(lambda self: self._reader.path)
+    #: Its file name (the last component of a URL).
+    name = property(lambda self: self._reader.name)
+    #: Whether it is read from a URL (:mod:`georsic.remote`).
+    remote = property(lambda self: self._reader.remote)
     width = property(lambda self: self.info.width)
     height = property(lambda self: self.info.height)
     count = property(lambda self: self.info.count)
@@ -190,8 +201,16 @@ class Archive:
                              f"archive's raster ({self.width}x{self.height} pixels)")
         return Window(x0, y0, x1 - x0, y1 - y0)
 
+    def _location(self) -> str | RemoteLocation:
+        """The archive as a task opens it: the resolved path, or a :class:`RemoteLocation`
+        (URL, storage options, the identity seen here)."""
+        if self.remote:
+            return RemoteLocation(self.path, self._reader._source.options,
+                                  self._reader.identity)
+        return str(self.path.resolve())
+
     def _tile_error(self, tile: Tile, exc: Exception) -> TileError:
-        return TileError(f"{self.path.name}: tile {tile.index} (row {tile.row}, col "
+        return TileError(f"{self.name}: tile {tile.index} (row {tile.row}, col "
                          f"{tile.col}) cannot be decoded: {exc}", tile.index)
 
     def _tile_sections(self, tile: Tile) -> list[bytes]:
@@ -320,13 +339,15 @@ class Archive:
             executor, source = None, self  # inline: this archive, this thread
         else:
             executor = local_executor(threads) if client is None else client_executor(client)
-            source = str(self.path.resolve())
+            # a remote reader holds no file position: this process's threads share it
+            source = self if client is None and self.remote else self._location()
         task_prior = self._task_prior(prior, fidelity, device, client)
         recover = bool(getattr(self._reader, "recovered", False))
         slots = parallelism(client, threads or 1)
         size = tiles_per_task(len(tiles), slots, per_task, cluster=client is not None)
         tasks = ((source, block, device, task_prior, fidelity, ignore_errors, recover, per_tile)
-                 for block in tile_blocks((tile.index for tile in tiles), size))
+                 for block in self._fetched_ahead(
+                     tile_blocks((tile.index for tile in tiles), size), source))
         with torch_threads(1) if client is None else contextlib.nullcontext():
             for results in ordered(executor, decode_tiles, tasks, in_flight(slots), cancel):
                 for index, piece, problem in results:
@@ -336,6 +357,29 @@ class Archive:
                         if lost is not None:
                             lost.append(index)
                     yield piece
+
+    def _fetched_ahead(self, blocks: Iterator[tuple[int, ...]], source,
+                       ) -> Iterator[tuple[int, ...]]:
+        """``blocks`` as they are; when this process decodes a remote archive's tiles, they
+        are fetched before their tasks start, :data:`PREFETCH_BYTES` of tiles at a time, one
+        request per run of adjacent tiles (a cluster's workers fetch their own)."""
+        if source is not self or not self.remote:
+            yield from blocks
+            return
+        sizes = self._reader.tile_sizes()
+        fetched: set[int] = set()
+        pending = list(blocks)
+        for i, block in enumerate(pending):
+            if block and block[0] not in fetched:
+                batch, total = [], 0
+                for later in pending[i:]:
+                    if batch and total + sum(sizes[n] for n in later) > PREFETCH_BYTES:
+                        break
+                    batch.extend(later)
+                    total += sum(sizes[n] for n in later)
+                self._reader.prefetch(batch)
+                fetched.update(batch)
+            yield block
 
     def _thread_invariant(self, device: str, prior) -> bool:
         """Whether this archive's tiles decode to the same bits on any number of threads
@@ -412,8 +456,11 @@ class Archive:
                 codec = get_codec(entry, resolve_device(device))
         except WeightsError as exc:
             problems.append(exc)
-        for done, tile in enumerate(self.grid, start=1):
+        tiles = list(self.grid)
+        for done, tile in enumerate(tiles, start=1):
             check_cancel(cancel)
+            if self.remote and (done - 1) % VERIFY_BATCH == 0:
+                self._reader.prefetch(t.index for t in tiles[done - 1:done - 1 + VERIFY_BATCH])
             try:
                 if codec is not None:
                     self._decode_tile(tile, codec)
@@ -476,7 +523,8 @@ class Archive:
         once per computation, so a statistic over a window decodes only the tiles it touches.
         Coordinates are pixel centres; CRS, transform and no-data follow rioxarray
         (``.rio.crs``, ``.rio.transform()``, ``.rio.nodata``).  Runs on any dask scheduler,
-        a ``distributed.Client`` included (its workers open the archive by path).
+        a ``distributed.Client`` included (its workers open the archive by path, or by URL
+        for a remote archive, and fetch the tiles their chunks need themselves).
         """
         import dask.array as da
         import rioxarray  # noqa: F401 - registers the .rio accessor
@@ -486,9 +534,10 @@ class Archive:
         check_fidelity(fidelity)
         if prior:  # tasks carry which weights (by sha256); each worker loads them itself
             prior = PriorSpec.of(self.tile_prior(prior, fidelity, "cpu"))
-        path = str(self.path.resolve())
+        path = self._location()
         recover = bool(getattr(self._reader, "recovered", False))
-        token = tokenize(path, self.path.stat().st_mtime_ns, device, prior, fidelity)
+        token = tokenize(path.key if self.remote else path, self._reader.identity, device,
+                         prior, fidelity)
         name = name or f"georsic-{token}"
         tile_name = f"georsic-tile-{token}"
         graph: dict = {}
@@ -513,7 +562,7 @@ class Archive:
         y = t.f + t.e * (np.arange(self.height) + 0.5)
         array = xr.DataArray(data, dims=("band", "y", "x"),
                              coords={"band": np.arange(1, self.count + 1), "y": y, "x": x},
-                             name=self.path.stem)
+                             name=Path(self.name).stem)
         if self.info.crs is not None:
             array = array.rio.write_crs(self.info.crs)
         array = array.rio.write_transform(t)
@@ -531,13 +580,18 @@ class Archive:
         self.close()
 
 
-def open(path: str | Path, *, recover: bool = False) -> Archive:  # noqa: A001 - as rasterio
+def open(path: str | Path, *, recover: bool = False,  # noqa: A001 - as rasterio
+         storage_options: dict | None = None) -> Archive:
     """Open an archive for inspection and region reads.
+
+    ``path``: a local file, or a URL (``https://``, ``s3://``, ``gs://``, ``az://``, any
+    fsspec URL) read with range requests, with fsspec's usual credentials or
+    ``storage_options`` (passed to the fsspec file system; see :mod:`georsic.remote`).
 
     ``recover``: open an archive whose tile index is lost (cut short, bytes appended) by
     scanning for its tile records; tiles not found raise a :class:`TileError` when read.
     """
-    return Archive(path, recover=recover)
+    return Archive(path, recover=recover, storage_options=storage_options)
 
 
 def _checked_bounds(bounds) -> tuple[float, float, float, float]:
@@ -593,21 +647,47 @@ class PriorSpec:
         return prior
 
 
-#: Tiles decoded so far by :func:`decode_tiles` in this process, per archive path (what a
-#: lazy read touched can be checked against it).
+#: Tiles decoded so far by :func:`decode_tiles` in this process, per archive path or URL
+#: (what a lazy read touched can be checked against it).
 DECODED: Counter = Counter()
 _DECODED_LOCK = threading.Lock()
 _local = threading.local()
+#: Remote archives open in this process, shared by its threads (:func:`_thread_archive`).
+_REMOTE: dict[tuple[str, bool], Archive] = {}
+_REMOTE_LOCK = threading.Lock()
+#: Compressed tile bytes a process fetches ahead of decoding a remote archive's region.
+PREFETCH_BYTES = 32 * 2**20
+#: Tiles :meth:`Archive.verify` fetches at once from a remote archive.
+VERIFY_BATCH = 64
+
+
+def _decoded_key(path: str | Path) -> str:
+    return str(path) if is_url(str(path)) else str(Path(path).resolve())
 
 
 def decoded_tiles(path: str | Path) -> int:
-    """How many tiles of the archive at ``path`` this process has decoded in tasks."""
-    return DECODED[str(Path(path).resolve())]
+    """How many tiles of the archive at ``path`` (or URL) this process has decoded in
+    tasks."""
+    return DECODED[_decoded_key(path)]
 
 
-def _thread_archive(path: str, recover: bool) -> Archive:
+def _remote_archive(location: RemoteLocation, recover: bool) -> Archive:
+    """This process's open remote archive (a remote reader has no file position, so its
+    threads share one): opened once, not once per thread."""
+    key = (location.key, recover)
+    with _REMOTE_LOCK:
+        if key not in _REMOTE:
+            while len(_REMOTE) >= 4:
+                _REMOTE.pop(next(iter(_REMOTE))).close()
+            _REMOTE[key] = Archive(location, recover=recover)
+        return _REMOTE[key]
+
+
+def _thread_archive(path: str | RemoteLocation, recover: bool) -> Archive:
     """This thread's open archive at ``path`` (reopened when the file changed): a reader's
-    file position is its own, so threads never share one."""
+    file position is its own, so threads never share one; a remote archive is shared."""
+    if isinstance(path, RemoteLocation):
+        return _remote_archive(path, recover)
     stat = Path(path).stat()
     key = (path, stat.st_ino, stat.st_mtime_ns, stat.st_size, recover)
     archives = getattr(_local, "archives", None)
@@ -620,7 +700,8 @@ def _thread_archive(path: str, recover: bool) -> Archive:
     return archives[key]
 
 
-def decode_tiles(source: Archive | str, indices: tuple[int, ...], device: str = "auto",
+def decode_tiles(source: Archive | str | RemoteLocation, indices: tuple[int, ...],
+                 device: str = "auto",
                  prior: bool | str | TilePrior | PriorSpec = False,
                  fidelity: float = DEFAULT_FIDELITY,
                  ignore_errors: bool = False, recover: bool = False, threads: int = 1,
@@ -634,6 +715,7 @@ def decode_tiles(source: Archive | str, indices: tuple[int, ...], device: str = 
     codec = thread_codec(archive.model_id, archive.codec_info["weights_sha256"], device,
                          threads)
     tile_prior = Archive.tile_prior(prior, fidelity, device)
+    archive._reader.prefetch(indices)  # a remote archive's: one request per run of tiles
     out: list[tuple[int, Piece | None, str | None]] = []
     for index in indices:
         tile = archive.grid.tile(index)
@@ -646,7 +728,7 @@ def decode_tiles(source: Archive | str, indices: tuple[int, ...], device: str = 
             continue
         finally:
             with _DECODED_LOCK:
-                DECODED[str(archive.path.resolve())] += 1
+                DECODED[_decoded_key(archive.path)] += 1
         out.append((index, Piece.from_tile(archive.grid, tile, values, invalid), None))
     return out
 
@@ -657,8 +739,8 @@ def _neighbours(grid: TileGrid, tile: Tile) -> list[Tile]:
             for c in (tile.col - 1, tile.col) if c >= 0]
 
 
-def _cell_values(path: str, recover: bool, col: int, row: int, width: int, height: int,
-                 *decoded: list) -> np.ndarray:
+def _cell_values(path: str | RemoteLocation, recover: bool, col: int, row: int, width: int,
+                 height: int, *decoded: list) -> np.ndarray:
     """A chunk of :meth:`Archive.to_xarray`: the cell blended from its tiles' pieces."""
     archive = _thread_archive(path, recover)
     pieces = [piece for results in decoded for _, piece, _ in results if piece is not None]
