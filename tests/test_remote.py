@@ -251,7 +251,7 @@ def test_dask_workers_fetch_their_own_tiles(site, server):
 
 @pytest.fixture()
 def s3(site):
-    """A moto S3 server on 127.0.0.1 with bucket ``b`` holding ``a.grsc`` and a damaged
+    """A moto S3 server on 127.0.0.1 with bucket ``tiles`` holding ``a.grsc`` and a damaged
     copy; its storage options for fsspec; and the GET requests it answered."""
     pytest.importorskip("s3fs")
     moto_server = pytest.importorskip("moto.server")
@@ -271,10 +271,10 @@ def s3(site):
         endpoint = f"http://{host}:{port}"
         client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
                               aws_access_key_id="testing", aws_secret_access_key="testing")
-        client.create_bucket(Bucket="b")
-        client.put_object(Bucket="b", Key="a.grsc", Body=(site / "a.grsc").read_bytes())
+        client.create_bucket(Bucket="tiles")
+        client.put_object(Bucket="tiles", Key="a.grsc", Body=(site / "a.grsc").read_bytes())
         damaged = damaged_copy(site / "a.grsc", site / "s3-damaged.grsc", tile=2)
-        client.put_object(Bucket="b", Key="damaged.grsc", Body=damaged.read_bytes())
+        client.put_object(Bucket="tiles", Key="damaged.grsc", Body=damaged.read_bytes())
         options = {"key": "testing", "secret": "testing", "endpoint_url": endpoint}
         yield options, requests
     finally:
@@ -285,20 +285,35 @@ def s3(site):
 def test_s3_archive_reads_as_the_local_one(site, s3, monkeypatch):
     options, requests = s3
     _tiles_apart(monkeypatch, site / "a.grsc")
-    with georsic.open("s3://b/a.grsc", storage_options=options) as remote, \
+    with georsic.open("s3://tiles/a.grsc", storage_options=options) as remote, \
             georsic.open(site / "a.grsc") as local:
         assert remote.name == "a.grsc" and remote.header == local.header
+        opening = [r for r in requests if "/tiles/a.grsc " in r]
+        assert ["HEAD" in r for r in opening].count(True) == 1  # size and ETag
+        assert ["GET" in r for r in opening].count(True) == 2  # header, index
         del requests[:]
         window = Window(0, 0, 80, 70)  # tiles 0, 1, 3, 4: two runs
         assert np.array_equal(remote.read(window, device="cpu"),
                               local.read(window, device="cpu"))
-        assert len([r for r in requests if '"GET /b/a.grsc' in r]) == 2, requests
-    with georsic.open("s3://b/damaged.grsc", storage_options=options) as remote, \
+        assert len([r for r in requests if "GET /tiles/a.grsc" in r]) == 2, requests
+    with georsic.open("s3://tiles/damaged.grsc", storage_options=options) as remote, \
             georsic.open(site / "s3-damaged.grsc") as local:
         assert [str(e).replace("s3-damaged", "damaged") for e in local.verify()] == \
             [str(e) for e in remote.verify()]
-    with pytest.raises(InputError, match="s3://b/none.grsc does not exist"):
-        georsic.open("s3://b/none.grsc", storage_options=options)
+    with pytest.raises(InputError, match="s3://tiles/none.grsc does not exist"):
+        georsic.open("s3://tiles/none.grsc", storage_options=options)
+
+
+def test_s3_credentials_from_the_environment(site, s3, monkeypatch, capsys):
+    options, _ = s3  # the command line: botocore's environment variables, no options
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", options["key"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", options["secret"])
+    monkeypatch.setenv("AWS_ENDPOINT_URL", options["endpoint_url"])
+    assert main(["verify", "s3://tiles/a.grsc", "s3://tiles/damaged.grsc"]) == 4
+    out, err = capsys.readouterr()
+    assert "s3://tiles/a.grsc: ok (6 tile(s) intact" in out
+    assert "s3://tiles/damaged.grsc: 1 problem(s)" in err and \
+        "damaged.grsc: tile 2 (row 0, col 2) is corrupt (checksum mismatch)" in err
 
 
 def test_remote_output_check_keeps_refusing_the_input(site, server, tmp_path):
