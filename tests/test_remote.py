@@ -23,7 +23,7 @@ from georsic import reader
 from georsic.archive import ArchiveReader
 from georsic.cli import main
 from georsic.errors import ArchiveError, GeorsicError, InputError
-from georsic.remote import is_url, merge_runs, url_name
+from georsic.remote import MAX_TAIL_BYTES, TAIL_BYTES, is_url, merge_runs, tail_bytes, url_name
 
 pytest.importorskip("aiohttp")  # fsspec's HTTP file system
 
@@ -75,6 +75,8 @@ def test_urls_and_runs():
     assert not is_url("a.grsc") and not is_url("C:\\data\\a.grsc") and not is_url(Path("a"))
     assert url_name("https://example.org/x/scene.grsc?X-Amz-Signature=abc") == "scene.grsc"
     assert merge_runs([(30, 40), (0, 10), (10, 20), (41, 50)]) == [(0, 20), (30, 40), (41, 50)]
+    assert tail_bytes(100_000) == TAIL_BYTES and tail_bytes(2**30) == MAX_TAIL_BYTES
+    assert tail_bytes(64 * 2**20) == 2**19  # an index of 32,766 tiles fits
 
 
 def test_region_of_a_remote_archive_in_few_requests(site, server, monkeypatch):
@@ -85,6 +87,7 @@ def test_region_of_a_remote_archive_in_few_requests(site, server, monkeypatch):
         assert [r.method for r in opening].count("HEAD") == 1
         gets = [r for r in opening if r.method == "GET"]
         size = local._reader.size
+        tail = tail_bytes(size, tail)
         assert sorted(r.range for r in gets) == sorted(
             [f"bytes=0-{head - 1}", f"bytes={size - tail}-{size - 1}"])
         assert remote.header == local.header and remote.tile_count == 6

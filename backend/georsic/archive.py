@@ -32,7 +32,14 @@ import zlib
 from pathlib import Path
 
 from georsic.errors import ArchiveError, OutputError, TileError
-from georsic.remote import HEAD_BYTES, TAIL_BYTES, RemoteLocation, merge_runs, open_source
+from georsic.remote import (
+    HEAD_BYTES,
+    TAIL_BYTES,
+    RemoteLocation,
+    merge_runs,
+    open_source,
+    tail_bytes,
+)
 
 MAGIC = b"GRSC\r\n\x1a\n"
 FOOTER_MAGIC = b"GRSCIDX\x00"
@@ -285,7 +292,7 @@ class ArchiveReader:
         self.recovered = False
         try:
             size = self._source.size
-            self._source.prime([(0, HEAD_BYTES), (size - TAIL_BYTES, size)])
+            self._source.prime([(0, HEAD_BYTES), (size - tail_bytes(size, TAIL_BYTES), size)])
             self.header = self._read_header()
             try:
                 self._index: list[tuple[int, int, int] | None] = self._read_index()

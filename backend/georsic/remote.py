@@ -30,9 +30,18 @@ from georsic.errors import GeorsicError, InputError
 #: First bytes fetched when a remote archive is opened: the prefix and header (a header is
 #: a few hundred bytes to a few KiB; a longer one costs one more request).
 HEAD_BYTES = 64 * 2**10
-#: Last bytes fetched with them: the footer and index (16 bytes a tile: 4,094 tiles fit; a
-#: longer index costs one more request).
+#: Last bytes fetched with them: the footer and index (16 bytes a tile: 4,094 tiles fit), or
+#: :func:`tail_bytes` of a larger archive; a longer index costs one more request.
 TAIL_BYTES = 64 * 2**10
+#: Most bytes :func:`tail_bytes` fetches for the index.
+MAX_TAIL_BYTES = 8 * 2**20
+
+
+def tail_bytes(size: int, least: int = TAIL_BYTES) -> int:
+    """How many of the last bytes of a ``size``-byte archive to fetch for its index: at least
+    ``least``, or 1/128 of the archive up to :data:`MAX_TAIL_BYTES`, which holds the whole
+    index of any archive whose tile records average 2 KiB or more."""
+    return max(least, min(size // 128, MAX_TAIL_BYTES))
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 
