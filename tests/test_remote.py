@@ -197,6 +197,11 @@ def test_missing_or_unreachable_urls_are_one_line_errors(server, capsys, tmp_pat
         georsic.open(f"{server.url}/nothing.grsc")
     with pytest.raises(InputError, match="cannot read nosuchprotocol://x/a.grsc"):
         georsic.open("nosuchprotocol://x/a.grsc")
+    with range_server(tmp_path) as gone:
+        url = f"{gone.url}/a.grsc"
+    with pytest.raises(InputError, match=f"cannot read {url}: ") as caught:
+        georsic.open(url)  # nothing listens there any more
+    assert "does not exist" not in str(caught.value)
 
 
 def test_a_server_without_ranges_still_gives_the_right_pixels(site, monkeypatch):

@@ -190,12 +190,15 @@ class RemoteSource:
             return fn()
         except GeorsicError:
             raise
-        except FileNotFoundError:
-            raise InputError(f"archive {shown(self.location)} does not exist") from None
         except Exception as exc:  # noqa: BLE001 - whatever the store's client raises
             raise self._failure(exc) from None
 
     def _failure(self, exc: BaseException) -> InputError:
+        cause, status = exc.__cause__, getattr(exc.__cause__, "status", None)
+        unreachable = isinstance(cause, (OSError, TimeoutError)) and \
+            not isinstance(cause, FileNotFoundError)
+        if isinstance(exc, FileNotFoundError) and (unreachable or status not in (None, 404, 410)):
+            exc = cause  # fsspec's HTTP "not found" for a server unreachable or refusing
         if isinstance(exc, FileNotFoundError):
             return InputError(f"archive {shown(self.location)} does not exist")
         if isinstance(exc, PermissionError):
