@@ -22,6 +22,7 @@ from georsic.errors import OutputError
 from georsic.overviews import OverviewSpec, auto_factors
 from georsic.overviews import resolve as resolve_overviews
 from georsic.parallel import check_tiles_per_task
+from georsic.defaults import DEFAULT_FIDELITY
 from georsic.prior.restore import TilePrior
 from georsic.rasterinfo import write_categories
 from georsic.reader import Archive, open
@@ -39,7 +40,7 @@ def decompress(
     bounds: tuple[float, float, float, float] | None = None,
     bounds_crs: str | None = None,
     prior: bool | str = False,
-    fidelity: float = 0.5,
+    fidelity: float = DEFAULT_FIDELITY,
     device: str = "auto",
     ignore_errors: bool = False,
     overviews: OverviewSpec | None = "source",
@@ -116,7 +117,7 @@ def decompress(
 def _write_decoded(archive: Archive, window: Window, path: Path, profile: dict,
                    factors: tuple[int, ...], *, device: str, progress: Progress | None,
                    cancel: Cancel | None, ignore_errors: bool, errors: list[str],
-                   prior: TilePrior | None = None, fidelity: float = 0.5, client=None,
+                   prior: TilePrior | None = None, fidelity: float = DEFAULT_FIDELITY, client=None,
                    threads: int | None = None, tiles_per_task: int | None = None) -> None:
     """Decode ``window`` of ``archive`` into a new GeoTIFF at ``path``, overviews included;
     through ``prior`` when given (its weights and ``w`` named in the tags)."""
