@@ -337,7 +337,9 @@ class ArchiveReader:
         self._file.seek(size - _FOOTER.size)
         magic, offset, count, crc = _FOOTER.unpack(self._file.read(_FOOTER.size))
         if magic != FOOTER_MAGIC:
-            hint = "; --ignore-errors recovers its intact tiles" if self.version >= 4 else ""
+            hint = ("; its intact tiles are recovered by `georsic decompress --ignore-errors`, "
+                    "georsic.decompress(..., ignore_errors=True) or georsic.open(..., "
+                    "recover=True)") if self.version >= 4 else ""
             raise self._fail("archive is truncated, damaged or has bytes appended (tile index "
                              f"footer missing){hint}")
         if offset + count * _ENTRY.size != size - _FOOTER.size or offset < self.data_start:

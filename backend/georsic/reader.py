@@ -126,8 +126,10 @@ class Archive:
             f"archive:   {self.path} ({self._reader.size:,} bytes, {self.bpp:.4f} bpp)",
             f"raster:    {info.width} x {info.height}, {info.count} band(s) of {info.dtype}",
             f"crs:       {crs_name}",
-            f"bounds:    {left:.6g}, {bottom:.6g}, {right:.6g}, {top:.6g}",
-            f"pixel:     {info.transform[0]:.6g} x {-info.transform[4]:.6g}",
+            # 12 significant digits: whole to the millimetre on any projected coordinate, as
+            # --bounds takes them back (6 were 3 m off on a northing)
+            f"bounds:    {left:.12g}, {bottom:.12g}, {right:.12g}, {top:.12g}",
+            f"pixel:     {info.transform[0]:.12g} x {-info.transform[4]:.12g}",
             f"nodata:    {info.nodata} (mask: {info.mask_kind})",
             f"tiles:     {self.grid.cols} x {self.grid.rows} of {self.grid.size} px, "
             f"overlap {self.grid.overlap}",
@@ -468,7 +470,8 @@ class Archive:
         return out
 
     def to_xarray(self, *, device: str = "auto", prior: bool | str = False,
-                  fidelity: float = DEFAULT_FIDELITY, name: str | None = None):
+                  fidelity: float = DEFAULT_FIDELITY, name: str | None = None,
+                  ignore_errors: bool = False):
         """A lazy ``xarray.DataArray`` (band, y, x) of the decoded raster, backed by dask.
 
         One chunk per tile cell (:meth:`TileGrid.cell`); computing a chunk decodes the tiles
@@ -477,6 +480,9 @@ class Archive:
         Coordinates are pixel centres; CRS, transform and no-data follow rioxarray
         (``.rio.crs``, ``.rio.transform()``, ``.rio.nodata``).  Runs on any dask scheduler,
         a ``distributed.Client`` included (its workers open the archive by path).
+        ``ignore_errors``: a tile that fails its checksum or cannot be decoded (or that an
+        archive opened with ``recover=True`` lost) reads as no-data, as with
+        :meth:`read`, instead of failing the computation.
         """
         import dask.array as da
         import rioxarray  # noqa: F401 - registers the .rio accessor
@@ -488,13 +494,14 @@ class Archive:
             prior = PriorSpec.of(self.tile_prior(prior, fidelity, "cpu"))
         path = str(self.path.resolve())
         recover = bool(getattr(self._reader, "recovered", False))
-        token = tokenize(path, self.path.stat().st_mtime_ns, device, prior, fidelity)
+        token = tokenize(path, self.path.stat().st_mtime_ns, device, prior, fidelity,
+                         bool(ignore_errors))
         name = name or f"georsic-{token}"
         tile_name = f"georsic-tile-{token}"
         graph: dict = {}
         for tile in self.grid:
             graph[(tile_name, tile.index)] = (decode_tiles, path, (tile.index,), device, prior,
-                                              fidelity, False, recover)
+                                              fidelity, bool(ignore_errors), recover)
         grid = self.grid
         for tile in grid:
             cell = grid.cell(tile)
