@@ -124,6 +124,13 @@ def deflate_header(header: dict) -> bytes:
     return compressor.compress(text) + compressor.flush()
 
 
+def container_bytes(header: dict, tiles: int) -> int:
+    """Bytes of an archive of the current version around its tile payloads: prefix, deflated
+    ``header``, its CRC, each of ``tiles`` records' head and index entry, and the footer."""
+    return (_PREFIX.size + len(deflate_header(header)) + _U32.size
+            + tiles * (_RECORD.size + _ENTRY.size) + _FOOTER.size)
+
+
 def inflate_header(blob: bytes) -> bytes:
     """The JSON text of a stored version-2/3 header."""
     decompressor = zlib.decompressobj(zdict=HEADER_DICTIONARY)

@@ -204,7 +204,8 @@ def connect(workers: int | None = None, scheduler: str | None = None, *,
     (at least 1; 0 means one per core), and print its dashboard address on stderr unless
     ``quiet``.  ``scheduler``: connect to a running scheduler, e.g. ``tcp://10.0.0.5:8786``,
     within ``timeout`` seconds (:func:`connect_timeout`).  Dask logs warnings only (errors
-    only when ``quiet``) unless ``debug``.  The local cluster is shut down on leaving; an existing one is left running.
+    only when ``quiet``) unless ``debug``.  The local cluster is shut down on leaving; an
+    existing one is left running.
     """
     if workers is None and scheduler is None:
         yield None

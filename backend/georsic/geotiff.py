@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,11 +19,11 @@ from rasterio.windows import Window
 
 from georsic.archive import check_output
 from georsic.control import Cancel, Progress, check_cancel
-from georsic.errors import OutputError
+from georsic.defaults import DEFAULT_FIDELITY
+from georsic.errors import GeorsicWarning, OutputError
 from georsic.overviews import OverviewSpec, auto_factors
 from georsic.overviews import resolve as resolve_overviews
 from georsic.parallel import check_tiles_per_task
-from georsic.defaults import DEFAULT_FIDELITY
 from georsic.prior.restore import TilePrior
 from georsic.rasterinfo import write_categories
 from georsic.reader import Archive, open
@@ -121,6 +122,11 @@ def _write_decoded(archive: Archive, window: Window, path: Path, profile: dict,
                    threads: int | None = None, tiles_per_task: int | None = None) -> None:
     """Decode ``window`` of ``archive`` into a new GeoTIFF at ``path``, overviews included;
     through ``prior`` when given (its weights and ``w`` named in the tags)."""
+    if prior is not None and not archive.mapping.groups:
+        warnings.warn(f"{archive.path.name}: every band is stored losslessly (a palette, a "
+                      "classification), so the codebook prior has nothing to restore; decoded "
+                      "without it", GeorsicWarning, stacklevel=3)
+        prior = None
     with rasterio.open(path, "w", **profile) as out:
         archive.info.apply_metadata(out)
         if prior is not None:
