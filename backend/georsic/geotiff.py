@@ -112,6 +112,9 @@ def decompress(
                 write_categories(tmp, archive.info)  # PAM sidecar, moved with tmp
             except (RasterioError, CPLE_BaseError) as exc:
                 raise OutputError(f"cannot write {dst}: {gdal_message(exc)}") from None
+    unsuited = tile_prior.unsuited() if tile_prior is not None else None
+    if unsuited:  # measured where the prior ran here (a cluster's workers keep no count)
+        warnings.warn(f"{Path(src).name}: {unsuited}", GeorsicWarning, stacklevel=2)
     return dst
 
 
