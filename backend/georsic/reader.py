@@ -453,9 +453,12 @@ class Archive:
     def read(self, window: Window | None = None, *, bounds=None, bounds_crs=None,
              device: str = "auto", prior: bool | TilePrior = False,
              fidelity: float = DEFAULT_FIDELITY, client=None,
-             threads: int | None = None, tiles_per_task: int | None = None) -> np.ndarray:
+             threads: int | None = None, tiles_per_task: int | None = None,
+             ignore_errors: bool = False) -> np.ndarray:
         """Decode a region (default: everything) to (bands, h, w) in the raster's dtype,
-        through the codebook prior at fidelity ``fidelity`` with ``prior``."""
+        through the codebook prior at fidelity ``fidelity`` with ``prior``; with
+        ``ignore_errors`` a tile that cannot be read or decoded reads as no-data (see
+        :meth:`blocks`)."""
         if bounds is not None:
             window = self.window_for(bounds, bounds_crs)
         window = self._clip(window or Window(0, 0, self.width, self.height))
@@ -463,7 +466,8 @@ class Archive:
         for block, values, invalid in self.blocks(window, device=device, prior=prior,
                                                   fidelity=fidelity, client=client,
                                                   threads=threads,
-                                                  tiles_per_task=tiles_per_task):
+                                                  tiles_per_task=tiles_per_task,
+                                                  ignore_errors=ignore_errors):
             y0, x0 = int(block.row_off - window.row_off), int(block.col_off - window.col_off)
             out[:, y0:y0 + int(block.height), x0:x0 + int(block.width)] = \
                 self.finalize(values, invalid)
