@@ -471,7 +471,7 @@ def test_to_xarray_can_skip_damaged_tiles(tmp_path, small_archive):
     bad = damaged_copy(small_archive, tmp_path / "bad.grsc", tile=1)
     with georsic.open(bad) as archive, dask.config.set(scheduler="synchronous"):
         with pytest.raises(TileError):
-            archive.to_xarray(device="cpu").values
+            _ = archive.to_xarray(device="cpu").values
         values = archive.to_xarray(device="cpu", ignore_errors=True).values
         expected = archive.read(device="cpu", ignore_errors=True)
     assert values.shape == expected.shape and np.array_equal(values, expected)

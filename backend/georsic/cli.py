@@ -460,7 +460,7 @@ def cmd_batch(args) -> int:
         on_disk = batch.complete_outputs(args.inputs, args.out_dir, args.action,
                                          recursive=args.recursive)
         print(f"georsic: batch stopped: {counts['done']} done, {counts['skipped']} skipped, "
-              f"{counts['failed']} failed as reported before the interruption",
+              f"{counts['failed']} failed before the interruption, the rest not processed",
               file=sys.stderr)
         exc.on_disk = (f"{len(on_disk)} complete output(s) in {args.out_dir} (a rerun skips "
                        "them), no partial output left")
