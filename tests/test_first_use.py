@@ -518,3 +518,12 @@ def test_bench_user_mistakes_are_not_bugs(capsys, tmp_path, monkeypatch, args, c
 def test_bench_seams_refuses_an_archive(capsys, small_archive):
     code, err = cli(capsys, "bench", "seams", small_archive)
     one_error(err, 2, code, "is a GeoRSIC archive", "the raster itself")
+
+
+def test_workers_without_a_number_is_one_per_core():
+    from georsic.cli import CORES, _check_cluster_args, build_parser
+
+    args = build_parser().parse_args(["compress", "a.tif", "b.grsc", "--tiles-per-task", "3",
+                                      "--workers"])
+    assert args.workers == CORES
+    _check_cluster_args(args)  # accepted: --workers alone is one worker per core

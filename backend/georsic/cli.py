@@ -120,7 +120,9 @@ CORES = "cores"
 def _whole_number(name: str):
     """An argparse ``type``: a whole number, else one ``georsic: error`` line (exit 2)."""
 
-    def parse(text: str) -> int:
+    def parse(text: str) -> int | str:
+        if text == CORES:  # argparse passes --workers's const (no number given) through here
+            return text
         try:
             return int(text)
         except ValueError:
