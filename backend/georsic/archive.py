@@ -132,6 +132,13 @@ def deflate_header(header: dict) -> bytes:
     return compressor.compress(text) + compressor.flush()
 
 
+def container_bytes(header: dict, tiles: int) -> int:
+    """Bytes of an archive of the current version around its tile payloads: prefix, deflated
+    ``header``, its CRC, each of ``tiles`` records' head and index entry, and the footer."""
+    return (_PREFIX.size + len(deflate_header(header)) + _U32.size
+            + tiles * (_RECORD.size + _ENTRY.size) + _FOOTER.size)
+
+
 def inflate_header(blob: bytes) -> bytes:
     """The JSON text of a stored version-2/3 header."""
     decompressor = zlib.decompressobj(zdict=HEADER_DICTIONARY)
@@ -349,7 +356,9 @@ class ArchiveReader:
         magic, offset, count, crc = _FOOTER.unpack(self._source.read(size - _FOOTER.size,
                                                                      _FOOTER.size))
         if magic != FOOTER_MAGIC:
-            hint = "; --ignore-errors recovers its intact tiles" if self.version >= 4 else ""
+            hint = ("; its intact tiles are recovered by `georsic decompress --ignore-errors`, "
+                    "georsic.decompress(..., ignore_errors=True) or georsic.open(..., "
+                    "recover=True)") if self.version >= 4 else ""
             raise self._fail("archive is truncated, damaged or has bytes appended (tile index "
                              f"footer missing){hint}")
         if offset + count * _ENTRY.size != size - _FOOTER.size or offset < self.data_start:

@@ -137,8 +137,10 @@ class Archive:
             f"archive:   {self.path} ({self._reader.size:,} bytes, {self.bpp:.4f} bpp)",
             f"raster:    {info.width} x {info.height}, {info.count} band(s) of {info.dtype}",
             f"crs:       {crs_name}",
-            f"bounds:    {left:.6g}, {bottom:.6g}, {right:.6g}, {top:.6g}",
-            f"pixel:     {info.transform[0]:.6g} x {-info.transform[4]:.6g}",
+            # 12 significant digits: whole to the millimetre on any projected coordinate, as
+            # --bounds takes them back (6 were 3 m off on a northing)
+            f"bounds:    {left:.12g}, {bottom:.12g}, {right:.12g}, {top:.12g}",
+            f"pixel:     {info.transform[0]:.12g} x {-info.transform[4]:.12g}",
             f"nodata:    {info.nodata} (mask: {info.mask_kind})",
             f"tiles:     {self.grid.cols} x {self.grid.rows} of {self.grid.size} px, "
             f"overlap {self.grid.overlap}",
@@ -498,9 +500,12 @@ class Archive:
     def read(self, window: Window | None = None, *, bounds=None, bounds_crs=None,
              device: str = "auto", prior: bool | TilePrior = False,
              fidelity: float = DEFAULT_FIDELITY, client=None,
-             threads: int | None = None, tiles_per_task: int | None = None) -> np.ndarray:
+             threads: int | None = None, tiles_per_task: int | None = None,
+             ignore_errors: bool = False) -> np.ndarray:
         """Decode a region (default: everything) to (bands, h, w) in the raster's dtype,
-        through the codebook prior at fidelity ``fidelity`` with ``prior``."""
+        through the codebook prior at fidelity ``fidelity`` with ``prior``; with
+        ``ignore_errors`` a tile that cannot be read or decoded reads as no-data (see
+        :meth:`blocks`)."""
         if bounds is not None:
             window = self.window_for(bounds, bounds_crs)
         window = self._clip(window or Window(0, 0, self.width, self.height))
@@ -508,14 +513,16 @@ class Archive:
         for block, values, invalid in self.blocks(window, device=device, prior=prior,
                                                   fidelity=fidelity, client=client,
                                                   threads=threads,
-                                                  tiles_per_task=tiles_per_task):
+                                                  tiles_per_task=tiles_per_task,
+                                                  ignore_errors=ignore_errors):
             y0, x0 = int(block.row_off - window.row_off), int(block.col_off - window.col_off)
             out[:, y0:y0 + int(block.height), x0:x0 + int(block.width)] = \
                 self.finalize(values, invalid)
         return out
 
     def to_xarray(self, *, device: str = "auto", prior: bool | str = False,
-                  fidelity: float = DEFAULT_FIDELITY, name: str | None = None):
+                  fidelity: float = DEFAULT_FIDELITY, name: str | None = None,
+                  ignore_errors: bool = False):
         """A lazy ``xarray.DataArray`` (band, y, x) of the decoded raster, backed by dask.
 
         One chunk per tile cell (:meth:`TileGrid.cell`); computing a chunk decodes the tiles
@@ -525,6 +532,9 @@ class Archive:
         (``.rio.crs``, ``.rio.transform()``, ``.rio.nodata``).  Runs on any dask scheduler,
         a ``distributed.Client`` included (its workers open the archive by path, or by URL
         for a remote archive, and fetch the tiles their chunks need themselves).
+        ``ignore_errors``: a tile that fails its checksum or cannot be decoded (or that an
+        archive opened with ``recover=True`` lost) reads as no-data, as with
+        :meth:`read`, instead of failing the computation.
         """
         import dask.array as da
         import rioxarray  # noqa: F401 - registers the .rio accessor
@@ -537,13 +547,13 @@ class Archive:
         path = self._location()
         recover = bool(getattr(self._reader, "recovered", False))
         token = tokenize(path.key if self.remote else path, self._reader.identity, device,
-                         prior, fidelity)
+                         prior, fidelity, bool(ignore_errors))
         name = name or f"georsic-{token}"
         tile_name = f"georsic-tile-{token}"
         graph: dict = {}
         for tile in self.grid:
             graph[(tile_name, tile.index)] = (decode_tiles, path, (tile.index,), device, prior,
-                                              fidelity, False, recover)
+                                              fidelity, bool(ignore_errors), recover)
         grid = self.grid
         for tile in grid:
             cell = grid.cell(tile)
