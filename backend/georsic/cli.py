@@ -423,7 +423,10 @@ def cmd_train_pack(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(benchmarks: bool = True) -> argparse.ArgumentParser:
+    """The command line's parser; ``benchmarks=False`` leaves out the options of ``georsic
+    bench``'s subcommands, whose modules import scipy and rasterio (what ``main`` does unless
+    the command is ``bench``: ``georsic --help`` and ``info`` start faster)."""
     from georsic import __version__
 
     parser = argparse.ArgumentParser(
@@ -588,6 +591,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_prior_parsers(train)
 
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="what", required=True)
+    if not benchmarks:
+        _plain_help(parser)
+        return parser
     from georsic.bench import memory, seams
 
     memory.add_parser(bench)
@@ -707,9 +713,14 @@ def _gdal_env():
     return rasterio.Env()
 
 
+def _command(argv: list[str]) -> str | None:
+    """The subcommand's name in ``argv`` (the top-level options take no values)."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    parser = build_parser()
+    parser = build_parser(benchmarks=_command(sys.argv[1:] if argv is None else argv) == "bench")
     try:
         args = parser.parse_args(argv)
     except InputError as exc:  # a --overviews or another value argparse could not take

@@ -20,14 +20,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from georsic.defaults import DEFAULT_FIDELITY
+from georsic.defaults import PRIOR_OVERLAP as DEFAULT_OVERLAP
+from georsic.defaults import PRIOR_WINDOW as DEFAULT_WINDOW
 from georsic.errors import GeorsicError, WeightsError
-
-#: Window edge and overlap (pixels) the prior runs on; multiples of every preset's stride.
-DEFAULT_WINDOW = 256
-DEFAULT_OVERLAP = 32
-#: The fidelity weight ``w`` when none is given (CLI ``--fidelity``, QGIS, API): chosen from
-#: `georsic bench prior` of code-rsic-s2 (benchmarks/results/prior_code-rsic-s2).
-DEFAULT_FIDELITY = 0.75
 
 
 class FidelityError(GeorsicError):
