@@ -243,12 +243,11 @@ def cmd_info(args) -> int:
 
 def cmd_models(args) -> int:
     from georsic.errors import WeightsError
-    from georsic.weights import default_model_id, installed_models, verify_entry
+    from georsic.weights import SEARCHED, default_model_id, installed_models, verify_entry
 
     models = installed_models()
     if not models:
-        raise WeightsError("no models are installed (looked in resources/weights and "
-                           "$GEORSIC_WEIGHTS)")
+        raise WeightsError(f"no models are installed (looked in {SEARCHED})")
     default = default_model_id()
     try:
         default_prior = default_model_id("prior")
