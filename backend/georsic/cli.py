@@ -423,9 +423,9 @@ def cmd_train_pack(args) -> int:
 
 
 def build_parser(benchmarks: bool = True) -> argparse.ArgumentParser:
-    """The command line's parser; ``benchmarks=False`` leaves out the options of ``georsic
-    bench``'s subcommands, whose modules import scipy and rasterio (what ``main`` does unless
-    the command is ``bench``: ``georsic --help`` and ``info`` start faster)."""
+    """The command line's parser.  ``benchmarks=False`` leaves out the subcommands of
+    ``georsic bench``, whose modules import scipy and rasterio: ``main`` builds them only for
+    ``georsic bench``, so that ``--help`` and ``info`` start faster."""
     from georsic import __version__
 
     parser = argparse.ArgumentParser(
