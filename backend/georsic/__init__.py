@@ -9,13 +9,15 @@
 
 __version__ = "0.1.0"
 
-from georsic import errors  # noqa: E402
+from georsic import _compressai, errors  # noqa: E402
 from georsic.defaults import (  # noqa: E402
     DEFAULT_OVERLAP,
     DEFAULT_QUALITY,
     DEFAULT_TILE_SIZE,
     QUALITY_LEVELS,
 )
+
+_compressai.install()  # the codec's CompressAI modules without the rest (torch_geometric, ...)
 
 #: What ``georsic.api`` provides here, imported on first use (PEP 562): the api needs rasterio
 #: and GDAL, which ``georsic.train`` does not, so a training machine can do without them.
@@ -30,7 +32,16 @@ __all__ = ["DEFAULT_OVERLAP", "DEFAULT_QUALITY", "DEFAULT_TILE_SIZE", "QUALITY_L
            "fit_quality", "open", "__version__", "batch_compress", "batch_decompress"]
 
 
+#: Of those, what :mod:`georsic.reader` alone provides: opening an archive (``georsic info``)
+#: imports neither torch nor the compressor.
+_READER_NAMES = ("Archive", "open")
+
+
 def __getattr__(name: str):
+    if name in _READER_NAMES:
+        from georsic import reader
+
+        return getattr(reader, name)
     if name in _API_NAMES:
         from georsic import api
 

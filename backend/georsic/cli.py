@@ -369,12 +369,11 @@ def cmd_stac(args) -> int:
 
 def cmd_models(args) -> int:
     from georsic.errors import WeightsError
-    from georsic.weights import default_model_id, installed_models, verify_entry
+    from georsic.weights import SEARCHED, default_model_id, installed_models, verify_entry
 
     models = installed_models()
     if not models:
-        raise WeightsError("no models are installed (looked in resources/weights and "
-                           "$GEORSIC_WEIGHTS)")
+        raise WeightsError(f"no models are installed (looked in {SEARCHED})")
     default = default_model_id()
     try:
         default_prior = default_model_id("prior")
@@ -577,7 +576,10 @@ def _prior_model(text: str) -> str:
     return text
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(benchmarks: bool = True) -> argparse.ArgumentParser:
+    """The command line's parser.  ``benchmarks=False`` leaves out the subcommands of
+    ``georsic bench``, whose modules import scipy and rasterio: ``main`` builds them only for
+    ``georsic bench``, so that ``--help`` and ``info`` start faster."""
     from georsic import __version__
 
     parser = argparse.ArgumentParser(
@@ -754,6 +756,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_prior_parsers(train)
 
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="what", required=True)
+    if not benchmarks:
+        _plain_help(parser)
+        return parser
     from georsic.bench import memory, seams
 
     memory.add_parser(bench)
@@ -873,9 +878,14 @@ def _gdal_env():
     return rasterio.Env()
 
 
+def _command(argv: list[str]) -> str | None:
+    """The subcommand's name in ``argv`` (the top-level options take no values)."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    parser = build_parser()
+    parser = build_parser(benchmarks=_command(sys.argv[1:] if argv is None else argv) == "bench")
     try:
         args = parser.parse_args(argv)
     except InputError as exc:  # a --overviews or another value argparse could not take

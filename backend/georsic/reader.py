@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import rasterio
@@ -19,10 +20,9 @@ from rasterio.windows import Window
 from georsic import headercheck
 from georsic.archive import ArchiveReader, unpack_sections
 from georsic.bandmap import BandMapping
-from georsic.codec import get_codec, resolve_device, thread_invariant
 from georsic.control import Cancel, Progress, check_cancel
+from georsic.defaults import DEFAULT_FIDELITY
 from georsic.errors import ArchiveError, GeorsicError, InputError, TileError, WeightsError
-from georsic.masks import decode_mask
 from georsic.parallel import (
     blocks as tile_blocks,
 )
@@ -40,11 +40,16 @@ from georsic.parallel import (
     tiles_per_task,
     torch_threads,
 )
-from georsic.prior.restore import DEFAULT_FIDELITY, TilePrior, check_fidelity, load_tile_prior
 from georsic.rasterinfo import RasterInfo
 from georsic.remote import RemoteLocation, is_url
 from georsic.tiling import Piece, Tile, TileGrid, blend, intersect
 from georsic.weights import find_model, installed_models
+
+if TYPE_CHECKING:
+    from georsic.prior.restore import TilePrior
+
+# torch, CompressAI and the codebook prior (georsic.codec, georsic.masks, georsic.prior) are
+# imported where a tile is decoded: opening an archive, its header and checksums need none.
 
 
 def _fit_note(fit: dict | None) -> str:
@@ -249,6 +254,8 @@ class Archive:
             raise self._tile_error(tile, exc) from None
         if prior is not None:  # outside the tile-error net: a failing prior is not a bad tile
             images = [prior(image) for image in images]
+        from georsic.masks import decode_mask
+
         try:
             invalid = decode_mask(sections[0], self.planes, h, w, self._reader.version)
             values = self.mapping.decode(images, h, w).astype(np.float32)
@@ -289,6 +296,8 @@ class Archive:
         as :func:`~georsic.parallel.tiles_per_task` chooses).  On a cluster the workers load
         the prior themselves, the weights found and checked by the sha256 of the one given.
         """
+        from georsic.codec import resolve_device
+
         if tiles_per_task is not None:
             check_tiles_per_task(tiles_per_task)
         window = self._clip(window or Window(0, 0, self.width, self.height))
@@ -331,6 +340,8 @@ class Archive:
                 cancel: Cancel | None) -> Iterator[Piece | None]:
         """The decoded piece of each tile in order (None for a tile lost with
         ``ignore_errors``), decoded as tasks of a block of tiles where the caller asked."""
+        from georsic.codec import resolve_device
+
         if client is None and threads is None:
             threads = 1 if resolve_device(device) != "cpu" else cores()
         per_tile = 1
@@ -388,6 +399,8 @@ class Archive:
         (no prior, a CPU codec in ONNX Runtime, an exact entropy path)."""
         # no codec is loaded here: this may be a thread that only waits on the tasks (a
         # QGIS task's), and a codec left in its thread-local storage crashed QGIS at its end
+        from georsic.codec import resolve_device, thread_invariant
+
         return not prior and thread_invariant(self.entropy, resolve_device(device))
 
     def _task_prior(self, prior: bool | str | TilePrior, fidelity: float, device: str,
@@ -395,6 +408,8 @@ class Archive:
         """The prior as tasks get it: in-process loaded here, before any task (a missing prior
         fails first; the threads share it and its lock), a :class:`PriorSpec` for a
         cluster's workers."""
+        from georsic.prior.restore import TilePrior, check_fidelity
+
         if client is None:
             return self.tile_prior(prior, fidelity, device)
         if isinstance(prior, PriorSpec):
@@ -427,6 +442,9 @@ class Archive:
         on ``device`` for ``True``, or the prior of that model id for a string (a one-line
         error when none is installed or ``fidelity`` is outside [0, 1]); a given
         :class:`TilePrior` as it is; a :class:`PriorSpec` loaded here."""
+        from georsic.codec import resolve_device
+        from georsic.prior.restore import TilePrior, check_fidelity, load_tile_prior
+
         if isinstance(prior, TilePrior):
             return prior
         if isinstance(prior, PriorSpec):
@@ -455,6 +473,8 @@ class Archive:
         try:
             entry = self._weights()
             if decode:
+                from georsic.codec import get_codec, resolve_device
+
                 codec = get_codec(entry, resolve_device(device))
         except WeightsError as exc:
             problems.append(exc)
@@ -540,6 +560,8 @@ class Archive:
         import rioxarray  # noqa: F401 - registers the .rio accessor
         import xarray as xr
         from dask.base import tokenize
+
+        from georsic.prior.restore import check_fidelity
 
         check_fidelity(fidelity)
         if prior:  # tasks carry which weights (by sha256); each worker loads them itself
@@ -644,6 +666,9 @@ class PriorSpec:
     def load(self, device: str = "auto") -> TilePrior:
         """The prior on this process, its weights those of :attr:`sha256` (the file checked
         against it); a one-line :class:`WeightsError` when this machine lacks them."""
+        from georsic.codec import resolve_device
+        from georsic.prior.restore import load_tile_prior
+
         ids = [e.id for e in installed_models() if e.sha256 == self.sha256 and e.kind == "prior"]
         if not ids:
             raise WeightsError(f"prior {self.model_id!r} with weights sha256 {self.sha256[:16]}"

@@ -4,8 +4,10 @@ The manifest lists, for each model id, its file, sha256, architecture and config
 was trained and its measured rate-distortion.  Archives record the sha256 of the weights they
 were made with; decoding looks the weights up by that hash, never by name alone.
 
-Weights are searched in ``$GEORSIC_WEIGHTS`` (a folder, if set) and in the project's
-``resources/weights``.  Nothing is ever downloaded.
+Weights are searched in ``$GEORSIC_WEIGHTS`` (a folder, if set), in the project's
+``resources/weights`` (a source checkout, an editable install) and in ``georsic_weights``
+beside the installed package (a wheel: the same folder as a data package).  Nothing is ever
+downloaded.
 """
 
 from __future__ import annotations
@@ -37,12 +39,27 @@ class ModelEntry:
     info: dict = field(default_factory=dict, compare=False)
 
 
+#: The folder of the shipped models beside the installed package (pyproject.toml maps
+#: ``resources/weights`` to this data package in a wheel).
+PACKAGE = "georsic_weights"
+SEARCHED = f"$GEORSIC_WEIGHTS, resources/weights and the installed {PACKAGE}"
+"""Where weights are looked for, as messages say it."""
+
+
 def weights_dirs() -> list[Path]:
+    """The folders holding a manifest, in search order, each once."""
     dirs = []
     if os.environ.get("GEORSIC_WEIGHTS"):
         dirs.append(Path(os.environ["GEORSIC_WEIGHTS"]))
-    dirs.append(Path(__file__).resolve().parents[2] / "resources" / "weights")
-    return [d for d in dirs if (d / MANIFEST).is_file()]
+    package = Path(__file__).resolve().parent
+    # a source checkout's, then the wheel's: the one beside this very package, not another
+    # copy elsewhere on the path
+    dirs += [package.parents[1] / "resources" / "weights", package.parent / PACKAGE]
+    found: list[Path] = []
+    for folder in dirs:
+        if (folder / MANIFEST).is_file() and folder.resolve() not in {f.resolve() for f in found}:
+            found.append(folder)
+    return found
 
 
 def read_manifest(folder: Path) -> dict:
@@ -69,8 +86,7 @@ def default_model_id(kind: str = "codec") -> str:
         default = read_manifest(folder).get("default", {}).get(kind)
         if default:
             return default
-    raise WeightsError(f"no default {kind} model is installed (looked in resources/weights "
-                       "and $GEORSIC_WEIGHTS)")
+    raise WeightsError(f"no default {kind} model is installed (looked in {SEARCHED})")
 
 
 def find_model(model_id: str | None = None, sha256: str | None = None,

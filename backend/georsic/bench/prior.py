@@ -468,7 +468,8 @@ def _speed_image(paths: list[Path]) -> Path:
 
 
 def add_parser(subparsers) -> None:
-    from georsic.prior.restore import DEFAULT_OVERLAP, DEFAULT_WINDOW
+    from georsic.defaults import PRIOR_OVERLAP as DEFAULT_OVERLAP
+    from georsic.defaults import PRIOR_WINDOW as DEFAULT_WINDOW
 
     p = subparsers.add_parser("prior", help="ELIC alone against ELIC + codebook prior",
                               description=__doc__.splitlines()[0])

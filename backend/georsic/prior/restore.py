@@ -21,6 +21,8 @@ import numpy as np
 import torch
 
 from georsic.defaults import DEFAULT_FIDELITY
+from georsic.defaults import PRIOR_OVERLAP as DEFAULT_OVERLAP
+from georsic.defaults import PRIOR_WINDOW as DEFAULT_WINDOW
 from georsic.errors import GeorsicError, WeightsError
 
 #: Mean HSV saturation of its input images above which the prior is said not to suit a raster:
@@ -28,10 +30,6 @@ from georsic.errors import GeorsicError, WeightsError
 #: benchmark images); a classified map rendered to RGB about 0.8, where the prior cost 2.1-3.6
 #: dB and took a third of the colour spread (benchmarks/prior_content.py, docs/prior.md).
 VIVID_SATURATION = 0.5
-
-#: Window edge and overlap (pixels) the prior runs on; multiples of every preset's stride.
-DEFAULT_WINDOW = 256
-DEFAULT_OVERLAP = 32
 
 
 class FidelityError(GeorsicError):
