@@ -91,3 +91,25 @@ def test_sigmoid_table_is_correctly_rounded():
         expected = 1.0 / (1.0 + math.exp(-x))
         assert abs(float(table[k + steps]) - expected) <= 2**-24 * max(expected, 2**-10)
     assert float(table[steps]) == 0.5
+
+
+def test_eight_bit_synthesis_for_fine_tuning(g_s, exact):
+    """The quantisation-aware copy (georsic.train.synthesis_qat): inputs on 256 levels,
+    8-bit weights, gradients through both."""
+    from georsic.train.synthesis_qat import QuantConv, quantized_synthesis
+
+    amax = {name: 4.0 for name, m in g_s.named_modules()
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))}
+    model = quantized_synthesis(g_s, amax, levels=255)
+    convs = [m for m in model.modules() if isinstance(m, QuantConv)]
+    assert len(convs) == len(amax) == len(exact.convs)
+    latent = _latent(g_s, 3, 4, seed=7).requires_grad_(True)
+    out = model(latent)
+    assert out.shape == (1, 3, 48, 64)
+    out.square().mean().backward()
+    assert latent.grad is not None and float(latent.grad.abs().sum()) > 0
+    layer = convs[0]
+    x = torch.linspace(-6, 6, 97).reshape(1, 1, 97, 1).expand(1, layer.conv.in_channels, 97, 1)
+    levels = torch.unique(torch.round(x / layer.step).clamp(layer.low, layer.high))
+    assert len(levels) <= 256
+    assert torch.equal(layer.quantized_weight(), layer.quantized_weight().detach())
