@@ -155,11 +155,15 @@ def cmd_compress(args) -> int:
             args.input, args.output, **_quality_kwargs(args), tile_size=args.tile_size,
             overlap=args.overlap, device=args.device, model=args.model, refine=args.refine,
             overwrite=args.overwrite, client=client, tiles_per_task=args.tiles_per_task,
-            progress=ProgressBar("compress", args.quiet))
+            progress=ProgressBar("compress", args.quiet), pyramid_levels=args.pyramid)
     _report_fit(summary, args.quiet)
     if not args.quiet:
         print(f"{summary.path}: {summary.bytes:,} bytes, {summary.bpp:.4f} bpp, "
               f"{summary.tiles} tiles, quality {summary.quality:.2f}, {summary.seconds:.1f} s")
+        if summary.pyramid_factors:
+            print(f"pyramid: factors {', '.join(map(str, summary.pyramid_factors))}, "
+                  f"{summary.pyramid_bytes:,} bytes ({100 * summary.pyramid_share:.2f} % of "
+                  "the archive)")
     return 0
 
 
@@ -443,6 +447,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     _add_cluster(p)
     _add_tiles_per_task(p)
+    p.add_argument("--pyramid", default="auto", metavar="auto|none|F,F,...",
+                   help="overview pyramid stored in the archive for in-place viewing: auto "
+                        "(factors 4, 16, 64 ... down to at most 512 px), none, or factors "
+                        "(default: auto)")
     p.set_defaults(func=cmd_compress)
 
     p = sub.add_parser("decompress", help="decode an archive to a GeoTIFF")

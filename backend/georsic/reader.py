@@ -16,7 +16,7 @@ import rasterio
 from rasterio.errors import CRSError
 from rasterio.windows import Window
 
-from georsic import headercheck
+from georsic import headercheck, pyramid
 from georsic.archive import ArchiveReader, unpack_sections
 from georsic.bandmap import BandMapping
 from georsic.codec import get_codec, resolve_device, thread_invariant
@@ -85,14 +85,18 @@ class Archive:
                                  int(tiling["overlap"]))
             self.codec_info = header["codec"]
             self.planes = int(header["mask"]["planes"])
+            #: Every level, full resolution first (:mod:`georsic.pyramid`).
+            self.levels = pyramid.levels(header) if self._reader.version >= 5 else \
+                [pyramid.Level(1, self.grid, 0)]
             self.info.crs  # noqa: B018 - a WKT that does not parse fails here, not mid-decode
         except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError,
                 CRSError) as exc:
             raise ArchiveError(f"{name}: archive header is incomplete or damaged "
                                f"({' '.join(str(exc).split())[:200]})") from None
-        if len(self.grid) != self._reader.tile_count:
+        records = self.levels[-1].first + len(self.levels[-1].grid)
+        if records != self._reader.tile_count:
             raise ArchiveError(f"{name}: archive holds {self._reader.tile_count} "
-                               f"tiles, its header describes {len(self.grid)}")
+                               f"tiles, its header describes {records}")
 
     # ---- metadata
     path = property(lambda self: self._reader.path)
@@ -194,10 +198,24 @@ class Archive:
         return TileError(f"{self.path.name}: tile {tile.index} (row {tile.row}, col "
                          f"{tile.col}) cannot be decoded: {exc}", tile.index)
 
-    def _tile_sections(self, tile: Tile) -> list[bytes]:
-        """The tile's sections (mask, lossless bands, streams), checksum and count checked."""
+    def overviews(self) -> list[int]:
+        """Decimation factors of the pyramid stored in the archive (rasterio's convention:
+        ``[4, 16]``; empty for an archive without one, every version before 5 included)."""
+        return [level.factor for level in self.levels[1:]]
+
+    @property
+    def pyramid_bytes(self) -> int:
+        """Bytes of the pyramid's tile records and index entries."""
+        from georsic.archive import _ENTRY, _RECORD
+
+        sizes = self._reader.tile_sizes()[len(self.grid):]
+        return sum(sizes) + len(sizes) * (_RECORD.size + _ENTRY.size)
+
+    def _tile_sections(self, tile: Tile, number: int | None = None) -> list[bytes]:
+        """The tile's sections (mask, lossless bands, streams), checksum and count checked;
+        ``number``: its record number, when it is a pyramid tile."""
         try:
-            payload = self._reader.read_tile(tile.index)
+            payload = self._reader.read_tile(tile.index if number is None else number)
         except TileError as exc:  # say where the tile is, as a decoding error does
             where = f"tile {tile.index} (row {tile.row}, col {tile.col})"
             raise TileError(str(exc).replace(f"tile {tile.index}", where, 1),
@@ -212,10 +230,11 @@ class Archive:
         return sections
 
     def _decode_tile(self, tile: Tile, codec, prior: TilePrior | None = None,
-                     ) -> tuple[np.ndarray, np.ndarray | None]:
+                     number: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """Decode one tile; with ``prior`` each codec image goes through the codebook prior
-        before the inverse band mapping (any band count, the codec's band mapping)."""
-        sections = self._tile_sections(tile)
+        before the inverse band mapping (any band count, the codec's band mapping).
+        ``number``: the tile's record number, when it is a tile of a pyramid level."""
+        sections = self._tile_sections(tile, number)
         h, w = int(tile.window.height), int(tile.window.width)
         per_image = int(self.codec_info["streams_per_image"])
         try:
@@ -451,12 +470,24 @@ class Archive:
     def read(self, window: Window | None = None, *, bounds=None, bounds_crs=None,
              device: str = "auto", prior: bool | TilePrior = False,
              fidelity: float = DEFAULT_FIDELITY, client=None,
-             threads: int | None = None, tiles_per_task: int | None = None) -> np.ndarray:
+             threads: int | None = None, tiles_per_task: int | None = None,
+             out_shape: tuple[int, ...] | None = None) -> np.ndarray:
         """Decode a region (default: everything) to (bands, h, w) in the raster's dtype,
-        through the codebook prior at fidelity ``fidelity`` with ``prior``."""
+        through the codebook prior at fidelity ``fidelity`` with ``prior``.
+
+        ``out_shape`` ((h, w) or (bands, h, w), rasterio's convention): the region resampled
+        to that shape, read from the coarsest pyramid level at least as fine as it (nearest
+        pixel from there; :func:`georsic.inplace.read_window`), through the process's shared
+        cache of decoded tiles.  At the region's own shape this is the full-resolution read.
+        """
         if bounds is not None:
             window = self.window_for(bounds, bounds_crs)
         window = self._clip(window or Window(0, 0, self.width, self.height))
+        if out_shape is not None:
+            from georsic.inplace import read_window
+
+            return read_window(self, window, _shape(out_shape, self.count), prior=prior,
+                               fidelity=fidelity)
         out = np.empty((self.count, int(window.height), int(window.width)), dtype=self.dtype)
         for block, values, invalid in self.blocks(window, device=device, prior=prior,
                                                   fidelity=fidelity, client=client,
@@ -538,6 +569,20 @@ def open(path: str | Path, *, recover: bool = False) -> Archive:  # noqa: A001 -
     scanning for its tile records; tiles not found raise a :class:`TileError` when read.
     """
     return Archive(path, recover=recover)
+
+
+def _shape(out_shape, count: int) -> tuple[int, int]:
+    """(h, w) of a rasterio-style ``out_shape`` ((h, w) or (bands, h, w))."""
+    try:
+        shape = tuple(int(v) for v in out_shape)
+    except (TypeError, ValueError):
+        shape = ()
+    if len(shape) == 3 and shape[0] == count:
+        shape = shape[1:]
+    if len(shape) != 2 or min(shape) <= 0:
+        raise InputError(f"out_shape must be (height, width) or ({count}, height, width) with "
+                         f"positive sizes, not {out_shape!r}")
+    return shape
 
 
 def _checked_bounds(bounds) -> tuple[float, float, float, float]:
