@@ -245,6 +245,16 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_vrt(args) -> int:
+    from georsic.vrt import export_lines, write_vrt
+
+    path = write_vrt(args.input, args.output, prior=args.prior,
+                     fidelity=args.fidelity if args.prior else None, overwrite=args.overwrite)
+    print(f"# {path}: open it in GDAL, rasterio or QGIS with this environment")
+    print("\n".join(export_lines()))
+    return 0
+
+
 def cmd_models(args) -> int:
     from georsic.errors import WeightsError
     from georsic.weights import default_model_id, installed_models, verify_entry
@@ -479,6 +489,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input")
     p.add_argument("--json", action="store_true", help="the whole header as JSON")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("vrt", help="write a VRT that opens an archive in place in GDAL, "
+                       "rasterio or QGIS (no decompressed copy), and print the environment "
+                       "it needs")
+    p.add_argument("input", help="the .grsc archive")
+    p.add_argument("output", nargs="?", help="the VRT (default: the archive's name, .vrt)")
+    p.add_argument("--prior", nargs="?", const=True, default=False, metavar="MODEL",
+                   help="decode through the codebook prior (the default prior, or MODEL)")
+    p.add_argument("--fidelity", type=float, default=0.75,
+                   help="prior fidelity weight w in [0, 1] (with --prior; default 0.75)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    p.set_defaults(func=cmd_vrt)
 
     p = sub.add_parser("verify", help="check archives: every tile's checksum and the weights "
                                       "they need (--decode: decode every tile too)")

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from rasterio.windows import Window
 
-from georsic.pyramid import Level, choose
+from georsic.pyramid import Level
 from georsic.tiling import Piece, blend
 
 #: Environment variable: the cache's bound in MiB.
@@ -161,14 +161,31 @@ def pieces(archive, level: Level, window: Window, prior=None) -> list[Piece]:
     return found
 
 
-def read_level(archive, level: Level, window: Window, prior=None) -> np.ndarray:
-    """``window`` (pixels of ``level``) decoded to (bands, h, w) in the raster's dtype."""
+def read_level(archive, level: Level, window: Window, prior=None, with_mask: bool = False):
+    """``window`` (pixels of ``level``) decoded to (bands, h, w) in the raster's dtype; with
+    ``with_mask`` also its validity (h, w), 255 where any band is valid, else 0."""
     from georsic.parallel import torch_threads
 
     with torch_threads(1):
         found = pieces(archive, level, window, prior)
     values, invalid = blend(window, found, archive.count, archive.planes)
-    return archive.finalize(values, invalid)
+    data = archive.finalize(values, invalid)
+    if not with_mask:
+        return data
+    mask = np.full(data.shape[1:], 255, np.uint8)
+    if invalid is not None:
+        mask[invalid.all(axis=0)] = 0
+    return data, mask
+
+
+def choose_level(levels: list[Level], window: Window, shape: tuple[int, int]) -> Level:
+    """The coarsest level whose pixels under ``window`` are at least ``shape`` (h, w)."""
+    best = levels[0]
+    for level in levels[1:]:
+        cover = level_window(level, window)
+        if cover.height >= shape[0] and cover.width >= shape[1]:
+            best = level
+    return best
 
 
 def level_window(level: Level, window: Window) -> Window:
@@ -189,24 +206,24 @@ def _sample(length: float, offset: float, out: int, factor: int, start: int,
 
 
 def read_window(archive, window: Window, shape: tuple[int, int], prior=False,
-                fidelity: float | None = None) -> np.ndarray:
+                fidelity: float | None = None, with_mask: bool = False):
     """``window`` (full-resolution pixels) resampled to ``shape`` (h, w): read from the
     coarsest level at least as fine as the output (nearest pixel from there), or at full
-    resolution when ``shape`` is the window's own."""
+    resolution when ``shape`` is the window's own.  With ``with_mask``: ``(data, mask)``,
+    the mask (h, w) 255 where valid, as :func:`read_level`."""
     from georsic.prior.restore import DEFAULT_FIDELITY
 
     tile_prior = archive.tile_prior(prior, DEFAULT_FIDELITY if fidelity is None else fidelity,
                                     "cpu") if prior is not None else None
     height, width = shape
-    ratio = min(window.width / width, window.height / height)
-    level = choose(archive.levels, ratio)
+    level = choose_level(archive.levels, window, shape)
     source = level_window(level, window)
-    data = read_level(archive, level, source, tile_prior)
-    if level.factor == 1 and (int(source.width), int(source.height)) == (width, height):
-        return data
-    rows = _sample(window.height, window.row_off, height, level.factor, int(source.row_off),
-                   int(source.height))
-    cols = _sample(window.width, window.col_off, width, level.factor, int(source.col_off),
-                   int(source.width))
-    return data[:, rows[:, None], cols[None, :]]
+    data, mask = read_level(archive, level, source, tile_prior, with_mask=True)
+    if (int(source.height), int(source.width)) != (height, width):
+        rows = _sample(window.height, window.row_off, height, level.factor,
+                       int(source.row_off), int(source.height))
+        cols = _sample(window.width, window.col_off, width, level.factor,
+                       int(source.col_off), int(source.width))
+        data, mask = data[:, rows[:, None], cols[None, :]], mask[rows[:, None], cols[None, :]]
+    return (data, mask) if with_mask else data
 

@@ -118,11 +118,3 @@ def record_count(header: dict) -> int:
     last = levels(header)[-1]
     return last.first + len(last.grid)
 
-
-def choose(levels_: Sequence[Level], ratio: float) -> Level:
-    """The coarsest level at least as fine as a read that shrinks by ``ratio``."""
-    best = levels_[0]
-    for level in levels_:
-        if level.factor <= ratio * (1 + 1e-9):
-            best = level
-    return best

@@ -499,7 +499,8 @@ class Archive:
         return out
 
     def to_xarray(self, *, device: str = "auto", prior: bool | str = False,
-                  fidelity: float = DEFAULT_FIDELITY, name: str | None = None):
+                  fidelity: float = DEFAULT_FIDELITY, name: str | None = None,
+                  level: int = 1):
         """A lazy ``xarray.DataArray`` (band, y, x) of the decoded raster, backed by dask.
 
         One chunk per tile cell (:meth:`TileGrid.cell`); computing a chunk decodes the tiles
@@ -508,7 +509,12 @@ class Archive:
         Coordinates are pixel centres; CRS, transform and no-data follow rioxarray
         (``.rio.crs``, ``.rio.transform()``, ``.rio.nodata``).  Runs on any dask scheduler,
         a ``distributed.Client`` included (its workers open the archive by path).
+
+        ``level``: a pyramid factor (:meth:`overviews`) for that coarse level instead, one
+        chunk per tile cell of the level, its transform scaled by the factor.
         """
+        if level != 1:
+            return self._level_xarray(level, prior, fidelity, name)
         import dask.array as da
         import rioxarray  # noqa: F401 - registers the .rio accessor
         import xarray as xr
@@ -542,6 +548,45 @@ class Archive:
         t = self.transform
         x = t.c + t.a * (np.arange(self.width) + 0.5)
         y = t.f + t.e * (np.arange(self.height) + 0.5)
+        array = xr.DataArray(data, dims=("band", "y", "x"),
+                             coords={"band": np.arange(1, self.count + 1), "y": y, "x": x},
+                             name=self.path.stem)
+        if self.info.crs is not None:
+            array = array.rio.write_crs(self.info.crs)
+        array = array.rio.write_transform(t)
+        if self.info.nodata is not None:
+            array = array.rio.write_nodata(self.info.nodata)
+        return array
+
+    def _level_xarray(self, factor: int, prior, fidelity: float, name: str | None):
+        """:meth:`to_xarray` of the pyramid level of ``factor``."""
+        import dask.array as da
+        import rioxarray  # noqa: F401 - registers the .rio accessor
+        import xarray as xr
+        from dask.base import tokenize
+
+        found = [lv for lv in self.levels if lv.factor == factor]
+        if not found:
+            raise InputError(f"{self.path.name} has no pyramid level {factor!r} (levels: "
+                             f"{', '.join(map(str, [1, *self.overviews()]))})")
+        lv = found[0]
+        check_fidelity(fidelity)
+        path = str(self.path.resolve())
+        recover = bool(getattr(self._reader, "recovered", False))
+        token = tokenize(path, self.path.stat().st_mtime_ns, factor, prior, fidelity)
+        name = name or f"georsic-{factor}-{token}"
+        cells = [lv.grid.cell(tile) for tile in lv.grid]
+        graph = {(name, 0, tile.row, tile.col): (_level_cell, path, recover, factor, prior,
+                                                 fidelity, cell.col_off, cell.row_off,
+                                                 cell.width, cell.height)
+                 for tile, cell in zip(lv.grid, cells, strict=True)}
+        chunks = ((self.count,),
+                  tuple(int(cells[r * lv.grid.cols].height) for r in range(lv.grid.rows)),
+                  tuple(int(cells[c].width) for c in range(lv.grid.cols)))
+        data = da.Array(graph, name, chunks, dtype=self.dtype)
+        t = self.transform * rasterio.Affine.scale(factor)
+        x = t.c + t.a * (np.arange(lv.width) + 0.5)
+        y = t.f + t.e * (np.arange(lv.height) + 0.5)
         array = xr.DataArray(data, dims=("band", "y", "x"),
                              coords={"band": np.arange(1, self.count + 1), "y": y, "x": x},
                              name=self.path.stem)
@@ -700,6 +745,17 @@ def _neighbours(grid: TileGrid, tile: Tile) -> list[Tile]:
     """The tile and those above and to the left of it, whose overlaps may reach its cell."""
     return [grid.tile(r * grid.cols + c) for r in (tile.row - 1, tile.row) if r >= 0
             for c in (tile.col - 1, tile.col) if c >= 0]
+
+
+def _level_cell(path: str, recover: bool, factor: int, prior, fidelity: float, col: int,
+                row: int, width: int, height: int) -> np.ndarray:
+    """A chunk of a pyramid level's :meth:`Archive.to_xarray`: its pixels, in place."""
+    from georsic.inplace import read_level
+
+    archive = _thread_archive(path, recover)
+    level = next(lv for lv in archive.levels if lv.factor == factor)
+    tile_prior = archive.tile_prior(prior, fidelity, "cpu")
+    return read_level(archive, level, Window(col, row, width, height), tile_prior)
 
 
 def _cell_values(path: str, recover: bool, col: int, row: int, width: int, height: int,
