@@ -584,7 +584,7 @@ class Archive:
                   tuple(int(cells[r * lv.grid.cols].height) for r in range(lv.grid.rows)),
                   tuple(int(cells[c].width) for c in range(lv.grid.cols)))
         data = da.Array(graph, name, chunks, dtype=self.dtype)
-        t = self.transform * rasterio.Affine.scale(factor)
+        t = self.transform @ rasterio.Affine.scale(factor)
         x = t.c + t.a * (np.arange(lv.width) + 0.5)
         y = t.f + t.e * (np.arange(lv.height) + 0.5)
         array = xr.DataArray(data, dims=("band", "y", "x"),
