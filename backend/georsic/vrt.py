@@ -227,6 +227,9 @@ def _window_data(path: str, xoff: int, yoff: int, xsize: int, ysize: int,
     from georsic.inplace import read_window
     from georsic.reader import _thread_archive
 
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"archive {path} does not exist (the VRT names it by its "
+                                "absolute path: write the VRT again where the archive is now)")
     archive = _thread_archive(str(Path(path).resolve()), False)
     if factor != 1:  # the overview's pixels to full-resolution ones
         xoff, yoff = xoff * factor, yoff * factor
