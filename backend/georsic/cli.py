@@ -628,6 +628,9 @@ def build_parser() -> argparse.ArgumentParser:
     from georsic.bench import speed
 
     speed.add_parser(bench)
+    from georsic.bench import view
+
+    view.add_parser(bench)
     try:
         from georsic.bench import fuzz
     except ImportError:  # as rd below: the fuzzer needs rasterio

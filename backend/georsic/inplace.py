@@ -135,7 +135,8 @@ def _pool() -> ThreadPoolExecutor:
 
 def pieces(archive, level: Level, window: Window, prior=None) -> list[Piece]:
     """The decoded tiles of ``level`` under ``window`` (level pixels), in tile order: from
-    :data:`CACHE`, the missing ones decoded at once, one per core."""
+    :data:`CACHE`, the missing ones decoded at once on a pool of one thread per core (a tile
+    alone gets every core where its bits do not depend on the thread count)."""
     identity, key = _identity(archive), _prior_key(prior)
     tiles = level.grid.tiles_in(window)
     keys = [(identity, level.factor, tile.index, key) for tile in tiles]
@@ -144,17 +145,14 @@ def pieces(archive, level: Level, window: Window, prior=None) -> list[Piece]:
     if missing:
         from georsic.parallel import cores, tile_threads
 
+        # always on the pool's threads, whose codecs stay loaded between reads
         invariant = archive._thread_invariant("cpu", prior)
-        at_once, per_tile = tile_threads(cores(), len(missing), invariant)
-        if at_once <= 1:
-            decoded = [_decode(archive, level, tiles[i].index, prior, per_tile)
-                       for i in missing]
-        else:
-            path = str(archive.path.resolve())
-            recover = bool(getattr(archive._reader, "recovered", False))
-            futures = [_pool().submit(_decode_task, path, recover, level, tiles[i].index,
-                                      prior, per_tile) for i in missing]
-            decoded = [future.result() for future in futures]
+        _, per_tile = tile_threads(cores(), len(missing), invariant)
+        path = str(archive.path.resolve())
+        recover = bool(getattr(archive._reader, "recovered", False))
+        futures = [_pool().submit(_decode_task, path, recover, level, tiles[i].index,
+                                  prior, per_tile) for i in missing]
+        decoded = [future.result() for future in futures]
         for i, piece in zip(missing, decoded, strict=True):
             CACHE.put(keys[i], piece)
             found[i] = piece
