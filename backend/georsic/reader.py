@@ -142,6 +142,12 @@ class Archive:
         ]
         if any(info.descriptions):
             lines.append("bands:     " + ", ".join(d or "-" for d in info.descriptions))
+        if self.overviews():
+            lines.append("pyramid:   " + ", ".join(
+                f"{lv.factor} ({lv.width}x{lv.height})" for lv in self.levels[1:])
+                + f", {self.pyramid_bytes:,} bytes "
+                f"({100 * self.pyramid_bytes / self._reader.size:.2f} %); read in place "
+                "(georsic vrt)")
         if info.overviews:
             lines.append("overviews: " + ", ".join(map(str, info.overviews))
                          + " (rebuilt on decompression)")
