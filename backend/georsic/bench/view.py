@@ -132,16 +132,18 @@ def measure(archive_path: Path, vrt_path: Path) -> dict:
     height = max(1, round(archive.height * width / archive.width))
     grid = archive.grid
     centre = grid.tile((grid.rows // 2) * grid.cols + grid.cols // 2)
-    window = Window(int(centre.window.col_off) + grid.overlap,
-                    int(centre.window.row_off) + grid.overlap, 512, 512)
+    x0 = int(centre.window.col_off) + grid.overlap
+    y0 = int(centre.window.row_off) + grid.overlap
+    window = Window(x0, y0, min(512, archive.width - x0), min(512, archive.height - y0))
+    patch = (int(window.height), int(window.width))
     # the first reads of a process load the codec on each decoding thread: measured apart
     out["first_read"], _ = _timed(lambda: _warm(archive))
     _cold()
     out["overview_api"], small = _median(lambda: archive.read(out_shape=(height, width)))
     out["overview_level"] = inplace.choose_level(archive.levels, Window(0, 0, archive.width,
                                                  archive.height), (height, width)).factor
-    out["window_cold_api"], pixels = _median(lambda: archive.read(window, out_shape=(512, 512)))
-    out["window_warm_api"], _ = _median(lambda: archive.read(window, out_shape=(512, 512)),
+    out["window_cold_api"], pixels = _median(lambda: archive.read(window, out_shape=patch))
+    out["window_warm_api"], _ = _median(lambda: archive.read(window, out_shape=patch),
                                         cold=False)
     out["tile_decode"], _ = _median(lambda: inplace._decode(archive, archive.levels[0],
                                                             centre.index, None, 1))
@@ -167,6 +169,7 @@ def measure(archive_path: Path, vrt_path: Path) -> dict:
     out["size"] = (archive.width, archive.height)
     out["tile"] = (grid.size, grid.overlap)
     out["out_shape"] = (height, width)
+    out["window"] = patch
     return out
 
 
@@ -190,8 +193,8 @@ def table(figures: dict, command: str, compress_s: float | None) -> str:
         f"| open | {ms(f['open_api'])} | {ms(f['open_vrt'])} |",
         f"| whole extent at {f['out_shape'][1]} x {f['out_shape'][0]} px, cold (pyramid "
         f"level {f['overview_level']}) | {ms(f['overview_api'])} | {ms(f['overview_vrt'])} |",
-        f"| full-resolution 512 x 512 window, cold | {ms(f['window_cold_api'])} | "
-        f"{ms(f['window_cold_vrt'])} |",
+        f"| full-resolution {f['window'][1]} x {f['window'][0]} window, cold | "
+        f"{ms(f['window_cold_api'])} | {ms(f['window_cold_vrt'])} |",
         f"| the same window, warm | {ms(f['window_warm_api'])} | "
         f"{ms(f['window_warm_vrt'])} |",
         f"| one full-resolution tile's decode (1 thread) | {ms(f['tile_decode'])} | |",
