@@ -177,3 +177,21 @@ def test_bad_out_shape_and_bad_pyramid_are_one_line(pyramid_archive, tmp_path, a
     assert run.stderr.strip().splitlines() == [
         "georsic: error: pyramid factors must be whole numbers of at least 2, got [1]"]
     assert not (tmp_path / "x.grsc").exists()
+
+
+def test_a_damaged_pyramid_tile_is_named_and_full_resolution_still_reads(tmp_path,
+                                                                          pyramid_archive):
+    from testdata import damaged_copy
+
+    from georsic.errors import TileError
+
+    path, decoded, _ = pyramid_archive
+    damaged = damaged_copy(path, tmp_path / "damaged.grsc", 16)  # the pyramid's one tile
+    archive = georsic.open(damaged)
+    problems = archive.verify()
+    assert len(problems) == 1
+    assert "tile 0 (row 0, col 0) of pyramid level 4 is corrupt" in str(problems[0])
+    with rasterio.open(decoded) as ref:
+        assert np.array_equal(archive.read(), ref.read())
+    with pytest.raises(TileError, match="pyramid level 4"):
+        archive.read(out_shape=(100, 100))

@@ -220,12 +220,15 @@ class Archive:
     def _tile_sections(self, tile: Tile, number: int | None = None) -> list[bytes]:
         """The tile's sections (mask, lossless bands, streams), checksum and count checked;
         ``number``: its record number, when it is a pyramid tile."""
+        record = tile.index if number is None else number
         try:
-            payload = self._reader.read_tile(tile.index if number is None else number)
+            payload = self._reader.read_tile(record)
         except TileError as exc:  # say where the tile is, as a decoding error does
             where = f"tile {tile.index} (row {tile.row}, col {tile.col})"
-            raise TileError(str(exc).replace(f"tile {tile.index}", where, 1),
-                            tile.index) from None
+            if number is not None:
+                factor = max(lv.factor for lv in self.levels if lv.first <= number)
+                where = f"{where} of pyramid level {factor}"
+            raise TileError(str(exc).replace(f"tile {record}", where, 1), record) from None
         try:
             sections = unpack_sections(payload, self._reader.version)
             per_image = int(self.codec_info["streams_per_image"])
@@ -425,9 +428,9 @@ class Archive:
         """The problems of this archive, one error each (its message names the tile or the
         weights); empty when the archive is intact.
 
-        Checks every tile's checksum and stream layout and that the exact weights it needs are
-        installed; with ``decode`` also decodes every tile (as long as decompressing). The
-        header and index were checked when the archive was opened.
+        Checks every tile's checksum and stream layout (the pyramid's tiles too) and that the
+        exact weights it needs are installed; with ``decode`` also decodes every tile (as long
+        as decompressing). The header and index were checked when the archive was opened.
         """
         problems: list[GeorsicError] = []
         codec = None
@@ -437,17 +440,19 @@ class Archive:
                 codec = get_codec(entry, resolve_device(device))
         except WeightsError as exc:
             problems.append(exc)
-        for done, tile in enumerate(self.grid, start=1):
+        records = [(tile, None) for tile in self.grid] + [
+            (tile, level.first + tile.index) for level in self.levels[1:] for tile in level.grid]
+        for done, (tile, number) in enumerate(records, start=1):
             check_cancel(cancel)
             try:
                 if codec is not None:
-                    self._decode_tile(tile, codec)
+                    self._decode_tile(tile, codec, None, number)
                 else:
-                    self._tile_sections(tile)
+                    self._tile_sections(tile, number)
             except ArchiveError as exc:  # a TileError names the tile
                 problems.append(exc)
             if progress:
-                progress(done, len(self.grid))
+                progress(done, len(records))
         return problems
 
     def finalize(self, values: np.ndarray, invalid: np.ndarray | None) -> np.ndarray:
