@@ -51,7 +51,7 @@ class GeorsicPlugin:
 
     def initGui(self) -> None:
         self.initProcessing()
-        if self.iface is None:
+        if self.iface is None or self.action is not None:
             return
         from qgis.PyQt.QtGui import QIcon
         from qgis.PyQt.QtWidgets import QAction

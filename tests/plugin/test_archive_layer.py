@@ -33,6 +33,13 @@ def archive_and_tif(tmp_path_factory):
     return path, folder / "aerial.tif"
 
 
+@pytest.fixture()
+def plugin(georsic_plugin):
+    """The session's plugin with its GUI (another test may have unloaded it)."""
+    georsic_plugin.initGui()
+    return georsic_plugin
+
+
 def _render(layer, extent: QgsRectangle, size: int) -> np.ndarray:
     settings = QgsMapSettings()
     settings.setLayers([layer])
@@ -53,14 +60,18 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else float(10 * np.log10(255**2 / mse))
 
 
-def test_the_action_and_the_drop_handler_are_there(georsic_plugin):
+def test_the_action_and_the_drop_handler_are_there(plugin):
     from georsic_qgis.plugin import ADD_ARCHIVE
 
-    assert georsic_plugin.action.text() == ADD_ARCHIVE
-    assert georsic_plugin.drop_handler.handleFileDrop("/tmp/not-an-archive.tif") is False
+    assert plugin.action.text() == ADD_ARCHIVE
+    assert plugin.drop_handler.handleFileDrop("/tmp/not-an-archive.tif") is False
+    plugin.unload()
+    assert plugin.action is None and plugin.drop_handler is None
+    plugin.initGui()
+    assert plugin.action.text() == ADD_ARCHIVE and plugin.provider is not None
 
 
-def test_a_dropped_archive_renders_as_its_decompressed_geotiff(georsic_plugin,
+def test_a_dropped_archive_renders_as_its_decompressed_geotiff(plugin,
                                                                archive_and_tif):
     from osgeo import gdal
 
@@ -68,7 +79,7 @@ def test_a_dropped_archive_renders_as_its_decompressed_geotiff(georsic_plugin,
 
     path, tif = archive_and_tif
     before = set(QgsProject.instance().mapLayers())
-    assert georsic_plugin.drop_handler.handleFileDrop(str(path)) is True
+    assert plugin.drop_handler.handleFileDrop(str(path)) is True
     added = [QgsProject.instance().mapLayer(i) for i in
              set(QgsProject.instance().mapLayers()) - before]
     assert len(added) == 1
@@ -102,7 +113,7 @@ def test_a_dropped_archive_renders_as_its_decompressed_geotiff(georsic_plugin,
     QgsProject.instance().removeMapLayer(layer.id())
 
 
-def test_an_archive_that_cannot_be_read_in_place_is_told(georsic_plugin, qgis_iface,
+def test_an_archive_that_cannot_be_read_in_place_is_told(plugin, qgis_iface,
                                                          tmp_path):
     from georsic_qgis.archive_layer import ArchiveLayerError, archive_layer
 
@@ -112,7 +123,7 @@ def test_an_archive_that_cannot_be_read_in_place_is_told(georsic_plugin, qgis_if
         archive_layer(bad, folder=tmp_path)
     qgis_iface.messageBar().clear_messages()
     before = len(QgsProject.instance().mapLayers())
-    assert georsic_plugin.add_archive(str(bad)) is None
+    assert plugin.add_archive(str(bad)) is None
     messages = qgis_iface.messageBar().get_messages(Qgis.Critical)
     assert len(messages) == 1 and "not a GeoRSIC archive" in messages[0]
     assert len(QgsProject.instance().mapLayers()) == before
