@@ -1,5 +1,6 @@
 """*Add GeoRSIC archive*: an archive as a QGIS layer read in place (issue 31), rendered
-headless by QGIS's own map renderer and compared with the decompressed GeoTIFF's rendering."""
+headless by QGIS's own map renderer (the parallel job the map canvas uses: GDAL runs the pixel
+function on a rendering thread) and compared with the decompressed GeoTIFF's rendering."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 from plugin_testutils import aerial_raster, needs_backend
 from qgis.core import (
     Qgis,
-    QgsMapRendererSequentialJob,
+    QgsMapRendererParallelJob,
     QgsMapSettings,
     QgsProject,
     QgsRasterLayer,
@@ -47,7 +48,7 @@ def _render(layer, extent: QgsRectangle, size: int) -> np.ndarray:
     settings.setOutputSize(QSize(size, size))
     settings.setExtent(extent)
     settings.setFlag(QgsMapSettings.Antialiasing, False)
-    job = QgsMapRendererSequentialJob(settings)
+    job = QgsMapRendererParallelJob(settings)
     job.start()
     job.waitForFinished()
     image = job.renderedImage().convertToFormat(job.renderedImage().Format_RGBA8888)
