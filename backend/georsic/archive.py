@@ -25,15 +25,23 @@ the full-resolution ones, in the same record layout and index.
 from __future__ import annotations
 
 import json
-import mmap
 import os
 import stat
 import struct
 import tempfile
+import threading
 import zlib
 from pathlib import Path
 
-from georsic.errors import ArchiveError, InputError, OutputError, TileError
+from georsic.errors import ArchiveError, OutputError, TileError
+from georsic.remote import (
+    HEAD_BYTES,
+    TAIL_BYTES,
+    RemoteLocation,
+    merge_runs,
+    open_source,
+    tail_bytes,
+)
 
 MAGIC = b"GRSC\r\n\x1a\n"
 FOOTER_MAGIC = b"GRSCIDX\x00"
@@ -125,6 +133,13 @@ def deflate_header(header: dict) -> bytes:
     compressor = zlib.compressobj(9, zdict=HEADER_DICTIONARY)
     text = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
     return compressor.compress(text) + compressor.flush()
+
+
+def container_bytes(header: dict, tiles: int) -> int:
+    """Bytes of an archive of the current version around its tile payloads: prefix, deflated
+    ``header``, its CRC, each of ``tiles`` records' head and index entry, and the footer."""
+    return (_PREFIX.size + len(deflate_header(header)) + _U32.size
+            + tiles * (_RECORD.size + _ENTRY.size) + _FOOTER.size)
 
 
 def inflate_header(blob: bytes) -> bytes:
@@ -270,20 +285,24 @@ class ArchiveReader:
     appended) is read anyway: its intact tile records are found by a scan, and
     :attr:`missing` lists the tiles that were not found (reading one raises a
     :class:`TileError`).  Without it such an archive is an :class:`ArchiveError`.
+
+    ``path`` is a local file, or a URL read through fsspec with ``storage_options``
+    (:mod:`georsic.remote`): the header and index then come with at most two range requests,
+    and :meth:`prefetch` fetches tiles one request per run of adjacent records.
     """
 
-    def __init__(self, path: str | Path, *, recover: bool = False) -> None:
-        self.path = Path(path)
-        if not self.path.exists():
-            raise InputError(f"archive {self.path} does not exist")
-        if not self.path.is_file():
-            raise InputError(f"archive {self.path} is not a file")
-        try:
-            self._file = open(self.path, "rb")
-        except OSError as exc:
-            raise InputError(f"cannot read {self.path}: {exc.strerror}") from None
+    def __init__(self, path: str | Path | RemoteLocation, *, recover: bool = False,
+                 storage_options: dict | None = None) -> None:
+        self._source = open_source(path, storage_options)
+        self.path: Path | str = self._source.location
+        self.name = self._source.name
+        self.remote = self._source.remote
+        self._tiles: dict[int, bytes] = {}  # records fetched ahead by prefetch()
+        self._tiles_lock = threading.Lock()
         self.recovered = False
         try:
+            size = self._source.size
+            self._source.prime([(0, HEAD_BYTES), (size - tail_bytes(size, TAIL_BYTES), size)])
             self.header = self._read_header()
             try:
                 self._index: list[tuple[int, int, int] | None] = self._read_index()
@@ -293,23 +312,23 @@ class ArchiveReader:
                 self._index = self._scan()
                 self.recovered = True
         except BaseException:
-            self._file.close()
+            self._source.close()
             raise
 
     def _fail(self, what: str) -> ArchiveError:
-        return ArchiveError(f"{self.path.name}: {what}")
+        return ArchiveError(f"{self.name}: {what}")
 
     def _read_header(self) -> dict:
-        prefix = self._file.read(_PREFIX.size)
+        prefix = self._source.read(0, _PREFIX.size)
         if len(prefix) < _PREFIX.size or prefix[:8] != MAGIC:
             raise self._fail("not a GeoRSIC archive (bad magic number)")
         _, version, length = _PREFIX.unpack(prefix)
-        size = os.fstat(self._file.fileno()).st_size
+        size = self._source.size
         if length > min(MAX_HEADER_BYTES, size):
             blob, crc = b"", b""
         else:
-            blob = self._file.read(length)
-            crc = self._file.read(_U32.size)
+            blob = self._source.read(_PREFIX.size, length)
+            crc = self._source.read(_PREFIX.size + length, _U32.size)
         intact = len(blob) == length and len(crc) == _U32.size and \
             zlib.crc32(blob) == _U32.unpack(crc)[0]
         if version not in READABLE_VERSIONS:
@@ -334,19 +353,20 @@ class ArchiveReader:
         return header
 
     def _read_index(self) -> list[tuple[int, int, int]]:
-        size = self._file.seek(0, os.SEEK_END)
+        size = self._source.size
         if size < self.data_start + _FOOTER.size:
             raise self._fail("archive is truncated (no tile index)")
-        self._file.seek(size - _FOOTER.size)
-        magic, offset, count, crc = _FOOTER.unpack(self._file.read(_FOOTER.size))
+        magic, offset, count, crc = _FOOTER.unpack(self._source.read(size - _FOOTER.size,
+                                                                     _FOOTER.size))
         if magic != FOOTER_MAGIC:
-            hint = "; --ignore-errors recovers its intact tiles" if self.version >= 4 else ""
+            hint = ("; its intact tiles are recovered by `georsic decompress --ignore-errors`, "
+                    "georsic.decompress(..., ignore_errors=True) or georsic.open(..., "
+                    "recover=True)") if self.version >= 4 else ""
             raise self._fail("archive is truncated, damaged or has bytes appended (tile index "
                              f"footer missing){hint}")
         if offset + count * _ENTRY.size != size - _FOOTER.size or offset < self.data_start:
             raise self._fail("archive tile index is damaged (inconsistent size)")
-        self._file.seek(offset)
-        index = self._file.read(count * _ENTRY.size)
+        index = self._source.read(offset, count * _ENTRY.size)
         if zlib.crc32(index) != crc:
             raise self._fail("archive tile index is corrupt (checksum mismatch)")
         entries = [_ENTRY.unpack_from(index, i * _ENTRY.size) for i in range(count)]
@@ -373,10 +393,10 @@ class ArchiveReader:
         if expected is None or expected <= 0:
             raise self._fail("archive header does not say how many tiles it holds")
         found: list[tuple[int, int, int] | None] = [None] * expected
-        size = os.fstat(self._file.fileno()).st_size
+        size = self._source.size
         if size <= self.data_start:
             return found
-        with mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        with self._source.whole() as data:
             pos = data.find(TILE_MAGIC, self.data_start)
             while 0 <= pos <= size - _RECORD.size:
                 _, number, length, crc = _RECORD.unpack_from(data, pos)
@@ -400,7 +420,33 @@ class ArchiveReader:
 
     @property
     def size(self) -> int:
-        return self.path.stat().st_size
+        return self._source.size
+
+    @property
+    def identity(self) -> tuple:
+        """What changes when the archive's bytes do (inode and time of a file; size and ETag
+        or time of a remote object)."""
+        return self._source.identity
+
+    def prefetch(self, numbers) -> None:
+        """Fetch these tiles' records of a remote archive ahead of :meth:`read_tile`: one
+        request per run of adjacent records, the runs at once (a local file is read as
+        :meth:`read_tile` needs it).  Each record is kept until it is read once."""
+        if not self.remote:
+            return
+        head = _RECORD.size if self.version >= 4 else 0
+        with self._tiles_lock:
+            wanted = sorted({n for n in numbers if 0 <= n < len(self._index)
+                             and self._index[n] is not None and n not in self._tiles})
+        spans = {n: (self._index[n][0], self._index[n][0] + head + self._index[n][1])
+                 for n in wanted}
+        runs = merge_runs(list(spans.values()))
+        blobs = self._source.read_ranges(runs)
+        with self._tiles_lock:
+            for n, (start, end) in spans.items():
+                run = next(i for i, (a, b) in enumerate(runs) if a <= start and end <= b)
+                offset = runs[run][0]
+                self._tiles[n] = blobs[run][start - offset:end - offset]
 
     def tile_sizes(self) -> list[int]:
         """Payload bytes of each tile (0 for a tile a recovering reader did not find)."""
@@ -409,27 +455,31 @@ class ArchiveReader:
     def read_tile(self, number: int) -> bytes:
         entry = self._index[number]
         if entry is None:
-            raise TileError(f"{self.path.name}: tile {number} is missing (the archive was cut "
+            raise TileError(f"{self.name}: tile {number} is missing (the archive was cut "
                             "short or damaged there)", number)
         offset, length, crc = entry
-        self._file.seek(offset)
+        head_size = _RECORD.size if self.version >= 4 else 0
+        with self._tiles_lock:
+            record = self._tiles.pop(number, None)
+        if record is None:
+            record = self._source.read(offset, head_size + length)
+        head, payload = record[:head_size], record[head_size:]
         if self.version < 4:
-            payload = self._file.read(length)
             if len(payload) != length or zlib.crc32(payload) != crc:
-                raise TileError(f"{self.path.name}: tile {number} is corrupt (checksum "
+                raise TileError(f"{self.name}: tile {number} is corrupt (checksum "
                                 "mismatch)", number)
             return payload
-        head = self._file.read(_RECORD.size)
-        payload = self._file.read(length)
         if len(head) != _RECORD.size or len(payload) != length or \
                 _RECORD.unpack(head) != (TILE_MAGIC, number, length, crc) or \
                 record_crc(number, payload) != crc:
-            raise TileError(f"{self.path.name}: tile {number} is corrupt (checksum mismatch)",
+            raise TileError(f"{self.name}: tile {number} is corrupt (checksum mismatch)",
                             number)
         return payload
 
     def close(self) -> None:
-        self._file.close()
+        with self._tiles_lock:
+            self._tiles.clear()
+        self._source.close()
 
     def __enter__(self) -> ArchiveReader:
         return self

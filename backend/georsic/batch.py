@@ -95,6 +95,22 @@ def batch_decompress(inputs: Iterable[str | Path], out_dir: str | Path, *,
                 on_result, options)
 
 
+def complete_outputs(inputs: Iterable[str | Path], out_dir: str | Path, action: str, *,
+                     recursive: bool = False) -> list[Path]:
+    """The outputs of a batch (``action`` ``"compress"`` or ``"decompress"``) that are in
+    ``out_dir`` and complete, whoever wrote them: what an interrupted batch leaves, counted
+    on disk (a worker may finish a file whose result never reaches the client)."""
+    if action == "compress":
+        suffixes, suffix, complete = RASTER_SUFFIXES, ".grsc", _archive_complete
+    else:
+        suffixes, suffix, complete = ARCHIVE_SUFFIXES, ".tif", _geotiff_complete
+    try:
+        jobs = targets(find_inputs(inputs, suffixes, recursive), Path(out_dir), suffix)
+    except (GeorsicError, OSError):
+        return []
+    return [target for source, target in jobs if target.is_file() and complete(source, target)]
+
+
 def _jobs(inputs, suffixes, recursive, out_dir, suffix) -> list[tuple[Path, Path]]:
     found = find_inputs(inputs, suffixes, recursive)
     if not found:

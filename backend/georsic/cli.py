@@ -20,11 +20,17 @@ import sys
 import time
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 from georsic import overviews
 from georsic.batch import RASTER_SUFFIXES
 from georsic.batch import find_inputs as _batch_inputs
-from georsic.defaults import DEFAULT_OVERLAP, DEFAULT_QUALITY, DEFAULT_TILE_SIZE
+from georsic.defaults import (
+    DEFAULT_FIDELITY,
+    DEFAULT_OVERLAP,
+    DEFAULT_QUALITY,
+    DEFAULT_TILE_SIZE,
+)
 from georsic.errors import GeorsicError, GeorsicWarning, InputError, lost_tiles_report
 
 BATCH_FAILED = 6
@@ -107,21 +113,92 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
 
+#: ``--workers`` with no number: one worker per core.
+CORES = "cores"
+
+
+def _whole_number(name: str):
+    """An argparse ``type``: a whole number, else one ``georsic: error`` line (exit 2)."""
+
+    def parse(text: str) -> int | str:
+        if text == CORES:  # argparse passes --workers's const (no number given) through here
+            return text
+        try:
+            return int(text)
+        except ValueError:
+            raise InputError(f"{name} takes a whole number, not {text!r}") from None
+
+    return parse
+
+
 def _add_cluster(parser: argparse.ArgumentParser) -> None:
     chosen = parser.add_mutually_exclusive_group()
-    chosen.add_argument("--workers", type=int, nargs="?", const=0, default=None, metavar="N",
-                        help="run on a local Dask cluster of N worker processes of one thread "
-                             "(default N: one per core); prints its dashboard address")
+    chosen.add_argument("--workers", type=_whole_number("--workers"), nargs="?", const=CORES,
+                        default=None, metavar="N",
+                        help="run on a local Dask cluster of N (at least 1) worker processes "
+                             "of one thread (N left out: one per core); prints its dashboard "
+                             "address")
     chosen.add_argument("--scheduler", metavar="ADDRESS",
                         help="run on an existing Dask cluster, e.g. tcp://10.0.0.5:8786 (its "
                              "workers need GeoRSIC and the files at the same paths)")
+    parser.add_argument("--connect-timeout", type=float, default=None, metavar="SECONDS",
+                        help="with --scheduler: give up when the scheduler has not answered "
+                             "within SECONDS (default 10, or $GEORSIC_CONNECT_TIMEOUT)")
 
 
 def _add_tiles_per_task(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tiles-per-task", type=int, default=None, metavar="K",
+    parser.add_argument("--tiles-per-task", type=_whole_number("--tiles-per-task"),
+                        default=None, metavar="K",
                         help="with --workers/--scheduler: consecutive tiles in one task "
                              "(default: up to 8, fewer on a small raster); same output "
                              "whatever K")
+
+
+def _check_cluster_args(args) -> None:
+    """--workers, --scheduler, --connect-timeout and --tiles-per-task, checked before any
+    cluster starts: one line and exit 2 for each mistake."""
+    from georsic.parallel import check_tiles_per_task
+
+    if args.workers not in (None, CORES) and args.workers < 1:
+        raise InputError(f"--workers takes a whole number of at least 1, not {args.workers} "
+                         "(leave the number out for one worker per core)")
+    local = args.workers is None and args.scheduler is None
+    if getattr(args, "tiles_per_task", None) is not None:
+        if local:
+            raise InputError("--tiles-per-task is for --workers or --scheduler; without a "
+                             "cluster each tile is coded on its own")
+        try:
+            check_tiles_per_task(args.tiles_per_task)
+        except InputError:
+            raise InputError(f"--tiles-per-task takes a whole number of at least 1, not "
+                             f"{args.tiles_per_task}") from None
+    if args.connect_timeout is not None:
+        if args.scheduler is None:
+            raise InputError("--connect-timeout is for --scheduler")
+        if not (0 < args.connect_timeout < float("inf")):
+            raise InputError(f"--connect-timeout takes a positive number of seconds, not "
+                             f"{args.connect_timeout:g}")
+    if args.scheduler is not None:
+        from georsic.cluster import check_scheduler
+
+        check_scheduler(args.scheduler)
+
+
+def _check_quality_args(args) -> None:
+    """--quality, --target-psnr and --target-bpp, before any model loads."""
+    from georsic.sampling import checked_quality, targeted
+
+    if not targeted(args.quality, args.target_psnr, args.target_bpp):
+        checked_quality(args.quality)
+
+
+def _cluster(args):
+    """The run's Dask client (or None), as :func:`georsic.cluster.connect` gives it."""
+    from georsic.cluster import connect
+
+    workers = 0 if args.workers == CORES else args.workers  # 0: connect's one per core
+    return connect(workers, args.scheduler, quiet=args.quiet, debug=args.debug,
+                   timeout=args.connect_timeout)
 
 
 def _quality_kwargs(args) -> dict:
@@ -148,9 +225,14 @@ def _report_fit(summary, quiet: bool, label: str = "") -> None:
 
 def cmd_compress(args) -> int:
     import georsic
-    from georsic.cluster import connect
+    from georsic.archive import check_output
+    from georsic.tiling import TileGrid
 
-    with connect(args.workers, args.scheduler, quiet=args.quiet) as client:
+    _check_cluster_args(args)
+    _check_quality_args(args)
+    TileGrid.check(args.tile_size, args.overlap)
+    check_output(Path(args.output), args.overwrite, args.input)
+    with _cluster(args) as client:
         summary = georsic.compress(
             args.input, args.output, **_quality_kwargs(args), tile_size=args.tile_size,
             overlap=args.overlap, device=args.device, model=args.model, refine=args.refine,
@@ -188,15 +270,33 @@ def _decompress_kwargs(args) -> dict:
     return kwargs
 
 
+def _check_prior_args(args) -> None:
+    """--prior and --fidelity: a fidelity without the prior, or an empty model name, is a
+    mistake to say, not to ignore."""
+    from georsic.prior.restore import check_fidelity
+
+    if args.prior == "":
+        raise InputError("--prior= names no model; give --prior alone for the default prior, "
+                         "or --prior MODEL (georsic models lists them)")
+    if getattr(args, "fidelity_given", False) and args.prior is False:
+        raise InputError(f"--fidelity {args.fidelity:g} weighs the codebook prior, which is "
+                         "off; add --prior, or leave --fidelity out")
+    check_fidelity(args.fidelity)
+
+
 def cmd_decompress(args) -> int:
     import georsic
-    from georsic.cluster import connect
+    from georsic.archive import check_output
 
+    _check_cluster_args(args)
+    _check_prior_args(args)
+    kwargs = _decompress_kwargs(args)
+    check_output(Path(args.output), args.overwrite, args.input)
     lost: list[str] = []
-    with connect(args.workers, args.scheduler, quiet=args.quiet) as client:
+    with _cluster(args) as client:
         path = georsic.decompress(args.input, args.output, progress=ProgressBar(
             "decompress", args.quiet), errors=lost, client=client,
-            tiles_per_task=args.tiles_per_task, **_decompress_kwargs(args))
+            tiles_per_task=args.tiles_per_task, **kwargs)
     for line in lost_tiles_report(lost):
         print(f"georsic: warning: {line}", file=sys.stderr)
     if not args.quiet:
@@ -204,18 +304,33 @@ def cmd_decompress(args) -> int:
     return 0
 
 
+def _verify_inputs(inputs: list[str], recursive: bool) -> list[tuple[str, str]]:
+    """(what to open, its name) of each archive to verify: URLs as given, local files and
+    the archives in local folders."""
+    from georsic.remote import is_url, url_name
+
+    found: list[tuple[str, str]] = []
+    for item in inputs:
+        if is_url(item):
+            found.append((item, url_name(item)))
+        else:
+            found.extend((str(path), path.name)
+                         for path, _ in _batch_inputs([item], (".grsc",), recursive))
+    return found
+
+
 def cmd_verify(args) -> int:
     import georsic
 
-    archives = _batch_inputs(args.inputs, (".grsc",), args.recursive)
+    archives = _verify_inputs(args.inputs, args.recursive)
     if not archives:
         raise InputError("no archives found")
     codes: set[int] = set()
-    for path, _ in archives:
+    for path, name in archives:
         try:
             with georsic.open(path) as archive:
                 problems = archive.verify(decode=args.decode, device=args.device,
-                                          progress=ProgressBar(f"verify {path.name}",
+                                          progress=ProgressBar(f"verify {name}",
                                                                args.quiet or not args.decode))
                 checked = (f"{archive.tile_count} tile(s) {'decoded' if args.decode else 'intact'}"
                            f", weights of {archive.model_id} installed")
@@ -255,6 +370,17 @@ def cmd_vrt(args) -> int:
     return 0
 
 
+def cmd_stac(args) -> int:
+    import georsic
+    from georsic.stac import check_datetime, stac_item
+
+    when = check_datetime(args.datetime) if args.datetime else None  # before any request
+    with georsic.open(args.input) as archive:
+        item = stac_item(archive, href=args.href, item_id=args.id, datetime=when)
+    print(json.dumps(item, indent=2))
+    return 0
+
+
 def cmd_models(args) -> int:
     from georsic.errors import WeightsError
     from georsic.weights import default_model_id, installed_models, verify_entry
@@ -291,6 +417,7 @@ def cmd_models(args) -> int:
 def cmd_estimate(args) -> int:
     import georsic
 
+    _check_quality_args(args)  # a wrong quality is the command's mistake, not each file's
     inputs = [path for path, _ in _batch_inputs(args.inputs, RASTER_SUFFIXES, args.recursive)]
     if not inputs:
         raise GeorsicError("no input files found")
@@ -332,11 +459,12 @@ def cmd_compare(args) -> int:
 
 def cmd_batch(args) -> int:
     from georsic import batch
-    from georsic.cluster import connect
     from georsic.tiling import TileGrid
 
+    _check_cluster_args(args)
     overview_spec = overviews.parse(args.overviews)
     if args.action == "compress":
+        _check_quality_args(args)
         TileGrid.check(args.tile_size, args.overlap)
         run, options = batch.batch_compress, {
             **_quality_kwargs(args), "tile_size": args.tile_size, "overlap": args.overlap,
@@ -364,14 +492,20 @@ def cmd_batch(args) -> int:
             print(f"{label} -> {result.target}: ok")
 
     try:
-        with connect(args.workers, args.scheduler, quiet=args.quiet) as client:
+        with _cluster(args) as client:
             results = run(args.inputs, args.out_dir, recursive=args.recursive,
                           overwrite=args.overwrite, client=client, progress=bar,
                           on_result=report, **options)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        # counted on disk once the cluster is closed: a worker may have finished a file whose
+        # result never reached this process
+        on_disk = batch.complete_outputs(args.inputs, args.out_dir, args.action,
+                                         recursive=args.recursive)
         print(f"georsic: batch stopped: {counts['done']} done, {counts['skipped']} skipped, "
               f"{counts['failed']} failed before the interruption, the rest not processed",
               file=sys.stderr)
+        exc.on_disk = (f"{len(on_disk)} complete output(s) in {args.out_dir} (a rerun skips "
+                       "them), no partial output left")
         raise
     if not args.quiet:
         print(f"{counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed")
@@ -437,6 +571,26 @@ def cmd_train_pack(args) -> int:
     return 0
 
 
+class _Given(argparse.Action):
+    """Store the value and note that it was given (``NAME_given``), for options that only
+    mean something beside another."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, values)
+        setattr(namespace, f"{self.dest}_given", True)
+
+
+def _prior_model(text: str) -> str:
+    """An argparse ``type`` for ``--prior MODEL``: refuses a file name, which is what
+    ``decompress --prior IN.grsc OUT.tif`` gives it (``--prior`` takes the next word)."""
+    if text.lower().endswith((".grsc", ".tif", ".tiff")) or os.sep in text or \
+            os.path.exists(text):
+        raise InputError(f"--prior took {text!r} as a prior model name, which looks like a "
+                         f"file; put --prior after the input and output (decompress IN.grsc "
+                         f"OUT.tif --prior) or name the model (--prior=MODEL)")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     from georsic import __version__
 
@@ -470,11 +624,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bounds", help="LEFT,BOTTOM,RIGHT,TOP (archive CRS unless --bounds-crs)")
     p.add_argument("--bounds-crs", help="CRS of --bounds, e.g. EPSG:4326")
     p.add_argument("--prior", nargs="?", const=True, default=False, metavar="MODEL",
+                   type=_prior_model,
                    help="decode with the codebook prior (the default prior, or the prior "
-                        "model MODEL, e.g. code-rsic-s; georsic models lists them)")
-    p.add_argument("--fidelity", type=float, default=0.75,  # prior.restore.DEFAULT_FIDELITY
-                   help="prior fidelity weight w, 0 (sharpest) to 1 (closest to the decoded "
-                   "image); default 0.75")
+                        "model MODEL, e.g. code-rsic-s; georsic models lists them); it helps "
+                        "natural aerial textures at low qualities, not saturated map colours "
+                        "(docs/prior.md)")
+    p.add_argument("--fidelity", type=float, default=DEFAULT_FIDELITY, action=_Given,
+                   help="with --prior: fidelity weight w, 0 (sharpest) to 1 (closest to the "
+                        f"decoded image); default {DEFAULT_FIDELITY:g}")
     p.add_argument("--ignore-errors", action="store_true",
                    help="write corrupt or missing tiles as no-data and go on, naming each "
                         "(an archive cut short keeps the tiles that arrived)")
@@ -486,7 +643,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_decompress)
 
     p = sub.add_parser("info", help="describe an archive")
-    p.add_argument("input")
+    p.add_argument("input", help="archive: a file or a URL (https://, s3://, gs://, az://)")
     p.add_argument("--json", action="store_true", help="the whole header as JSON")
     p.set_defaults(func=cmd_info)
 
@@ -501,6 +658,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="prior fidelity weight w in [0, 1] (with --prior; default 0.75)")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.set_defaults(func=cmd_vrt)
+
+    p = sub.add_parser("stac", help="a STAC Item for an archive (JSON on stdout): footprint, "
+                                    "projection, model, quality and bpp")
+    p.add_argument("input", help="archive: a file or a URL")
+    p.add_argument("--href", help="the asset's href (default: the URL, or the absolute path)")
+    p.add_argument("--id", help="the item id (default: the file name without suffix)")
+    p.add_argument("--datetime", help="RFC 3339 acquisition time (default: the source's "
+                   "TIFFTAG_DATETIME, else the archive's modification time)")
+    p.set_defaults(func=cmd_stac)
 
     p = sub.add_parser("verify", help="check archives: every tile's checksum and the weights "
                                       "they need (--decode: decode every tile too)")
@@ -749,6 +915,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"georsic: error: {exc}", file=sys.stderr)
         return exc.exit_code
     debug = args.debug or os.environ.get("GEORSIC_DEBUG", "") not in ("", "0")
+    args.debug = debug
     _quiet_libraries(debug)
     previous = {}
     for name in ("SIGTERM", "SIGHUP"):
@@ -775,10 +942,12 @@ def _run(args, debug: bool) -> int:
         print(f"georsic: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except Terminated as exc:
-        print(f"georsic: stopped by {exc}; no partial output was left", file=sys.stderr)
+        left = getattr(exc, "on_disk", "no partial output was left")
+        print(f"georsic: stopped by {exc}; {left}", file=sys.stderr)
         return _leave(128 + exc.signum)
-    except KeyboardInterrupt:
-        print("georsic: interrupted; no output was written", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        left = getattr(exc, "on_disk", "no output was written")
+        print(f"georsic: interrupted; {left}", file=sys.stderr)
         return _leave(130)
     except argparse.ArgumentTypeError as exc:
         print(f"georsic: error: {exc}", file=sys.stderr)

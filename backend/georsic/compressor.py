@@ -75,6 +75,21 @@ class ArchiveSummary:
         return self.bytes * 8 / (self.width * self.height)
 
 
+def archive_header(info: RasterInfo, mapping, grid: TileGrid, planes: int, entry, quality: float,
+                   codec) -> dict:
+    """The header of an archive of this raster (its ``codec.fit`` added by the caller)."""
+    return {
+        "format": "georsic-archive", "software": f"georsic {__version__}",
+        "raster": info.to_dict(), "band_mapping": mapping.to_dict(),
+        "tiling": {"size": grid.size, "overlap": grid.overlap, "rows": grid.rows,
+                   "cols": grid.cols},
+        "mask": {"planes": planes},
+        "codec": {"model_id": entry.id, "architecture": entry.architecture,
+                  "weights_sha256": entry.sha256, "quality": float(quality),
+                  "streams_per_image": codec.streams_per_image, "entropy": codec.entropy},
+    }
+
+
 def compress(
     src: str | Path,
     dst: str | Path,
@@ -167,18 +182,8 @@ def compress(
         mapping = band_mapping(raster, info, cancel)
         planes = 1 if info.mask_kind == "dataset" else info.count
         factors = pyramid.resolve(pyramid_levels, info.width, info.height)
-        header = {
-            "format": "georsic-archive", "software": f"georsic {__version__}",
-            "raster": info.to_dict(), "band_mapping": mapping.to_dict(),
-            "tiling": {"size": grid.size, "overlap": grid.overlap, "rows": grid.rows,
-                       "cols": grid.cols},
-            "mask": {"planes": planes},
-            "pyramid": {"factors": list(factors)},
-            "codec": {"model_id": entry.id, "architecture": entry.architecture,
-                      "weights_sha256": entry.sha256, "quality": float(quality),
-                      "streams_per_image": codec.streams_per_image,
-                      "entropy": codec.entropy},
-        }
+        header = archive_header(info, mapping, grid, planes, entry, quality, codec)
+        header["pyramid"] = {"factors": list(factors)}
         if fit is not None:
             header["codec"]["fit"] = fit.to_dict()
     job = EncodeJob(str(Path(src).resolve()), info, mapping, grid, planes, entry.id,

@@ -15,3 +15,7 @@ DEFAULT_QUALITY = 5.0
 #: peak memory, flat in the raster's size (georsic bench memory).
 DEFAULT_TILE_SIZE = 1024
 DEFAULT_OVERLAP = 16
+#: The codebook prior's fidelity weight ``w`` when none is given: the one default of the API
+#: (:func:`georsic.decompress`, ``Archive.read``, ``to_xarray``), the command line and QGIS,
+#: chosen from `georsic bench prior` of code-rsic-s2 (docs/prior.md).
+DEFAULT_FIDELITY = 0.75

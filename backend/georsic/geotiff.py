@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +19,8 @@ from rasterio.windows import Window
 
 from georsic.archive import check_output
 from georsic.control import Cancel, Progress, check_cancel
-from georsic.errors import OutputError
+from georsic.defaults import DEFAULT_FIDELITY
+from georsic.errors import GeorsicWarning, OutputError
 from georsic.overviews import OverviewSpec, auto_factors
 from georsic.overviews import resolve as resolve_overviews
 from georsic.parallel import check_tiles_per_task
@@ -39,7 +41,7 @@ def decompress(
     bounds: tuple[float, float, float, float] | None = None,
     bounds_crs: str | None = None,
     prior: bool | str = False,
-    fidelity: float = 0.5,
+    fidelity: float = DEFAULT_FIDELITY,
     device: str = "auto",
     ignore_errors: bool = False,
     overviews: OverviewSpec | None = "source",
@@ -51,8 +53,13 @@ def decompress(
     tiles_per_task: int | None = None,
     progress: Progress | None = None,
     cancel: Cancel | None = None,
+    storage_options: dict | None = None,
 ) -> Path:
     """Decode an archive (or a region of it) to a GeoTIFF with the source's georeferencing.
+
+    ``src`` is a local file or a URL (``https://``, ``s3://`` ...; fsspec's credentials or
+    ``storage_options``): a region of a remote archive fetches its header, index and the
+    tiles it covers, not the whole archive.
 
     ``bounds`` are in ``bounds_crs`` (default the archive's CRS); ``window`` is in pixels.
     With ``ignore_errors`` a corrupt tile is written as no-data (or zeros) instead of
@@ -85,7 +92,7 @@ def decompress(
     dst = Path(dst)
     check_output(dst, overwrite, src)
     lost: list[str] = [] if errors is None else errors
-    with open(src, recover=ignore_errors) as archive:
+    with open(src, recover=ignore_errors, storage_options=storage_options) as archive:
         if bounds is not None:
             window = archive.window_for(bounds, bounds_crs)
         window = archive._clip(window or Window(0, 0, archive.width, archive.height))
@@ -110,16 +117,24 @@ def decompress(
                 write_categories(tmp, archive.info)  # PAM sidecar, moved with tmp
             except (RasterioError, CPLE_BaseError) as exc:
                 raise OutputError(f"cannot write {dst}: {gdal_message(exc)}") from None
+    unsuited = tile_prior.unsuited() if tile_prior is not None else None
+    if unsuited:  # measured where the prior ran here (a cluster's workers keep no count)
+        warnings.warn(f"{Path(src).name}: {unsuited}", GeorsicWarning, stacklevel=2)
     return dst
 
 
 def _write_decoded(archive: Archive, window: Window, path: Path, profile: dict,
                    factors: tuple[int, ...], *, device: str, progress: Progress | None,
                    cancel: Cancel | None, ignore_errors: bool, errors: list[str],
-                   prior: TilePrior | None = None, fidelity: float = 0.5, client=None,
+                   prior: TilePrior | None = None, fidelity: float = DEFAULT_FIDELITY, client=None,
                    threads: int | None = None, tiles_per_task: int | None = None) -> None:
     """Decode ``window`` of ``archive`` into a new GeoTIFF at ``path``, overviews included;
     through ``prior`` when given (its weights and ``w`` named in the tags)."""
+    if prior is not None and not archive.mapping.groups:
+        warnings.warn(f"{archive.path.name}: every band is stored losslessly (a palette, a "
+                      "classification), so the codebook prior has nothing to restore; decoded "
+                      "without it", GeorsicWarning, stacklevel=3)
+        prior = None
     with rasterio.open(path, "w", **profile) as out:
         archive.info.apply_metadata(out)
         if prior is not None:

@@ -89,8 +89,9 @@ CACHE = TileCache(_cache_bytes())
 
 
 def _identity(archive) -> tuple:
-    stat = archive.path.stat()
-    return (str(archive.path.resolve()), stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    """The archive's path (or URL and options) and version (size, time or ETag)."""
+    location = archive._location()
+    return (location.key if archive.remote else location, archive._reader.identity)
 
 
 def _prior_key(prior) -> tuple | None:
@@ -112,7 +113,7 @@ def _decode(archive, level: Level, index: int, prior, threads: int) -> Piece:
     return Piece.from_tile(level.grid, tile, values, invalid)
 
 
-def _decode_task(path: str, recover: bool, level: Level, index: int, prior,
+def _decode_task(path, recover: bool, level: Level, index: int, prior,
                  threads: int) -> Piece:
     from georsic.reader import _thread_archive
 
@@ -148,7 +149,7 @@ def pieces(archive, level: Level, window: Window, prior=None) -> list[Piece]:
         # always on the pool's threads, whose codecs stay loaded between reads
         invariant = archive._thread_invariant("cpu", prior)
         _, per_tile = tile_threads(cores(), len(missing), invariant)
-        path = str(archive.path.resolve())
+        path = archive._location()
         recover = bool(getattr(archive._reader, "recovered", False))
         futures = [_pool().submit(_decode_task, path, recover, level, tiles[i].index,
                                   prior, per_tile) for i in missing]

@@ -42,6 +42,7 @@ from georsic.parallel import (
 )
 from georsic.prior.restore import DEFAULT_FIDELITY, TilePrior, check_fidelity, load_tile_prior
 from georsic.rasterinfo import RasterInfo
+from georsic.remote import RemoteLocation, is_url
 from georsic.tiling import Piece, Tile, TileGrid, blend, intersect
 from georsic.weights import find_model, installed_models
 
@@ -63,10 +64,15 @@ class Archive:
     Use :func:`georsic.open` to get one.
     """
 
-    def __init__(self, path: str | Path, *, recover: bool = False) -> None:
-        self._reader = ArchiveReader(path, recover=recover)
+    def __init__(self, path: str | Path | RemoteLocation, *, recover: bool = False,
+                 storage_options: dict | None = None) -> None:
+        self._reader = ArchiveReader(path, recover=recover, storage_options=storage_options)
         try:
-            self._parse_header(Path(path).name)
+            self._parse_header(self._reader.name)
+            if isinstance(path, RemoteLocation) and path.identity and \
+                    path.identity != self._reader.identity:
+                raise ArchiveError(f"{self._reader.name}: the archive changed while it was "
+                                   "read (its size or ETag differs from the client's)")
         except BaseException:
             self._reader.close()
             raise
@@ -99,7 +105,12 @@ class Archive:
                                f"tiles, its header describes {records}")
 
     # ---- metadata
+    #: The archive's file, or its URL (a string) for a remote archive.
     path = property(lambda self: self._reader.path)
+    #: Its file name (the last component of a URL).
+    name = property(lambda self: self._reader.name)
+    #: Whether it is read from a URL (:mod:`georsic.remote`).
+    remote = property(lambda self: self._reader.remote)
     width = property(lambda self: self.info.width)
     height = property(lambda self: self.info.height)
     count = property(lambda self: self.info.count)
@@ -130,8 +141,10 @@ class Archive:
             f"archive:   {self.path} ({self._reader.size:,} bytes, {self.bpp:.4f} bpp)",
             f"raster:    {info.width} x {info.height}, {info.count} band(s) of {info.dtype}",
             f"crs:       {crs_name}",
-            f"bounds:    {left:.6g}, {bottom:.6g}, {right:.6g}, {top:.6g}",
-            f"pixel:     {info.transform[0]:.6g} x {-info.transform[4]:.6g}",
+            # 12 significant digits: whole to the millimetre on any projected coordinate, as
+            # --bounds takes them back (6 were 3 m off on a northing)
+            f"bounds:    {left:.12g}, {bottom:.12g}, {right:.12g}, {top:.12g}",
+            f"pixel:     {info.transform[0]:.12g} x {-info.transform[4]:.12g}",
             f"nodata:    {info.nodata} (mask: {info.mask_kind})",
             f"tiles:     {self.grid.cols} x {self.grid.rows} of {self.grid.size} px, "
             f"overlap {self.grid.overlap}",
@@ -200,8 +213,16 @@ class Archive:
                              f"archive's raster ({self.width}x{self.height} pixels)")
         return Window(x0, y0, x1 - x0, y1 - y0)
 
+    def _location(self) -> str | RemoteLocation:
+        """The archive as a task opens it: the resolved path, or a :class:`RemoteLocation`
+        (URL, storage options, the identity seen here)."""
+        if self.remote:
+            return RemoteLocation(self.path, self._reader._source.options,
+                                  self._reader.identity)
+        return str(self.path.resolve())
+
     def _tile_error(self, tile: Tile, exc: Exception) -> TileError:
-        return TileError(f"{self.path.name}: tile {tile.index} (row {tile.row}, col "
+        return TileError(f"{self.name}: tile {tile.index} (row {tile.row}, col "
                          f"{tile.col}) cannot be decoded: {exc}", tile.index)
 
     def overviews(self) -> list[int]:
@@ -348,13 +369,15 @@ class Archive:
             executor, source = None, self  # inline: this archive, this thread
         else:
             executor = local_executor(threads) if client is None else client_executor(client)
-            source = str(self.path.resolve())
+            # a remote reader holds no file position: this process's threads share it
+            source = self if client is None and self.remote else self._location()
         task_prior = self._task_prior(prior, fidelity, device, client)
         recover = bool(getattr(self._reader, "recovered", False))
         slots = parallelism(client, threads or 1)
         size = tiles_per_task(len(tiles), slots, per_task, cluster=client is not None)
         tasks = ((source, block, device, task_prior, fidelity, ignore_errors, recover, per_tile)
-                 for block in tile_blocks((tile.index for tile in tiles), size))
+                 for block in self._fetched_ahead(
+                     tile_blocks((tile.index for tile in tiles), size), source))
         with torch_threads(1) if client is None else contextlib.nullcontext():
             for results in ordered(executor, decode_tiles, tasks, in_flight(slots), cancel):
                 for index, piece, problem in results:
@@ -364,6 +387,29 @@ class Archive:
                         if lost is not None:
                             lost.append(index)
                     yield piece
+
+    def _fetched_ahead(self, blocks: Iterator[tuple[int, ...]], source,
+                       ) -> Iterator[tuple[int, ...]]:
+        """``blocks`` as they are; when this process decodes a remote archive's tiles, they
+        are fetched before their tasks start, :data:`PREFETCH_BYTES` of tiles at a time, one
+        request per run of adjacent tiles (a cluster's workers fetch their own)."""
+        if source is not self or not self.remote:
+            yield from blocks
+            return
+        sizes = self._reader.tile_sizes()
+        fetched: set[int] = set()
+        pending = list(blocks)
+        for i, block in enumerate(pending):
+            if block and block[0] not in fetched:
+                batch, total = [], 0
+                for later in pending[i:]:
+                    if batch and total + sum(sizes[n] for n in later) > PREFETCH_BYTES:
+                        break
+                    batch.extend(later)
+                    total += sum(sizes[n] for n in later)
+                self._reader.prefetch(batch)
+                fetched.update(batch)
+            yield block
 
     def _thread_invariant(self, device: str, prior) -> bool:
         """Whether this archive's tiles decode to the same bits on any number of threads
@@ -444,6 +490,9 @@ class Archive:
             (tile, level.first + tile.index) for level in self.levels[1:] for tile in level.grid]
         for done, (tile, number) in enumerate(records, start=1):
             check_cancel(cancel)
+            if self.remote and (done - 1) % VERIFY_BATCH == 0:
+                self._reader.prefetch(t.index if n is None else n
+                                      for t, n in records[done - 1:done - 1 + VERIFY_BATCH])
             try:
                 if codec is not None:
                     self._decode_tile(tile, codec, None, number)
@@ -482,9 +531,12 @@ class Archive:
              device: str = "auto", prior: bool | TilePrior = False,
              fidelity: float = DEFAULT_FIDELITY, client=None,
              threads: int | None = None, tiles_per_task: int | None = None,
+             ignore_errors: bool = False,
              out_shape: tuple[int, ...] | None = None) -> np.ndarray:
         """Decode a region (default: everything) to (bands, h, w) in the raster's dtype,
-        through the codebook prior at fidelity ``fidelity`` with ``prior``.
+        through the codebook prior at fidelity ``fidelity`` with ``prior``; with
+        ``ignore_errors`` a tile that cannot be read or decoded reads as no-data (see
+        :meth:`blocks`).
 
         ``out_shape`` ((h, w) or (bands, h, w), rasterio's convention): the region resampled
         to that shape, read from the coarsest pyramid level at least as fine as it (nearest
@@ -503,7 +555,8 @@ class Archive:
         for block, values, invalid in self.blocks(window, device=device, prior=prior,
                                                   fidelity=fidelity, client=client,
                                                   threads=threads,
-                                                  tiles_per_task=tiles_per_task):
+                                                  tiles_per_task=tiles_per_task,
+                                                  ignore_errors=ignore_errors):
             y0, x0 = int(block.row_off - window.row_off), int(block.col_off - window.col_off)
             out[:, y0:y0 + int(block.height), x0:x0 + int(block.width)] = \
                 self.finalize(values, invalid)
@@ -511,7 +564,7 @@ class Archive:
 
     def to_xarray(self, *, device: str = "auto", prior: bool | str = False,
                   fidelity: float = DEFAULT_FIDELITY, name: str | None = None,
-                  level: int = 1):
+                  ignore_errors: bool = False, level: int = 1):
         """A lazy ``xarray.DataArray`` (band, y, x) of the decoded raster, backed by dask.
 
         One chunk per tile cell (:meth:`TileGrid.cell`); computing a chunk decodes the tiles
@@ -519,7 +572,11 @@ class Archive:
         once per computation, so a statistic over a window decodes only the tiles it touches.
         Coordinates are pixel centres; CRS, transform and no-data follow rioxarray
         (``.rio.crs``, ``.rio.transform()``, ``.rio.nodata``).  Runs on any dask scheduler,
-        a ``distributed.Client`` included (its workers open the archive by path).
+        a ``distributed.Client`` included (its workers open the archive by path, or by URL
+        for a remote archive, and fetch the tiles their chunks need themselves).
+        ``ignore_errors``: a tile that fails its checksum or cannot be decoded (or that an
+        archive opened with ``recover=True`` lost) reads as no-data, as with
+        :meth:`read`, instead of failing the computation.
 
         ``level``: a pyramid factor (:meth:`overviews`) for that coarse level instead, one
         chunk per tile cell of the level, its transform scaled by the factor.
@@ -534,15 +591,16 @@ class Archive:
         check_fidelity(fidelity)
         if prior:  # tasks carry which weights (by sha256); each worker loads them itself
             prior = PriorSpec.of(self.tile_prior(prior, fidelity, "cpu"))
-        path = str(self.path.resolve())
+        path = self._location()
         recover = bool(getattr(self._reader, "recovered", False))
-        token = tokenize(path, self.path.stat().st_mtime_ns, device, prior, fidelity)
+        token = tokenize(path.key if self.remote else path, self._reader.identity, device,
+                         prior, fidelity, bool(ignore_errors))
         name = name or f"georsic-{token}"
         tile_name = f"georsic-tile-{token}"
         graph: dict = {}
         for tile in self.grid:
             graph[(tile_name, tile.index)] = (decode_tiles, path, (tile.index,), device, prior,
-                                              fidelity, False, recover)
+                                              fidelity, bool(ignore_errors), recover)
         grid = self.grid
         for tile in grid:
             cell = grid.cell(tile)
@@ -561,7 +619,7 @@ class Archive:
         y = t.f + t.e * (np.arange(self.height) + 0.5)
         array = xr.DataArray(data, dims=("band", "y", "x"),
                              coords={"band": np.arange(1, self.count + 1), "y": y, "x": x},
-                             name=self.path.stem)
+                             name=Path(self.name).stem)
         if self.info.crs is not None:
             array = array.rio.write_crs(self.info.crs)
         array = array.rio.write_transform(t)
@@ -582,9 +640,10 @@ class Archive:
                              f"{', '.join(map(str, [1, *self.overviews()]))})")
         lv = found[0]
         check_fidelity(fidelity)
-        path = str(self.path.resolve())
+        path = self._location()
         recover = bool(getattr(self._reader, "recovered", False))
-        token = tokenize(path, self.path.stat().st_mtime_ns, factor, prior, fidelity)
+        token = tokenize(path.key if self.remote else path, self._reader.identity, factor,
+                         prior, fidelity)
         name = name or f"georsic-{factor}-{token}"
         cells = [lv.grid.cell(tile) for tile in lv.grid]
         graph = {(name, 0, tile.row, tile.col): (_level_cell, path, recover, factor, prior,
@@ -618,13 +677,18 @@ class Archive:
         self.close()
 
 
-def open(path: str | Path, *, recover: bool = False) -> Archive:  # noqa: A001 - as rasterio
+def open(path: str | Path, *, recover: bool = False,  # noqa: A001 - as rasterio
+         storage_options: dict | None = None) -> Archive:
     """Open an archive for inspection and region reads.
+
+    ``path``: a local file, or a URL (``https://``, ``s3://``, ``gs://``, ``az://``, any
+    fsspec URL) read with range requests, with fsspec's usual credentials or
+    ``storage_options`` (passed to the fsspec file system; see :mod:`georsic.remote`).
 
     ``recover``: open an archive whose tile index is lost (cut short, bytes appended) by
     scanning for its tile records; tiles not found raise a :class:`TileError` when read.
     """
-    return Archive(path, recover=recover)
+    return Archive(path, recover=recover, storage_options=storage_options)
 
 
 def _shape(out_shape, count: int) -> tuple[int, int]:
@@ -694,21 +758,47 @@ class PriorSpec:
         return prior
 
 
-#: Tiles decoded so far by :func:`decode_tiles` in this process, per archive path (what a
-#: lazy read touched can be checked against it).
+#: Tiles decoded so far by :func:`decode_tiles` in this process, per archive path or URL
+#: (what a lazy read touched can be checked against it).
 DECODED: Counter = Counter()
 _DECODED_LOCK = threading.Lock()
 _local = threading.local()
+#: Remote archives open in this process, shared by its threads (:func:`_thread_archive`).
+_REMOTE: dict[tuple[str, bool], Archive] = {}
+_REMOTE_LOCK = threading.Lock()
+#: Compressed tile bytes a process fetches ahead of decoding a remote archive's region.
+PREFETCH_BYTES = 32 * 2**20
+#: Tiles :meth:`Archive.verify` fetches at once from a remote archive.
+VERIFY_BATCH = 64
+
+
+def _decoded_key(path: str | Path) -> str:
+    return str(path) if is_url(str(path)) else str(Path(path).resolve())
 
 
 def decoded_tiles(path: str | Path) -> int:
-    """How many tiles of the archive at ``path`` this process has decoded in tasks."""
-    return DECODED[str(Path(path).resolve())]
+    """How many tiles of the archive at ``path`` (or URL) this process has decoded in
+    tasks."""
+    return DECODED[_decoded_key(path)]
 
 
-def _thread_archive(path: str, recover: bool) -> Archive:
+def _remote_archive(location: RemoteLocation, recover: bool) -> Archive:
+    """This process's open remote archive (a remote reader has no file position, so its
+    threads share one): opened once, not once per thread."""
+    key = (location.key, recover)
+    with _REMOTE_LOCK:
+        if key not in _REMOTE:
+            while len(_REMOTE) >= 4:
+                _REMOTE.pop(next(iter(_REMOTE))).close()
+            _REMOTE[key] = Archive(location, recover=recover)
+        return _REMOTE[key]
+
+
+def _thread_archive(path: str | RemoteLocation, recover: bool) -> Archive:
     """This thread's open archive at ``path`` (reopened when the file changed): a reader's
-    file position is its own, so threads never share one."""
+    file position is its own, so threads never share one; a remote archive is shared."""
+    if isinstance(path, RemoteLocation):
+        return _remote_archive(path, recover)
     stat = Path(path).stat()
     key = (path, stat.st_ino, stat.st_mtime_ns, stat.st_size, recover)
     archives = getattr(_local, "archives", None)
@@ -721,7 +811,8 @@ def _thread_archive(path: str, recover: bool) -> Archive:
     return archives[key]
 
 
-def decode_tiles(source: Archive | str, indices: tuple[int, ...], device: str = "auto",
+def decode_tiles(source: Archive | str | RemoteLocation, indices: tuple[int, ...],
+                 device: str = "auto",
                  prior: bool | str | TilePrior | PriorSpec = False,
                  fidelity: float = DEFAULT_FIDELITY,
                  ignore_errors: bool = False, recover: bool = False, threads: int = 1,
@@ -735,6 +826,7 @@ def decode_tiles(source: Archive | str, indices: tuple[int, ...], device: str = 
     codec = thread_codec(archive.model_id, archive.codec_info["weights_sha256"], device,
                          threads)
     tile_prior = Archive.tile_prior(prior, fidelity, device)
+    archive._reader.prefetch(indices)  # a remote archive's: one request per run of tiles
     out: list[tuple[int, Piece | None, str | None]] = []
     for index in indices:
         tile = archive.grid.tile(index)
@@ -747,7 +839,7 @@ def decode_tiles(source: Archive | str, indices: tuple[int, ...], device: str = 
             continue
         finally:
             with _DECODED_LOCK:
-                DECODED[str(archive.path.resolve())] += 1
+                DECODED[_decoded_key(archive.path)] += 1
         out.append((index, Piece.from_tile(archive.grid, tile, values, invalid), None))
     return out
 
@@ -758,8 +850,8 @@ def _neighbours(grid: TileGrid, tile: Tile) -> list[Tile]:
             for c in (tile.col - 1, tile.col) if c >= 0]
 
 
-def _level_cell(path: str, recover: bool, factor: int, prior, fidelity: float, col: int,
-                row: int, width: int, height: int) -> np.ndarray:
+def _level_cell(path: str | RemoteLocation, recover: bool, factor: int, prior,
+                fidelity: float, col: int, row: int, width: int, height: int) -> np.ndarray:
     """A chunk of a pyramid level's :meth:`Archive.to_xarray`: its pixels, in place."""
     from georsic.inplace import read_level
 
@@ -769,8 +861,8 @@ def _level_cell(path: str, recover: bool, factor: int, prior, fidelity: float, c
     return read_level(archive, level, Window(col, row, width, height), tile_prior)
 
 
-def _cell_values(path: str, recover: bool, col: int, row: int, width: int, height: int,
-                 *decoded: list) -> np.ndarray:
+def _cell_values(path: str | RemoteLocation, recover: bool, col: int, row: int, width: int,
+                 height: int, *decoded: list) -> np.ndarray:
     """A chunk of :meth:`Archive.to_xarray`: the cell blended from its tiles' pieces."""
     archive = _thread_archive(path, recover)
     pieces = [piece for results in decoded for _, piece, _ in results if piece is not None]

@@ -51,14 +51,17 @@ def checked_quality(quality: float | None) -> float:
 
 
 def _sampler(src: str | Path, device: str, model: str | None, cancel: Cancel | None
-             ) -> tuple[Callable[[float], Probe], RasterInfo]:
+             ) -> tuple[Callable[[float], Probe], RasterInfo, int]:
     """``measure(quality)`` for :func:`fit_quality` and :func:`estimate`: codes and decodes the
-    raster, or windows spread over a large one (:func:`georsic.ratecontrol.sample_windows`)."""
-    codec = get_codec(find_model(model), resolve_device(device))
+    raster, or windows spread over a large one (:func:`georsic.ratecontrol.sample_windows`);
+    with the raster's info and the bytes its archive holds besides tile payloads."""
+    entry = find_model(model)
+    codec = get_codec(entry, resolve_device(device))
     with open_raster(src) as raster:
         info = RasterInfo.from_dataset(raster)
         mapping = band_mapping(raster, info, cancel)
         planes = 1 if info.mask_kind == "dataset" else info.count
+        overhead = _container_bytes(info, mapping, planes, entry, codec)
         samples, fixed_bits = [], 0
         for col, row, width, height in sample_windows(info.width, info.height):
             window = Window(col, row, width, height)
@@ -91,7 +94,21 @@ def _sampler(src: str | Path, device: str, model: str | None, cancel: Cancel | N
         psnr = math.inf if mse == 0 else 10 * math.log10(peak**2 / mse)
         return Probe(quality, bits / pixels, psnr)
 
-    return measure, info
+    return measure, info, overhead
+
+
+def _container_bytes(info: RasterInfo, mapping, planes: int, entry, codec) -> int:
+    """Bytes besides tile payloads of this raster's archive at the default tiling: its header
+    is built as compress builds it (a 256-colour palette or long tags make it kilobytes, which
+    a flat :data:`HEADER_ESTIMATE` left out)."""
+    from georsic.archive import container_bytes
+    from georsic.compressor import archive_header
+    from georsic.defaults import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE
+    from georsic.tiling import TileGrid
+
+    grid = TileGrid(info.width, info.height, DEFAULT_TILE_SIZE, DEFAULT_OVERLAP)
+    header = archive_header(info, mapping, grid, planes, entry, DEFAULT_QUALITY, codec)
+    return container_bytes(header, len(grid))
 
 
 def fit_quality(
@@ -116,7 +133,7 @@ def fit_quality(
     """
     if not targeted(None, target_psnr, target_bpp):
         raise InputError("give one target: a PSNR or a bit rate")
-    measure, _ = _sampler(src, device, model, cancel)
+    measure, _, _ = _sampler(src, device, model, cancel)
     return search_quality(measure, target_psnr=target_psnr, target_bpp=target_bpp,
                           top=float(QUALITY_LEVELS - 1))
 
@@ -146,13 +163,15 @@ def estimate(
 
     At ``quality`` (default ``DEFAULT_QUALITY``), or at the quality a target gives
     (:func:`fit_quality`); measured on the same sample, and ``bytes`` adds a header's usual
-    size (:data:`HEADER_ESTIMATE`) to the rate times the raster's pixels.
+    size to the rate times the raster's pixels: the header, index and tile records of an
+    archive of this raster at the default tiling, built as :func:`georsic.compress` builds
+    them (:data:`HEADER_ESTIMATE` is their usual size on a UTM aerial image).
     """
     is_targeted = targeted(quality, target_psnr, target_bpp)
     quality = None if is_targeted else checked_quality(quality)
-    measure, info = _sampler(src, device, model, cancel)
+    measure, info, overhead = _sampler(src, device, model, cancel)
     probe = (search_quality(measure, target_psnr=target_psnr, target_bpp=target_bpp,
                             top=float(QUALITY_LEVELS - 1)) if is_targeted else measure(quality))
     pixels = info.width * info.height
-    size = round(probe.bpp * pixels / 8) + HEADER_ESTIMATE
+    size = round(probe.bpp * pixels / 8) + overhead
     return Estimate(probe.quality, probe.bpp, probe.psnr, size, pixels)

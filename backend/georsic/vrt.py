@@ -186,6 +186,12 @@ def write_vrt(archive_path: str | Path, output: str | Path | None = None, *,
     if output.suffix.lower() != ".vrt":
         raise OutputError(f"output {output} must end in .vrt")
     check_output(output, overwrite, archive_path)
+    from georsic.errors import InputError
+    from georsic.remote import is_url
+
+    if is_url(str(archive_path)):
+        raise InputError(f"{archive_path}: georsic vrt needs an archive on a local or mounted "
+                         "file system (GDAL's pixel function opens it by path)")
     with Archive(archive_path) as archive:
         if prior:
             archive.tile_prior(prior, 0.75 if fidelity is None else fidelity, "cpu")

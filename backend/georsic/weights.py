@@ -89,8 +89,9 @@ def find_model(model_id: str | None = None, sha256: str | None = None,
     for entry in models:
         if entry.id == model_id:
             return entry
-    raise WeightsError(f"model {model_id!r} is not installed; installed: "
-                       f"{', '.join(e.id for e in models) or 'none'}")
+    same_kind = [e.id for e in models if e.kind == kind]
+    raise WeightsError(f"{kind} model {model_id!r} is not installed; installed {kind} "
+                       f"models: {', '.join(same_kind) or 'none'} (georsic models lists all)")
 
 
 def write_manifest(path: Path, manifest: dict) -> None:

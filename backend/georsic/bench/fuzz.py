@@ -276,6 +276,11 @@ def markdown(result: dict, command: str) -> str:
 
 
 def main(args) -> int:
+    from georsic.bench import args as checks
+
+    checks.positive(args.cases, "--cases")
+    checks.raster(args.raster, "--raster")
+    checks.output_file(args.out, "--out")
     result = run(args.cases, args.seed, args.raster)
     text = markdown(result, f"georsic bench fuzz --cases {args.cases} --seed {args.seed}")
     print(text, end="")

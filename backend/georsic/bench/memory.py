@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from georsic.defaults import DEFAULT_TILE_SIZE
+from georsic.defaults import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE
+from georsic.errors import GeorsicError
 
 
 def synthetic_raster(path: Path, size: int, block: int = 512) -> None:
@@ -71,7 +72,20 @@ def run_one(size: int, quality: float, tile_size: int, device: str, workdir: Pat
             "peak_rss_mib": round(peak_rss_mib(), 1)}
 
 
+def check(args: argparse.Namespace) -> None:
+    """The arguments, before any raster is generated or measured."""
+    from georsic.bench import args as checks
+    from georsic.tiling import TileGrid
+
+    checks.positive(args.sizes, "--sizes")
+    checks.positive(args.gdal_cache, "--gdal-cache")
+    TileGrid.check(args.tile_size, DEFAULT_OVERLAP)  # run_one compresses with the default
+    checks.folder(args.tmp, "--tmp")
+    checks.output_file(args.out, "--out")
+
+
 def main(args: argparse.Namespace) -> int:
+    check(args)
     if args.child:
         with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
             result = run_one(args.sizes[0], args.quality, args.tile_size, args.device, Path(tmp))
@@ -89,7 +103,9 @@ def main(args: argparse.Namespace) -> int:
         env = dict(os.environ, GDAL_CACHEMAX=str(args.gdal_cache))
         run = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if run.returncode:
-            raise SystemExit(f"size {size} failed: {run.stderr.strip() or run.returncode}")
+            said = (run.stderr.strip().splitlines() or [f"exit code {run.returncode}"])[-1]
+            raise GeorsicError(f"bench memory: size {size} failed: "
+                               f"{said.removeprefix('georsic: error: ')}")
         out = run.stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
         print(json.dumps(rows[-1]), flush=True)

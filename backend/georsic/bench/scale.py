@@ -174,7 +174,28 @@ def report(rows: dict, size: int, quality: float, tile: int, load: str, command:
     return "\n".join(lines) + "\n"
 
 
+def check(args) -> None:
+    """The arguments, before any cluster starts or raster is generated."""
+    from georsic.bench import args as checks
+    from georsic.errors import OutputError
+    from georsic.sampling import checked_quality
+    from georsic.tiling import TileGrid
+
+    checks.positive(args.size, "--size")
+    checks.positive(args.noop_tasks, "--noop-tasks")
+    TileGrid.check(args.tile_size, 0)
+    checked_quality(args.quality)
+    if args.out:
+        try:  # the default's folder (benchmarks/results) is made when missing, as before
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"--out {args.out}: cannot make its folder: {exc.strerror}") \
+                from None
+        checks.output_file(args.out, "--out")
+
+
 def main(args) -> int:
+    check(args)
     load = " ".join(f"{v:.2f}" for v in os.getloadavg())
     rows = run(args.size, args.quality, args.tile_size, args.noop_tasks)
     command = "georsic bench scale " + " ".join(sys.argv[3:])
@@ -182,7 +203,6 @@ def main(args) -> int:
     text += f"- Load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}.\n"
     print(text)
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text)
     return 0
 

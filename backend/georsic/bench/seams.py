@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from georsic.defaults import DEFAULT_FIDELITY
+
 
 def border_mask(width: int, height: int, tile_size: int, overlap: int,
                 reach: int = 1) -> np.ndarray:
@@ -59,7 +61,8 @@ def prior_window_mask(width: int, height: int, tile_size: int, overlap: int,
 
 
 def seam_ratio(source: Path, quality: float, tile_size: int, overlap: int,
-               device: str = "cpu", prior: bool = False, fidelity: float = 0.5) -> dict:
+               device: str = "cpu", prior: bool = False,
+               fidelity: float = DEFAULT_FIDELITY) -> dict:
     """Error at tile borders over error inside tiles; with ``prior`` decoded through the
     codebook prior, which also reports the ratio at its window junctions inside tiles."""
     import rasterio
@@ -97,7 +100,22 @@ def seam_ratio(source: Path, quality: float, tile_size: int, overlap: int,
     return result
 
 
+def check(args: argparse.Namespace) -> None:
+    """The arguments, before any compression: IMAGE a raster (not an archive), sizes valid."""
+    from georsic.bench import args as checks
+    from georsic.prior.restore import check_fidelity
+    from georsic.sampling import checked_quality
+    from georsic.tiling import TileGrid
+
+    checks.raster(args.image, "image")
+    checked_quality(args.quality)
+    for overlap in args.overlaps:
+        TileGrid.check(args.tile_size, overlap)
+    check_fidelity(args.fidelity)
+
+
 def main(args: argparse.Namespace) -> int:
+    check(args)
     for prior in (False, True) if args.prior else (False,):
         for overlap in args.overlaps:
             result = seam_ratio(Path(args.image), args.quality, args.tile_size, overlap,
@@ -115,5 +133,6 @@ def add_parser(subparsers) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--prior", action="store_true",
                    help="also decode through the codebook prior (rows without and with it)")
-    p.add_argument("--fidelity", type=float, default=0.5, help="the prior's w (with --prior)")
+    p.add_argument("--fidelity", type=float, default=DEFAULT_FIDELITY,
+                   help=f"the prior's w (with --prior; default {DEFAULT_FIDELITY:g})")
     p.set_defaults(func=main)

@@ -20,14 +20,18 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from georsic.defaults import DEFAULT_FIDELITY
 from georsic.errors import GeorsicError, WeightsError
+
+#: Mean HSV saturation of its input images above which the prior is said not to suit a raster:
+#: aerial and UAV imagery, which it was trained on, is about 0.2 (0.08-0.21 on the test and
+#: benchmark images); a classified map rendered to RGB about 0.8, where the prior cost 2.1-3.6
+#: dB and took a third of the colour spread (benchmarks/prior_content.py, docs/prior.md).
+VIVID_SATURATION = 0.5
 
 #: Window edge and overlap (pixels) the prior runs on; multiples of every preset's stride.
 DEFAULT_WINDOW = 256
 DEFAULT_OVERLAP = 32
-#: The fidelity weight ``w`` when none is given (CLI ``--fidelity``, QGIS, API): chosen from
-#: `georsic bench prior` of code-rsic-s2 (benchmarks/results/prior_code-rsic-s2).
-DEFAULT_FIDELITY = 0.75
 
 
 class FidelityError(GeorsicError):
@@ -149,6 +153,8 @@ class TilePrior:
     overlap: int = DEFAULT_OVERLAP
     mode: str = "full"
     _lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
+    #: sum of the mean saturations of the images seen, and their count
+    _seen: list = field(default_factory=lambda: [0.0, 0], compare=False, repr=False)
 
     @property
     def tag(self) -> str:
@@ -160,8 +166,31 @@ class TilePrior:
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         with self._lock:  # one window at a time through a shared model (threads share it)
+            self._seen[0] += saturation(image)
+            self._seen[1] += 1
             return restore(image, self.model, self.fidelity, window=self.window,
                            overlap=self.overlap, mode=self.mode)
+
+    def mean_saturation(self) -> float | None:
+        """Mean saturation of the images this prior has restored here (None: none yet)."""
+        with self._lock:
+            return self._seen[0] / self._seen[1] if self._seen[1] else None
+
+    def unsuited(self) -> str | None:
+        """Why the prior did not suit what it restored (saturated colours), or None."""
+        mean = self.mean_saturation()
+        if mean is None or mean <= VIVID_SATURATION:
+            return None
+        return (f"the colours restored through the codebook prior are saturated (mean "
+                f"saturation {mean:.2f}; aerial imagery about 0.2): the prior, learned on "
+                "aerial textures, washes such colours out and lowers PSNR (docs/prior.md); "
+                "decode without --prior")
+
+
+def saturation(image: np.ndarray) -> float:
+    """Mean HSV saturation of an RGB image (3, H, W) in [0, 1]."""
+    high, low = image.max(axis=0), image.min(axis=0)
+    return float(np.mean(np.where(high > 1e-6, (high - low) / np.maximum(high, 1e-6), 0.0)))
 
 
 _MODELS: dict[tuple[str, str], torch.nn.Module] = {}

@@ -90,7 +90,7 @@ class DecompressArchiveAlgorithm(GeorsicAlgorithm):
             self.FIDELITY,
             self.tr("Prior fidelity (0 = sharpest, 1 = closest to the decoded image)"),
             type=QgsProcessingParameterNumber.Double,
-            defaultValue=0.75,  # georsic.prior.restore.DEFAULT_FIDELITY
+            defaultValue=0.75,  # georsic.defaults.DEFAULT_FIDELITY (a test checks they agree)
             minValue=0.0,
             maxValue=1.0,
         )
