@@ -1,6 +1,7 @@
 """Archive format versions: 2 deflates the JSON header, 3 stores a tile's section lengths as
 varints and each codec image as one rANS stream, 4 gives each tile record a head of its own
-(found by a scan when the index is lost); archives of versions 1, 2 and 3 still decode."""
+(found by a scan when the index is lost), 5 may hold an overview pyramid; archives of versions
+1, 2, 3 and 4 still decode."""
 
 from __future__ import annotations
 
@@ -75,7 +76,7 @@ def _as_version_1(archive, target) -> None:
 def test_header_is_deflated_and_version_1_layout_still_decodes(tmp_path, aerial_archive):
     data = aerial_archive.read_bytes()
     version, length = _PREFIX.unpack(data[:_PREFIX.size])[1:]
-    assert version == VERSION == 4
+    assert version == VERSION == 5
     header = json.loads(inflate_header(data[_PREFIX.size:_PREFIX.size + length]))
     plain = json.dumps(header, separators=(",", ":")).encode()
     assert length < len(zlib.compress(plain, 9)) < len(plain)  # the dictionary helps
@@ -149,7 +150,8 @@ LEGACY_V3 = DATA / "legacy_v3_osbs_crop.grsc"
 
 
 def _as_version_4(legacy, target) -> None:
-    """The header and tile payloads of ``legacy`` written by today's writer (version 4)."""
+    """The header and tile payloads of ``legacy`` written by today's writer (version 4's
+    record layout; today's version, 5, adds only the optional pyramid)."""
     from georsic.archive import ArchiveWriter
 
     with ArchiveReader(legacy) as reader:
@@ -164,7 +166,7 @@ def test_version_3_archive_decodes_as_its_version_4_rewrite(tmp_path, aerial):
         assert reader.version == 3 and reader.tile_count == 6
     _as_version_4(LEGACY_V3, tmp_path / "v4.grsc")
     with ArchiveReader(tmp_path / "v4.grsc") as reader:
-        assert reader.version == 4
+        assert reader.version == VERSION
     assert (tmp_path / "v4.grsc").stat().st_size == LEGACY_V3.stat().st_size + 6 * _RECORD.size
     old = georsic.open(LEGACY_V3).read()
     assert np.array_equal(old, georsic.open(tmp_path / "v4.grsc").read())

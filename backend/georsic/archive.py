@@ -17,7 +17,9 @@ each codec image is one rANS stream (``streams_per_image`` 1), about 110 bytes l
 and the no-data mask may be context-coded (:mod:`georsic.masks`).  Since version 4 each tile
 record describes itself (number, length, a CRC over both and the payload), so a reader asked to
 ``recover`` finds the intact tiles of an archive whose index is lost (cut short, junk appended)
-by scanning for them.
+by scanning for them.  Since version 5 the header may name an overview pyramid
+(``"pyramid": {"factors": [...]}``, :mod:`georsic.pyramid`): its levels' tile records follow
+the full-resolution ones, in the same record layout and index.
 """
 
 from __future__ import annotations
@@ -44,11 +46,12 @@ from georsic.remote import (
 MAGIC = b"GRSC\r\n\x1a\n"
 FOOTER_MAGIC = b"GRSCIDX\x00"
 TILE_MAGIC = b"GRTL"
-VERSION = 4
+VERSION = 5
 #: Versions this reader understands: 1 (plain JSON header), 2 (zlib-deflated JSON header),
 #: 3 (section lengths of a tile as varints; codec images as one rANS stream; masks with a
-#: method byte), 4 (self-describing tile records, found by a scan when the index is lost).
-READABLE_VERSIONS = (1, 2, 3, 4)
+#: method byte), 4 (self-describing tile records, found by a scan when the index is lost),
+#: 5 (the tile records of an overview pyramid after the full-resolution ones).
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 #: zlib preset dictionary of version-2 and version-3 headers: the strings most headers share
 #: (keys, a WGS 84 / UTM WKT, usual band and tag values).  Part of the format: never change it
 #: within a version.
@@ -375,9 +378,13 @@ class ArchiveReader:
 
     def _expected_tiles(self) -> int | None:
         try:
+            if self.version >= 5:
+                from georsic.pyramid import record_count
+
+                return record_count(self.header)
             tiling = self.header["tiling"]
             return int(tiling["rows"]) * int(tiling["cols"])
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, AttributeError):
             return None
 
     def _scan(self) -> list[tuple[int, int, int] | None]:

@@ -237,11 +237,15 @@ def cmd_compress(args) -> int:
             args.input, args.output, **_quality_kwargs(args), tile_size=args.tile_size,
             overlap=args.overlap, device=args.device, model=args.model, refine=args.refine,
             overwrite=args.overwrite, client=client, tiles_per_task=args.tiles_per_task,
-            progress=ProgressBar("compress", args.quiet))
+            progress=ProgressBar("compress", args.quiet), pyramid_levels=args.pyramid)
     _report_fit(summary, args.quiet)
     if not args.quiet:
         print(f"{summary.path}: {summary.bytes:,} bytes, {summary.bpp:.4f} bpp, "
               f"{summary.tiles} tiles, quality {summary.quality:.2f}, {summary.seconds:.1f} s")
+        if summary.pyramid_factors:
+            print(f"pyramid: factors {', '.join(map(str, summary.pyramid_factors))}, "
+                  f"{summary.pyramid_bytes:,} bytes ({100 * summary.pyramid_share:.2f} % of "
+                  "the archive)")
     return 0
 
 
@@ -353,6 +357,16 @@ def cmd_info(args) -> int:
                               "bpp": archive.bpp}, indent=2))
         else:
             print(archive.describe())
+    return 0
+
+
+def cmd_vrt(args) -> int:
+    from georsic.vrt import export_lines, write_vrt
+
+    path = write_vrt(args.input, args.output, prior=args.prior,
+                     fidelity=args.fidelity if args.prior else None, overwrite=args.overwrite)
+    print(f"# {path}: open it in GDAL, rasterio or QGIS with this environment")
+    print("\n".join(export_lines()))
     return 0
 
 
@@ -599,6 +613,10 @@ def build_parser(benchmarks: bool = True) -> argparse.ArgumentParser:
     _add_common(p)
     _add_cluster(p)
     _add_tiles_per_task(p)
+    p.add_argument("--pyramid", default="auto", metavar="auto|none|F,F,...",
+                   help="overview pyramid stored in the archive for in-place viewing: auto "
+                        "(factors 4, 16, 64 ... down to at most 512 px), none, or factors "
+                        "(default: auto)")
     p.set_defaults(func=cmd_compress)
 
     p = sub.add_parser("decompress", help="decode an archive to a GeoTIFF")
@@ -630,6 +648,18 @@ def build_parser(benchmarks: bool = True) -> argparse.ArgumentParser:
     p.add_argument("input", help="archive: a file or a URL (https://, s3://, gs://, az://)")
     p.add_argument("--json", action="store_true", help="the whole header as JSON")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("vrt", help="write a VRT that opens an archive in place in GDAL, "
+                       "rasterio or QGIS (no decompressed copy), and print the environment "
+                       "it needs")
+    p.add_argument("input", help="the .grsc archive")
+    p.add_argument("output", nargs="?", help="the VRT (default: the archive's name, .vrt)")
+    p.add_argument("--prior", nargs="?", const=True, default=False, metavar="MODEL",
+                   help="decode through the codebook prior (the default prior, or MODEL)")
+    p.add_argument("--fidelity", type=float, default=0.75,
+                   help="prior fidelity weight w in [0, 1] (with --prior; default 0.75)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    p.set_defaults(func=cmd_vrt)
 
     p = sub.add_parser("stac", help="a STAC Item for an archive (JSON on stdout): footprint, "
                                     "projection, model, quality and bpp")
@@ -769,6 +799,9 @@ def build_parser(benchmarks: bool = True) -> argparse.ArgumentParser:
     from georsic.bench import speed
 
     speed.add_parser(bench)
+    from georsic.bench import view
+
+    view.add_parser(bench)
     try:
         from georsic.bench import fuzz
     except ImportError:  # as rd below: the fuzzer needs rasterio

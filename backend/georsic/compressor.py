@@ -9,8 +9,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from georsic import __version__
-from georsic.archive import ArchiveWriter, check_output, pack_sections
+import numpy as np
+
+from georsic import __version__, pyramid
+from georsic.archive import _ENTRY, _RECORD, ArchiveWriter, check_output, pack_sections
 from georsic.bandmap import BandMapping
 from georsic.codec import resolve_device, thread_invariant
 from georsic.control import Cancel, Progress
@@ -57,6 +59,15 @@ class ArchiveSummary:
     seconds: float
     #: How the quality was fitted to a target PSNR or bit rate (None: it was given).
     fit: QualityFit | None = None
+    #: Factors of the overview pyramid stored in the archive (:mod:`georsic.pyramid`).
+    pyramid_factors: tuple[int, ...] = ()
+    #: Bytes of the pyramid's tile records and index entries.
+    pyramid_bytes: int = 0
+
+    @property
+    def pyramid_share(self) -> float:
+        """The pyramid's share of the archive's bytes."""
+        return self.pyramid_bytes / self.bytes if self.bytes else 0.0
 
     @property
     def bpp(self) -> float:
@@ -97,6 +108,7 @@ def compress(
     tiles_per_task: int | None = None,
     progress: Progress | None = None,
     cancel: Cancel | None = None,
+    pyramid_levels: str | tuple[int, ...] | None = "auto",
 ) -> ArchiveSummary:
     """Compress a raster file into a ``.grsc`` archive.
 
@@ -139,9 +151,14 @@ def compress(
         Consecutive tiles coded in one task (default: one in-process; on a cluster up to
         :data:`~georsic.parallel.DEFAULT_TILES_PER_TASK`, fewer on a small raster so every
         worker gets several tasks).  The archive is the same bytes whatever it is.
+    pyramid_levels:
+        The overview pyramid stored with the archive (:mod:`georsic.pyramid`): ``"auto"``
+        (factors 4, 16, 64 ... until the coarsest level is at most 512 pixels across),
+        ``"none``, or a list of factors.  Each level is the source averaged over blocks of
+        its factor, coded as extra tiles, so a zoomed-out view decodes only small tiles.
     progress, cancel:
-        ``progress(done, total)`` after each tile; ``cancel()`` returning True stops the run,
-        raising :class:`~georsic.errors.Cancelled` and leaving no file behind.
+        ``progress(done, total)`` after each tile (every level's); ``cancel()`` returning
+        True stops the run, raising :class:`~georsic.errors.Cancelled` and leaving no file behind.
     """
     started = time.perf_counter()
     if tiles_per_task is not None:
@@ -164,21 +181,27 @@ def compress(
         grid = TileGrid(info.width, info.height, tile_size, overlap)
         mapping = band_mapping(raster, info, cancel)
         planes = 1 if info.mask_kind == "dataset" else info.count
+        factors = pyramid.resolve(pyramid_levels, info.width, info.height)
         header = archive_header(info, mapping, grid, planes, entry, quality, codec)
+        header["pyramid"] = {"factors": list(factors)}
         if fit is not None:
             header["codec"]["fit"] = fit.to_dict()
     job = EncodeJob(str(Path(src).resolve()), info, mapping, grid, planes, entry.id,
-                    entry.sha256, device, float(quality), refine, codec.entropy)
+                    entry.sha256, device, float(quality), refine, codec.entropy,
+                    pyramid=factors)
+    total, coarse = job.records, 0
     with ArchiveWriter(dst, header, overwrite=overwrite, inputs=(src,)) as writer:
         for done, payload in enumerate(_encoded(job, client, threads, tiles_per_task, cancel),
                                        start=1):
             writer.add_tile(payload)
+            if done > len(grid):
+                coarse += len(payload) + _RECORD.size + _ENTRY.size
             if progress:
-                progress(done, len(grid))
+                progress(done, total)
         path = writer.close()
     return ArchiveSummary(path, info.width, info.height, info.count, len(grid),
                           path.stat().st_size, float(quality), entry.id,
-                          time.perf_counter() - started, fit)
+                          time.perf_counter() - started, fit, factors, coarse)
 
 
 @dataclass(frozen=True)
@@ -201,6 +224,25 @@ class EncodeJob:
     entropy: str = "float64"
     #: Threads each tile is coded on (:func:`~georsic.parallel.tile_threads`).
     tile_threads: int = 1
+    #: Factors of the overview pyramid, coded after the full-resolution tiles.
+    pyramid: tuple[int, ...] = ()
+
+    @property
+    def levels(self) -> list[pyramid.Level]:
+        """Every level, full resolution first (record numbers as the archive's)."""
+        out, first = [], 0
+        for factor in (1, *self.pyramid):
+            grid = pyramid.level_grid(self.info.width, self.info.height, factor,
+                                      self.grid.size, self.grid.overlap)
+            out.append(pyramid.Level(factor, grid, first))
+            first += len(grid)
+        return out
+
+    @property
+    def records(self) -> int:
+        """Tile records of the archive, every level's."""
+        last = self.levels[-1]
+        return last.first + len(last.grid)
 
 
 def encode_tiles(job: EncodeJob, indices: tuple[int, ...]) -> list[bytes]:
@@ -208,8 +250,52 @@ def encode_tiles(job: EncodeJob, indices: tuple[int, ...]) -> list[bytes]:
     one torch thread and this thread's codec, and gives the same bytes wherever it runs)."""
     set_tile_threads(job.tile_threads)
     codec = thread_codec(job.model_id, job.weights_sha256, job.device, job.tile_threads)
+    levels = job.levels if job.pyramid else None
     with open_raster(job.src) as raster:
-        return [_encode_tile(raster, job, codec, job.grid.tile(i)) for i in indices]
+        if levels is None:
+            return [_encode_tile(raster, job, codec, job.grid.tile(i)) for i in indices]
+        return [_encode_record(raster, job, codec, levels, i) for i in indices]
+
+
+def _encode_record(raster, job: EncodeJob, codec, levels: list[pyramid.Level],
+                   number: int) -> bytes:
+    """The payload of tile record ``number``: a full-resolution tile or a pyramid tile."""
+    level = next(lv for lv in reversed(levels) if lv.first <= number)
+    tile = level.grid.tile(number - level.first)
+    if level.factor == 1:
+        return _encode_tile(raster, job, codec, tile)
+    return _encode_level_tile(raster, job, codec, level.factor, tile)
+
+
+def _encode_level_tile(raster, job: EncodeJob, codec, factor: int, tile) -> bytes:
+    """A pyramid tile: the source under it averaged over ``factor`` x ``factor`` blocks
+    (GDAL's ``average``, which leaves no-data pixels out), coded as any tile."""
+    from rasterio.enums import Resampling
+    from rasterio.windows import Window
+
+    w = tile.window
+    x0, y0 = int(w.col_off) * factor, int(w.row_off) * factor
+    source = Window(x0, y0, min(int(w.width) * factor, job.info.width - x0),
+                    min(int(w.height) * factor, job.info.height - y0))
+    shape = (int(w.height), int(w.width))
+    data = raster.read(window=source, out_shape=(job.info.count, *shape),
+                       resampling=Resampling.average)
+    for band in job.mapping.lossless:  # alpha and class indices: no averages of them
+        data[band] = raster.read(band + 1, window=source, out_shape=shape,
+                                 resampling=Resampling.nearest)
+    if job.info.mask_kind == "dataset":
+        mask = raster.dataset_mask(window=source, out_shape=shape) > 0
+        valid = np.broadcast_to(mask, data.shape)
+        if data.dtype.kind == "f":
+            valid = valid & np.isfinite(data)
+        valid = None if valid.all() else np.ascontiguousarray(valid)
+    else:
+        valid = validity(raster, data, job.info, source)
+    invalid = None if valid is None else ~valid[:job.planes]
+    sections = [encode_mask(invalid), encode_raw(data, job.mapping.lossless)]
+    for image in job.mapping.encode(data, valid):
+        sections.extend(codec.encode(image, job.quality, refine=job.refine))
+    return pack_sections(sections)
 
 
 def _encode_tile(raster, job: EncodeJob, codec, tile) -> bytes:
@@ -233,11 +319,11 @@ def _encoded(job: EncodeJob, client, threads: int | None, per_task: int | None,
         if threads is None:
             threads = 1 if resolve_device(job.device) != "cpu" else cores()
         invariant = job.refine == 0 and thread_invariant(job.entropy, resolve_device(job.device))
-        slots, per_tile = tile_threads(threads, len(job.grid), invariant)
+        slots, per_tile = tile_threads(threads, job.records, invariant)
         job = dataclasses.replace(job, tile_threads=per_tile)
         executor = local_executor(slots)
-    size = tiles_per_task(len(job.grid), slots, per_task, cluster=client is not None)
-    tasks = ((job, block) for block in blocks(range(len(job.grid)), size))
+    size = tiles_per_task(job.records, slots, per_task, cluster=client is not None)
+    tasks = ((job, block) for block in blocks(range(job.records), size))
     with torch_threads(1) if client is None else contextlib.nullcontext():
         for payloads in ordered(executor, encode_tiles, tasks, in_flight(slots), cancel):
             yield from payloads

@@ -17,7 +17,7 @@ import rasterio
 from rasterio.errors import CRSError
 from rasterio.windows import Window
 
-from georsic import headercheck
+from georsic import headercheck, pyramid
 from georsic.archive import ArchiveReader, unpack_sections
 from georsic.bandmap import BandMapping
 from georsic.control import Cancel, Progress, check_cancel
@@ -96,14 +96,18 @@ class Archive:
                                  int(tiling["overlap"]))
             self.codec_info = header["codec"]
             self.planes = int(header["mask"]["planes"])
+            #: Every level, full resolution first (:mod:`georsic.pyramid`).
+            self.levels = pyramid.levels(header) if self._reader.version >= 5 else \
+                [pyramid.Level(1, self.grid, 0)]
             self.info.crs  # noqa: B018 - a WKT that does not parse fails here, not mid-decode
         except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError,
                 CRSError) as exc:
             raise ArchiveError(f"{name}: archive header is incomplete or damaged "
                                f"({' '.join(str(exc).split())[:200]})") from None
-        if len(self.grid) != self._reader.tile_count:
+        records = self.levels[-1].first + len(self.levels[-1].grid)
+        if records != self._reader.tile_count:
             raise ArchiveError(f"{name}: archive holds {self._reader.tile_count} "
-                               f"tiles, its header describes {len(self.grid)}")
+                               f"tiles, its header describes {records}")
 
     # ---- metadata
     #: The archive's file, or its URL (a string) for a remote archive.
@@ -156,6 +160,12 @@ class Archive:
         ]
         if any(info.descriptions):
             lines.append("bands:     " + ", ".join(d or "-" for d in info.descriptions))
+        if self.overviews():
+            lines.append("pyramid:   " + ", ".join(
+                f"{lv.factor} ({lv.width}x{lv.height})" for lv in self.levels[1:])
+                + f", {self.pyramid_bytes:,} bytes "
+                f"({100 * self.pyramid_bytes / self._reader.size:.2f} %); read in place "
+                "(georsic vrt)")
         if info.overviews:
             lines.append("overviews: " + ", ".join(map(str, info.overviews))
                          + " (rebuilt on decompression)")
@@ -220,14 +230,31 @@ class Archive:
         return TileError(f"{self.name}: tile {tile.index} (row {tile.row}, col "
                          f"{tile.col}) cannot be decoded: {exc}", tile.index)
 
-    def _tile_sections(self, tile: Tile) -> list[bytes]:
-        """The tile's sections (mask, lossless bands, streams), checksum and count checked."""
+    def overviews(self) -> list[int]:
+        """Decimation factors of the pyramid stored in the archive (rasterio's convention:
+        ``[4, 16]``; empty for an archive without one, every version before 5 included)."""
+        return [level.factor for level in self.levels[1:]]
+
+    @property
+    def pyramid_bytes(self) -> int:
+        """Bytes of the pyramid's tile records and index entries."""
+        from georsic.archive import _ENTRY, _RECORD
+
+        sizes = self._reader.tile_sizes()[len(self.grid):]
+        return sum(sizes) + len(sizes) * (_RECORD.size + _ENTRY.size)
+
+    def _tile_sections(self, tile: Tile, number: int | None = None) -> list[bytes]:
+        """The tile's sections (mask, lossless bands, streams), checksum and count checked;
+        ``number``: its record number, when it is a pyramid tile."""
+        record = tile.index if number is None else number
         try:
-            payload = self._reader.read_tile(tile.index)
+            payload = self._reader.read_tile(record)
         except TileError as exc:  # say where the tile is, as a decoding error does
             where = f"tile {tile.index} (row {tile.row}, col {tile.col})"
-            raise TileError(str(exc).replace(f"tile {tile.index}", where, 1),
-                            tile.index) from None
+            if number is not None:
+                factor = max(lv.factor for lv in self.levels if lv.first <= number)
+                where = f"{where} of pyramid level {factor}"
+            raise TileError(str(exc).replace(f"tile {record}", where, 1), record) from None
         try:
             sections = unpack_sections(payload, self._reader.version)
             per_image = int(self.codec_info["streams_per_image"])
@@ -238,10 +265,11 @@ class Archive:
         return sections
 
     def _decode_tile(self, tile: Tile, codec, prior: TilePrior | None = None,
-                     ) -> tuple[np.ndarray, np.ndarray | None]:
+                     number: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """Decode one tile; with ``prior`` each codec image goes through the codebook prior
-        before the inverse band mapping (any band count, the codec's band mapping)."""
-        sections = self._tile_sections(tile)
+        before the inverse band mapping (any band count, the codec's band mapping).
+        ``number``: the tile's record number, when it is a tile of a pyramid level."""
+        sections = self._tile_sections(tile, number)
         h, w = int(tile.window.height), int(tile.window.width)
         per_image = int(self.codec_info["streams_per_image"])
         try:
@@ -464,9 +492,9 @@ class Archive:
         """The problems of this archive, one error each (its message names the tile or the
         weights); empty when the archive is intact.
 
-        Checks every tile's checksum and stream layout and that the exact weights it needs are
-        installed; with ``decode`` also decodes every tile (as long as decompressing). The
-        header and index were checked when the archive was opened.
+        Checks every tile's checksum and stream layout (the pyramid's tiles too) and that the
+        exact weights it needs are installed; with ``decode`` also decodes every tile (as long
+        as decompressing). The header and index were checked when the archive was opened.
         """
         problems: list[GeorsicError] = []
         codec = None
@@ -478,20 +506,22 @@ class Archive:
                 codec = get_codec(entry, resolve_device(device))
         except WeightsError as exc:
             problems.append(exc)
-        tiles = list(self.grid)
-        for done, tile in enumerate(tiles, start=1):
+        records = [(tile, None) for tile in self.grid] + [
+            (tile, level.first + tile.index) for level in self.levels[1:] for tile in level.grid]
+        for done, (tile, number) in enumerate(records, start=1):
             check_cancel(cancel)
             if self.remote and (done - 1) % VERIFY_BATCH == 0:
-                self._reader.prefetch(t.index for t in tiles[done - 1:done - 1 + VERIFY_BATCH])
+                self._reader.prefetch(t.index if n is None else n
+                                      for t, n in records[done - 1:done - 1 + VERIFY_BATCH])
             try:
                 if codec is not None:
-                    self._decode_tile(tile, codec)
+                    self._decode_tile(tile, codec, None, number)
                 else:
-                    self._tile_sections(tile)
+                    self._tile_sections(tile, number)
             except ArchiveError as exc:  # a TileError names the tile
                 problems.append(exc)
             if progress:
-                progress(done, len(self.grid))
+                progress(done, len(records))
         return problems
 
     def finalize(self, values: np.ndarray, invalid: np.ndarray | None) -> np.ndarray:
@@ -521,14 +551,26 @@ class Archive:
              device: str = "auto", prior: bool | TilePrior = False,
              fidelity: float = DEFAULT_FIDELITY, client=None,
              threads: int | None = None, tiles_per_task: int | None = None,
-             ignore_errors: bool = False) -> np.ndarray:
+             ignore_errors: bool = False,
+             out_shape: tuple[int, ...] | None = None) -> np.ndarray:
         """Decode a region (default: everything) to (bands, h, w) in the raster's dtype,
         through the codebook prior at fidelity ``fidelity`` with ``prior``; with
         ``ignore_errors`` a tile that cannot be read or decoded reads as no-data (see
-        :meth:`blocks`)."""
+        :meth:`blocks`).
+
+        ``out_shape`` ((h, w) or (bands, h, w), rasterio's convention): the region resampled
+        to that shape, read from the coarsest pyramid level at least as fine as it (nearest
+        pixel from there; :func:`georsic.inplace.read_window`), through the process's shared
+        cache of decoded tiles.  At the region's own shape this is the full-resolution read.
+        """
         if bounds is not None:
             window = self.window_for(bounds, bounds_crs)
         window = self._clip(window or Window(0, 0, self.width, self.height))
+        if out_shape is not None:
+            from georsic.inplace import read_window
+
+            return read_window(self, window, _shape(out_shape, self.count), prior=prior,
+                               fidelity=fidelity)
         out = np.empty((self.count, int(window.height), int(window.width)), dtype=self.dtype)
         for block, values, invalid in self.blocks(window, device=device, prior=prior,
                                                   fidelity=fidelity, client=client,
@@ -542,7 +584,7 @@ class Archive:
 
     def to_xarray(self, *, device: str = "auto", prior: bool | str = False,
                   fidelity: float = DEFAULT_FIDELITY, name: str | None = None,
-                  ignore_errors: bool = False):
+                  ignore_errors: bool = False, level: int = 1):
         """A lazy ``xarray.DataArray`` (band, y, x) of the decoded raster, backed by dask.
 
         One chunk per tile cell (:meth:`TileGrid.cell`); computing a chunk decodes the tiles
@@ -555,7 +597,12 @@ class Archive:
         ``ignore_errors``: a tile that fails its checksum or cannot be decoded (or that an
         archive opened with ``recover=True`` lost) reads as no-data, as with
         :meth:`read`, instead of failing the computation.
+
+        ``level``: a pyramid factor (:meth:`overviews`) for that coarse level instead, one
+        chunk per tile cell of the level, its transform scaled by the factor.
         """
+        if level != 1:
+            return self._level_xarray(level, prior, fidelity, name)
         import dask.array as da
         import rioxarray  # noqa: F401 - registers the .rio accessor
         import xarray as xr
@@ -602,6 +649,46 @@ class Archive:
             array = array.rio.write_nodata(self.info.nodata)
         return array
 
+    def _level_xarray(self, factor: int, prior, fidelity: float, name: str | None):
+        """:meth:`to_xarray` of the pyramid level of ``factor``."""
+        import dask.array as da
+        import rioxarray  # noqa: F401 - registers the .rio accessor
+        import xarray as xr
+        from dask.base import tokenize
+
+        found = [lv for lv in self.levels if lv.factor == factor]
+        if not found:
+            raise InputError(f"{self.path.name} has no pyramid level {factor!r} (levels: "
+                             f"{', '.join(map(str, [1, *self.overviews()]))})")
+        lv = found[0]
+        check_fidelity(fidelity)
+        path = self._location()
+        recover = bool(getattr(self._reader, "recovered", False))
+        token = tokenize(path.key if self.remote else path, self._reader.identity, factor,
+                         prior, fidelity)
+        name = name or f"georsic-{factor}-{token}"
+        cells = [lv.grid.cell(tile) for tile in lv.grid]
+        graph = {(name, 0, tile.row, tile.col): (_level_cell, path, recover, factor, prior,
+                                                 fidelity, cell.col_off, cell.row_off,
+                                                 cell.width, cell.height)
+                 for tile, cell in zip(lv.grid, cells, strict=True)}
+        chunks = ((self.count,),
+                  tuple(int(cells[r * lv.grid.cols].height) for r in range(lv.grid.rows)),
+                  tuple(int(cells[c].width) for c in range(lv.grid.cols)))
+        data = da.Array(graph, name, chunks, dtype=self.dtype)
+        t = self.transform @ rasterio.Affine.scale(factor)
+        x = t.c + t.a * (np.arange(lv.width) + 0.5)
+        y = t.f + t.e * (np.arange(lv.height) + 0.5)
+        array = xr.DataArray(data, dims=("band", "y", "x"),
+                             coords={"band": np.arange(1, self.count + 1), "y": y, "x": x},
+                             name=self.path.stem)
+        if self.info.crs is not None:
+            array = array.rio.write_crs(self.info.crs)
+        array = array.rio.write_transform(t)
+        if self.info.nodata is not None:
+            array = array.rio.write_nodata(self.info.nodata)
+        return array
+
     def close(self) -> None:
         self._reader.close()
 
@@ -624,6 +711,20 @@ def open(path: str | Path, *, recover: bool = False,  # noqa: A001 - as rasterio
     scanning for its tile records; tiles not found raise a :class:`TileError` when read.
     """
     return Archive(path, recover=recover, storage_options=storage_options)
+
+
+def _shape(out_shape, count: int) -> tuple[int, int]:
+    """(h, w) of a rasterio-style ``out_shape`` ((h, w) or (bands, h, w))."""
+    try:
+        shape = tuple(int(v) for v in out_shape)
+    except (TypeError, ValueError):
+        shape = ()
+    if len(shape) == 3 and shape[0] == count:
+        shape = shape[1:]
+    if len(shape) != 2 or min(shape) <= 0:
+        raise InputError(f"out_shape must be (height, width) or ({count}, height, width) with "
+                         f"positive sizes, not {out_shape!r}")
+    return shape
 
 
 def _checked_bounds(bounds) -> tuple[float, float, float, float]:
@@ -772,6 +873,17 @@ def _neighbours(grid: TileGrid, tile: Tile) -> list[Tile]:
     """The tile and those above and to the left of it, whose overlaps may reach its cell."""
     return [grid.tile(r * grid.cols + c) for r in (tile.row - 1, tile.row) if r >= 0
             for c in (tile.col - 1, tile.col) if c >= 0]
+
+
+def _level_cell(path: str | RemoteLocation, recover: bool, factor: int, prior,
+                fidelity: float, col: int, row: int, width: int, height: int) -> np.ndarray:
+    """A chunk of a pyramid level's :meth:`Archive.to_xarray`: its pixels, in place."""
+    from georsic.inplace import read_level
+
+    archive = _thread_archive(path, recover)
+    level = next(lv for lv in archive.levels if lv.factor == factor)
+    tile_prior = archive.tile_prior(prior, fidelity, "cpu")
+    return read_level(archive, level, Window(col, row, width, height), tile_prior)
 
 
 def _cell_values(path: str | RemoteLocation, recover: bool, col: int, row: int, width: int,
