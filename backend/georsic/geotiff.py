@@ -131,7 +131,7 @@ def _write_decoded(archive: Archive, window: Window, path: Path, profile: dict,
     """Decode ``window`` of ``archive`` into a new GeoTIFF at ``path``, overviews included;
     through ``prior`` when given (its weights and ``w`` named in the tags)."""
     if prior is not None and not archive.mapping.groups:
-        warnings.warn(f"{archive.path.name}: every band is stored losslessly (a palette, a "
+        warnings.warn(f"{archive.name}: every band is stored losslessly (a palette, a "
                       "classification), so the codebook prior has nothing to restore; decoded "
                       "without it", GeorsicWarning, stacklevel=3)
         prior = None

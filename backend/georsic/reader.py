@@ -656,9 +656,11 @@ class Archive:
         import xarray as xr
         from dask.base import tokenize
 
+        from georsic.prior.restore import check_fidelity
+
         found = [lv for lv in self.levels if lv.factor == factor]
         if not found:
-            raise InputError(f"{self.path.name} has no pyramid level {factor!r} (levels: "
+            raise InputError(f"{self.name} has no pyramid level {factor!r} (levels: "
                              f"{', '.join(map(str, [1, *self.overviews()]))})")
         lv = found[0]
         check_fidelity(fidelity)
