@@ -218,3 +218,26 @@ def test_the_vrt_carries_what_decompress_writes(case, tmp_path, data_dir):
         assert out.mask_flag_enums == ref.mask_flag_enums
         if case == "dataset_mask":  # the disc: some pixels masked, some not
             assert out.dataset_mask().min() == 0 and out.dataset_mask().max() == 255
+
+
+def test_a_vrt_of_a_remote_archive(made, tmp_path):
+    """``georsic vrt URL``: the VRT names the URL, and GDAL (a process) reads the archive in
+    place through range requests, the same pixels as the local archive's VRT."""
+    from rangeserver import range_server
+
+    path, _, local_vrt, _ = made
+    with range_server(path.parent) as server:
+        url = f"{server.url}/{path.name}"
+        out = tmp_path / "remote.vrt"
+        run = _georsic("vrt", url, str(out))
+        assert run.returncode == 0, run.stderr
+        assert url in out.read_text() and str(path.resolve()) not in out.read_text()
+        for source, name in ((out, "remote.tif"), (local_vrt, "local.tif")):
+            done = _gdal("gdal_translate", "-q", "-srcwin", "100", "90", "150", "140",
+                         str(source), str(tmp_path / name))
+            assert done.returncode == 0, done.stderr
+        assert np.array_equal(_pixels(tmp_path / "remote.tif"), _pixels(tmp_path / "local.tif"))
+        assert server.requests(path.name, "GET"), "GDAL's pixel function read the URL"
+        missing = _georsic("vrt", f"{server.url}/none.grsc", str(tmp_path / "x.vrt"))
+        assert missing.returncode == 2 and "does not exist" in missing.stderr
+        assert not (tmp_path / "x.vrt").exists()

@@ -683,7 +683,7 @@ class Archive:
         y = t.f + t.e * (np.arange(lv.height) + 0.5)
         array = xr.DataArray(data, dims=("band", "y", "x"),
                              coords={"band": np.arange(1, self.count + 1), "y": y, "x": x},
-                             name=self.path.stem)
+                             name=Path(self.name).stem)
         if self.info.crs is not None:
             array = array.rio.write_crs(self.info.crs)
         array = array.rio.write_transform(t)

@@ -134,7 +134,7 @@ def _dataset_xml(archive, prior: bool | str, fidelity: float | None, factor: int
                  width: int, height: int, overviews: list[str] = ()) -> str:
     """A VRT of the archive at ``factor`` (1: the full raster, with georeferencing, metadata
     and ``overviews`` given as VRT texts; else one of those overview VRTs)."""
-    info, path = archive.info, str(archive.path.resolve())
+    info, path = archive.info, archive_location(archive)
     t = info.affine
     lines = [f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">']
     if factor != 1:
@@ -170,6 +170,13 @@ def _mask_xml(archive, path: str, prior: bool | str, fidelity: float | None,
             "  </VRTRasterBand>", "  </MaskBand>"]
 
 
+def archive_location(archive) -> str:
+    """What a VRT names its archive by: the absolute path, or the URL as given (a remote
+    archive's pixel function opens it with range requests, credentials from fsspec's usual
+    environment: a VRT holds no secrets)."""
+    return archive.path if archive.remote else str(archive.path.resolve())
+
+
 def write_vrt(archive_path: str | Path, output: str | Path | None = None, *,
               prior: bool | str = False, fidelity: float | None = None,
               overwrite: bool = False) -> Path:
@@ -181,17 +188,18 @@ def write_vrt(archive_path: str | Path, output: str | Path | None = None, *,
     from georsic.errors import OutputError
     from georsic.reader import Archive
 
-    archive_path = Path(archive_path)
-    output = Path(output) if output is not None else archive_path.with_suffix(".vrt")
-    if output.suffix.lower() != ".vrt":
-        raise OutputError(f"output {output} must end in .vrt")
-    check_output(output, overwrite, archive_path)
-    from georsic.errors import InputError
     from georsic.remote import is_url
 
-    if is_url(str(archive_path)):
-        raise InputError(f"{archive_path}: georsic vrt needs an archive on a local or mounted "
-                         "file system (GDAL's pixel function opens it by path)")
+    remote = is_url(str(archive_path))
+    if not remote:
+        archive_path = Path(archive_path)
+    if output is None:  # beside a local archive; in the current folder for a URL
+        name = str(archive_path).split("?")[0].rstrip("/").rsplit("/", 1)[-1]
+        output = Path(name).with_suffix(".vrt") if remote else archive_path.with_suffix(".vrt")
+    output = Path(output)
+    if output.suffix.lower() != ".vrt":
+        raise OutputError(f"output {output} must end in .vrt")
+    check_output(output, overwrite, *(() if remote else (archive_path,)))
     with Archive(archive_path) as archive:
         if prior:
             archive.tile_prior(prior, 0.75 if fidelity is None else fidelity, "cpu")
@@ -233,10 +241,15 @@ def _window_data(path: str, xoff: int, yoff: int, xsize: int, ysize: int,
     from georsic.inplace import read_window
     from georsic.reader import _thread_archive
 
-    if not Path(path).is_file():
+    from georsic.remote import is_url
+
+    if is_url(path):
+        archive = _url_archive(path)
+    elif not Path(path).is_file():
         raise FileNotFoundError(f"archive {path} does not exist (the VRT names it by its "
                                 "absolute path: write the VRT again where the archive is now)")
-    archive = _thread_archive(str(Path(path).resolve()), False)
+    else:
+        archive = _thread_archive(str(Path(path).resolve()), False)
     if factor != 1:  # the overview's pixels to full-resolution ones
         xoff, yoff = xoff * factor, yoff * factor
         xsize = min(xsize * factor, archive.width - xoff)
@@ -249,6 +262,22 @@ def _window_data(path: str, xoff: int, yoff: int, xsize: int, ysize: int,
         while len(_RESULTS) > _KEEP_RESULTS:
             _RESULTS.popitem(last=False)
     return result
+
+
+_URL_ARCHIVES: OrderedDict = OrderedDict()
+
+
+def _url_archive(url: str):
+    """This process's open archive at ``url`` (a remote reader has no file position: its
+    threads share it; its tiles are fetched with range requests as reads need them)."""
+    import georsic
+
+    with _RESULTS_LOCK:
+        if url not in _URL_ARCHIVES:
+            while len(_URL_ARCHIVES) >= 4:
+                _URL_ARCHIVES.popitem(last=False)[1].close()
+            _URL_ARCHIVES[url] = georsic.open(url)
+        return _URL_ARCHIVES[url]
 
 
 def pixel_function(in_ar, out_ar, xoff, yoff, xsize, ysize, raster_xsize, raster_ysize,
