@@ -187,7 +187,6 @@ def write_vrt(archive_path: str | Path, output: str | Path | None = None, *,
     from georsic.archive import check_output
     from georsic.errors import OutputError
     from georsic.reader import Archive
-
     from georsic.remote import is_url
 
     remote = is_url(str(archive_path))
@@ -240,7 +239,6 @@ def _window_data(path: str, xoff: int, yoff: int, xsize: int, ysize: int,
 
     from georsic.inplace import read_window
     from georsic.reader import _thread_archive
-
     from georsic.remote import is_url
 
     if is_url(path):
