@@ -491,6 +491,7 @@ def test_to_xarray_can_skip_damaged_tiles(tmp_path, small_archive):
 @pytest.mark.parametrize("args, words", [
     (["-q", "9"], "quality must be between 0 and 7"),
     (["--target-bpp", "0"], "target_bpp must be a positive number"),
+    (["--pyramid", "4,x"], "pyramid '4,x': give auto, none or factors"),
 ])
 def test_estimate_refuses_bad_options_once(capsys, tmp_path, aerial, args, words):
     code, err = cli(capsys, "estimate", aerial, aerial, *args)

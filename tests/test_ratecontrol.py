@@ -10,6 +10,9 @@ import pytest
 from testdata import DATA
 
 import georsic
+from georsic import pyramid
+from georsic.archive import _ENTRY, _RECORD
+from georsic.defaults import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE
 from georsic.errors import InputError
 from georsic.metrics import compare_rasters
 from georsic.ratecontrol import Probe, sample_windows, search_quality
@@ -137,6 +140,20 @@ def test_estimate_matches_the_archive_it_predicts(tmp_path):
     fitted = georsic.estimate(AERIAL, target_bpp=0.3)
     assert fitted.bpp <= 0.3 and 0 < fitted.quality < 7
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.grsc", "a.tif"]  # estimate: none
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("levels", ["auto", "none"])
+def test_estimate_counts_the_pyramid_compress_stores(tmp_path, levels):
+    uav = DATA / "deepforest_australia_uav.tif"  # 751x708: sampled in windows, a 4x level
+    guess = georsic.estimate(uav, device="cpu", pyramid_levels=levels)
+    summary = georsic.compress(uav, tmp_path / "a.grsc", device="cpu", pyramid_levels=levels)
+    assert abs(guess.bytes - summary.bytes) <= 0.03 * summary.bytes, (guess, summary.bytes)
+    assert bool(guess.pyramid_bytes) == bool(summary.pyramid_factors) == (levels == "auto")
+    records = sum(len(pyramid.level_grid(751, 708, f, DEFAULT_TILE_SIZE, DEFAULT_OVERLAP))
+                  for f in summary.pyramid_factors)
+    coded = summary.pyramid_bytes - records * (_RECORD.size + _ENTRY.size)
+    assert abs(guess.pyramid_bytes - coded) <= 0.15 * max(coded, 1), (guess, coded)
 
 
 def test_cli_estimate_over_a_folder(tmp_path):

@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-from georsic import overviews
+from georsic import overviews, pyramid
 from georsic.batch import RASTER_SUFFIXES
 from georsic.batch import find_inputs as _batch_inputs
 from georsic.defaults import (
@@ -190,6 +190,14 @@ def _check_quality_args(args) -> None:
 
     if not targeted(args.quality, args.target_psnr, args.target_bpp):
         checked_quality(args.quality)
+
+
+def _add_pyramid(p: argparse.ArgumentParser) -> None:
+    """--pyramid of compress, and of estimate, which counts the same pyramid."""
+    p.add_argument("--pyramid", default="auto", metavar="auto|none|F,F,...",
+                   help="overview pyramid stored in the archive for in-place viewing: auto "
+                        "(factors 4, 16, 64 ... down to at most 512 px), none, or factors "
+                        "(default: auto)")
 
 
 def _cluster(args):
@@ -417,6 +425,7 @@ def cmd_estimate(args) -> int:
     import georsic
 
     _check_quality_args(args)  # a wrong quality is the command's mistake, not each file's
+    pyramid.resolve(args.pyramid, 2**31, 2**31)  # so is a misspelt --pyramid
     inputs = [path for path, _ in _batch_inputs(args.inputs, RASTER_SUFFIXES, args.recursive)]
     if not inputs:
         raise GeorsicError("no input files found")
@@ -424,15 +433,16 @@ def cmd_estimate(args) -> int:
     for path in inputs:
         try:
             guess = georsic.estimate(path, **_quality_kwargs(args), device=args.device,
-                                     model=args.model)
+                                     model=args.model, pyramid_levels=args.pyramid)
         except GeorsicError as exc:
             failed += 1
             print(f"{path}: error: {exc}", file=sys.stderr)
             continue
         total_bytes += guess.bytes
         total_pixels += guess.pixels
+        coarse = f"; pyramid about {guess.pyramid_bytes:,} bytes" if guess.pyramid_bytes else ""
         print(f"{path}: quality {guess.quality:.2f}, about {guess.bytes:,} bytes "
-              f"({guess.bpp:.4f} bpp), PSNR {guess.psnr:.2f} dB")
+              f"({guess.bpp:.4f} bpp), PSNR {guess.psnr:.2f} dB{coarse}")
     if len(inputs) > 1 and total_pixels:
         print(f"{len(inputs) - failed} raster(s): about {total_bytes:,} bytes in all "
               f"({8 * total_bytes / total_pixels:.4f} bpp)")
@@ -613,10 +623,7 @@ def build_parser(benchmarks: bool = True) -> argparse.ArgumentParser:
     _add_common(p)
     _add_cluster(p)
     _add_tiles_per_task(p)
-    p.add_argument("--pyramid", default="auto", metavar="auto|none|F,F,...",
-                   help="overview pyramid stored in the archive for in-place viewing: auto "
-                        "(factors 4, 16, 64 ... down to at most 512 px), none, or factors "
-                        "(default: auto)")
+    _add_pyramid(p)
     p.set_defaults(func=cmd_compress)
 
     p = sub.add_parser("decompress", help="decode an archive to a GeoTIFF")
@@ -690,6 +697,7 @@ def build_parser(benchmarks: bool = True) -> argparse.ArgumentParser:
     _add_quality_options(p)
     p.add_argument("--model", default=None, help="model id (default: the shipped codec)")
     p.add_argument("--recursive", "-r", action="store_true", help="whole folder trees")
+    _add_pyramid(p)
     _add_common(p)
     p.set_defaults(func=cmd_estimate)
 

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -39,6 +40,9 @@ from georsic.sampling import checked_quality, fit_quality, targeted
 from georsic.source import band_mapping, encode_raw, open_raster, validity
 from georsic.tiling import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, TileGrid
 from georsic.weights import find_model
+
+if TYPE_CHECKING:
+    from rasterio.windows import Window
 
 #: Most steps of encoder-side latent refinement per tile (``refine``).
 MAX_REFINE = 200
@@ -269,33 +273,41 @@ def _encode_record(raster, job: EncodeJob, codec, levels: list[pyramid.Level],
 
 def _encode_level_tile(raster, job: EncodeJob, codec, factor: int, tile) -> bytes:
     """A pyramid tile: the source under it averaged over ``factor`` x ``factor`` blocks
-    (GDAL's ``average``, which leaves no-data pixels out), coded as any tile."""
-    from rasterio.enums import Resampling
+    (:func:`averaged`), coded as any tile."""
     from rasterio.windows import Window
 
     w = tile.window
     x0, y0 = int(w.col_off) * factor, int(w.row_off) * factor
     source = Window(x0, y0, min(int(w.width) * factor, job.info.width - x0),
                     min(int(w.height) * factor, job.info.height - y0))
-    shape = (int(w.height), int(w.width))
-    data = raster.read(window=source, out_shape=(job.info.count, *shape),
-                       resampling=Resampling.average)
-    for band in job.mapping.lossless:  # alpha and class indices: no averages of them
-        data[band] = raster.read(band + 1, window=source, out_shape=shape,
-                                 resampling=Resampling.nearest)
-    if job.info.mask_kind == "dataset":
-        mask = raster.dataset_mask(window=source, out_shape=shape) > 0
-        valid = np.broadcast_to(mask, data.shape)
-        if data.dtype.kind == "f":
-            valid = valid & np.isfinite(data)
-        valid = None if valid.all() else np.ascontiguousarray(valid)
-    else:
-        valid = validity(raster, data, job.info, source)
+    data, valid = averaged(raster, job.info, job.mapping, source, (int(w.height), int(w.width)))
     invalid = None if valid is None else ~valid[:job.planes]
     sections = [encode_mask(invalid), encode_raw(data, job.mapping.lossless)]
     for image in job.mapping.encode(data, valid):
         sections.extend(codec.encode(image, job.quality, refine=job.refine))
     return pack_sections(sections)
+
+
+def averaged(raster, info: RasterInfo, mapping: BandMapping, source: Window,
+             shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
+    """The pixels under the window ``source`` averaged down to ``shape`` (GDAL's ``average``,
+    which leaves no-data pixels out; lossless bands, alpha and class indices, by nearest
+    neighbour) and their validity (None: all valid), as a pyramid tile holds them
+    (:func:`georsic.estimate` codes the same to measure a level's rate)."""
+    from rasterio.enums import Resampling
+
+    data = raster.read(window=source, out_shape=(info.count, *shape),
+                       resampling=Resampling.average)
+    for band in mapping.lossless:  # alpha and class indices: no averages of them
+        data[band] = raster.read(band + 1, window=source, out_shape=shape,
+                                 resampling=Resampling.nearest)
+    if info.mask_kind != "dataset":
+        return data, validity(raster, data, info, source)
+    mask = raster.dataset_mask(window=source, out_shape=shape) > 0
+    valid = np.broadcast_to(mask, data.shape)
+    if data.dtype.kind == "f":
+        valid = valid & np.isfinite(data)
+    return data, None if valid.all() else np.ascontiguousarray(valid)
 
 
 def _encode_tile(raster, job: EncodeJob, codec, tile) -> bytes:

@@ -4,13 +4,15 @@ or windows spread over a large one, at the qualities they try."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from rasterio.windows import Window
 
+from georsic import pyramid
 from georsic.codec import get_codec, resolve_device
 from georsic.control import Cancel, check_cancel
 from georsic.defaults import DEFAULT_QUALITY, QUALITY_LEVELS
@@ -50,26 +52,40 @@ def checked_quality(quality: float | None) -> float:
     return quality
 
 
-def _sampler(src: str | Path, device: str, model: str | None, cancel: Cancel | None
-             ) -> tuple[Callable[[float], Probe], RasterInfo, int]:
-    """``measure(quality)`` for :func:`fit_quality` and :func:`estimate`: codes and decodes the
+class Sampler(NamedTuple):
+    """What :func:`_sampler` measured: ``measure(quality)`` of the full-resolution sample, the
+    raster's info, the bytes its archive holds besides tile payloads, and
+    ``pyramid_bytes(quality)``, the payload bytes of its overview pyramid's levels."""
+
+    measure: Callable[[float], Probe]
+    info: RasterInfo
+    overhead: int
+    pyramid_bytes: Callable[[float], int]
+
+
+def _sampler(src: str | Path, device: str, model: str | None, cancel: Cancel | None,
+             pyramid_levels: str | Sequence[int] | None = "none") -> Sampler:
+    """The :class:`Sampler` of :func:`fit_quality` and :func:`estimate`: codes and decodes the
     raster, or windows spread over a large one (:func:`georsic.ratecontrol.sample_windows`);
-    with the raster's info and the bytes its archive holds besides tile payloads."""
+    with the pyramid of ``pyramid_levels`` (:func:`georsic.pyramid.resolve`, as compress
+    resolves it) in the container's bytes and each window's level sample (:func:`_level_sample`)."""
     entry = find_model(model)
     codec = get_codec(entry, resolve_device(device))
     with open_raster(src) as raster:
         info = RasterInfo.from_dataset(raster)
+        factors = pyramid.resolve(pyramid_levels, info.width, info.height)
         mapping = band_mapping(raster, info, cancel)
         planes = 1 if info.mask_kind == "dataset" else info.count
-        overhead = _container_bytes(info, mapping, planes, entry, codec)
-        samples, fixed_bits = [], 0
+        overhead = _container_bytes(info, mapping, planes, entry, codec, factors)
+        samples, fixed_bits, coarse = [], 0, []
         for col, row, width, height in sample_windows(info.width, info.height):
             window = Window(col, row, width, height)
             data = raster.read(window=window)
             valid = validity(raster, data, info, window)
             samples.append((data, valid, mapping.encode(data, valid)))
-            invalid = None if valid is None else ~valid[:planes]
-            fixed_bits += 8 * (len(encode_mask(invalid)) + len(encode_raw(data, mapping.lossless)))
+            fixed_bits += _fixed_bits(data, valid, planes, mapping)
+            if factors:
+                coarse.append(_level_sample(raster, info, mapping, window, planes))
     peak = 255.0 if info.dtype == "uint8" else max(mapping.high) - min(mapping.low)
 
     def measure(quality: float) -> Probe:
@@ -94,13 +110,50 @@ def _sampler(src: str | Path, device: str, model: str | None, cancel: Cancel | N
         psnr = math.inf if mse == 0 else 10 * math.log10(peak**2 / mse)
         return Probe(quality, bits / pixels, psnr)
 
-    return measure, info, overhead
+    def pyramid_bytes(quality: float) -> int:
+        level_pixels = sum(-(-info.width // f) * -(-info.height // f) for f in factors)
+        return round(_level_bpp(coarse, codec, quality, cancel) * level_pixels / 8)
+
+    return Sampler(measure, info, overhead, pyramid_bytes)
 
 
-def _container_bytes(info: RasterInfo, mapping, planes: int, entry, codec) -> int:
-    """Bytes besides tile payloads of this raster's archive at the default tiling: its header
-    is built as compress builds it (a 256-colour palette or long tags make it kilobytes, which
-    a flat :data:`HEADER_ESTIMATE` left out)."""
+def _fixed_bits(data: np.ndarray, valid: np.ndarray | None, planes: int, mapping) -> int:
+    """Bits of a tile's sections besides the codec's: its no-data mask and lossless bands."""
+    invalid = None if valid is None else ~valid[:planes]
+    return 8 * (len(encode_mask(invalid)) + len(encode_raw(data, mapping.lossless)))
+
+
+def _level_sample(raster, info: RasterInfo, mapping, window: Window,
+                  planes: int) -> tuple[list[np.ndarray], int, int]:
+    """A sample window averaged over :data:`georsic.pyramid.STEP` x ``STEP`` blocks as the
+    first pyramid level averages the source (:func:`georsic.compressor.averaged`): the images
+    the codec codes, the bits of its mask and lossless bands, and its pixels."""
+    from georsic.compressor import averaged
+
+    shape = (-(-int(window.height) // pyramid.STEP), -(-int(window.width) // pyramid.STEP))
+    data, valid = averaged(raster, info, mapping, window, shape)
+    return mapping.encode(data, valid), _fixed_bits(data, valid, planes, mapping), \
+        shape[0] * shape[1]
+
+
+def _level_bpp(coarse: list[tuple[list[np.ndarray], int, int]], codec, quality: float,
+               cancel: Cancel | None) -> float:
+    """Bits per pixel of the level samples coded at ``quality`` (0 without samples): the
+    rate :func:`estimate` takes for every pyramid level (each 1/16 of the one before)."""
+    bits = pixels = 0
+    for images, fixed, count in coarse:
+        check_cancel(cancel)
+        bits += fixed + 8 * sum(len(s) for image in images for s in codec.encode(image, quality))
+        pixels += count
+    return bits / pixels if pixels else 0.0
+
+
+def _container_bytes(info: RasterInfo, mapping, planes: int, entry, codec,
+                     factors: tuple[int, ...] = ()) -> int:
+    """Bytes besides tile payloads of this raster's archive at the default tiling with the
+    pyramid of ``factors``: its header is built as compress builds it (a 256-colour palette
+    or long tags make it kilobytes, which a flat :data:`HEADER_ESTIMATE` left out), with an
+    index entry and record head for every level's tiles."""
     from georsic.archive import container_bytes
     from georsic.compressor import archive_header
     from georsic.defaults import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE
@@ -108,7 +161,8 @@ def _container_bytes(info: RasterInfo, mapping, planes: int, entry, codec) -> in
 
     grid = TileGrid(info.width, info.height, DEFAULT_TILE_SIZE, DEFAULT_OVERLAP)
     header = archive_header(info, mapping, grid, planes, entry, DEFAULT_QUALITY, codec)
-    return container_bytes(header, len(grid))
+    header["pyramid"] = {"factors": list(factors)}
+    return container_bytes(header, pyramid.record_count(header))
 
 
 def fit_quality(
@@ -133,7 +187,7 @@ def fit_quality(
     """
     if not targeted(None, target_psnr, target_bpp):
         raise InputError("give one target: a PSNR or a bit rate")
-    measure, _, _ = _sampler(src, device, model, cancel)
+    measure = _sampler(src, device, model, cancel).measure
     return search_quality(measure, target_psnr=target_psnr, target_bpp=target_bpp,
                           top=float(QUALITY_LEVELS - 1))
 
@@ -147,6 +201,8 @@ class Estimate:
     psnr: float
     bytes: int
     pixels: int
+    #: Of ``bytes``, the overview pyramid's level payloads (0 without a pyramid).
+    pyramid_bytes: int = 0
 
 
 def estimate(
@@ -158,20 +214,26 @@ def estimate(
     device: str = "auto",
     model: str | None = None,
     cancel: Cancel | None = None,
+    pyramid_levels: str | Sequence[int] | None = "auto",
 ) -> Estimate:
     """The archive size and PSNR to expect, without writing anything.
 
     At ``quality`` (default ``DEFAULT_QUALITY``), or at the quality a target gives
-    (:func:`fit_quality`); measured on the same sample, and ``bytes`` adds a header's usual
-    size to the rate times the raster's pixels: the header, index and tile records of an
-    archive of this raster at the default tiling, built as :func:`georsic.compress` builds
-    them (:data:`HEADER_ESTIMATE` is their usual size on a UTM aerial image).
+    (:func:`fit_quality`); measured on the same sample, and ``bytes`` adds to the rate times
+    the raster's pixels the header, index and tile records of an archive of this raster at
+    the default tiling, built as :func:`georsic.compress` builds them, and the overview
+    pyramid of ``pyramid_levels`` (as compress's option; default ``"auto"``): every level
+    at the rate of the sample windows averaged over 4 x 4 blocks as the first level is,
+    coded once at the chosen quality (1/16 of the sample's pixels).  ``bpp`` and ``psnr``
+    are the full-resolution sample's.
     """
     is_targeted = targeted(quality, target_psnr, target_bpp)
     quality = None if is_targeted else checked_quality(quality)
-    measure, info, overhead = _sampler(src, device, model, cancel)
-    probe = (search_quality(measure, target_psnr=target_psnr, target_bpp=target_bpp,
-                            top=float(QUALITY_LEVELS - 1)) if is_targeted else measure(quality))
-    pixels = info.width * info.height
-    size = round(probe.bpp * pixels / 8) + overhead
-    return Estimate(probe.quality, probe.bpp, probe.psnr, size, pixels)
+    sampler = _sampler(src, device, model, cancel, pyramid_levels)
+    probe = (search_quality(sampler.measure, target_psnr=target_psnr, target_bpp=target_bpp,
+                            top=float(QUALITY_LEVELS - 1)) if is_targeted
+             else sampler.measure(quality))
+    pixels = sampler.info.width * sampler.info.height
+    coarse = sampler.pyramid_bytes(probe.quality)
+    size = round(probe.bpp * pixels / 8) + coarse + sampler.overhead
+    return Estimate(probe.quality, probe.bpp, probe.psnr, size, pixels, coarse)
