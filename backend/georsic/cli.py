@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-from georsic import overviews, pyramid
+from georsic import overviews
 from georsic.batch import RASTER_SUFFIXES
 from georsic.batch import find_inputs as _batch_inputs
 from georsic.defaults import (
@@ -425,6 +425,8 @@ def cmd_estimate(args) -> int:
     import georsic
 
     _check_quality_args(args)  # a wrong quality is the command's mistake, not each file's
+    from georsic import pyramid
+
     pyramid.resolve(args.pyramid, 2**31, 2**31)  # so is a misspelt --pyramid
     inputs = [path for path, _ in _batch_inputs(args.inputs, RASTER_SUFFIXES, args.recursive)]
     if not inputs:

@@ -164,6 +164,7 @@ def probe_scheduler(address: str, timeout: float) -> dict:
     import asyncio
 
     check_scheduler(address)
+    _reachable(address, timeout)
 
     async def identity() -> object:
         from distributed.comm import connect as comm_connect
@@ -192,6 +193,24 @@ def probe_scheduler(address: str, timeout: float) -> dict:
         raise SchedulerError(f"--scheduler {address} answered, but not as a Dask scheduler "
                              "(is it the dashboard's port? a scheduler's is usually 8786)")
     return reply
+
+
+def _reachable(address: str, timeout: float) -> None:
+    """A one-line :class:`SchedulerError` at once when nothing listens at ``address``
+    (distributed's own connect retries a refused connection until its timeout, which would
+    then read as a silent server)."""
+    import socket
+
+    from distributed.comm.addressing import get_address_host_port
+
+    host, port = get_address_host_port(address)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except TimeoutError:
+        return  # the identity request below names it
+    except OSError as exc:
+        raise SchedulerError(f"cannot reach the Dask scheduler at {address}: "
+                             f"{' '.join(str(exc).split())[:200]}") from None
 
 
 @contextlib.contextmanager
