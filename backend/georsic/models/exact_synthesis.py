@@ -96,6 +96,7 @@ class ExactConv(nn.Module):
                                  nonneg_input).max())
         # each byte of the inputs gives sums below 2**24 (exact in float32, and in an int8
         # convolution's int32 accumulator converted to float32); all bytes together below 2**53
+        self.bound = bound
         if bound * 255 >= FLOAT32_EXACT:
             raise ValueError("a byte's sums pass 2**24: weights too large for this layer")
         levels = LEVELS
@@ -182,31 +183,61 @@ class ExactConv(nn.Module):
             weight.to(torch.int8), ones, 1.0, zp, [stride] * 2, [padding] * 2, [1, 1], 1, None)
             for zp in zero_points}
 
-    def _byte_sums(self, byte: Tensor, zero_point: int) -> Tensor:
-        """float32 sums of one byte plane (``byte - zero_point`` in 0..255 shifted), exact."""
+    @functools.cached_property
+    def _fold_bias(self) -> Tensor | None:
+        """The bias, float32, where adding it to the low byte's sums stays below 2**24 (then
+        the convolution adds it, exactly); else None."""
+        if 255 * self.bound + float(self.bias.abs().max()) >= FLOAT32_EXACT:
+            return None
+        return self._fast_affine[0].flatten().float()
+
+    def _int8(self, byte: Tensor, zero_point: int, bias: Tensor | None) -> Tensor:
+        """oneDNN's int8 convolution of u8 ``byte`` (values ``byte - zero_point``): exact
+        int32 sums, below 2**24, as float32."""
         weight, padding, _ = self._regular
         stride = 1 if self.transposed else self.stride[0]
-        if int8_sums_exact() and byte.device.type == "cpu":
-            out = weight.shape[0]
-            return torch.ops.onednn.qconv2d_pointwise(
-                byte.add_(float(zero_point)).to(torch.uint8,
-                                                memory_format=torch.channels_last),
-                1.0, zero_point, self._packed[zero_point], torch.ones(out),
-                torch.zeros(out, dtype=torch.int64), None, [stride] * 2, [padding] * 2,
-                [1, 1], 1, 1.0, 0, torch.float32, "none", [], "")
-        with _exact_kernels(byte.device):
-            return F.conv2d(byte, weight, None, stride, padding)
+        out = weight.shape[0]
+        return torch.ops.onednn.qconv2d_pointwise(
+            byte, 1.0, zero_point, self._packed[zero_point], torch.ones(out),
+            torch.zeros(out, dtype=torch.int64), bias, [stride] * 2, [padding] * 2, [1, 1], 1,
+            1.0, 0, torch.float32, "none", [], "")
+
+    def _int8_sums(self, a: Tensor) -> tuple[Tensor, Tensor]:
+        """float32 sums of the high and the low byte (bias in the low one where folded),
+        through int8: ``a`` as int16, its two bytes read in place (the high one two's
+        complement: ``^ 128`` is ``high + 128``, read with input zero point 128)."""
+        pairs = a.to(torch.int16).permute(0, 2, 3, 1).view(torch.uint8)  # NHWC, 2C bytes
+        low = pairs[..., 0::2].clone().permute(0, 3, 1, 2)
+        high = pairs[..., 1::2]
+        zero_point = 0 if self.nonneg_input else 128
+        high = (high.clone() if self.nonneg_input else high.bitwise_xor(128)).permute(0, 3, 1, 2)
+        return (self._int8(high, zero_point, None),
+                self._int8(low, 0, self._fold_bias))
+
+    def _float32_sums(self, a: Tensor) -> tuple[Tensor, Tensor]:
+        """float32 sums of the high and the low byte (bias in the low one where folded)."""
+        weight, padding, _ = self._regular
+        stride = 1 if self.transposed else self.stride[0]
+        high = a.mul(1.0 / 256.0).floor_()  # -128..127 (0..127 after a ReLU)
+        low = a.add_(high, alpha=-256.0)  # 0..255
+        with _exact_kernels(a.device):
+            return (F.conv2d(high, weight, None, stride, padding),
+                    F.conv2d(low, weight, self._fold_bias, stride, padding))
 
     def forward_fast(self, x: Tensor) -> Tensor:
         """:meth:`forward` by the fast route: the same integers, hence the same bits."""
         a = self.quantize(x)
-        high = a.mul(1.0 / 256.0).floor_()  # -128..127 (0..127 after a ReLU)
-        low = a.add_(high, alpha=-256.0)  # 0..255
-        high_sums = self._byte_sums(high, 0 if self.nonneg_input else 128)
-        acc = self._byte_sums(low, 0).double()
-        bias, scale = self._fast_affine
+        if int8_sums_exact() and a.device.type == "cpu":
+            high, low = self._int8_sums(a)
+        else:
+            high, low = self._float32_sums(a)
+        acc = low.double()
         # 256 * high + low + bias: integers below 2**53, exact; then one float64 product
-        out = acc.add_(high_sums, alpha=256.0).add_(bias).mul_(scale).float()
+        # rounded to float32
+        acc.add_(high, alpha=256.0)
+        if self._fold_bias is None:
+            acc.add_(self._fast_affine[0])
+        out = acc.mul_(self._fast_affine[1]).float()
         factor = self._regular[2]
         if factor == 1:
             return out
