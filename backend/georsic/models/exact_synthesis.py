@@ -202,11 +202,16 @@ class ExactConv(nn.Module):
             torch.zeros(out, dtype=torch.int64), bias, [stride] * 2, [padding] * 2, [1, 1], 1,
             1.0, 0, torch.float32, "none", [], "")
 
-    def _int8_sums(self, a: Tensor) -> tuple[Tensor, Tensor]:
-        """float32 sums of the high and the low byte (bias in the low one where folded),
-        through int8: ``a`` as int16, its two bytes read in place (the high one two's
-        complement: ``^ 128`` is ``high + 128``, read with input zero point 128)."""
-        pairs = a.to(torch.int16).permute(0, 2, 3, 1).view(torch.uint8)  # NHWC, 2C bytes
+    def _int8_sums(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """float32 sums of the high and the low byte of ``x``'s integer inputs (bias in the
+        low one where folded), through int8: the inputs as int16 (quantised block by block,
+        in cache), their two bytes read in place (the high one two's complement: ``^ 128``
+        is ``high + 128``, read with input zero point 128)."""
+        n, c, h, w = x.shape
+        ints = torch.empty((n, h, w, c), dtype=torch.int16, device=x.device)
+        for rows in _row_blocks(x):
+            ints[:, rows] = self.quantize(x[:, :, rows]).permute(0, 2, 3, 1)
+        pairs = ints.view(torch.uint8)  # NHWC, 2C bytes: low, high of each channel
         low = pairs[..., 0::2].clone().permute(0, 3, 1, 2)
         high = pairs[..., 1::2]
         zero_point = 0 if self.nonneg_input else 128
@@ -214,34 +219,48 @@ class ExactConv(nn.Module):
         return (self._int8(high, zero_point, None),
                 self._int8(low, 0, self._fold_bias))
 
-    def _float32_sums(self, a: Tensor) -> tuple[Tensor, Tensor]:
+    def _float32_sums(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """float32 sums of the high and the low byte (bias in the low one where folded)."""
         weight, padding, _ = self._regular
         stride = 1 if self.transposed else self.stride[0]
-        high = a.mul(1.0 / 256.0).floor_()  # -128..127 (0..127 after a ReLU)
-        low = a.add_(high, alpha=-256.0)  # 0..255
-        with _exact_kernels(a.device):
+        high, low = torch.empty_like(x), torch.empty_like(x)
+        for rows in _row_blocks(x):
+            a = self.quantize(x[:, :, rows])
+            top = a.mul(1.0 / 256.0).floor_()  # -128..127 (0..127 after a ReLU)
+            high[:, :, rows] = top
+            low[:, :, rows] = a.add_(top, alpha=-256.0)  # 0..255
+        with _exact_kernels(x.device):
             return (F.conv2d(high, weight, None, stride, padding),
                     F.conv2d(low, weight, self._fold_bias, stride, padding))
 
     def forward_fast(self, x: Tensor) -> Tensor:
-        """:meth:`forward` by the fast route: the same integers, hence the same bits."""
-        a = self.quantize(x)
-        if int8_sums_exact() and a.device.type == "cpu":
-            high, low = self._int8_sums(a)
+        """:meth:`forward` by the fast route: the same integers, hence the same bits.  The
+        element-wise work runs on blocks of rows that stay in cache."""
+        if int8_sums_exact() and x.device.type == "cpu":
+            high, low = self._int8_sums(x)
         else:
-            high, low = self._float32_sums(a)
-        acc = low.double()
-        # 256 * high + low + bias: integers below 2**53, exact; then one float64 product
-        # rounded to float32
-        acc.add_(high, alpha=256.0)
-        if self._fold_bias is None:
-            acc.add_(self._fast_affine[0])
-        out = acc.mul_(self._fast_affine[1]).float()
+            high, low = self._float32_sums(x)
+        bias, scale = self._fast_affine
+        out = torch.empty_like(low)
+        for rows in _row_blocks(low):
+            # 256 * high + low + bias: integers below 2**53, exact; then one float64 product
+            # rounded to float32 (as it is copied)
+            acc = low[:, :, rows].double().add_(high[:, :, rows], alpha=256.0)
+            if self._fold_bias is None:
+                acc.add_(bias)
+            out[:, :, rows] = acc.mul_(scale)
         factor = self._regular[2]
         if factor == 1:
             return out
         return F.pixel_shuffle(out, factor).contiguous(memory_format=torch.channels_last)
+
+
+def _row_blocks(x: Tensor, elements: int = 2**17) -> list[slice]:
+    """Slices of ``x``'s rows (dim 2) of about ``elements`` values each: a channels-last
+    tensor's blocks of rows are contiguous, and their float64 intermediates stay in cache."""
+    height = x.shape[2]
+    rows = max(1, elements // max(1, x.shape[0] * x.shape[1] * x.shape[3]))
+    return [slice(r, min(r + rows, height)) for r in range(0, height, rows)]
 
 
 def _phase_weight(weight: Tensor, stride: int, padding: int, output_padding: int
