@@ -208,14 +208,17 @@ class ExactConv(nn.Module):
         in cache), their two bytes read in place (the high one two's complement: ``^ 128``
         is ``high + 128``, read with input zero point 128)."""
         n, c, h, w = x.shape
-        ints = torch.empty((n, h, w, c), dtype=torch.int16, device=x.device)
+        low = torch.empty((n, h, w, c), dtype=torch.uint8, device=x.device)
+        high = torch.empty_like(low)
         for rows in _row_blocks(x):
-            ints[:, rows] = self.quantize(x[:, :, rows]).permute(0, 2, 3, 1)
-        pairs = ints.view(torch.uint8)  # NHWC, 2C bytes: low, high of each channel
-        low = pairs[..., 0::2].clone().permute(0, 3, 1, 2)
-        high = pairs[..., 1::2]
+            ints = self.quantize(x[:, :, rows]).permute(0, 2, 3, 1).to(torch.int16)
+            pairs = ints.view(torch.uint8)  # NHWC, 2C bytes: low, high of each channel
+            low[:, rows] = pairs[..., 0::2]
+            high[:, rows] = pairs[..., 1::2]
+            if not self.nonneg_input:
+                high[:, rows].bitwise_xor_(128)
         zero_point = 0 if self.nonneg_input else 128
-        high = (high.clone() if self.nonneg_input else high.bitwise_xor(128)).permute(0, 3, 1, 2)
+        low, high = low.permute(0, 3, 1, 2), high.permute(0, 3, 1, 2)
         return (self._int8(high, zero_point, None),
                 self._int8(low, 0, self._fold_bias))
 
