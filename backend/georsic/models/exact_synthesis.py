@@ -56,8 +56,10 @@ from georsic.models.exact import FLOAT32_EXACT, _exact_kernels
 LEVELS = 2**15 - 1
 #: Headroom of the calibrated activation ranges (values beyond are clamped, deterministically).
 MARGIN = 1.5
-#: The routes of :meth:`ExactSynthesis.forward`; all give the same bits.
-METHODS = ("fast", "bytes", "float64")
+#: The routes of :meth:`ExactSynthesis.forward`; all give the same bits.  ``fast``: int8 sums
+#: where :func:`int8_sums_exact`, else float32 ones (``fast-int8``, ``fast-float32`` force
+#: either); ``bytes`` and ``float64``: the reference routes, unfused.
+METHODS = ("fast", "fast-int8", "fast-float32", "bytes", "float64")
 #: The sigmoid's input grid: steps of 2**-SIGMOID_BITS over [-SIGMOID_RANGE, SIGMOID_RANGE].
 SIGMOID_BITS = 8
 SIGMOID_RANGE = 16
@@ -149,8 +151,8 @@ class ExactConv(nn.Module):
     def forward(self, x: Tensor, method: str = "bytes") -> Tensor:
         """float32 activations in, float32 activations out (the sums times the layer's
         float64 output scale, rounded to float32)."""
-        if method == "fast":
-            return self.forward_fast(x)
+        if method.startswith("fast"):
+            return self.forward_fast(x, _use_int8(method, x.device))
         return self.sums(self.quantize(x), method).mul_(self.out_scale).float()
 
     @functools.cached_property
@@ -236,10 +238,11 @@ class ExactConv(nn.Module):
             return (F.conv2d(high, weight, None, stride, padding),
                     F.conv2d(low, weight, self._fold_bias, stride, padding))
 
-    def forward_fast(self, x: Tensor) -> Tensor:
-        """:meth:`forward` by the fast route: the same integers, hence the same bits.  The
-        element-wise work runs on blocks of rows that stay in cache."""
-        if int8_sums_exact() and x.device.type == "cpu":
+    def forward_fast(self, x: Tensor, int8: bool) -> Tensor:
+        """:meth:`forward` by the fast route (channels-last ``x``; byte sums by oneDNN int8
+        if ``int8``, else float32): the same integers, hence the same bits.  The element-wise
+        work runs on blocks of rows that stay in cache."""
+        if int8:
             high, low = self._int8_sums(x)
         else:
             high, low = self._float32_sums(x)
@@ -289,6 +292,16 @@ def _phase_weight(weight: Tensor, stride: int, padding: int, output_padding: int
                 for dx, kx in taps[px].items():
                     out[:, py, px, :, dy - low, dx - low] = weight[:, :, ky, kx].t()
     return out.reshape(channels_out * stride * stride, channels_in, size, size), -low
+
+
+def _use_int8(method: str, device: torch.device) -> bool:
+    """Whether ``method`` (a ``fast`` one) sums through oneDNN int8 here."""
+    if method == "fast-float32":
+        return False
+    exact = device.type == "cpu" and int8_sums_exact()
+    if method == "fast-int8" and not exact:
+        raise ValueError("oneDNN's int8 sums are not exact here (no VNNI): use fast-float32")
+    return exact
 
 
 @functools.cache
@@ -400,7 +413,7 @@ class ExactSynthesis(nn.Module):
             raise ValueError(f"unknown method {method!r}")
         self._method = method
         x = y_hat.float()
-        if method == "fast":
+        if method.startswith("fast"):
             x = x.contiguous(memory_format=torch.channels_last)
         for name, kind in self.structure:
             if kind == "AttentionBlock":
