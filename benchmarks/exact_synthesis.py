@@ -10,7 +10,7 @@ the BD-rate of the exact path against today's, and the time of one 1024-px tile'
     python benchmarks/exact_synthesis.py [--qualities 0 ... 7] [--calibration DIR] [images]
 
 ``--speed-only`` skips the rate-distortion run: it times one 1024-px tile's ``g_s`` (float32
-torch, today's CPU synthesis, the exact path by its ``bytes`` route and by its ``fast`` one),
+torch, today's CPU synthesis, the exact path by its ``bytes`` route and by its ``fast`` ones),
 interleaved, median of ``--repeat`` runs, after checking that the routes give the same bits.
 Its calibration is two random latents (the time does not depend on it).  For the AVX2 class:
 ``ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2``.
@@ -117,11 +117,13 @@ def speed_table(codec: TileCodec, threads: int, repeat: int) -> None:
         f"today's runtime ({cpu_transforms_description()})": today,
         "exact, bytes (before)": lambda y: exact_module(y, "bytes"),
         "exact, fast (after)": lambda y: exact_module(y, "fast"),
+        "exact, fast-float32 (after, no int8)": lambda y: exact_module(y, "fast-float32"),
     }
     times: dict[str, list[float]] = {name: [] for name in routes}
     with torch.no_grad():
-        same = torch.equal(routes["exact, bytes (before)"](latent),
-                           routes["exact, fast (after)"](latent))
+        reference = routes["exact, bytes (before)"](latent)
+        same = all(torch.equal(reference, exact_module(latent, m))
+                   for m in ("fast", "fast-float32"))
         for fn in routes.values():  # warm-up: exports, prepacking, caches
             fn(latent)
         for _ in range(repeat):
@@ -131,7 +133,8 @@ def speed_table(codec: TileCodec, threads: int, repeat: int) -> None:
                 times[name].append(time.perf_counter() - start)
     print(f"torch {torch.__version__}, CPU capability "
           f"{torch.backends.cpu.get_cpu_capability()}, int8 sums exact: {int8_sums_exact()}, "
-          f"{threads} thread(s), median of {repeat}; fast == bytes bit for bit: {same}")
+          f"{threads} thread(s), median of {repeat}; fast, fast-float32 == bytes bit for bit: "
+          f"{same}")
     print("| g_s of a 1024-px tile | median s | min s |")
     print("|---|---|---|")
     for name, values in times.items():
