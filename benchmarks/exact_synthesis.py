@@ -8,6 +8,12 @@ one.  The rates are the same; the table gives PSNR per quality, the largest pixe
 the BD-rate of the exact path against today's, and the time of one 1024-px tile's ``g_s``.
 
     python benchmarks/exact_synthesis.py [--qualities 0 ... 7] [--calibration DIR] [images]
+
+``--speed-only`` skips the rate-distortion run: it times one 1024-px tile's ``g_s`` (float32
+torch, today's CPU synthesis, the exact path by its ``bytes`` route and by its ``fast`` ones),
+interleaved, median of ``--repeat`` runs, after checking that the routes give the same bits.
+Its calibration is two random latents (the time does not depend on it).  For the AVX2 class:
+``ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2``.
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ from georsic.bench.images import load_image
 from georsic.bench.metrics import psnr
 from georsic.bench.single_tile import TilePoint, bd_rate_of
 from georsic.codec import TileCodec
-from georsic.models.exact_synthesis import ExactSynthesis, calibrate
+from georsic.models.exact_synthesis import ExactSynthesis, calibrate, int8_sums_exact
+from georsic.models.runtime import cpu_transforms_description
 from georsic.weights import find_model
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -93,6 +100,47 @@ def tile_seconds(fn, latent: torch.Tensor, repeat: int = 3) -> float:
     return float(np.median(times))
 
 
+def speed_table(codec: TileCodec, threads: int, repeat: int) -> None:
+    """Time one 1024-px tile's g_s by every route, interleaved; print a markdown table."""
+    model = codec.model
+    g_s = model.g_s.float().eval()
+    generator = torch.Generator().manual_seed(0)
+    channels = sum(model.groups)
+    with torch.no_grad():
+        amax = calibrate(g_s, [torch.randn(1, channels, 16, 16, generator=generator) * 3
+                               for _ in range(2)])
+        exact_module = ExactSynthesis(g_s, amax).eval()
+    latent = torch.round(torch.randn(1, channels, 64, 64, generator=generator) * 3)
+    today = model._synthesis_runtime or g_s
+    routes = {
+        "g_s float32 torch": lambda y: g_s(y),
+        f"today's runtime ({cpu_transforms_description()})": today,
+        "exact, bytes (before)": lambda y: exact_module(y, "bytes"),
+        "exact, fast (after)": lambda y: exact_module(y, "fast"),
+        "exact, fast-float32 (after, no int8)": lambda y: exact_module(y, "fast-float32"),
+    }
+    times: dict[str, list[float]] = {name: [] for name in routes}
+    with torch.no_grad():
+        reference = routes["exact, bytes (before)"](latent)
+        same = all(torch.equal(reference, exact_module(latent, m))
+                   for m in ("fast", "fast-float32"))
+        for fn in routes.values():  # warm-up: exports, prepacking, caches
+            fn(latent)
+        for _ in range(repeat):
+            for name, fn in routes.items():
+                start = time.perf_counter()
+                fn(latent)
+                times[name].append(time.perf_counter() - start)
+    print(f"torch {torch.__version__}, CPU capability "
+          f"{torch.backends.cpu.get_cpu_capability()}, int8 sums exact: {int8_sums_exact()}, "
+          f"{threads} thread(s), median of {repeat}; fast, fast-float32 == bytes bit for bit: "
+          f"{same}")
+    print("| g_s of a 1024-px tile | median s | min s |")
+    print("|---|---|---|")
+    for name, values in times.items():
+        print(f"| {name} | {np.median(values):.3f} | {min(values):.3f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("images", nargs="*", default=list(HELD_OUT))
@@ -104,9 +152,15 @@ def main() -> None:
     parser.add_argument("--reference", choices=("today", "float32"), default="today",
                         help="decode the reference with today's CPU synthesis (bfloat16 or "
                         "ONNX Runtime) or with g_s in float32 torch")
+    parser.add_argument("--speed-only", action="store_true",
+                        help="only time g_s by every route (no rate-distortion run)")
+    parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     codec = TileCodec(find_model(None), "cpu", args.threads)
+    if args.speed_only:
+        speed_table(codec, args.threads, args.repeat)
+        return
     model = codec.model
     today = model._synthesis_runtime or model.g_s
     if args.reference == "float32":

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from georsic.models.exact_synthesis import (
+    METHODS,
     SIGMOID_BITS,
     SIGMOID_RANGE,
     ExactSynthesis,
+    _phase_weight,
     _sigmoid_table,
     calibrate,
+    int8_sums_exact,
 )
 from georsic.weights import find_model
 
@@ -29,11 +38,7 @@ def g_s() -> torch.nn.Sequential:
 
 @pytest.fixture(scope="module")
 def exact(g_s) -> ExactSynthesis:
-    generator = torch.Generator().manual_seed(0)
-    channels = g_s[0].conv_a[0].conv[0].in_channels
-    latents = [torch.randn(1, channels, 16, 16, generator=generator) * 3 for _ in range(2)]
-    with torch.no_grad():
-        return ExactSynthesis(g_s, calibrate(g_s, latents)).eval()
+    return ExactSynthesis(g_s, _amax(g_s)).eval()
 
 
 def _latent(g_s, height: int, width: int, seed: int) -> torch.Tensor:
@@ -47,28 +52,95 @@ def _run(exact: ExactSynthesis, latent: torch.Tensor, method: str) -> torch.Tens
         return exact(latent, method)
 
 
+def _routes() -> list[str]:
+    """Every route this CPU runs (``fast-int8`` only where oneDNN's int8 sums are exact)."""
+    return [m for m in METHODS if m != "fast-int8" or int8_sums_exact()]
+
+
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_routes_give_the_same_bits(g_s, exact, shape):
-    """Byte-split float32 sums and one float64 convolution: other summation orders, other
+    """Byte-split float32 sums, one float64 convolution and the fast routes (int8 or float32
+    byte sums, phase convolutions, blocked element-wise work): other summation orders, other
     kernels, the same integers, hence the same float32 image."""
     latent = _latent(g_s, *shape, seed=sum(shape))
     by_bytes = _run(exact, latent, "bytes")
-    by_float64 = _run(exact, latent, "float64")
     assert by_bytes.shape == (1, 3, 16 * shape[0], 16 * shape[1])
-    assert torch.equal(by_bytes, by_float64)
+    for method in _routes():
+        out = _run(exact, latent, method)
+        assert out.is_contiguous() and out.dtype == torch.float32, method
+        assert torch.equal(by_bytes, out), method
 
 
-def test_thread_count_does_not_change_bits(g_s, exact):
+@pytest.mark.parametrize("method", ["bytes", "fast", "fast-float32"])
+def test_thread_count_does_not_change_bits(g_s, exact, method):
     latent = _latent(g_s, 9, 13, seed=3)
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = _run(exact, latent, "bytes")
+        one = _run(exact, latent, method)
         torch.set_num_threads(2)
-        two = _run(exact, latent, "bytes")
+        two = _run(exact, latent, method)
     finally:
         torch.set_num_threads(before)
     assert torch.equal(one, two)
+    assert torch.equal(one, _run(exact, latent, "float64"))
+
+
+def test_unknown_method_is_refused(g_s, exact):
+    with pytest.raises(ValueError):
+        _run(exact, _latent(g_s, 2, 2, seed=1), "int4")
+
+
+def test_phase_weight_is_the_transposed_convolution():
+    """A transposed convolution as a regular one over its four output phases and a pixel
+    shuffle: the same integer sums, exactly."""
+    generator = torch.Generator().manual_seed(2)
+    weight = torch.randint(-127, 128, (6, 5, 5, 5), generator=generator).double()
+    x = torch.randint(-300, 300, (1, 6, 7, 9), generator=generator).double()
+    want = F.conv_transpose2d(x, weight, None, 2, 2, 1)
+    regular, padding = _phase_weight(weight, 2, 2, 1)
+    got = F.pixel_shuffle(F.conv2d(x, regular, None, 1, padding), 2)
+    assert regular.shape == (20, 6, 3, 3) and padding == 1
+    assert torch.equal(got, want)
+
+
+def test_avx2_class_gives_the_same_bits(g_s, exact, tmp_path):
+    """A process capped to AVX2 (oneDNN and ATen: no VNNI, so the fast route's int8 sums are
+    not exact and it sums in float32) decodes the same latent to the same bits as this one."""
+    latent = _latent(g_s, 7, 11, seed=11)
+    amax = {name: float(m) for name, m in _amax(g_s).items()}
+    (tmp_path / "amax.json").write_text(json.dumps(amax))
+    torch.save(latent, tmp_path / "latent.pt")
+    script = (
+        "import json, sys, torch\n"
+        "from georsic.codec import TileCodec\n"
+        "from georsic.weights import find_model\n"
+        "from georsic.models.exact_synthesis import ExactSynthesis, int8_sums_exact\n"
+        "d = sys.argv[1]\n"
+        "g_s = TileCodec(find_model(None), 'cpu', 1).model.g_s.float().eval()\n"
+        "amax = json.load(open(d + '/amax.json'))\n"
+        "with torch.no_grad():\n"
+        "    out = ExactSynthesis(g_s, amax).eval()(torch.load(d + '/latent.pt'), 'fast')\n"
+        "torch.save(out, d + '/out.pt')\n"
+        "print(int8_sums_exact())\n")
+    env = dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX2", ATEN_CPU_CAPABILITY="avx2")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]
+                                                          / "backend"),
+                                                      env.get("PYTHONPATH")]))
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    with torch.no_grad():
+        here = ExactSynthesis(g_s, amax).eval()(latent, "fast")
+    assert torch.equal(torch.load(tmp_path / "out.pt"), here)
+
+
+def _amax(g_s) -> dict[str, float]:
+    generator = torch.Generator().manual_seed(0)
+    channels = g_s[0].conv_a[0].conv[0].in_channels
+    latents = [torch.randn(1, channels, 16, 16, generator=generator) * 3 for _ in range(2)]
+    with torch.no_grad():
+        return calibrate(g_s, latents)
 
 
 def test_close_to_the_float_transform(g_s, exact):

@@ -27,13 +27,22 @@ The per-layer activation limits come from a calibration run of the float model
 function of the integers before it, so the image is the same bits on AVX2, AVX-512, any thread
 count and CUDA (cuDNN off, TF32 off).
 
-Prototype: not yet wired into the codec or the archive format, and not yet fast
+``method="fast"`` (the default) computes the same integers with fewer, cheaper passes: the
+activations stay channels-last, each transposed convolution runs as a regular convolution with
+four output phases (the same products, summed in another order) and a pixel shuffle, and the
+byte sums come from oneDNN's int8 convolution (u8 inputs, the signed high byte through an input
+zero point of 128, s8 weights, int32 sums) where a probe shows this CPU's int8 sums are exact
+(VNNI; :func:`int8_sums_exact`), else from two float32 convolutions.  ``"bytes"`` and
+``"float64"`` are the reference routes the tests compare it with.
+
+Prototype: not yet wired into the codec or the archive format
 (``benchmarks/exact_synthesis.py``, ``docs/exact_synthesis.md``).
 """
 
 from __future__ import annotations
 
 import decimal
+import functools
 from collections.abc import Iterable
 
 import torch
@@ -47,6 +56,10 @@ from georsic.models.exact import FLOAT32_EXACT, _exact_kernels
 LEVELS = 2**15 - 1
 #: Headroom of the calibrated activation ranges (values beyond are clamped, deterministically).
 MARGIN = 1.5
+#: The routes of :meth:`ExactSynthesis.forward`; all give the same bits.  ``fast``: int8 sums
+#: where :func:`int8_sums_exact`, else float32 ones (``fast-int8``, ``fast-float32`` force
+#: either); ``bytes`` and ``float64``: the reference routes, unfused.
+METHODS = ("fast", "fast-int8", "fast-float32", "bytes", "float64")
 #: The sigmoid's input grid: steps of 2**-SIGMOID_BITS over [-SIGMOID_RANGE, SIGMOID_RANGE].
 SIGMOID_BITS = 8
 SIGMOID_RANGE = 16
@@ -85,6 +98,7 @@ class ExactConv(nn.Module):
                                  nonneg_input).max())
         # each byte of the inputs gives sums below 2**24 (exact in float32, and in an int8
         # convolution's int32 accumulator converted to float32); all bytes together below 2**53
+        self.bound = bound
         if bound * 255 >= FLOAT32_EXACT:
             raise ValueError("a byte's sums pass 2**24: weights too large for this layer")
         levels = LEVELS
@@ -137,7 +151,184 @@ class ExactConv(nn.Module):
     def forward(self, x: Tensor, method: str = "bytes") -> Tensor:
         """float32 activations in, float32 activations out (the sums times the layer's
         float64 output scale, rounded to float32)."""
+        if method.startswith("fast"):
+            return self.forward_fast(x, _use_int8(method, x.device))
         return self.sums(self.quantize(x), method).mul_(self.out_scale).float()
+
+    @functools.cached_property
+    def _regular(self) -> tuple[Tensor, int, int]:
+        """The integer weight as a regular convolution (out * stride**2 phases when
+        transposed: :func:`_phase_weight`), its padding and the pixel-shuffle factor."""
+        if not self.transposed:
+            return self.weight.contiguous(memory_format=torch.channels_last), \
+                self.padding[0], 1
+        weight, padding = _phase_weight(self.weight, self.stride[0], self.padding[0],
+                                        self.output_padding[0])
+        return weight.contiguous(memory_format=torch.channels_last), padding, self.stride[0]
+
+    @functools.cached_property
+    def _fast_affine(self) -> tuple[Tensor, Tensor]:
+        """The bias and output scale, one per output channel of the regular form."""
+        phases = self._regular[2] ** 2
+        return (self.bias.repeat_interleave(phases, dim=1),
+                self.out_scale.repeat_interleave(phases, dim=1))
+
+    @functools.cached_property
+    def _packed(self) -> dict[int, object]:
+        """The int8 weight prepacked by oneDNN, per input zero point (128 for the signed high
+        byte, 0 otherwise)."""
+        weight, padding, _ = self._regular
+        stride = 1 if self.transposed else self.stride[0]
+        zero_points = (0,) if self.nonneg_input else (0, 128)
+        ones = torch.ones(weight.shape[0])
+        return {zp: torch.ops.onednn.qconv_prepack(
+            weight.to(torch.int8), ones, 1.0, zp, [stride] * 2, [padding] * 2, [1, 1], 1, None)
+            for zp in zero_points}
+
+    @functools.cached_property
+    def _fold_bias(self) -> Tensor | None:
+        """The bias, float32, where adding it to the low byte's sums stays below 2**24 (then
+        the convolution adds it, exactly); else None."""
+        if 255 * self.bound + float(self.bias.abs().max()) >= FLOAT32_EXACT:
+            return None
+        return self._fast_affine[0].flatten().float()
+
+    def _int8(self, byte: Tensor, zero_point: int, bias: Tensor | None) -> Tensor:
+        """oneDNN's int8 convolution of u8 ``byte`` (values ``byte - zero_point``): exact
+        int32 sums, below 2**24, as float32."""
+        weight, padding, _ = self._regular
+        stride = 1 if self.transposed else self.stride[0]
+        out = weight.shape[0]
+        return torch.ops.onednn.qconv2d_pointwise(
+            byte, 1.0, zero_point, self._packed[zero_point], torch.ones(out),
+            torch.zeros(out, dtype=torch.int64), bias, [stride] * 2, [padding] * 2, [1, 1], 1,
+            1.0, 0, torch.float32, "none", [], "")
+
+    def _int8_sums(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """float32 sums of the high and the low byte of ``x``'s integer inputs (bias in the
+        low one where folded), through int8: the inputs as int16 (quantised block by block,
+        in cache), their two bytes read in place (the high one two's complement: ``^ 128``
+        is ``high + 128``, read with input zero point 128)."""
+        n, c, h, w = x.shape
+        low = torch.empty((n, h, w, c), dtype=torch.uint8, device=x.device)
+        high = torch.empty_like(low)
+        for rows in _row_blocks(x):
+            ints = self.quantize(x[:, :, rows]).permute(0, 2, 3, 1).to(torch.int16)
+            pairs = ints.view(torch.uint8)  # NHWC, 2C bytes: low, high of each channel
+            low[:, rows] = pairs[..., 0::2]
+            high[:, rows] = pairs[..., 1::2]
+            if not self.nonneg_input:
+                high[:, rows].bitwise_xor_(128)
+        zero_point = 0 if self.nonneg_input else 128
+        low, high = low.permute(0, 3, 1, 2), high.permute(0, 3, 1, 2)
+        return (self._int8(high, zero_point, None),
+                self._int8(low, 0, self._fold_bias))
+
+    def _float32_sums(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """float32 sums of the high and the low byte (bias in the low one where folded)."""
+        weight, padding, _ = self._regular
+        stride = 1 if self.transposed else self.stride[0]
+        high, low = torch.empty_like(x), torch.empty_like(x)
+        for rows in _row_blocks(x):
+            a = self.quantize(x[:, :, rows])
+            top = a.mul(1.0 / 256.0).floor_()  # -128..127 (0..127 after a ReLU)
+            high[:, :, rows] = top
+            low[:, :, rows] = a.add_(top, alpha=-256.0)  # 0..255
+        with _exact_kernels(x.device):
+            return (F.conv2d(high, weight, None, stride, padding),
+                    F.conv2d(low, weight, self._fold_bias, stride, padding))
+
+    def forward_fast(self, x: Tensor, int8: bool) -> Tensor:
+        """:meth:`forward` by the fast route (channels-last ``x``; byte sums by oneDNN int8
+        if ``int8``, else float32): the same integers, hence the same bits.  The element-wise
+        work runs on blocks of rows that stay in cache."""
+        if int8:
+            high, low = self._int8_sums(x)
+        else:
+            high, low = self._float32_sums(x)
+        bias, scale = self._fast_affine
+        out = torch.empty_like(low)
+        for rows in _row_blocks(low):
+            # 256 * high + low + bias: integers below 2**53, exact; then one float64 product
+            # rounded to float32 (as it is copied)
+            acc = low[:, :, rows].double().add_(high[:, :, rows], alpha=256.0)
+            if self._fold_bias is None:
+                acc.add_(bias)
+            out[:, :, rows] = acc.mul_(scale)
+        factor = self._regular[2]
+        if factor == 1:
+            return out
+        return F.pixel_shuffle(out, factor).contiguous(memory_format=torch.channels_last)
+
+
+def _row_blocks(x: Tensor, elements: int = 2**17) -> list[slice]:
+    """Slices of ``x``'s rows (dim 2) of about ``elements`` values each: a channels-last
+    tensor's blocks of rows are contiguous, and their float64 intermediates stay in cache."""
+    height = x.shape[2]
+    rows = max(1, elements // max(1, x.shape[0] * x.shape[1] * x.shape[3]))
+    return [slice(r, min(r + rows, height)) for r in range(0, height, rows)]
+
+
+def _phase_weight(weight: Tensor, stride: int, padding: int, output_padding: int
+                  ) -> tuple[Tensor, int]:
+    """A transposed convolution's weight ``(in, out, k, k)`` as a regular one's,
+    ``(out * stride**2, in, k', k')``, whose output channel ``c * stride**2 + py * stride + px``
+    is output phase ``(py, px)`` of channel ``c`` (the order of :func:`F.pixel_shuffle`), and
+    its padding.  Each output sums the same products as the transposed convolution's."""
+    channels_in, channels_out, k, _ = weight.shape
+    if k + output_padding - 2 * padding != stride:
+        raise ValueError("the output is not stride x the input: no sub-pixel form")
+    taps = {phase: {(phase + padding - kk) // stride: kk for kk in range(k)
+                    if (phase + padding - kk) % stride == 0} for phase in range(stride)}
+    low = min(min(t) for t in taps.values())
+    high = max(max(t) for t in taps.values())
+    if low != -high:
+        raise ValueError("asymmetric sub-pixel padding")
+    size = high - low + 1
+    out = weight.new_zeros(channels_out, stride, stride, channels_in, size, size)
+    for py in range(stride):
+        for px in range(stride):
+            for dy, ky in taps[py].items():
+                for dx, kx in taps[px].items():
+                    out[:, py, px, :, dy - low, dx - low] = weight[:, :, ky, kx].t()
+    return out.reshape(channels_out * stride * stride, channels_in, size, size), -low
+
+
+def _use_int8(method: str, device: torch.device) -> bool:
+    """Whether ``method`` (a ``fast`` one) sums through oneDNN int8 here."""
+    if method == "fast-float32":
+        return False
+    exact = device.type == "cpu" and int8_sums_exact()
+    if method == "fast-int8" and not exact:
+        raise ValueError("oneDNN's int8 sums are not exact here (no VNNI): use fast-float32")
+    return exact
+
+
+@functools.cache
+def int8_sums_exact() -> bool:
+    """Whether oneDNN's int8 convolution gives exact int32 sums of u8 x s8 products here,
+    input zero points and zero padding included (VNNI; AVX2's kernels add pairs of products
+    in saturating int16): probed once on inputs and weights that would saturate."""
+    try:
+        op = torch.ops.onednn.qconv2d_pointwise.default
+        weight = torch.full((4, 64, 3, 3), 127.0)
+        weight[1] = -127.0
+        weight[2, ::2] = -127.0
+        byte = torch.full((1, 64, 5, 7), 255.0)
+        byte[:, :, 2, 3] = 0.0
+        for zero_point in (0, 128):
+            packed = torch.ops.onednn.qconv_prepack(
+                weight.to(torch.int8), torch.ones(4), 1.0, zero_point, [1, 1], [1, 1], [1, 1],
+                1, None)
+            got = op(byte.to(torch.uint8, memory_format=torch.channels_last), 1.0, zero_point,
+                     packed, torch.ones(4), torch.zeros(4, dtype=torch.int64), None, [1, 1],
+                     [1, 1], [1, 1], 1, 1.0, 0, torch.float32, "none", [], "")
+            want = F.conv2d((byte - zero_point).double(), weight.double(), None, 1, 1)
+            if not torch.equal(got.double(), want):
+                return False
+        return True
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def _sum_bound(weight: Tensor, transposed: bool, stride: int, padding: int,
@@ -212,13 +403,18 @@ class ExactSynthesis(nn.Module):
         out = self._conv(f"{prefix}.conv3", out)
         return out.add_(x)
 
-    _method = "bytes"
+    _method = "fast"
 
-    def forward(self, y_hat: Tensor, method: str = "bytes") -> Tensor:
-        """The image (float32) from the latent; ``method`` chooses only how the integer sums
-        are computed (:meth:`ExactConv.sums`): every method gives the same bits."""
+    def forward(self, y_hat: Tensor, method: str = "fast") -> Tensor:
+        """The image (float32) from the latent; ``method`` (:data:`METHODS`) chooses only how
+        the integer sums are computed (:meth:`ExactConv.sums`, :meth:`ExactConv.forward_fast`):
+        every method gives the same bits."""
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}")
         self._method = method
         x = y_hat.float()
+        if method.startswith("fast"):
+            x = x.contiguous(memory_format=torch.channels_last)
         for name, kind in self.structure:
             if kind == "AttentionBlock":
                 x = self._attention(name, x)
@@ -226,7 +422,7 @@ class ExactSynthesis(nn.Module):
                 x = self._bottleneck(name, x)
             else:
                 x = self._conv(name, x)
-        return x
+        return x.contiguous()
 
 
 def _nonneg_inputs(g_s: nn.Sequential) -> set[str]:
