@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from georsic import __version__
 from georsic.archive import ArchiveWriter, check_output, pack_sections
 from georsic.bandmap import BandMapping
+from georsic.bounded import BoundedSummary, compress_bounded
 from georsic.codec import resolve_device, thread_invariant
 from georsic.control import Cancel, Progress
 from georsic.errors import InputError
@@ -82,7 +83,9 @@ def compress(
     tiles_per_task: int | None = None,
     progress: Progress | None = None,
     cancel: Cancel | None = None,
-) -> ArchiveSummary:
+    max_error: float | Sequence[float] | None = None,
+    lossless: bool = False,
+) -> ArchiveSummary | BoundedSummary:
     """Compress a raster file into a ``.grsc`` archive.
 
     Parameters
@@ -127,7 +130,20 @@ def compress(
     progress, cancel:
         ``progress(done, total)`` after each tile; ``cancel()`` returning True stops the run,
         raising :class:`~georsic.errors.Cancelled` and leaving no file behind.
+    max_error, lossless:
+        A bounded-error archive (:mod:`georsic.bounded`): every valid pixel of every band
+        within ``max_error`` of the source, in the band's units (one value, or one per band);
+        ``lossless`` is ``max_error=0`` (bit-exact).  ``quality`` then fixes the learned base
+        (``"none"``: no base); by default the smallest of a few is kept.  Tiles do not overlap;
+        targets, refinement, a client and threads do not apply (one-line errors).  Returns a
+        :class:`~georsic.bounded.BoundedSummary`.
     """
+    if lossless or max_error is not None:
+        return _compress_bounded(src, dst, max_error=0 if lossless else max_error,
+                                 lossless=lossless, quality=quality, target_psnr=target_psnr,
+                                 target_bpp=target_bpp, refine=refine, client=client,
+                                 tile_size=tile_size, model=model, overwrite=overwrite,
+                                 progress=progress, cancel=cancel)
     started = time.perf_counter()
     if tiles_per_task is not None:
         check_tiles_per_task(tiles_per_task)
@@ -174,6 +190,19 @@ def compress(
     return ArchiveSummary(path, info.width, info.height, info.count, len(grid),
                           path.stat().st_size, float(quality), entry.id,
                           time.perf_counter() - started, fit)
+
+
+def _compress_bounded(src, dst, *, max_error, lossless: bool, quality, target_psnr, target_bpp,
+                      refine: int, client, **kwargs) -> BoundedSummary:
+    """:func:`compress` with a bound: the options that do not apply refused in one line."""
+    if lossless and max_error not in (None, 0):
+        raise InputError("give either lossless or a max error, not both")
+    for name, value in (("a target PSNR", target_psnr), ("a target bit rate", target_bpp),
+                        ("refine", refine), ("a Dask client", client)):
+        if value:
+            raise InputError(f"{name} cannot be combined with a max error or lossless "
+                             "(not supported for bounded archives yet)")
+    return compress_bounded(src, dst, max_error=max_error, quality=quality, **kwargs)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import rasterio
 from rasterio.errors import CRSError
 from rasterio.windows import Window
 
-from georsic import headercheck
+from georsic import bounded, headercheck
 from georsic.archive import ArchiveReader, unpack_sections
 from georsic.bandmap import BandMapping
 from georsic.codec import get_codec, resolve_device, thread_invariant
@@ -85,6 +85,13 @@ class Archive:
                                  int(tiling["overlap"]))
             self.codec_info = header["codec"]
             self.planes = int(header["mask"]["planes"])
+            self.bounded = header.get("bounded")
+            if (self.bounded is not None) != (self._reader.version == bounded.BOUNDED_VERSION):
+                raise ValueError(f"a version-{self._reader.version} archive "
+                                 f"{'with' if self.bounded else 'without'} a correction layer")
+            if self.bounded is not None:
+                bounded.check_header(self.bounded, self.info)
+                self.base_spec = bounded.BaseSpec.from_dict(self.bounded)
             self.info.crs  # noqa: B018 - a WKT that does not parse fails here, not mid-decode
         except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError,
                 CRSError) as exc:
@@ -136,6 +143,8 @@ class Archive:
             f"entropy path {self.entropy}",
             f"software:  {self.header.get('software', '?')}",
         ]
+        if self.bounded is not None:
+            lines.append(bounded.describe(self.bounded))
         if any(info.descriptions):
             lines.append("bands:     " + ", ".join(d or "-" for d in info.descriptions))
         if info.overviews:
@@ -205,7 +214,9 @@ class Archive:
         try:
             sections = unpack_sections(payload, self._reader.version)
             per_image = int(self.codec_info["streams_per_image"])
-            if len(sections) != 2 + per_image * len(self.mapping.groups):
+            expected = (2 + per_image * len(self.mapping.groups) if self.bounded is None else
+                        bounded.section_count(self.mapping, self.base_spec.quality is not None))
+            if len(sections) != expected:
                 raise ValueError("wrong number of streams")
         except ValueError as exc:
             raise self._tile_error(tile, exc) from None
@@ -217,6 +228,8 @@ class Archive:
         before the inverse band mapping (any band count, the codec's band mapping)."""
         sections = self._tile_sections(tile)
         h, w = int(tile.window.height), int(tile.window.width)
+        if self.bounded is not None:
+            return self._decode_bounded(tile, sections, codec, h, w)
         per_image = int(self.codec_info["streams_per_image"])
         try:
             images = [codec.decode(sections[2 + i * per_image: 2 + (i + 1) * per_image], h, w,
@@ -240,6 +253,26 @@ class Archive:
         except Exception as exc:  # noqa: BLE001 - whatever damaged streams make the decoder do
             raise self._tile_error(tile, exc) from None
         return values, invalid
+
+    def _decode_bounded(self, tile: Tile, sections: list[bytes], codec, h: int, w: int
+                        ) -> tuple[np.ndarray, np.ndarray | None]:
+        """A tile of a bounded archive: its base and correction layer (no prior, no blend)."""
+        try:
+            invalid = decode_mask(sections[0], self.planes, h, w, self._reader.version)
+            values = bounded.decode_tile(sections, self.mapping, self.base_spec, codec, h, w,
+                                         self.entropy, self.dtype)
+        except GeorsicError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever damaged streams make the decoder do
+            raise self._tile_error(tile, exc) from None
+        return values, invalid
+
+    def check_prior(self, prior) -> None:
+        """An :class:`InputError` for a prior on a bounded archive (it would break the bound)."""
+        if prior and self.bounded is not None:
+            raise InputError(f"{self.path.name} is a bounded-error archive: its pixels are "
+                             "within a stated error of the source, and the codebook prior "
+                             "(--prior) would change them; decode it without --prior")
 
     def blocks(self, window: Window | None = None, *, device: str = "auto",
                progress: Progress | None = None, cancel: Cancel | None = None,
@@ -270,6 +303,7 @@ class Archive:
         """
         if tiles_per_task is not None:
             check_tiles_per_task(tiles_per_task)
+        self.check_prior(prior)
         window = self._clip(window or Window(0, 0, self.width, self.height))
         self._weights()  # missing weights fail here, before any task starts
         if client is None:
@@ -427,6 +461,12 @@ class Archive:
 
     def finalize(self, values: np.ndarray, invalid: np.ndarray | None) -> np.ndarray:
         """Decoded float values to the raster's dtype with no-data pixels restored exactly."""
+        if self.bounded is not None:  # final values already: no clip, no no-data clash
+            out = values.astype(self.dtype)
+            if invalid is not None and self.info.mask_kind == "nodata" and \
+                    self.info.nodata is not None:
+                out[np.broadcast_to(invalid, out.shape)] = out.dtype.type(self.info.nodata)
+            return out
         out = self.mapping.cast(values)
         nodata = self.info.nodata
         if self.info.mask_kind != "nodata" or nodata is None:
@@ -484,6 +524,7 @@ class Archive:
         from dask.base import tokenize
 
         check_fidelity(fidelity)
+        self.check_prior(prior)
         if prior:  # tasks carry which weights (by sha256); each worker loads them itself
             prior = PriorSpec.of(self.tile_prior(prior, fidelity, "cpu"))
         path = str(self.path.resolve())
