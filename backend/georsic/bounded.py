@@ -544,3 +544,90 @@ def describe(bounded: dict) -> str:
     base = bounded.get("base")
     base_text = "no base" if base is None else f"base quality {base:g}, {SYNTHESIS} synthesis"
     return f"bound:     {text}; {base_text}; correction {RESIDUAL}"
+
+
+@dataclass(frozen=True)
+class BandCheck:
+    """One band of :func:`verify_against`: the bound, the worst error found and where."""
+
+    band: int
+    bound: int
+    worst: int
+    row: int
+    col: int
+
+    @property
+    def ok(self) -> bool:
+        return self.worst <= self.bound
+
+
+@dataclass(frozen=True)
+class SourceCheck:
+    """What :func:`verify_against` found."""
+
+    bands: list[BandCheck]
+    #: Whether the source's pixel digest equals the one stored at compression.
+    same_source: bool
+    #: Pixels valid in the source but invalid in the archive (or the reverse).
+    mask_mismatches: int
+
+    @property
+    def ok(self) -> bool:
+        return all(b.ok for b in self.bands) and self.mask_mismatches == 0
+
+    def lines(self) -> list[str]:
+        out = [f"band {b.band + 1}: max |error| {b.worst} (bound {b.bound}"
+               + (f", worst at row {b.row}, col {b.col})" if b.worst else ")")
+               + ("" if b.ok else " EXCEEDS THE BOUND") for b in self.bands]
+        if self.mask_mismatches:
+            out.append(f"{self.mask_mismatches} pixel(s) valid in one and not the other")
+        out.append("source digest: " + ("matches: the archive was made from this source"
+                                        if self.same_source else
+                                        "differs: the archive was not made from these pixels"))
+        return out
+
+
+def verify_against(archive, source: str | Path, progress: Progress | None = None,
+                   cancel: Cancel | None = None) -> SourceCheck:
+    """Decode ``archive`` tile by tile and compare every valid pixel of every band with
+    ``source``; also recompute the source's digest (:func:`source_digest`)."""
+    if archive.bounded is None:
+        raise InputError(f"{archive.path.name} is not a bounded-error archive; --against needs "
+                         "one (made with --max-error or --lossless)")
+    codec = get_codec(archive._weights(), "cpu")
+    bounds = [int(v) for v in archive.bounded["max_error"]]
+    worst = [(0, 0, 0)] * archive.count
+    mismatches = 0
+    with open_raster(source) as raster:
+        info = RasterInfo.from_dataset(raster)
+        if (info.width, info.height, info.count, info.dtype) != (
+                archive.width, archive.height, archive.count, archive.dtype):
+            raise InputError(f"{source} is {info.width}x{info.height}, {info.count} band(s) of "
+                             f"{info.dtype}; the archive holds {archive.width}x{archive.height},"
+                             f" {archive.count} of {archive.dtype}")
+        digest = hashlib.sha256(f"georsic-source-v1 {info.width}x{info.height}".encode())
+        for done, tile in enumerate(archive.grid, start=1):
+            check_cancel(cancel)
+            data = raster.read(window=tile.window)
+            digest.update(np.ascontiguousarray(data, dtype=data.dtype.newbyteorder("<"))
+                          .tobytes())
+            values, invalid = archive._decode_tile(tile, codec)
+            valid = validity(raster, data, info, tile.window)
+            valid = np.ones(data.shape, bool) if valid is None else valid
+            decoded_valid = np.ones(data.shape, bool) if invalid is None else \
+                ~np.broadcast_to(invalid, data.shape)
+            mismatches += int((valid != decoded_valid).sum())
+            error = np.abs(values.astype(np.int64) - data.astype(np.int64))
+            error[~valid] = 0
+            for band in range(info.count):
+                index = int(np.argmax(error[band]))
+                if error[band].flat[index] > worst[band][0]:
+                    row, col = divmod(index, data.shape[2])
+                    worst[band] = (int(error[band].flat[index]),
+                                   int(tile.window.row_off) + row,
+                                   int(tile.window.col_off) + col)
+            if progress:
+                progress(done, len(archive.grid))
+    checks = [BandCheck(b, bounds[b], *worst[b]) for b in range(info.count)]
+    return SourceCheck(checks, digest.hexdigest() == archive.bounded["source_sha256"],
+                       mismatches)
