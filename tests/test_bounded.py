@@ -75,7 +75,7 @@ def test_fuzz_every_pixel_within_bound(dtype, bands, height, width, bound, per_b
     data = _source(rng, dtype, bands, height, width, noise)
     nodata = None
     if with_nodata:  # a no-data value inside the data's range: reconstructions may hit it
-        nodata = float(np.median(data))
+        nodata = float(int(np.median(data)))
         data[rng.random(data.shape) < 0.1] = int(nodata)
     bounds = [int(v) for v in rng.integers(0, bound + 1, bands)] if per_band else [bound] * bands
     with tempfile.TemporaryDirectory() as folder:

@@ -48,7 +48,7 @@ from georsic.masks import encode_mask
 from georsic.models import exact
 from georsic.models.exact_synthesis import ExactSynthesis, calibrate
 from georsic.rasterinfo import RasterInfo
-from georsic.source import band_mapping, encode_raw, open_raster, validity
+from georsic.source import band_mapping, open_raster, validity
 from georsic.tiling import DEFAULT_TILE_SIZE, Tile, TileGrid
 from georsic.weights import find_model
 
@@ -301,7 +301,7 @@ def _exceptions(source: np.ndarray, rec: np.ndarray, invalid: np.ndarray | None,
     rows = []
     for band in bands:
         miss = np.abs(source[band] - rec[band]) > bounds[band]
-        if nodata is not None and np.isfinite(nodata):
+        if nodata is not None and float(nodata).is_integer():
             miss |= rec[band] == int(nodata)
         valid = _band_valid(invalid, band)
         if valid is not None:
@@ -325,17 +325,19 @@ class TileJob:
 
     @property
     def bands(self) -> list[int]:
-        """The bands with a correction layer (not those stored losslessly)."""
-        return [b for b in range(self.info.count) if b not in self.mapping.lossless]
+        """The bands with a correction layer: all (alpha and categorical bands, which the
+        codec does not carry, at bound 0 over a constant base: lossless JPEG-LS, not zlib)."""
+        return list(range(self.info.count))
 
 
 def encode_tile(raster, job: TileJob, spec: BaseSpec, tile: Tile) -> bytes:
-    """The payload of one tile: mask, lossless bands, base streams, corrections, exceptions."""
+    """The payload of one tile: mask, an empty raw section, base streams, corrections (one per
+    band), exceptions."""
     data = raster.read(window=tile.window)
     valid = validity(raster, data, job.info, tile.window)
     invalid = None if valid is None else np.ascontiguousarray(~valid[:job.planes])
     h, w = data.shape[1:]
-    sections = [encode_mask(invalid), encode_raw(data, job.mapping.lossless)]
+    sections = [encode_mask(invalid), b""]  # no raw bands: every band has a correction
     streams: list[bytes] = []
     if spec.quality is not None:
         for image in job.mapping.encode(data, valid):
@@ -352,8 +354,7 @@ def encode_tile(raster, job: TileJob, spec: BaseSpec, tile: Tile) -> bytes:
 
 def section_count(mapping: BandMapping, has_base: bool) -> int:
     """Sections of a bounded tile's payload."""
-    coded = mapping.band_count - len(mapping.lossless)
-    return 2 + (len(mapping.groups) if has_base else 0) + coded + 1
+    return 2 + (len(mapping.groups) if has_base else 0) + mapping.band_count + 1
 
 
 def decode_tile(sections: list[bytes], mapping: BandMapping, spec: BaseSpec, codec,
@@ -361,14 +362,10 @@ def decode_tile(sections: list[bytes], mapping: BandMapping, spec: BaseSpec, cod
     """A bounded tile's values (bands, H, W) as float32 (exact: at most 16-bit integers)."""
     groups = len(mapping.groups) if spec.quality is not None else 0
     streams = sections[2:2 + groups]
-    bands = [b for b in range(mapping.band_count) if b not in mapping.lossless]
+    bands = list(range(mapping.band_count))
     residuals = sections[2 + groups:2 + groups + len(bands)]
     base = base_pixels(codec, spec, streams, mapping, height, width, entropy)
-    values = reconstruct(base, residuals, bands, sections[-1], dtype).astype(np.float32)
-    if mapping.lossless:
-        raw = np.frombuffer(zlib.decompress(sections[1]), dtype=dtype)
-        values[list(mapping.lossless)] = raw.reshape(len(mapping.lossless), height, width)
-    return values
+    return reconstruct(base, residuals, bands, sections[-1], dtype).astype(np.float32)
 
 
 def source_digest(raster, grid: TileGrid, cancel: Cancel | None = None) -> str:
@@ -444,22 +441,24 @@ def checked_base(quality: float | str | None) -> tuple[float | None, ...]:
 
 
 def _choose_base(raster, job: TileJob, grid: TileGrid, candidates: Sequence[float | None],
-                 cancel: Cancel | None) -> tuple[BaseSpec, dict[str, int]]:
-    """The candidate whose sample tiles are smallest, with every candidate's bytes."""
+                 cancel: Cancel | None) -> tuple[BaseSpec, dict[str, int], dict[int, bytes]]:
+    """The candidate whose sample tiles are smallest, every candidate's bytes, and the
+    winner's sample payloads (written as they are: the same bytes a second run gives)."""
     tiles = _sample(grid)
-    best: tuple[int, BaseSpec] | None = None
+    best: tuple[int, BaseSpec, dict[int, bytes]] | None = None
     trials: dict[str, int] = {}
     for quality in candidates:
         check_cancel(cancel)
         spec = make_spec(raster, job, quality, tiles)
         if len(candidates) == 1:
-            return spec, trials
-        size = sum(len(encode_tile(raster, job, spec, t)) for t in tiles)
+            return spec, trials, {}
+        payloads = {t.index: encode_tile(raster, job, spec, t) for t in tiles}
+        size = sum(map(len, payloads.values()))
         trials["none" if quality is None else f"{quality:g}"] = size
         if best is None or size < best[0]:
-            best = (size, spec)
+            best = (size, spec, payloads)
     assert best is not None
-    return best[1], trials
+    return best[1], trials, best[2]
 
 
 def compress_bounded(src: str | Path, dst: str | Path, *,
@@ -488,17 +487,19 @@ def compress_bounded(src: str | Path, dst: str | Path, *,
         grid = TileGrid(info.width, info.height, tile_size, 0)
         mapping = band_mapping(raster, info, cancel)
         planes = 1 if info.mask_kind == "dataset" else info.count
+        bounds = tuple(0 if b in mapping.lossless else d for b, d in enumerate(bounds))
         job = TileJob(info, mapping, planes, bounds, codec)
-        if not job.bands:
+        if not mapping.groups:
             candidates = (None,)
-        spec, trials = _choose_base(raster, job, grid, candidates, cancel)
+        spec, trials, done_tiles = _choose_base(raster, job, grid, candidates, cancel)
         digest = source_digest(raster, grid, cancel)
         header = _header(info, mapping, grid, planes, entry, codec, spec, bounds, digest, trials)
         with ArchiveWriter(dst, header, overwrite=overwrite, inputs=(src,),
                            version=BOUNDED_VERSION) as writer:
             for done, tile in enumerate(grid, start=1):
                 check_cancel(cancel)
-                writer.add_tile(encode_tile(raster, job, spec, tile))
+                payload = done_tiles.pop(tile.index, None)
+                writer.add_tile(payload or encode_tile(raster, job, spec, tile))
                 if progress:
                     progress(done, len(grid))
             path = writer.close()

@@ -694,6 +694,9 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         rd.add_parser(bench)
         prior_bench.add_parser(bench)
+        from georsic.bench import bounded as bounded_bench
+
+        bounded_bench.add_parser(bench)
     _plain_help(parser)
     return parser
 
