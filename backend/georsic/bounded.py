@@ -30,6 +30,7 @@ import struct
 import threading
 import time
 import zlib
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from numbers import Real
@@ -338,11 +339,7 @@ def encode_tile(raster, job: TileJob, spec: BaseSpec, tile: Tile) -> bytes:
     invalid = None if valid is None else np.ascontiguousarray(~valid[:job.planes])
     h, w = data.shape[1:]
     sections = [encode_mask(invalid), b""]  # no raw bands: every band has a correction
-    streams: list[bytes] = []
-    if spec.quality is not None:
-        for image in job.mapping.encode(data, valid):
-            streams.extend(job.codec.encode(image, spec.quality))
-    base = base_pixels(job.codec, spec, streams, job.mapping, h, w, job.codec.entropy)
+    streams, base = _tile_base(raster, job, spec, tile, data, valid)
     source = data.astype(np.int64)
     residuals = [encode_residual(source[b], base[b], _band_valid(invalid, b), job.bounds[b])
                  for b in job.bands]
@@ -350,6 +347,39 @@ def encode_tile(raster, job: TileJob, spec: BaseSpec, tile: Tile) -> bytes:
     nodata = job.info.nodata if job.info.mask_kind == "nodata" else None
     extra = _exceptions(source, rec, invalid, job.bounds, job.bands, nodata)
     return pack_sections([*sections, *streams, *residuals, extra])
+
+
+#: Recent tiles' base streams and pixels, by (source, its mtime, window, weights, base): a
+#: search over bounds (``georsic bench bounded``, a target ratio) codes each base once.
+_BASES: OrderedDict[tuple, tuple[list[bytes], np.ndarray]] = OrderedDict()
+_BASES_SIZE = 32
+_BASES_LOCK = threading.Lock()
+
+
+def _tile_base(raster, job: TileJob, spec: BaseSpec, tile: Tile, data: np.ndarray,
+               valid: np.ndarray | None) -> tuple[list[bytes], np.ndarray]:
+    """A tile's base streams and pixels (none without a base quality), from the cache when
+    this source's tile was coded with this base before."""
+    h, w = data.shape[1:]
+    if spec.quality is None:
+        return [], base_pixels(job.codec, spec, [], job.mapping, h, w, job.codec.entropy)
+    path = Path(raster.name)
+    key = (str(path.resolve()), path.stat().st_mtime_ns, tuple(tile.window.flatten()),
+           job.codec.entry.sha256, spec.quality, json.dumps(spec.amax, sort_keys=True),
+           job.mapping.to_dict().__repr__())
+    with _BASES_LOCK:
+        if key in _BASES:
+            _BASES.move_to_end(key)
+            return _BASES[key]
+    streams: list[bytes] = []
+    for image in job.mapping.encode(data, valid):
+        streams.extend(job.codec.encode(image, spec.quality))
+    base = base_pixels(job.codec, spec, streams, job.mapping, h, w, job.codec.entropy)
+    with _BASES_LOCK:
+        _BASES[key] = (streams, base)
+        while len(_BASES) > _BASES_SIZE:
+            _BASES.popitem(last=False)
+    return streams, base
 
 
 def section_count(mapping: BandMapping, has_base: bool) -> int:
@@ -387,10 +417,30 @@ def _sample(grid: TileGrid) -> list[Tile]:
     return [grid.tile(i) for i in picks]
 
 
+_SPECS: OrderedDict[tuple, BaseSpec] = OrderedDict()
+
+
 def make_spec(raster, job: TileJob, quality: float | None, tiles: list[Tile]) -> BaseSpec:
-    """The base of ``quality``: its exact synthesis calibrated on the latents of ``tiles``."""
+    """The base of ``quality``: its exact synthesis calibrated on the latents of ``tiles``
+    (remembered for the last few sources, as :func:`_tile_base` remembers bases)."""
     if quality is None:
         return BaseSpec(None)
+    path = Path(raster.name)
+    key = (str(path.resolve()), path.stat().st_mtime_ns, quality, job.codec.entry.sha256,
+           tuple(t.index for t in tiles), tuple(tiles[0].window.flatten()),
+           repr(job.mapping.to_dict()))
+    with _BASES_LOCK:
+        if key in _SPECS:
+            return _SPECS[key]
+    spec = _make_spec(raster, job, quality, tiles)
+    with _BASES_LOCK:
+        _SPECS[key] = spec
+        while len(_SPECS) > 16:
+            _SPECS.popitem(last=False)
+    return spec
+
+
+def _make_spec(raster, job: TileJob, quality: float, tiles: list[Tile]) -> BaseSpec:
     model = job.codec.model
     with torch.no_grad():
         gain = model._gain(model.log_inverse_gain, quality).float().cpu()
