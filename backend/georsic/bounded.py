@@ -24,6 +24,7 @@ refused with a one-line :class:`~georsic.errors.InputError`.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import struct
@@ -491,7 +492,8 @@ def checked_base(quality: float | str | None) -> tuple[float | None, ...]:
 
 
 def _choose_base(raster, job: TileJob, grid: TileGrid, candidates: Sequence[float | None],
-                 cancel: Cancel | None) -> tuple[BaseSpec, dict[str, int], dict[int, bytes]]:
+                 cancel: Cancel | None, measure: bool = False,
+                 ) -> tuple[BaseSpec, dict[str, int], dict[int, bytes]]:
     """The candidate whose sample tiles are smallest, every candidate's bytes, and the
     winner's sample payloads (written as they are: the same bytes a second run gives)."""
     tiles = _sample(grid)
@@ -500,7 +502,7 @@ def _choose_base(raster, job: TileJob, grid: TileGrid, candidates: Sequence[floa
     for quality in candidates:
         check_cancel(cancel)
         spec = make_spec(raster, job, quality, tiles)
-        if len(candidates) == 1:
+        if len(candidates) == 1 and not measure:
             return spec, trials, {}
         payloads = {t.index: encode_tile(raster, job, spec, t) for t in tiles}
         size = sum(map(len, payloads.values()))
@@ -511,17 +513,56 @@ def _choose_base(raster, job: TileJob, grid: TileGrid, candidates: Sequence[floa
     return best[1], trials, best[2]
 
 
+#: The largest bound :func:`compress_bounded` tries for a target ratio.
+MAX_SEARCHED_BOUND = 255
+
+
+def _bound_for_ratio(raster, job: TileJob, grid: TileGrid, candidates: Sequence[float | None],
+                     ratio: float, cancel: Cancel | None) -> TileJob:
+    """``job`` with the smallest bound whose sample tiles reach ``ratio`` (bisection; the
+    bases are coded once, :func:`_tile_base`)."""
+    tiles = _sample(grid)
+    raw = sum(int(t.window.width * t.window.height) for t in tiles) * job.info.count \
+        * np.dtype(job.info.dtype).itemsize
+
+    def with_bound(bound: int) -> TileJob:
+        return dataclasses.replace(job, bounds=tuple(
+            0 if b in job.mapping.lossless else bound for b in range(job.info.count)))
+
+    def reaches(bound: int) -> bool:
+        _, trials, _ = _choose_base(raster, with_bound(bound), grid, candidates, cancel,
+                                    measure=True)
+        return raw / min(trials.values()) >= ratio
+
+    low, high = 0, MAX_SEARCHED_BOUND
+    if not reaches(high):
+        return with_bound(high)
+    while low < high:
+        middle = (low + high) // 2
+        if reaches(middle):
+            high = middle
+        else:
+            low = middle + 1
+    return with_bound(low)
+
+
 def compress_bounded(src: str | Path, dst: str | Path, *,
                      max_error: float | Sequence[float] = 0, quality: float | str | None = None,
                      tile_size: int = DEFAULT_TILE_SIZE, model: str | None = None,
                      overwrite: bool = False, progress: Progress | None = None,
-                     cancel: Cancel | None = None) -> BoundedSummary:
+                     cancel: Cancel | None = None,
+                     target_ratio: float | None = None) -> BoundedSummary:
     """Compress ``src`` so that every valid pixel of every band decodes within ``max_error``
     of the source (``0``: lossless, bit-exact).
 
     ``quality`` fixes the base (a quality, or ``"none"`` for no base); by default the encoder
     tries :data:`DEFAULT_BASES` on a sample of tiles and keeps the smallest.
+    ``target_ratio``: instead of ``max_error``, the smallest bound (one for every band) whose
+    sample tiles compress at least this many times (source bytes over coded bytes), found by
+    bisection up to :data:`MAX_SEARCHED_BOUND` (that bound when even it falls short).
     """
+    if target_ratio is not None and not (np.isfinite(target_ratio) and target_ratio >= 1):
+        raise InputError(f"a target ratio must be a number >= 1, not {target_ratio!r}")
     started = time.perf_counter()
     check_output(Path(dst), overwrite, src)
     TileGrid.check(tile_size, 0)
@@ -541,6 +582,9 @@ def compress_bounded(src: str | Path, dst: str | Path, *,
         job = TileJob(info, mapping, planes, bounds, codec)
         if not mapping.groups:
             candidates = (None,)
+        if target_ratio is not None:
+            job = _bound_for_ratio(raster, job, grid, candidates, target_ratio, cancel)
+            bounds = job.bounds
         spec, trials, done_tiles = _choose_base(raster, job, grid, candidates, cancel)
         digest = source_digest(raster, grid, cancel)
         header = _header(info, mapping, grid, planes, entry, codec, spec, bounds, digest, trials)

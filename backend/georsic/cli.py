@@ -158,6 +158,9 @@ def _add_bound_options(parser: argparse.ArgumentParser) -> None:
     chosen.add_argument("--lossless", action="store_true",
                         help="bit-exact (--max-error 0); integer rasters up to 16 bits, "
                              "floating-point data is refused")
+    chosen.add_argument("--target-ratio", type=float, metavar="R",
+                        help="bounded error: the smallest bound (all bands) whose sample tiles "
+                             "compress at least R times")
     parser.add_argument("--base", metavar="QUALITY|none",
                         help="with --max-error/--lossless: the learned base's quality, or none "
                              "(default: the smallest of none, 3, 5, 7 on sample tiles; "
@@ -166,14 +169,17 @@ def _add_bound_options(parser: argparse.ArgumentParser) -> None:
 
 def _bound_kwargs(args) -> dict:
     """``max_error``/``lossless``/``quality`` for a bounded archive, {} for a normal one."""
-    if args.max_error is None and not args.lossless:
+    if args.max_error is None and not args.lossless and args.target_ratio is None:
         if args.base is not None:
-            raise InputError("--base applies only with --max-error or --lossless")
+            raise InputError("--base applies only with --max-error, --lossless or "
+                             "--target-ratio")
         return {}
     if args.target_psnr is not None or args.target_bpp is not None:
         raise InputError("--target-psnr/--target-bpp cannot be combined with --max-error or "
                          "--lossless")
     kwargs: dict = {"lossless": True} if args.lossless else {}
+    if args.target_ratio is not None:
+        kwargs["target_ratio"] = args.target_ratio
     if args.max_error is not None:
         try:
             numbers = [float(v) for v in args.max_error.split(",")]

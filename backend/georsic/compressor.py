@@ -85,6 +85,7 @@ def compress(
     cancel: Cancel | None = None,
     max_error: float | Sequence[float] | None = None,
     lossless: bool = False,
+    target_ratio: float | None = None,
 ) -> ArchiveSummary | BoundedSummary:
     """Compress a raster file into a ``.grsc`` archive.
 
@@ -137,7 +138,18 @@ def compress(
         (``"none"``: no base); by default the smallest of a few is kept.  Tiles do not overlap;
         targets, refinement, a client and threads do not apply (one-line errors).  Returns a
         :class:`~georsic.bounded.BoundedSummary`.
+    target_ratio:
+        A bounded archive whose bound (one for all bands) is the smallest that compresses the
+        raster's sample tiles at least this many times; the summary's ``max_error`` says which.
     """
+    if target_ratio is not None:
+        if lossless or max_error is not None:
+            raise InputError("give a target ratio or a max error (or lossless), not both")
+        return _compress_bounded(src, dst, max_error=0, lossless=False, quality=quality,
+                                 target_psnr=target_psnr, target_bpp=target_bpp, refine=refine,
+                                 client=client, tile_size=tile_size, model=model,
+                                 overwrite=overwrite, progress=progress, cancel=cancel,
+                                 target_ratio=target_ratio)
     if lossless or max_error is not None:
         return _compress_bounded(src, dst, max_error=0 if lossless else max_error,
                                  lossless=lossless, quality=quality, target_psnr=target_psnr,
