@@ -214,3 +214,27 @@ def test_target_ratio_picks_the_smallest_bound(tmp_path):
     with ArchiveReader(tmp_path / "b.grsc") as reader:
         assert raw / reader.tile_sizes()[0] < 3.0
     _decoded_within(source, tmp_path / "r.grsc", [bound])
+
+
+def test_dask_array_equals_read(pan_archive):
+    with georsic.open(pan_archive) as archive:
+        lazy = archive.to_xarray().values
+        assert np.array_equal(lazy, archive.read(threads=1))
+
+
+def test_batch_cli_bounded(tmp_path):
+    """georsic batch compress --lossless: each archive bounded and bit-exact."""
+    from georsic.cli import main
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("spacenet_pan_uint16.tif", "landsat_int16_custom_crs.tif"):
+        (folder / name).write_bytes((DATA / name).read_bytes())
+    assert main(["batch", "compress", str(folder), "-o", str(tmp_path / "out"), "--lossless",
+                 "--base", "none", "--quiet"]) == 0
+    for name in ("spacenet_pan_uint16", "landsat_int16_custom_crs"):
+        with georsic.open(tmp_path / "out" / f"{name}.grsc") as archive:
+            assert archive.bounded["max_error"] == [0] * archive.count
+            with rasterio.open(folder / f"{name}.tif") as src:
+                check = bounded.verify_against(archive, folder / f"{name}.tif")
+                assert check.ok and check.same_source and src.count == archive.count

@@ -409,7 +409,8 @@ def cmd_batch(args) -> int:
         TileGrid.check(args.tile_size, args.overlap)
         run, options = batch.batch_compress, {
             **_quality_kwargs(args), "tile_size": args.tile_size, "overlap": args.overlap,
-            "device": args.device, "model": args.model, "refine": args.refine}
+            "device": args.device, "model": args.model, "refine": args.refine,
+            **_bound_kwargs(args)}
     else:
         run, options = batch.batch_decompress, {"device": args.device,
                                                 "overviews": overview_spec, "cog": args.cog}
@@ -599,6 +600,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="take the files in folders' subfolders too, and keep the tree below the "
                         "output folder")
     _add_codec_options(p)
+    _add_bound_options(p)
     _add_output_options(p)
     _add_common(p)
     _add_cluster(p)
