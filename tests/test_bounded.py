@@ -209,13 +209,17 @@ def test_target_ratio_picks_the_smallest_bound(tmp_path):
     does not; every pixel is within the bound found."""
     source = DATA / "spacenet_pan_uint16.tif"
     raw = 256 * 192 * 2
-    summary = georsic.compress(source, tmp_path / "r.grsc", target_ratio=3.0, quality="none")
+    georsic.compress(source, tmp_path / "l.grsc", lossless=True, quality="none")
+    with ArchiveReader(tmp_path / "l.grsc") as reader:
+        target = 1.5 * raw / reader.tile_sizes()[0]  # half again the lossless ratio
+    summary = georsic.compress(source, tmp_path / "r.grsc", target_ratio=target, quality="none")
     bound = summary.max_error[0]
     assert 0 < bound < bounded.MAX_SEARCHED_BOUND
-    assert raw / summary.trials["none"] >= 3.0
+    with ArchiveReader(tmp_path / "r.grsc") as reader:
+        assert raw / reader.tile_sizes()[0] >= target
     georsic.compress(source, tmp_path / "b.grsc", max_error=bound - 1, quality="none")
     with ArchiveReader(tmp_path / "b.grsc") as reader:
-        assert raw / reader.tile_sizes()[0] < 3.0
+        assert raw / reader.tile_sizes()[0] < target
     _decoded_within(source, tmp_path / "r.grsc", [bound])
 
 
@@ -241,3 +245,28 @@ def test_batch_cli_bounded(tmp_path):
             with rasterio.open(folder / f"{name}.tif") as src:
                 check = bounded.verify_against(archive, folder / f"{name}.tif")
                 assert check.ok and check.same_source and src.count == archive.count
+
+
+@pytest.mark.parametrize("edit,version", [
+    (lambda h: h["bounded"].update(synthesis="exact-v9"), 6),
+    (lambda h: h["bounded"].update(amax={}), 6),
+    (lambda h: h["bounded"].update(max_error=[-1]), 6),
+    (lambda h: None, 4),  # a correction layer in a version-4 archive
+    (lambda h: h.pop("bounded"), 6),
+], ids=["synthesis", "amax", "bound", "version-4", "no-layer"])
+def test_crafted_bounded_header_is_an_archive_error(pan_archive, tmp_path, edit, version):
+    import copy
+
+    from georsic.archive import ArchiveWriter
+    from georsic.errors import ArchiveError
+
+    with ArchiveReader(pan_archive) as reader:
+        header = copy.deepcopy(reader.header)
+        tiles = [reader.read_tile(i) for i in range(reader.tile_count)]
+    edit(header)
+    target = tmp_path / "crafted.grsc"
+    with ArchiveWriter(target, header, version=version) as writer:
+        for tile in tiles:
+            writer.add_tile(tile)
+    with pytest.raises(ArchiveError, match="header"):
+        georsic.open(target)

@@ -475,6 +475,16 @@ class BoundedSummary:
     seconds: float
 
     @property
+    def fit(self) -> None:
+        """As :class:`~georsic.compressor.ArchiveSummary`'s: no quality target was fitted."""
+        return None
+
+    @property
+    def quality(self) -> float:
+        """The base's quality (0 without a base), as a normal archive's summary gives it."""
+        return 0.0 if self.base is None else self.base
+
+    @property
     def bpp(self) -> float:
         """Bits per pixel (all bands together) of the whole archive."""
         return self.bytes * 8 / (self.width * self.height)
@@ -628,6 +638,13 @@ def check_header(bounded: dict, info: RasterInfo) -> None:
         raise ValueError("max_error does not have one value per band")
     if info.dtype not in SUPPORTED_DTYPES:
         raise ValueError(f"a bounded archive of {info.dtype}")
+    if not all(isinstance(v, int) and v >= 0 for v in bounded["max_error"]):
+        raise ValueError("max_error holds a value that is not an integer >= 0")
+    if bounded.get("base") is not None:
+        values = [*bounded["amax"].values(), *bounded["gain"]]
+        if not bounded["amax"] or not bounded["gain"] or \
+                not all(isinstance(v, (int, float)) and np.isfinite(v) for v in values):
+            raise ValueError("the base's calibration or gain is missing or not finite")
 
 
 def describe(bounded: dict) -> str:
