@@ -45,7 +45,7 @@ from georsic.archive import ArchiveWriter, check_output, pack_sections
 from georsic.bandmap import BandMapping
 from georsic.codec import TileCodec, get_codec
 from georsic.control import Cancel, Progress, check_cancel
-from georsic.errors import ArchiveError, InputError
+from georsic.errors import ArchiveError, GeorsicError, InputError
 from georsic.masks import encode_mask
 from georsic.models import exact
 from georsic.models.exact_synthesis import ExactSynthesis, calibrate
@@ -173,6 +173,16 @@ def _band_valid(invalid: np.ndarray | None, band: int) -> np.ndarray | None:
     return ~invalid[band if invalid.shape[0] > 1 else 0]
 
 
+def _imagecodecs():
+    """imagecodecs (CharLS's JPEG-LS), or a one-line error naming the package."""
+    try:
+        import imagecodecs
+    except ImportError:
+        raise GeorsicError("bounded-error and lossless archives need the imagecodecs package "
+                           "(pip install imagecodecs)") from None
+    return imagecodecs
+
+
 def quantise(residual: np.ndarray, bound: int) -> np.ndarray:
     """``sign(r) * floor((|r| + D) / (2D + 1))``: ``base + q * (2D + 1)`` is within ``D``."""
     step = 2 * bound + 1
@@ -236,8 +246,7 @@ def _encode_jpegls(source: np.ndarray, base: np.ndarray, valid: np.ndarray | Non
                    bound: int) -> bytes:
     """``source - base`` by JPEG-LS at NEAR = ``bound`` (mode 0), or the source itself (mode 1)
     where the residual spans more than 16 bits."""
-    import imagecodecs
-
+    imagecodecs = _imagecodecs()
     mode, residual = MODE_JPEGLS, source - base
     if valid is not None:
         residual = np.where(valid, residual, 0)
@@ -267,8 +276,7 @@ def encode_residual(source: np.ndarray, base: np.ndarray, valid: np.ndarray | No
 
 def decode_residual(section: bytes, base: np.ndarray) -> np.ndarray:
     """One band's reconstruction (int64, before clamping) from its correction and base."""
-    import imagecodecs
-
+    imagecodecs = _imagecodecs()
     mode, _bits, _near, value = _RESIDUAL_HEAD.unpack_from(section)
     body = section[_RESIDUAL_HEAD.size:]
     if mode == MODE_RANS:
