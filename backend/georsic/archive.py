@@ -50,8 +50,12 @@ VERSION = 5
 #: Versions this reader understands: 1 (plain JSON header), 2 (zlib-deflated JSON header),
 #: 3 (section lengths of a tile as varints; codec images as one rANS stream; masks with a
 #: method byte), 4 (self-describing tile records, found by a scan when the index is lost),
-#: 5 (the tile records of an overview pyramid after the full-resolution ones).
-READABLE_VERSIONS = (1, 2, 3, 4, 5)
+#: 5 (the tile records of an overview pyramid after the full-resolution ones), 6 (version 4's
+#: layout, tiles with a correction layer: a bounded-error or lossless archive,
+#: :mod:`georsic.bounded`).
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
+#: The version of bounded-error and lossless archives (:mod:`georsic.bounded`).
+BOUNDED_VERSION = 6
 #: zlib preset dictionary of version-2 and version-3 headers: the strings most headers share
 #: (keys, a WGS 84 / UTM WKT, usual band and tag values).  Part of the format: never change it
 #: within a version.
@@ -221,7 +225,7 @@ class ArchiveWriter:
     """Streams tile payloads into an archive; atomic: the file appears only on :meth:`close`."""
 
     def __init__(self, path: str | Path, header: dict, *, overwrite: bool = True,
-                 inputs: tuple[str | Path, ...] = ()) -> None:
+                 inputs: tuple[str | Path, ...] = (), version: int = VERSION) -> None:
         self.path = Path(path)
         directory = self.path.parent if str(self.path.parent) else Path(".")
         if not directory.is_dir():
@@ -236,7 +240,7 @@ class ArchiveWriter:
         self._index: list[tuple[int, int, int]] = []
         blob = deflate_header(header)
         crc = _U32.pack(zlib.crc32(blob))
-        self._file.write(_PREFIX.pack(MAGIC, VERSION, len(blob)) + blob + crc)
+        self._file.write(_PREFIX.pack(MAGIC, version, len(blob)) + blob + crc)
 
     def add_tile(self, payload: bytes) -> None:
         offset, number = self._file.tell(), len(self._index)

@@ -2,7 +2,8 @@
 
 Exit codes: 0 success, 1 general error, 2 bad input or usage, 3 output not writable
 (or exists, without --overwrite), 4 corrupt or unsupported archive, 5 model weights missing,
-6 some files of a batch failed, 129 hung up (SIGHUP), 130 interrupted (SIGINT), 143
+6 some files of a batch failed, 7 verify --against found a pixel beyond the archive's bound
+or another source than the one compressed, 129 hung up (SIGHUP), 130 interrupted (SIGINT), 143
 terminated (SIGTERM); an interrupted command leaves no partial output behind.  Errors print
 one line on stderr; GEORSIC_DEBUG=1 (or --debug) shows the traceback instead, for bug reports.
 """
@@ -34,6 +35,8 @@ from georsic.defaults import (
 from georsic.errors import GeorsicError, GeorsicWarning, InputError, lost_tiles_report
 
 BATCH_FAILED = 6
+#: ``verify --against``: a pixel beyond the bound, or pixels that are not the source's.
+AGAINST_FAILED = 7
 
 
 class ProgressBar:
@@ -231,11 +234,73 @@ def _report_fit(summary, quiet: bool, label: str = "") -> None:
               f"{fit.quality:g}, gives {measured}", file=sys.stderr)
 
 
+def _add_bound_options(parser: argparse.ArgumentParser) -> None:
+    chosen = parser.add_mutually_exclusive_group()
+    chosen.add_argument("--max-error", metavar="D[,D...]",
+                        help="bounded error: every valid pixel within D of the source, in the "
+                             "band's units (one value, or one per band); integer rasters up to "
+                             "16 bits; tiles do not overlap")
+    chosen.add_argument("--lossless", action="store_true",
+                        help="bit-exact (--max-error 0); integer rasters up to 16 bits, "
+                             "floating-point data is refused")
+    chosen.add_argument("--target-ratio", type=float, metavar="R",
+                        help="bounded error: the smallest bound (all bands) whose sample tiles "
+                             "compress at least R times")
+    parser.add_argument("--base", metavar="QUALITY|none",
+                        help="with --max-error/--lossless: the learned base's quality, or none "
+                             "(default: the smallest of none, 3, 5, 7 on sample tiles; "
+                             "--quality also fixes it)")
+
+
+def _bound_kwargs(args) -> dict:
+    """``max_error``/``lossless``/``quality`` for a bounded archive, {} for a normal one."""
+    if args.max_error is None and not args.lossless and args.target_ratio is None:
+        if args.base is not None:
+            raise InputError("--base applies only with --max-error, --lossless or "
+                             "--target-ratio")
+        return {}
+    if args.target_psnr is not None or args.target_bpp is not None:
+        raise InputError("--target-psnr/--target-bpp cannot be combined with --max-error or "
+                         "--lossless")
+    kwargs: dict = {"lossless": True} if args.lossless else {}
+    if args.target_ratio is not None:
+        kwargs["target_ratio"] = args.target_ratio
+    if args.max_error is not None:
+        try:
+            numbers = [float(v) for v in args.max_error.split(",")]
+        except ValueError:
+            raise InputError(f"--max-error takes a number or one per band separated by "
+                             f"commas, not {args.max_error!r}") from None
+        kwargs["max_error"] = numbers[0] if len(numbers) == 1 else numbers
+    base = args.base if args.base is not None else args.quality
+    if isinstance(base, str) and base.lower() != "none":
+        try:
+            base = float(base)
+        except ValueError:
+            raise InputError(f"--base takes a quality or none, not {args.base!r}") from None
+    kwargs["quality"] = base
+    return kwargs
+
+
 def cmd_compress(args) -> int:
     import georsic
     from georsic.archive import check_output
     from georsic.tiling import TileGrid
 
+    bound = _bound_kwargs(args)
+    if bound:
+        if args.workers is not None or args.scheduler:
+            raise InputError("--max-error/--lossless do not run on a Dask cluster yet")
+        summary = georsic.compress(args.input, args.output, **bound, tile_size=args.tile_size,
+                                   model=args.model, refine=args.refine,
+                                   overwrite=args.overwrite,
+                                   progress=ProgressBar("compress", args.quiet))
+        if not args.quiet:
+            base = "none" if summary.base is None else f"{summary.base:g}"
+            print(f"{summary.path}: {summary.bytes:,} bytes, {summary.bpp:.4f} bpp, "
+                  f"{summary.tiles} tiles, max error {','.join(map(str, summary.max_error))}, "
+                  f"base {base}, {summary.seconds:.1f} s")
+        return 0
     _check_cluster_args(args)
     _check_quality_args(args)
     TileGrid.check(args.tile_size, args.overlap)
@@ -327,9 +392,27 @@ def _verify_inputs(inputs: list[str], recursive: bool) -> list[tuple[str, str]]:
     return found
 
 
+def _verify_against(args) -> int:
+    import georsic
+    from georsic.bounded import verify_against
+
+    if len(args.inputs) != 1:
+        raise InputError("--against takes one archive")
+    with georsic.open(args.inputs[0]) as archive:
+        check = verify_against(archive, args.against,
+                               progress=ProgressBar("verify", args.quiet))
+    good = check.ok and check.same_source
+    for line in check.lines():
+        if not args.quiet or not good:
+            print(f"{args.inputs[0]}: {line}", file=sys.stdout if good else sys.stderr)
+    return 0 if good else AGAINST_FAILED
+
+
 def cmd_verify(args) -> int:
     import georsic
 
+    if args.against:
+        return _verify_against(args)
     archives = _verify_inputs(args.inputs, args.recursive)
     if not archives:
         raise InputError("no archives found")
@@ -479,7 +562,8 @@ def cmd_batch(args) -> int:
         TileGrid.check(args.tile_size, args.overlap)
         run, options = batch.batch_compress, {
             **_quality_kwargs(args), "tile_size": args.tile_size, "overlap": args.overlap,
-            "device": args.device, "model": args.model, "refine": args.refine}
+            "device": args.device, "model": args.model, "refine": args.refine,
+            **_bound_kwargs(args)}
     else:
         run, options = batch.batch_decompress, {"device": args.device,
                                                 "overviews": overview_spec, "cog": args.cog}
@@ -622,6 +706,7 @@ def build_parser(benchmarks: bool = True) -> argparse.ArgumentParser:
     p.add_argument("output")
     _add_codec_options(p)
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    _add_bound_options(p)
     _add_common(p)
     _add_cluster(p)
     _add_tiles_per_task(p)
@@ -686,6 +771,10 @@ def build_parser(benchmarks: bool = True) -> argparse.ArgumentParser:
                    help="also decode every tile (as slow as decompressing)")
     p.add_argument("--recursive", "-r", action="store_true",
                    help="take the archives in folders' subfolders too")
+    p.add_argument("--against", metavar="SOURCE",
+                   help="a bounded archive: decode it and prove every valid pixel of every "
+                        "band within its bound of SOURCE (naming the worst), and say whether "
+                        "SOURCE is the raster it was made from (exit 7 if not)")
     _add_common(p)
     p.set_defaults(func=cmd_verify)
 
@@ -719,6 +808,7 @@ def build_parser(benchmarks: bool = True) -> argparse.ArgumentParser:
                    help="take the files in folders' subfolders too, and keep the tree below the "
                         "output folder")
     _add_codec_options(p)
+    _add_bound_options(p)
     _add_output_options(p)
     _add_common(p)
     _add_cluster(p)
@@ -826,6 +916,9 @@ def build_parser(benchmarks: bool = True) -> argparse.ArgumentParser:
     else:
         rd.add_parser(bench)
         prior_bench.add_parser(bench)
+        from georsic.bench import bounded as bounded_bench
+
+        bounded_bench.add_parser(bench)
     _plain_help(parser)
     return parser
 

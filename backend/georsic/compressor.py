@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,6 +15,7 @@ import numpy as np
 from georsic import __version__, pyramid
 from georsic.archive import _ENTRY, _RECORD, ArchiveWriter, check_output, pack_sections
 from georsic.bandmap import BandMapping
+from georsic.bounded import BoundedSummary, compress_bounded
 from georsic.codec import resolve_device, thread_invariant
 from georsic.control import Cancel, Progress
 from georsic.errors import InputError
@@ -113,7 +114,10 @@ def compress(
     progress: Progress | None = None,
     cancel: Cancel | None = None,
     pyramid_levels: str | tuple[int, ...] | None = "auto",
-) -> ArchiveSummary:
+    max_error: float | Sequence[float] | None = None,
+    lossless: bool = False,
+    target_ratio: float | None = None,
+) -> ArchiveSummary | BoundedSummary:
     """Compress a raster file into a ``.grsc`` archive.
 
     Parameters
@@ -163,7 +167,31 @@ def compress(
     progress, cancel:
         ``progress(done, total)`` after each tile (every level's); ``cancel()`` returning
         True stops the run, raising :class:`~georsic.errors.Cancelled` and leaving no file behind.
+    max_error, lossless:
+        A bounded-error archive (:mod:`georsic.bounded`): every valid pixel of every band
+        within ``max_error`` of the source, in the band's units (one value, or one per band);
+        ``lossless`` is ``max_error=0`` (bit-exact).  ``quality`` then fixes the learned base
+        (``"none"``: no base); by default the smallest of a few is kept.  Tiles do not overlap;
+        targets, refinement, a client and threads do not apply (one-line errors).  Returns a
+        :class:`~georsic.bounded.BoundedSummary`.
+    target_ratio:
+        A bounded archive whose bound (one for all bands) is the smallest that compresses the
+        raster's sample tiles at least this many times; the summary's ``max_error`` says which.
     """
+    if target_ratio is not None:
+        if lossless or max_error is not None:
+            raise InputError("give a target ratio or a max error (or lossless), not both")
+        return _compress_bounded(src, dst, max_error=0, lossless=False, quality=quality,
+                                 target_psnr=target_psnr, target_bpp=target_bpp, refine=refine,
+                                 client=client, tile_size=tile_size, model=model,
+                                 overwrite=overwrite, progress=progress, cancel=cancel,
+                                 target_ratio=target_ratio)
+    if lossless or max_error is not None:
+        return _compress_bounded(src, dst, max_error=0 if lossless else max_error,
+                                 lossless=lossless, quality=quality, target_psnr=target_psnr,
+                                 target_bpp=target_bpp, refine=refine, client=client,
+                                 tile_size=tile_size, model=model, overwrite=overwrite,
+                                 progress=progress, cancel=cancel)
     started = time.perf_counter()
     if tiles_per_task is not None:
         check_tiles_per_task(tiles_per_task)
@@ -206,6 +234,19 @@ def compress(
     return ArchiveSummary(path, info.width, info.height, info.count, len(grid),
                           path.stat().st_size, float(quality), entry.id,
                           time.perf_counter() - started, fit, factors, coarse)
+
+
+def _compress_bounded(src, dst, *, max_error, lossless: bool, quality, target_psnr, target_bpp,
+                      refine: int, client, **kwargs) -> BoundedSummary:
+    """:func:`compress` with a bound: the options that do not apply refused in one line."""
+    if lossless and max_error not in (None, 0):
+        raise InputError("give either lossless or a max error, not both")
+    for name, value in (("a target PSNR", target_psnr), ("a target bit rate", target_bpp),
+                        ("refine", refine), ("a Dask client", client)):
+        if value:
+            raise InputError(f"{name} cannot be combined with a max error or lossless "
+                             "(not supported for bounded archives yet)")
+    return compress_bounded(src, dst, max_error=max_error, quality=quality, **kwargs)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from rasterio.errors import CRSError
 from rasterio.windows import Window
 
 from georsic import headercheck, pyramid
-from georsic.archive import ArchiveReader, unpack_sections
+from georsic.archive import BOUNDED_VERSION, ArchiveReader, unpack_sections
 from georsic.bandmap import BandMapping
 from georsic.control import Cancel, Progress, check_cancel
 from georsic.defaults import DEFAULT_FIDELITY
@@ -97,8 +97,17 @@ class Archive:
             self.codec_info = header["codec"]
             self.planes = int(header["mask"]["planes"])
             #: Every level, full resolution first (:mod:`georsic.pyramid`).
-            self.levels = pyramid.levels(header) if self._reader.version >= 5 else \
+            self.levels = pyramid.levels(header) if self._reader.version == 5 else \
                 [pyramid.Level(1, self.grid, 0)]
+            self.bounded = header.get("bounded")
+            if (self.bounded is not None) != (self._reader.version == BOUNDED_VERSION):
+                raise ValueError(f"a version-{self._reader.version} archive "
+                                 f"{'with' if self.bounded else 'without'} a correction layer")
+            if self.bounded is not None:
+                from georsic import bounded  # imports torch: only for bounded archives
+
+                bounded.check_header(self.bounded, self.info)
+                self.base_spec = bounded.BaseSpec.from_dict(self.bounded)
             self.info.crs  # noqa: B018 - a WKT that does not parse fails here, not mid-decode
         except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError,
                 CRSError) as exc:
@@ -158,6 +167,10 @@ class Archive:
             f"entropy path {self.entropy}",
             f"software:  {self.header.get('software', '?')}",
         ]
+        if self.bounded is not None:
+            from georsic import bounded
+
+            lines.append(bounded.describe(self.bounded))
         if any(info.descriptions):
             lines.append("bands:     " + ", ".join(d or "-" for d in info.descriptions))
         if self.overviews():
@@ -258,7 +271,9 @@ class Archive:
         try:
             sections = unpack_sections(payload, self._reader.version)
             per_image = int(self.codec_info["streams_per_image"])
-            if len(sections) != 2 + per_image * len(self.mapping.groups):
+            expected = (2 + per_image * len(self.mapping.groups) if self.bounded is None else
+                        _bounded().section_count(self.mapping, self.base_spec.quality is not None))
+            if len(sections) != expected:
                 raise ValueError("wrong number of streams")
         except ValueError as exc:
             raise self._tile_error(tile, exc) from None
@@ -271,6 +286,8 @@ class Archive:
         ``number``: the tile's record number, when it is a tile of a pyramid level."""
         sections = self._tile_sections(tile, number)
         h, w = int(tile.window.height), int(tile.window.width)
+        if self.bounded is not None:
+            return self._decode_bounded(tile, sections, codec, h, w)
         per_image = int(self.codec_info["streams_per_image"])
         try:
             images = [codec.decode(sections[2 + i * per_image: 2 + (i + 1) * per_image], h, w,
@@ -296,6 +313,29 @@ class Archive:
         except Exception as exc:  # noqa: BLE001 - whatever damaged streams make the decoder do
             raise self._tile_error(tile, exc) from None
         return values, invalid
+
+    def _decode_bounded(self, tile: Tile, sections: list[bytes], codec, h: int, w: int
+                        ) -> tuple[np.ndarray, np.ndarray | None]:
+        """A tile of a bounded archive: its base and correction layer (no prior, no blend)."""
+        from georsic import bounded
+        from georsic.masks import decode_mask
+
+        try:
+            invalid = decode_mask(sections[0], self.planes, h, w, self._reader.version)
+            values = bounded.decode_tile(sections, self.mapping, self.base_spec, codec, h, w,
+                                         self.entropy, self.dtype)
+        except GeorsicError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever damaged streams make the decoder do
+            raise self._tile_error(tile, exc) from None
+        return values, invalid
+
+    def check_prior(self, prior) -> None:
+        """An :class:`InputError` for a prior on a bounded archive (it would break the bound)."""
+        if prior and self.bounded is not None:
+            raise InputError(f"{self.path.name} is a bounded-error archive: its pixels are "
+                             "within a stated error of the source, and the codebook prior "
+                             "(--prior) would change them; decode it without --prior")
 
     def blocks(self, window: Window | None = None, *, device: str = "auto",
                progress: Progress | None = None, cancel: Cancel | None = None,
@@ -328,6 +368,7 @@ class Archive:
 
         if tiles_per_task is not None:
             check_tiles_per_task(tiles_per_task)
+        self.check_prior(prior)
         window = self._clip(window or Window(0, 0, self.width, self.height))
         self._weights()  # missing weights fail here, before any task starts
         if client is None:
@@ -526,6 +567,12 @@ class Archive:
 
     def finalize(self, values: np.ndarray, invalid: np.ndarray | None) -> np.ndarray:
         """Decoded float values to the raster's dtype with no-data pixels restored exactly."""
+        if self.bounded is not None:  # final values already: no clip, no no-data clash
+            out = values.astype(self.dtype)
+            if invalid is not None and self.info.mask_kind == "nodata" and \
+                    self.info.nodata is not None:
+                out[np.broadcast_to(invalid, out.shape)] = out.dtype.type(self.info.nodata)
+            return out
         out = self.mapping.cast(values)
         nodata = self.info.nodata
         if self.info.mask_kind != "nodata" or nodata is None:
@@ -611,6 +658,7 @@ class Archive:
         from georsic.prior.restore import check_fidelity
 
         check_fidelity(fidelity)
+        self.check_prior(prior)
         if prior:  # tasks carry which weights (by sha256); each worker loads them itself
             prior = PriorSpec.of(self.tile_prior(prior, fidelity, "cpu"))
         path = self._location()
@@ -869,6 +917,13 @@ def decode_tiles(source: Archive | str | RemoteLocation, indices: tuple[int, ...
                 DECODED[_decoded_key(archive.path)] += 1
         out.append((index, Piece.from_tile(archive.grid, tile, values, invalid), None))
     return out
+
+
+def _bounded():
+    """:mod:`georsic.bounded` (imported where a bounded archive needs it: it imports torch)."""
+    from georsic import bounded
+
+    return bounded
 
 
 def _neighbours(grid: TileGrid, tile: Tile) -> list[Tile]:

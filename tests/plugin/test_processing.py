@@ -476,3 +476,26 @@ def test_compress_on_local_workers_gives_the_same_archive(georsic_plugin, work, 
     restored = tmp_path / "there.tif"
     run("georsic:decompress", {"INPUT": str(there), "OUTPUT": str(restored), "WORKERS": 1})
     assert_reasonable_psnr(read_bands(restored), read_bands(work / "aerial.tif"))
+
+
+def test_compress_lossless_is_bit_exact(georsic_plugin, work, tmp_path):
+    """LOSSLESS through Processing: a bounded archive (version 6), decoded bit-exact."""
+    import georsic
+    from georsic.archive import ArchiveReader
+
+    archive = tmp_path / "lossless.grsc"
+    results = run("georsic:compress", {"INPUT": str(work / "solaris.tif"), "LOSSLESS": True,
+                                       "TILE_SIZE": TILE, "OUTPUT": str(archive)})
+    assert results["BPP"] > 0
+    with ArchiveReader(archive) as reader:
+        assert reader.version == 6 and reader.header["bounded"]["max_error"][0] == 0
+    with georsic.open(archive) as opened:
+        decoded = opened.read(threads=1)
+    assert np.array_equal(decoded, read_bands(work / "solaris.tif"))
+
+
+def test_compress_max_error_refuses_a_bad_value(georsic_plugin, work, tmp_path):
+    with pytest.raises(QgsProcessingException, match="Max error"):
+        run("georsic:compress", {"INPUT": str(work / "solaris.tif"), "MAX_ERROR": "two",
+                                 "OUTPUT": str(tmp_path / "x.grsc")})
+    assert list(tmp_path.iterdir()) == []

@@ -7,10 +7,12 @@ import os
 from qgis.core import (
     QgsProcessingException,
     QgsProcessingOutputNumber,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
 )
 
 from .base import DEVICE_VALUES, GeorsicAlgorithm
@@ -29,6 +31,8 @@ class CompressRasterAlgorithm(GeorsicAlgorithm):
     REFINE = "REFINE"
     DEVICE = "DEVICE"
     WORKERS = "WORKERS"
+    MAX_ERROR = "MAX_ERROR"
+    LOSSLESS = "LOSSLESS"
     OUTPUT = "OUTPUT"
 
     _HELP = (
@@ -48,6 +52,11 @@ class CompressRasterAlgorithm(GeorsicAlgorithm):
         "by coding the raster, or windows spread over a large one, up to eight times before "
         "compressing; the log says the quality chosen and warns when the target is out of "
         "reach (the nearest quality is then used).</dd>"
+        "<dt><b>Max error</b> or <b>Lossless</b> (optional)</dt><dd>Instead of the quality: "
+        "every valid pixel of every band decodes within this error of the source, in the "
+        "band's units (one value, or one per band separated by commas); lossless is bit-exact. "
+        "Integer rasters of up to 16 bits; the base is chosen by the encoder, tiles do not "
+        "overlap and the archive is much larger than a lossy one.</dd>"
         "<dt><b>Tile size</b> (advanced)</dt><dd>The raster is coded in square tiles of this many "
         "pixels. Larger tiles compress slightly better and need more memory; progress and "
         "Cancel act once per tile.</dd>"
@@ -107,6 +116,11 @@ class CompressRasterAlgorithm(GeorsicAlgorithm):
             ),
             self.device_parameter(self.DEVICE),
         ]
+        self.addParameter(QgsProcessingParameterString(
+            self.MAX_ERROR, self.tr("Max error per pixel (band units; empty: lossy)"),
+            optional=True))
+        self.addParameter(QgsProcessingParameterBoolean(
+            self.LOSSLESS, self.tr("Lossless (bit-exact)"), defaultValue=False))
         self.addParameter(self.workers_parameter(self.WORKERS))
         for param in advanced:
             param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
@@ -135,11 +149,15 @@ class CompressRasterAlgorithm(GeorsicAlgorithm):
             output += ".grsc"
 
         targets = quality_targets(self, parameters, context)
+        bound = self._bound(parameters, context)
+        if bound:
+            targets, quality = {**bound}, None
         georsic = self.load_backend()
         feedback.pushInfo(
             self.tr("Compressing {} at {} (tiles of {} px, overlap {} px, device {})").format(
                 source,
-                self.tr("the quality that meets the target") if targets
+                self.tr("a bounded error") if bound
+                else self.tr("the quality that meets the target") if targets
                 else self.tr("quality {:g}").format(quality),
                 tile_size, overlap, device,
             )
@@ -151,7 +169,7 @@ class CompressRasterAlgorithm(GeorsicAlgorithm):
             self.parameterAsInt(parameters, self.WORKERS, context),
             source,
             output,
-            quality=None if targets else quality,
+            quality=None if targets or bound else quality,
             **targets,
             tile_size=tile_size,
             overlap=overlap,
@@ -176,6 +194,21 @@ class CompressRasterAlgorithm(GeorsicAlgorithm):
                 )
             )
         return results
+
+    def _bound(self, parameters, context) -> dict:
+        """``max_error`` or ``lossless`` for georsic.compress, {} for a lossy archive."""
+        if self.parameterAsBool(parameters, self.LOSSLESS, context):
+            return {"lossless": True}
+        text = (self.parameterAsString(parameters, self.MAX_ERROR, context) or "").strip()
+        if not text:
+            return {}
+        try:
+            values = [float(v) for v in text.split(",")]
+        except ValueError:
+            raise QgsProcessingException(self.tr(
+                "Max error takes a number or one per band separated by commas, not {}")
+                .format(text)) from None
+        return {"max_error": values[0] if len(values) == 1 else values}
 
     def _report_fit(self, fit, feedback) -> None:
         if fit is None:

@@ -1,0 +1,187 @@
+"""``georsic bench bounded``: bits per pixel per band of bounded-error coding at D = 0, 1, 2, ...
+
+Every row's decoded pixels are checked against the source (max |error| <= D over every pixel
+of every band; a row that misses its bound is marked), so the table compares only codecs that
+kept the bound.  Rows: JPEG-LS (CharLS, NEAR = D, each band on its own), LERC (maxZError = D,
+with and without zstd), a classical base + residual (AVIF at the best of a few qualities, then
+GeoRSIC's correction layer; 8-bit images of three bands), JPEG XL lossless (D = 0 only) and
+GeoRSIC (``compress(max_error=D)``, the base chosen by the encoder; its choice in brackets).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import rasterio
+
+DEFAULT_BOUNDS = (0, 1, 2, 4, 8, 16)
+#: AVIF qualities tried as the classical base (imagecodecs' level, 0-100).
+AVIF_LEVELS = (50, 70, 85, 95)
+
+
+def _read(path: Path) -> np.ndarray:
+    with rasterio.open(path) as src:
+        return src.read()
+
+
+def _check(source: np.ndarray, decoded: np.ndarray, bounds: list[int]) -> int:
+    """The largest error beyond its band's bound (0: every pixel kept its bound)."""
+    error = np.abs(source.astype(np.int64) - decoded.astype(np.int64))
+    return int(max(0, *(int(e.max()) - b for e, b in zip(error, bounds, strict=True))))
+
+
+def lossless_bands(path: Path) -> tuple[int, ...]:
+    """Bands GeoRSIC keeps lossless whatever the bound (alpha, categorical)."""
+    from georsic.rasterinfo import RasterInfo
+    from georsic.source import band_mapping
+
+    with rasterio.open(path) as src:
+        return band_mapping(src, RasterInfo.from_dataset(src), None).lossless
+
+
+def jpegls(data: np.ndarray, bounds: list[int]) -> tuple[int, np.ndarray]:
+    import imagecodecs
+
+    size, out = 0, []
+    for band, bound in zip(data, bounds, strict=True):
+        stream = imagecodecs.jpegls_encode(np.ascontiguousarray(band), level=bound)
+        size += len(stream)
+        out.append(imagecodecs.jpegls_decode(stream))
+    return size, np.stack(out)
+
+
+def lerc(data: np.ndarray, bounds: list[int], zstd: bool) -> tuple[int, np.ndarray]:
+    import imagecodecs
+
+    kwargs = {"compression": "zstd"} if zstd else {}
+    size, out = 0, []
+    for band, bound in zip(data, bounds, strict=True):
+        # LERC's integer path is lossless at maxZError 0.5
+        stream = imagecodecs.lerc_encode(np.ascontiguousarray(band),
+                                         level=max(float(bound), 0.5), **kwargs)
+        size += len(stream)
+        out.append(imagecodecs.lerc_decode(stream).reshape(band.shape))
+    return size, np.stack(out)
+
+
+def jpegxl_lossless(data: np.ndarray) -> tuple[int, np.ndarray]:
+    import imagecodecs
+
+    if data.shape[0] == 3:
+        stream = imagecodecs.jpegxl_encode(np.ascontiguousarray(data.transpose(1, 2, 0)),
+                                           lossless=True, effort=7)
+        return len(stream), imagecodecs.jpegxl_decode(stream).transpose(2, 0, 1)
+    size, out = 0, []
+    for band in data:
+        stream = imagecodecs.jpegxl_encode(np.ascontiguousarray(band), lossless=True, effort=7)
+        size += len(stream)
+        out.append(imagecodecs.jpegxl_decode(stream))
+    return size, np.stack(out)
+
+
+def avif_plus_residual(data: np.ndarray, bound: int) -> tuple[int, np.ndarray, int]:
+    """AVIF base (best of :data:`AVIF_LEVELS`) + GeoRSIC's correction layer per band."""
+    import imagecodecs
+
+    from georsic.bounded import encode_residual, reconstruct
+
+    best = None
+    source = data.astype(np.int64)
+    for level in AVIF_LEVELS:
+        stream = imagecodecs.avif_encode(np.ascontiguousarray(data.transpose(1, 2, 0)),
+                                         level=level, speed=6)
+        base = imagecodecs.avif_decode(stream).transpose(2, 0, 1).astype(np.int64)
+        residuals = [encode_residual(source[b], base[b], None, bound) for b in range(3)]
+        size = len(stream) + sum(map(len, residuals))
+        if best is None or size < best[0]:
+            rec = reconstruct(base, residuals, [0, 1, 2], b"", "uint8")
+            best = (size, rec, level)
+    assert best is not None
+    return best
+
+
+def georsic_bounded(path: Path, bound: int, folder: Path) -> tuple[int, np.ndarray, str]:
+    import georsic
+
+    archive = folder / "b.grsc"
+    summary = georsic.compress(path, archive, max_error=bound, overwrite=True)
+    with georsic.open(archive) as opened:
+        decoded = opened.read(threads=1)
+    base = "none" if summary.base is None else f"q{summary.base:g}"
+    return summary.bytes, decoded, base
+
+
+def _cell(size: int, pixels: int, excess: int, note: str = "") -> str:
+    bpp = 8 * size / pixels
+    flag = "" if excess == 0 else f" MISSED (by {excess})"
+    return f"{bpp:.3f}{f' [{note}]' if note else ''}{flag}"
+
+
+def run(images: list[Path], bounds: tuple[int, ...], log: Callable[[str], None]) -> list[str]:
+    """The markdown table's lines (one row per image and codec, one column per bound)."""
+    lines = ["| image | codec | " + " | ".join(f"D={d}" for d in bounds) + " |",
+             "|---|---|" + "---|" * len(bounds)]
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in images:
+            data = _read(path)
+            pixels = data.size
+            exact = lossless_bands(path)
+            if exact:
+                log(f"{path.name}: band(s) {[b + 1 for b in exact]} kept lossless (alpha or "
+                    "categorical) by every codec")
+            rows: dict[str, list[str]] = {}
+            for bound in bounds:
+                started = time.perf_counter()
+                per_band = [0 if b in exact else bound for b in range(data.shape[0])]
+                cells = {
+                    "JPEG-LS (CharLS, NEAR=D)": jpegls(data, per_band),
+                    "LERC (maxZError=D)": lerc(data, per_band, False),
+                    "LERC + zstd": lerc(data, per_band, True),
+                }
+                for name, (size, decoded) in cells.items():
+                    rows.setdefault(name, []).append(
+                        _cell(size, pixels, _check(data, decoded, per_band)))
+                if data.shape[0] == 3 and data.dtype == np.uint8:
+                    size, decoded, level = avif_plus_residual(data, bound)
+                    rows.setdefault("AVIF base + GeoRSIC correction", []).append(
+                        _cell(size, pixels, _check(data, decoded, per_band), f"avif {level}"))
+                if bound == 0:
+                    size, decoded = jpegxl_lossless(data)
+                    rows.setdefault("JPEG XL lossless", []).append(
+                        _cell(size, pixels, _check(data, decoded, per_band)))
+                else:
+                    rows.setdefault("JPEG XL lossless", []).append("-")
+                size, decoded, base = georsic_bounded(path, bound, Path(tmp))
+                rows.setdefault("GeoRSIC (exact base + correction)", []).append(
+                    _cell(size, pixels, _check(data, decoded, per_band), base))
+                log(f"{path.name} D={bound}: {time.perf_counter() - started:.0f} s")
+            for name, cells in rows.items():
+                cells = cells + ["-"] * (len(bounds) - len(cells))
+                lines.append(f"| {path.name} | {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def main(args: argparse.Namespace) -> int:
+    import sys
+
+    lines = run([Path(p) for p in args.images], tuple(args.bounds),
+                lambda text: print(text, file=sys.stderr, flush=True))
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
+    return 0
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("bounded", help="bits per pixel per band of bounded-error coding "
+                                              "(GeoRSIC, JPEG-LS, LERC, JPEG XL lossless)")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--bounds", type=int, nargs="+", default=list(DEFAULT_BOUNDS))
+    p.add_argument("--out", help="also write the markdown table here")
+    p.set_defaults(func=main)

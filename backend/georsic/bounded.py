@@ -1,0 +1,752 @@
+"""Bounded-error and lossless archives (issue 30): every valid pixel within ``D`` of the source.
+
+A bounded archive (format version :data:`BOUNDED_VERSION`) holds per tile an optional learned
+*base* and a *correction layer*:
+
+* the base is the tile's ELIC streams decoded through the exact entropy path and the exact
+  synthesis (:mod:`georsic.models.exact_synthesis`), then mapped back to band units with
+  element-wise numpy operations (:func:`base_pixels`): the same integers on every machine,
+  thread count and vector unit.  Its calibration (``amax``) and the inverse gain vector of its
+  quality are stored in the header, so the archive is self-contained.  The base may be absent
+  (``base: null``): the correction layer then codes the source itself;
+* the correction layer is, per band, the residual ``source - base`` coded with JPEG-LS
+  (CharLS) at ``NEAR = D``: its reconstruction differs from the residual by at most ``D``
+  (``D = 0``: lossless).  JPEG-LS is integer arithmetic, standardised to the bit;
+* the encoder decodes what it wrote with the same function as the decoder
+  (:func:`reconstruct`) and stores every valid pixel that would still miss the bound (a
+  reconstruction equal to the no-data value, which would turn a valid pixel into a hole) as an
+  exception with its exact value; so the bound holds by construction.
+
+Tiles do not overlap in a bounded archive: each pixel is its own tile's, no blending.
+Supported: integer rasters of up to 16 bits (uint8, int8, uint16, int16); other dtypes are
+refused with a one-line :class:`~georsic.errors.InputError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import struct
+import threading
+import time
+import zlib
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from numbers import Real
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from georsic import __version__
+from georsic.archive import BOUNDED_VERSION, ArchiveWriter, check_output, pack_sections
+from georsic.bandmap import BandMapping
+from georsic.codec import TileCodec, get_codec
+from georsic.control import Cancel, Progress, check_cancel
+from georsic.errors import ArchiveError, GeorsicError, InputError
+from georsic.masks import encode_mask
+from georsic.models import exact
+from georsic.models.exact_synthesis import ExactSynthesis, calibrate
+from georsic.rasterinfo import RasterInfo
+from georsic.source import band_mapping, open_raster, validity
+from georsic.tiling import DEFAULT_TILE_SIZE, Tile, TileGrid
+from georsic.weights import find_model
+
+#: Archive format version of archives with a correction layer (normal archives keep theirs).
+#: How the base is synthesised (``bounded.synthesis``).
+SYNTHESIS = "exact-v1"
+#: How the correction layer is coded (``bounded.residual``).
+RESIDUAL = "jpegls-or-rans-v1"
+#: Dtypes a bounded archive can hold.
+SUPPORTED_DTYPES = ("uint8", "int8", "uint16", "int16")
+#: Base qualities tried when none is given (None: no base, the source coded by JPEG-LS alone).
+DEFAULT_BASES: tuple[float | None, ...] = (None, 3.0, 5.0, 7.0)
+#: Tiles on which the base quality is chosen (spread over the raster).
+SAMPLE_TILES = 4
+#: JPEG-LS's largest NEAR for 8-bit samples (a larger bound is coded with this one).
+_NEAR_LIMIT = 127
+#: A band's correction: mode | bits | NEAR | offset (JPEG-LS) or bound (rANS) | stream.
+_RESIDUAL_HEAD = struct.Struct("<BBBq")
+MODE_JPEGLS, MODE_JPEGLS_SOURCE, MODE_RANS = 0, 1, 2
+#: Base activity (|horizontal| + |vertical| difference) bounds of the rANS contexts.
+CONTEXT_EDGES = (3, 9, 25)
+#: Residual levels per sign with their own rANS symbol (larger ones are escaped).
+MAX_RADIUS = 127
+RANS_TOTAL = 1 << 16
+
+
+def check_bounds(max_error: float | Sequence[float], info: RasterInfo) -> tuple[int, ...]:
+    """Per band, the bound ``D`` in band units (integers: a bound of 2.5 on integer data is 2).
+
+    One value applies to every band; a sequence gives one per band.  Raises a one-line
+    :class:`InputError` for an unsupported dtype, a wrong count, or a negative or non-finite
+    bound.
+    """
+    if info.dtype not in SUPPORTED_DTYPES:
+        raise InputError(f"bounded-error and lossless compression supports integer rasters of "
+                         f"up to 16 bits ({', '.join(SUPPORTED_DTYPES)}), not {info.dtype}")
+    values = [max_error] * info.count if isinstance(max_error, Real) else list(max_error)
+    if len(values) != info.count:
+        raise InputError(f"give one max error or one per band ({info.count}), not "
+                         f"{len(values)}")
+    out = []
+    for value in values:
+        if not isinstance(value, Real) or not np.isfinite(value) or value < 0:
+            raise InputError(f"a max error must be a finite number >= 0, not {value!r}")
+        out.append(int(np.floor(value)))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class BaseSpec:
+    """The base of a bounded archive: its quality (None: no base), its exact synthesis's
+    calibration and the inverse gain of its quality (float32 values)."""
+
+    quality: float | None
+    amax: dict[str, float] = field(default_factory=dict)
+    gain: tuple[float, ...] = ()
+
+    def to_dict(self) -> dict:
+        return {"base": self.quality, "amax": self.amax, "gain": list(self.gain)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> BaseSpec:
+        quality = data.get("base")
+        return cls(None if quality is None else float(quality),
+                   {str(k): float(v) for k, v in data.get("amax", {}).items()},
+                   tuple(float(v) for v in data.get("gain", ())))
+
+
+_SYNTHESES: dict[tuple[str, str], ExactSynthesis] = {}
+_SYNTHESES_LOCK = threading.Lock()
+
+
+def exact_synthesis(codec: TileCodec, amax: dict[str, float]) -> ExactSynthesis:
+    """The exact synthesis of ``codec``'s weights with calibration ``amax`` (cached)."""
+    key = (codec.entry.sha256, json.dumps(amax, sort_keys=True))
+    with _SYNTHESES_LOCK:
+        if key not in _SYNTHESES:
+            _SYNTHESES[key] = ExactSynthesis(codec.model.g_s.float().cpu(), amax).eval()
+        return _SYNTHESES[key]
+
+
+def _latent(codec: TileCodec, stream: bytes, height: int, width: int, entropy: str,
+            gain: torch.Tensor) -> torch.Tensor:
+    """The decoded latent of one image, times the stored inverse gain (one float32 multiply)."""
+    if entropy not in exact.NAMES:
+        raise ArchiveError(f"a bounded archive needs an exact entropy path, not {entropy!r}")
+    shape = codec._shape(height, width)
+    with codec._lock, torch.inference_mode():
+        y_hat = codec.model.exact_coder(entropy).decompress(stream, tuple(shape["y"][0][1:]))
+    return y_hat.float().cpu() * gain
+
+
+def base_pixels(codec: TileCodec, spec: BaseSpec, streams: list[bytes], mapping: BandMapping,
+                height: int, width: int, entropy: str) -> np.ndarray:
+    """The base of one tile: (bands, H, W) int64, the same on every machine.
+
+    ``streams``: one stream per codec image.  Without a base quality the base is zero.
+    """
+    if spec.quality is None:
+        return np.zeros((mapping.band_count, height, width), dtype=np.int64)
+    synthesis = exact_synthesis(codec, spec.amax)
+    gain = torch.tensor(spec.gain, dtype=torch.float32).reshape(1, -1, 1, 1)
+    images = []
+    for stream in streams:
+        latent = _latent(codec, stream, height, width, entropy, gain)
+        with torch.inference_mode():
+            image = synthesis(latent)[0, :, :height, :width].clamp(0, 1)
+        images.append(image.numpy().astype(np.float32))
+    values = mapping.decode(images, height, width)
+    low = np.asarray(mapping.low)[:, None, None]
+    high = np.asarray(mapping.high)[:, None, None]
+    np.clip(values, low, high, out=values)
+    return np.rint(values).astype(np.int64)
+
+
+def _band_valid(invalid: np.ndarray | None, band: int) -> np.ndarray | None:
+    if invalid is None:
+        return None
+    return ~invalid[band if invalid.shape[0] > 1 else 0]
+
+
+def _imagecodecs():
+    """imagecodecs (CharLS's JPEG-LS), or a one-line error naming the package."""
+    try:
+        import imagecodecs
+    except ImportError:
+        raise GeorsicError("bounded-error and lossless archives need the imagecodecs package "
+                           "(pip install imagecodecs)") from None
+    return imagecodecs
+
+
+def quantise(residual: np.ndarray, bound: int) -> np.ndarray:
+    """``sign(r) * floor((|r| + D) / (2D + 1))``: ``base + q * (2D + 1)`` is within ``D``."""
+    step = 2 * bound + 1
+    return np.sign(residual) * ((np.abs(residual) + bound) // step)
+
+
+def _contexts(base: np.ndarray) -> np.ndarray:
+    """Per pixel, a context from the base's local activity (the decoder has the base first):
+    0 flat, 1 textured, 2 edges."""
+    activity = np.zeros(base.shape, dtype=np.int64)
+    activity[:, 1:] += np.abs(np.diff(base, axis=1))
+    activity[1:, :] += np.abs(np.diff(base, axis=0))
+    return np.digitize(activity, CONTEXT_EDGES).astype(np.int64)
+
+
+def _quantised_cdf(counts: np.ndarray) -> list[int]:
+    """A 16-bit CDF from symbol counts, in integers only (every symbol at least 1/65536)."""
+    n = len(counts)
+    total = max(int(counts.sum()), 1)
+    freq = 1 + (counts.astype(np.int64) * (RANS_TOTAL - n)) // total
+    freq[int(np.argmax(freq))] += RANS_TOTAL - int(freq.sum())
+    return [0, *np.cumsum(freq).tolist()]
+
+
+def _rans_tables(counts: np.ndarray) -> tuple[list[list[int]], list[int], list[int]]:
+    cdfs = [_quantised_cdf(row) for row in counts]
+    return cdfs, [len(c) for c in cdfs], [0] * len(cdfs)
+
+
+def _encode_rans(q: np.ndarray, base: np.ndarray) -> bytes:
+    """``q`` by rANS with per-context histograms (stored) over ``[-R, R]``, larger values
+    escaped (CompressAI's bypass coding)."""
+    from compressai import ans
+
+    radius = int(min(np.abs(q).max(), MAX_RADIUS))
+    contexts = _contexts(base).ravel()
+    symbols = np.clip(q.ravel() + radius, 0, 2 * radius + 1)
+    counts = np.zeros((len(CONTEXT_EDGES) + 1, 2 * radius + 2), dtype=np.int64)
+    np.add.at(counts, (contexts, symbols), 1)
+    cdfs, sizes, offsets = _rans_tables(counts)
+    stream = ans.RansEncoder().encode_with_indexes(
+        (q.ravel() + radius).tolist(), contexts.tolist(), cdfs, sizes, offsets)
+    table = zlib.compress(counts.astype("<u4").tobytes(), 9)
+    return struct.pack("<BI", radius, len(table)) + table + stream
+
+
+def _decode_rans(data: bytes, base: np.ndarray) -> np.ndarray:
+    from compressai import ans
+
+    radius, length = struct.unpack_from("<BI", data)
+    start = struct.calcsize("<BI")
+    counts = np.frombuffer(zlib.decompress(data[start:start + length]), dtype="<u4")
+    counts = counts.reshape(len(CONTEXT_EDGES) + 1, 2 * radius + 2)
+    cdfs, sizes, offsets = _rans_tables(counts)
+    symbols = ans.RansDecoder().decode_with_indexes(
+        data[start + length:], _contexts(base).ravel().tolist(), cdfs, sizes, offsets)
+    return (np.asarray(symbols, dtype=np.int64) - radius).reshape(base.shape)
+
+
+def _encode_jpegls(source: np.ndarray, base: np.ndarray, valid: np.ndarray | None,
+                   bound: int) -> bytes:
+    """``source - base`` by JPEG-LS at NEAR = ``bound`` (mode 0), or the source itself (mode 1)
+    where the residual spans more than 16 bits."""
+    imagecodecs = _imagecodecs()
+    mode, residual = MODE_JPEGLS, source - base
+    if valid is not None:
+        residual = np.where(valid, residual, 0)
+    if int(residual.max()) - int(residual.min()) > 65535:
+        mode = MODE_JPEGLS_SOURCE
+        residual = source if valid is None else np.where(valid, source, source[valid].min())
+    low = int(residual.min())
+    span = int(residual.max()) - low
+    dtype = np.uint8 if span < 256 else np.uint16
+    near = min(bound, _NEAR_LIMIT if dtype == np.uint8 else 255)
+    stream = imagecodecs.jpegls_encode((residual - low).astype(dtype), level=near)
+    return _RESIDUAL_HEAD.pack(mode, 8 if dtype == np.uint8 else 16, near, low) + bytes(stream)
+
+
+def encode_residual(source: np.ndarray, base: np.ndarray, valid: np.ndarray | None,
+                    bound: int) -> bytes:
+    """One band's correction, the smaller of: JPEG-LS at NEAR = ``bound`` on ``source - base``,
+    and the quantised residual (:func:`quantise`) by rANS with contexts from the base."""
+    candidates = [_encode_jpegls(source, base, valid, bound)]
+    residual = source - base
+    if valid is not None:
+        residual = np.where(valid, residual, 0)
+    q = quantise(residual, bound)
+    candidates.append(_RESIDUAL_HEAD.pack(MODE_RANS, 0, 0, bound) + _encode_rans(q, base))
+    return min(candidates, key=len)
+
+
+def decode_residual(section: bytes, base: np.ndarray) -> np.ndarray:
+    """One band's reconstruction (int64, before clamping) from its correction and base."""
+    imagecodecs = _imagecodecs()
+    mode, _bits, _near, value = _RESIDUAL_HEAD.unpack_from(section)
+    body = section[_RESIDUAL_HEAD.size:]
+    if mode == MODE_RANS:
+        return base + _decode_rans(body, base) * (2 * value + 1)
+    if mode not in (MODE_JPEGLS, MODE_JPEGLS_SOURCE):
+        raise ValueError(f"unknown correction mode {mode}")
+    coded = imagecodecs.jpegls_decode(body)
+    if coded.shape != base.shape:
+        raise ValueError(f"correction layer of {coded.shape}, tile of {base.shape}")
+    values = coded.astype(np.int64) + value
+    return values if mode == MODE_JPEGLS_SOURCE else base + values
+
+
+def reconstruct(base: np.ndarray, residuals: list[bytes], bands: list[int],
+                exceptions: bytes, dtype: str) -> np.ndarray:
+    """The bounded tile (bands, H, W) int64: base plus corrections, clamped to ``dtype`` (never
+    a larger error), then the exceptions.  Encoder and decoder both call this."""
+    out = base.copy()
+    limits = np.iinfo(np.dtype(dtype))
+    for band, section in zip(bands, residuals, strict=True):
+        out[band] = np.clip(decode_residual(section, base[band]), limits.min, limits.max)
+    if exceptions:
+        table = np.frombuffer(zlib.decompress(exceptions), dtype="<i8").reshape(-1, 3)
+        flat = out.reshape(out.shape[0], -1)
+        flat[table[:, 0], table[:, 1]] = table[:, 2]
+    return out
+
+
+def _exceptions(source: np.ndarray, rec: np.ndarray, invalid: np.ndarray | None,
+                bounds: tuple[int, ...], bands: list[int], nodata: float | None) -> bytes:
+    """Valid pixels whose reconstruction misses the bound or equals the no-data value."""
+    rows = []
+    for band in bands:
+        miss = np.abs(source[band] - rec[band]) > bounds[band]
+        if nodata is not None and float(nodata).is_integer():
+            miss |= rec[band] == int(nodata)
+        valid = _band_valid(invalid, band)
+        if valid is not None:
+            miss &= valid
+        for index in np.flatnonzero(miss):
+            rows.append((band, int(index), int(source[band].flat[index])))
+    if not rows:
+        return b""
+    return zlib.compress(np.asarray(rows, dtype="<i8").tobytes(), 9)
+
+
+@dataclass
+class TileJob:
+    """What coding a tile of a bounded archive needs."""
+
+    info: RasterInfo
+    mapping: BandMapping
+    planes: int
+    bounds: tuple[int, ...]
+    codec: TileCodec
+
+    @property
+    def bands(self) -> list[int]:
+        """The bands with a correction layer: all (alpha and categorical bands, which the
+        codec does not carry, at bound 0 over a constant base: lossless JPEG-LS, not zlib)."""
+        return list(range(self.info.count))
+
+
+def encode_tile(raster, job: TileJob, spec: BaseSpec, tile: Tile) -> bytes:
+    """The payload of one tile: mask, an empty raw section, base streams, corrections (one per
+    band), exceptions."""
+    data = raster.read(window=tile.window)
+    valid = validity(raster, data, job.info, tile.window)
+    invalid = None if valid is None else np.ascontiguousarray(~valid[:job.planes])
+    h, w = data.shape[1:]
+    sections = [encode_mask(invalid), b""]  # no raw bands: every band has a correction
+    streams, base = _tile_base(raster, job, spec, tile, data, valid)
+    source = data.astype(np.int64)
+    residuals = [encode_residual(source[b], base[b], _band_valid(invalid, b), job.bounds[b])
+                 for b in job.bands]
+    rec = reconstruct(base, residuals, job.bands, b"", job.info.dtype)
+    nodata = job.info.nodata if job.info.mask_kind == "nodata" else None
+    extra = _exceptions(source, rec, invalid, job.bounds, job.bands, nodata)
+    return pack_sections([*sections, *streams, *residuals, extra])
+
+
+#: Recent tiles' base streams and pixels, by (source, its mtime, window, weights, base): a
+#: search over bounds (``georsic bench bounded``, a target ratio) codes each base once.
+_BASES: OrderedDict[tuple, tuple[list[bytes], np.ndarray]] = OrderedDict()
+_BASES_SIZE = 32
+_BASES_LOCK = threading.Lock()
+
+
+def _tile_base(raster, job: TileJob, spec: BaseSpec, tile: Tile, data: np.ndarray,
+               valid: np.ndarray | None) -> tuple[list[bytes], np.ndarray]:
+    """A tile's base streams and pixels (none without a base quality), from the cache when
+    this source's tile was coded with this base before."""
+    h, w = data.shape[1:]
+    if spec.quality is None:
+        return [], base_pixels(job.codec, spec, [], job.mapping, h, w, job.codec.entropy)
+    path = Path(raster.name)
+    key = (str(path.resolve()), path.stat().st_mtime_ns, tuple(tile.window.flatten()),
+           job.codec.entry.sha256, spec.quality, json.dumps(spec.amax, sort_keys=True),
+           job.mapping.to_dict().__repr__())
+    with _BASES_LOCK:
+        if key in _BASES:
+            _BASES.move_to_end(key)
+            return _BASES[key]
+    streams: list[bytes] = []
+    for image in job.mapping.encode(data, valid):
+        streams.extend(job.codec.encode(image, spec.quality))
+    base = base_pixels(job.codec, spec, streams, job.mapping, h, w, job.codec.entropy)
+    with _BASES_LOCK:
+        _BASES[key] = (streams, base)
+        while len(_BASES) > _BASES_SIZE:
+            _BASES.popitem(last=False)
+    return streams, base
+
+
+def section_count(mapping: BandMapping, has_base: bool) -> int:
+    """Sections of a bounded tile's payload."""
+    return 2 + (len(mapping.groups) if has_base else 0) + mapping.band_count + 1
+
+
+def decode_tile(sections: list[bytes], mapping: BandMapping, spec: BaseSpec, codec,
+                height: int, width: int, entropy: str, dtype: str) -> np.ndarray:
+    """A bounded tile's values (bands, H, W) as float32 (exact: at most 16-bit integers)."""
+    groups = len(mapping.groups) if spec.quality is not None else 0
+    streams = sections[2:2 + groups]
+    bands = list(range(mapping.band_count))
+    residuals = sections[2 + groups:2 + groups + len(bands)]
+    base = base_pixels(codec, spec, streams, mapping, height, width, entropy)
+    return reconstruct(base, residuals, bands, sections[-1], dtype).astype(np.float32)
+
+
+def source_digest(raster, grid: TileGrid, cancel: Cancel | None = None) -> str:
+    """sha256 of the source's pixels: each tile's window (all bands, little-endian), in tile
+    order; :func:`verify_against` computes it again from a source."""
+    digest = hashlib.sha256(f"georsic-source-v1 {grid.width}x{grid.height}".encode())
+    for tile in grid:
+        check_cancel(cancel)
+        data = raster.read(window=tile.window)
+        digest.update(np.ascontiguousarray(data, dtype=data.dtype.newbyteorder("<")).tobytes())
+    return digest.hexdigest()
+
+
+def _sample(grid: TileGrid) -> list[Tile]:
+    """Up to :data:`SAMPLE_TILES` tiles spread evenly over the grid."""
+    count = len(grid)
+    picks = sorted({round(i * (count - 1) / max(SAMPLE_TILES - 1, 1))
+                    for i in range(min(SAMPLE_TILES, count))})
+    return [grid.tile(i) for i in picks]
+
+
+_SPECS: OrderedDict[tuple, BaseSpec] = OrderedDict()
+
+
+def make_spec(raster, job: TileJob, quality: float | None, tiles: list[Tile]) -> BaseSpec:
+    """The base of ``quality``: its exact synthesis calibrated on the latents of ``tiles``
+    (remembered for the last few sources, as :func:`_tile_base` remembers bases)."""
+    if quality is None:
+        return BaseSpec(None)
+    path = Path(raster.name)
+    key = (str(path.resolve()), path.stat().st_mtime_ns, quality, job.codec.entry.sha256,
+           tuple(t.index for t in tiles), tuple(tiles[0].window.flatten()),
+           repr(job.mapping.to_dict()))
+    with _BASES_LOCK:
+        if key in _SPECS:
+            return _SPECS[key]
+    spec = _make_spec(raster, job, quality, tiles)
+    with _BASES_LOCK:
+        _SPECS[key] = spec
+        while len(_SPECS) > 16:
+            _SPECS.popitem(last=False)
+    return spec
+
+
+def _make_spec(raster, job: TileJob, quality: float, tiles: list[Tile]) -> BaseSpec:
+    model = job.codec.model
+    with torch.no_grad():
+        gain = model._gain(model.log_inverse_gain, quality).float().cpu()
+    latents = []
+    for tile in tiles:
+        data = raster.read(window=tile.window)
+        valid = validity(raster, data, job.info, tile.window)
+        h, w = data.shape[1:]
+        for image in job.mapping.encode(data, valid):
+            stream = job.codec.encode(image, quality)[0]
+            latents.append(_latent(job.codec, stream, h, w, job.codec.entropy, gain))
+    with torch.no_grad():
+        amax = calibrate(model.g_s.float().cpu(), latents)
+    return BaseSpec(float(quality), amax, tuple(float(v) for v in gain.flatten().tolist()))
+
+
+@dataclass(frozen=True)
+class BoundedSummary:
+    """What :func:`compress_bounded` produced."""
+
+    path: Path
+    width: int
+    height: int
+    count: int
+    tiles: int
+    bytes: int
+    max_error: tuple[int, ...]
+    base: float | None
+    #: Bytes of the sample tiles per base tried (``"none"`` or the quality).
+    trials: dict[str, int]
+    seconds: float
+
+    @property
+    def fit(self) -> None:
+        """As :class:`~georsic.compressor.ArchiveSummary`'s: no quality target was fitted."""
+        return None
+
+    @property
+    def quality(self) -> float:
+        """The base's quality (0 without a base), as a normal archive's summary gives it."""
+        return 0.0 if self.base is None else self.base
+
+    @property
+    def bpp(self) -> float:
+        """Bits per pixel (all bands together) of the whole archive."""
+        return self.bytes * 8 / (self.width * self.height)
+
+
+def checked_base(quality: float | str | None) -> tuple[float | None, ...]:
+    """The base qualities to try: the one given (``"none"``: no base), else the defaults."""
+    if quality is None:
+        return DEFAULT_BASES
+    if isinstance(quality, str) and quality.lower() == "none":
+        return (None,)
+    from georsic.sampling import checked_quality
+
+    return (float(checked_quality(float(quality))),)
+
+
+def _choose_base(raster, job: TileJob, grid: TileGrid, candidates: Sequence[float | None],
+                 cancel: Cancel | None, measure: bool = False,
+                 ) -> tuple[BaseSpec, dict[str, int], dict[int, bytes]]:
+    """The candidate whose sample tiles are smallest, every candidate's bytes, and the
+    winner's sample payloads (written as they are: the same bytes a second run gives)."""
+    tiles = _sample(grid)
+    best: tuple[int, BaseSpec, dict[int, bytes]] | None = None
+    trials: dict[str, int] = {}
+    for quality in candidates:
+        check_cancel(cancel)
+        spec = make_spec(raster, job, quality, tiles)
+        if len(candidates) == 1 and not measure:
+            return spec, trials, {}
+        payloads = {t.index: encode_tile(raster, job, spec, t) for t in tiles}
+        size = sum(map(len, payloads.values()))
+        trials["none" if quality is None else f"{quality:g}"] = size
+        if best is None or size < best[0]:
+            best = (size, spec, payloads)
+    assert best is not None
+    return best[1], trials, best[2]
+
+
+#: The largest bound :func:`compress_bounded` tries for a target ratio.
+MAX_SEARCHED_BOUND = 255
+
+
+def _bound_for_ratio(raster, job: TileJob, grid: TileGrid, candidates: Sequence[float | None],
+                     ratio: float, cancel: Cancel | None) -> TileJob:
+    """``job`` with the smallest bound whose sample tiles reach ``ratio`` (bisection; the
+    bases are coded once, :func:`_tile_base`)."""
+    tiles = _sample(grid)
+    raw = sum(int(t.window.width * t.window.height) for t in tiles) * job.info.count \
+        * np.dtype(job.info.dtype).itemsize
+
+    def with_bound(bound: int) -> TileJob:
+        return dataclasses.replace(job, bounds=tuple(
+            0 if b in job.mapping.lossless else bound for b in range(job.info.count)))
+
+    def reaches(bound: int) -> bool:
+        _, trials, _ = _choose_base(raster, with_bound(bound), grid, candidates, cancel,
+                                    measure=True)
+        return raw / min(trials.values()) >= ratio
+
+    low, high = 0, MAX_SEARCHED_BOUND
+    if not reaches(high):
+        return with_bound(high)
+    while low < high:
+        middle = (low + high) // 2
+        if reaches(middle):
+            high = middle
+        else:
+            low = middle + 1
+    return with_bound(low)
+
+
+def compress_bounded(src: str | Path, dst: str | Path, *,
+                     max_error: float | Sequence[float] = 0, quality: float | str | None = None,
+                     tile_size: int = DEFAULT_TILE_SIZE, model: str | None = None,
+                     overwrite: bool = False, progress: Progress | None = None,
+                     cancel: Cancel | None = None,
+                     target_ratio: float | None = None) -> BoundedSummary:
+    """Compress ``src`` so that every valid pixel of every band decodes within ``max_error``
+    of the source (``0``: lossless, bit-exact).
+
+    ``quality`` fixes the base (a quality, or ``"none"`` for no base); by default the encoder
+    tries :data:`DEFAULT_BASES` on a sample of tiles and keeps the smallest.
+    ``target_ratio``: instead of ``max_error``, the smallest bound (one for every band) whose
+    sample tiles compress at least this many times (source bytes over coded bytes), found by
+    bisection up to :data:`MAX_SEARCHED_BOUND` (that bound when even it falls short).
+    """
+    if target_ratio is not None and not (np.isfinite(target_ratio) and target_ratio >= 1):
+        raise InputError(f"a target ratio must be a number >= 1, not {target_ratio!r}")
+    started = time.perf_counter()
+    check_output(Path(dst), overwrite, src)
+    TileGrid.check(tile_size, 0)
+    candidates = checked_base(quality)
+    entry = find_model(model)
+    codec = get_codec(entry, "cpu")
+    if codec.entropy not in exact.NAMES:
+        raise InputError(f"weights {entry.id} have no exact entropy path: a bounded archive "
+                         "needs one")
+    with open_raster(src) as raster:
+        info = RasterInfo.from_dataset(raster)
+        bounds = check_bounds(max_error, info)
+        grid = TileGrid(info.width, info.height, tile_size, 0)
+        mapping = band_mapping(raster, info, cancel)
+        planes = 1 if info.mask_kind == "dataset" else info.count
+        bounds = tuple(0 if b in mapping.lossless else d for b, d in enumerate(bounds))
+        job = TileJob(info, mapping, planes, bounds, codec)
+        if not mapping.groups:
+            candidates = (None,)
+        if target_ratio is not None:
+            job = _bound_for_ratio(raster, job, grid, candidates, target_ratio, cancel)
+            bounds = job.bounds
+        spec, trials, done_tiles = _choose_base(raster, job, grid, candidates, cancel)
+        digest = source_digest(raster, grid, cancel)
+        header = _header(info, mapping, grid, planes, entry, codec, spec, bounds, digest, trials)
+        with ArchiveWriter(dst, header, overwrite=overwrite, inputs=(src,),
+                           version=BOUNDED_VERSION) as writer:
+            for done, tile in enumerate(grid, start=1):
+                check_cancel(cancel)
+                payload = done_tiles.pop(tile.index, None)
+                writer.add_tile(payload or encode_tile(raster, job, spec, tile))
+                if progress:
+                    progress(done, len(grid))
+            path = writer.close()
+    return BoundedSummary(path, info.width, info.height, info.count, len(grid),
+                          path.stat().st_size, bounds, spec.quality, trials,
+                          time.perf_counter() - started)
+
+
+def _header(info: RasterInfo, mapping: BandMapping, grid: TileGrid, planes: int, entry,
+            codec: TileCodec, spec: BaseSpec, bounds: tuple[int, ...], digest: str,
+            trials: dict[str, int]) -> dict:
+    return {
+        "format": "georsic-archive", "software": f"georsic {__version__}",
+        "raster": info.to_dict(), "band_mapping": mapping.to_dict(),
+        "tiling": {"size": grid.size, "overlap": 0, "rows": grid.rows, "cols": grid.cols},
+        "mask": {"planes": planes},
+        "codec": {"model_id": entry.id, "architecture": entry.architecture,
+                  "weights_sha256": entry.sha256,
+                  "quality": 0.0 if spec.quality is None else spec.quality,
+                  "streams_per_image": 1, "entropy": codec.entropy},
+        "bounded": {"max_error": list(bounds), "synthesis": SYNTHESIS, "residual": RESIDUAL,
+                    "source_sha256": digest, "trials": trials, **spec.to_dict()},
+    }
+
+
+def check_header(bounded: dict, info: RasterInfo) -> None:
+    """A ValueError for a bounded header this GeoRSIC cannot decode."""
+    if bounded.get("synthesis") != SYNTHESIS or bounded.get("residual") != RESIDUAL:
+        raise ValueError(f"unknown correction layer {bounded.get('synthesis')!r}/"
+                         f"{bounded.get('residual')!r}: a newer GeoRSIC made this archive")
+    if len(bounded["max_error"]) != info.count:
+        raise ValueError("max_error does not have one value per band")
+    if info.dtype not in SUPPORTED_DTYPES:
+        raise ValueError(f"a bounded archive of {info.dtype}")
+    if not all(isinstance(v, int) and v >= 0 for v in bounded["max_error"]):
+        raise ValueError("max_error holds a value that is not an integer >= 0")
+    if bounded.get("base") is not None:
+        values = [*bounded["amax"].values(), *bounded["gain"]]
+        if not bounded["amax"] or not bounded["gain"] or \
+                not all(isinstance(v, (int, float)) and np.isfinite(v) for v in values):
+            raise ValueError("the base's calibration or gain is missing or not finite")
+
+
+def describe(bounded: dict) -> str:
+    """The ``georsic info`` line of a bounded archive."""
+    bound = bounded["max_error"]
+    text = ("lossless (bit-exact)" if not any(bound) else
+            "max |error| <= " + (f"{bound[0]}" if len(set(bound)) == 1
+                                 else ", ".join(map(str, bound))) + " (band units)")
+    base = bounded.get("base")
+    base_text = "no base" if base is None else f"base quality {base:g}, {SYNTHESIS} synthesis"
+    return f"bound:     {text}; {base_text}; correction {RESIDUAL}"
+
+
+@dataclass(frozen=True)
+class BandCheck:
+    """One band of :func:`verify_against`: the bound, the worst error found and where."""
+
+    band: int
+    bound: int
+    worst: int
+    row: int
+    col: int
+
+    @property
+    def ok(self) -> bool:
+        return self.worst <= self.bound
+
+
+@dataclass(frozen=True)
+class SourceCheck:
+    """What :func:`verify_against` found."""
+
+    bands: list[BandCheck]
+    #: Whether the source's pixel digest equals the one stored at compression.
+    same_source: bool
+    #: Pixels valid in the source but invalid in the archive (or the reverse).
+    mask_mismatches: int
+
+    @property
+    def ok(self) -> bool:
+        return all(b.ok for b in self.bands) and self.mask_mismatches == 0
+
+    def lines(self) -> list[str]:
+        out = [f"band {b.band + 1}: max |error| {b.worst} (bound {b.bound}"
+               + (f", worst at row {b.row}, col {b.col})" if b.worst else ")")
+               + ("" if b.ok else " EXCEEDS THE BOUND") for b in self.bands]
+        if self.mask_mismatches:
+            out.append(f"{self.mask_mismatches} pixel(s) valid in one and not the other")
+        out.append("source digest: " + ("matches: the archive was made from this source"
+                                        if self.same_source else
+                                        "differs: the archive was not made from these pixels"))
+        return out
+
+
+def verify_against(archive, source: str | Path, progress: Progress | None = None,
+                   cancel: Cancel | None = None) -> SourceCheck:
+    """Decode ``archive`` tile by tile and compare every valid pixel of every band with
+    ``source``; also recompute the source's digest (:func:`source_digest`)."""
+    if archive.bounded is None:
+        raise InputError(f"{archive.path.name} is not a bounded-error archive; --against needs "
+                         "one (made with --max-error or --lossless)")
+    codec = get_codec(archive._weights(), "cpu")
+    bounds = [int(v) for v in archive.bounded["max_error"]]
+    worst = [(0, 0, 0)] * archive.count
+    mismatches = 0
+    with open_raster(source) as raster:
+        info = RasterInfo.from_dataset(raster)
+        if (info.width, info.height, info.count, info.dtype) != (
+                archive.width, archive.height, archive.count, archive.dtype):
+            raise InputError(f"{source} is {info.width}x{info.height}, {info.count} band(s) of "
+                             f"{info.dtype}; the archive holds {archive.width}x{archive.height},"
+                             f" {archive.count} of {archive.dtype}")
+        digest = hashlib.sha256(f"georsic-source-v1 {info.width}x{info.height}".encode())
+        for done, tile in enumerate(archive.grid, start=1):
+            check_cancel(cancel)
+            data = raster.read(window=tile.window)
+            digest.update(np.ascontiguousarray(data, dtype=data.dtype.newbyteorder("<"))
+                          .tobytes())
+            values, invalid = archive._decode_tile(tile, codec)
+            valid = validity(raster, data, info, tile.window)
+            valid = np.ones(data.shape, bool) if valid is None else valid
+            decoded_valid = np.ones(data.shape, bool) if invalid is None else \
+                ~np.broadcast_to(invalid, data.shape)
+            mismatches += int((valid != decoded_valid).sum())
+            error = np.abs(values.astype(np.int64) - data.astype(np.int64))
+            error[~valid] = 0
+            for band in range(info.count):
+                index = int(np.argmax(error[band]))
+                if error[band].flat[index] > worst[band][0]:
+                    row, col = divmod(index, data.shape[2])
+                    worst[band] = (int(error[band].flat[index]),
+                                   int(tile.window.row_off) + row,
+                                   int(tile.window.col_off) + col)
+            if progress:
+                progress(done, len(archive.grid))
+    checks = [BandCheck(b, bounds[b], *worst[b]) for b in range(info.count)]
+    return SourceCheck(checks, digest.hexdigest() == archive.bounded["source_sha256"],
+                       mismatches)
