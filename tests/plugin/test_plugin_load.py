@@ -73,8 +73,9 @@ def test_compress_parameters(georsic_plugin):
     alg = QgsApplication.processingRegistry().algorithmById("georsic:compress")
     params = {p.name(): p for p in alg.parameterDefinitions()}
     assert set(params) == {"INPUT", "QUALITY", "TARGET_PSNR", "TARGET_BPP", "TILE_SIZE",
-                           "OVERLAP", "REFINE", "DEVICE", "WORKERS", "OUTPUT"}
-    for name in ("TARGET_PSNR", "TARGET_BPP"):
+                           "OVERLAP", "REFINE", "DEVICE", "WORKERS", "MAX_ERROR", "LOSSLESS",
+                           "OUTPUT"}
+    for name in ("TARGET_PSNR", "TARGET_BPP", "MAX_ERROR"):
         assert params[name].flags() & QgsProcessingParameterDefinition.FlagOptional, name
     for name in ("TILE_SIZE", "OVERLAP", "REFINE", "DEVICE", "WORKERS"):
         assert params[name].flags() & QgsProcessingParameterDefinition.FlagAdvanced, name
