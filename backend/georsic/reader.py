@@ -651,8 +651,6 @@ class Archive:
         if level != 1:
             return self._level_xarray(level, prior, fidelity, name)
         import dask.array as da
-        import rioxarray  # noqa: F401 - registers the .rio accessor
-        import xarray as xr
         from dask.base import tokenize
 
         from georsic.prior.restore import check_fidelity
@@ -684,24 +682,11 @@ class Archive:
         chunks = ((self.count,), tuple(int(c.height) for c in first_col),
                   tuple(int(c.width) for c in first_row))
         data = da.Array(graph, name, chunks, dtype=self.dtype)
-        t = self.transform
-        x = t.c + t.a * (np.arange(self.width) + 0.5)
-        y = t.f + t.e * (np.arange(self.height) + 0.5)
-        array = xr.DataArray(data, dims=("band", "y", "x"),
-                             coords={"band": np.arange(1, self.count + 1), "y": y, "x": x},
-                             name=Path(self.name).stem)
-        if self.info.crs is not None:
-            array = array.rio.write_crs(self.info.crs)
-        array = array.rio.write_transform(t)
-        if self.info.nodata is not None:
-            array = array.rio.write_nodata(self.info.nodata)
-        return array
+        return self._data_array(data, self.transform)
 
     def _level_xarray(self, factor: int, prior, fidelity: float, name: str | None):
         """:meth:`to_xarray` of the pyramid level of ``factor``."""
         import dask.array as da
-        import rioxarray  # noqa: F401 - registers the .rio accessor
-        import xarray as xr
         from dask.base import tokenize
 
         from georsic.prior.restore import check_fidelity
@@ -726,15 +711,23 @@ class Archive:
                   tuple(int(cells[r * lv.grid.cols].height) for r in range(lv.grid.rows)),
                   tuple(int(cells[c].width) for c in range(lv.grid.cols)))
         data = da.Array(graph, name, chunks, dtype=self.dtype)
-        t = self.transform @ rasterio.Affine.scale(factor)
-        x = t.c + t.a * (np.arange(lv.width) + 0.5)
-        y = t.f + t.e * (np.arange(lv.height) + 0.5)
+        return self._data_array(data, self.transform @ rasterio.Affine.scale(factor))
+
+    def _data_array(self, data, transform):
+        """``data`` (a dask array, bands x rows x columns) as a DataArray with pixel-centre
+        coordinates of ``transform`` and the archive's CRS and no-data (rioxarray's way)."""
+        import rioxarray  # noqa: F401 - registers the .rio accessor
+        import xarray as xr
+
+        height, width = data.shape[1:]
+        x = transform.c + transform.a * (np.arange(width) + 0.5)
+        y = transform.f + transform.e * (np.arange(height) + 0.5)
         array = xr.DataArray(data, dims=("band", "y", "x"),
                              coords={"band": np.arange(1, self.count + 1), "y": y, "x": x},
                              name=Path(self.name).stem)
         if self.info.crs is not None:
             array = array.rio.write_crs(self.info.crs)
-        array = array.rio.write_transform(t)
+        array = array.rio.write_transform(transform)
         if self.info.nodata is not None:
             array = array.rio.write_nodata(self.info.nodata)
         return array

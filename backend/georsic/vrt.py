@@ -239,10 +239,10 @@ def _window_data(path: str, xoff: int, yoff: int, xsize: int, ysize: int,
 
     from georsic.inplace import read_window
     from georsic.reader import _thread_archive
-    from georsic.remote import is_url
+    from georsic.remote import RemoteLocation, is_url
 
-    if is_url(path):
-        archive = _url_archive(path)
+    if is_url(path):  # opened once per process, as a remote archive's Dask tasks open it
+        archive = _thread_archive(RemoteLocation(path), False)
     elif not Path(path).is_file():
         raise FileNotFoundError(f"archive {path} does not exist (the VRT names it by its "
                                 "absolute path: write the VRT again where the archive is now)")
@@ -260,22 +260,6 @@ def _window_data(path: str, xoff: int, yoff: int, xsize: int, ysize: int,
         while len(_RESULTS) > _KEEP_RESULTS:
             _RESULTS.popitem(last=False)
     return result
-
-
-_URL_ARCHIVES: OrderedDict = OrderedDict()
-
-
-def _url_archive(url: str):
-    """This process's open archive at ``url`` (a remote reader has no file position: its
-    threads share it; its tiles are fetched with range requests as reads need them)."""
-    import georsic
-
-    with _RESULTS_LOCK:
-        if url not in _URL_ARCHIVES:
-            while len(_URL_ARCHIVES) >= 4:
-                _URL_ARCHIVES.popitem(last=False)[1].close()
-            _URL_ARCHIVES[url] = georsic.open(url)
-        return _URL_ARCHIVES[url]
 
 
 def pixel_function(in_ar, out_ar, xoff, yoff, xsize, ysize, raster_xsize, raster_ysize,
