@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 import rasterio
 from rasterio.transform import from_origin
-from rasterio.windows import Window
-from testdata import DATA, damaged_copy, with_header
+from testdata import DATA, aerial_crop, damaged_copy, with_header
 
 import georsic
 from georsic.archive import ArchiveReader
@@ -64,14 +63,7 @@ def one_line(code: int, err: str, expected: int, words: str) -> None:
 def work(tmp_path_factory) -> Path:
     """A folder with a 96x80 crop of the NEON aerial image and its 4-tile archive."""
     folder = tmp_path_factory.mktemp("hostile")
-    window = Window(0, 0, 96, 80)
-    with rasterio.open(DATA / "osbs_aerial_rgb.tif") as src:
-        profile = src.profile | {"width": 96, "height": 80, "tiled": False,
-                                 "transform": src.window_transform(window)}
-        profile.pop("blockxsize", None)
-        profile.pop("blockysize", None)
-        with rasterio.open(folder / "s.tif", "w", **profile) as dst:
-            dst.write(src.read(window=window))
+    aerial_crop(folder / "s.tif", 96, 80)
     georsic.compress(folder / "s.tif", folder / "a.grsc", quality=2, tile_size=64, overlap=16,
                      device="cpu")
     georsic.decompress(folder / "a.grsc", folder / "intact.tif", device="cpu")

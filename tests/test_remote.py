@@ -15,7 +15,7 @@ import pytest
 import rasterio
 from rangeserver import range_server
 from rasterio.windows import Window
-from testdata import DATA, damaged_copy
+from testdata import aerial_crop, damaged_copy
 
 import georsic
 from georsic import archive as archive_module
@@ -32,14 +32,7 @@ pytest.importorskip("aiohttp")  # fsspec's HTTP file system
 def site(tmp_path_factory) -> Path:
     """A folder with a 160x80 crop of the NEON aerial image and its archive of 3x2 tiles."""
     folder = tmp_path_factory.mktemp("remote")
-    window = Window(0, 0, 160, 80)
-    with rasterio.open(DATA / "osbs_aerial_rgb.tif") as src:
-        profile = src.profile | {"width": 160, "height": 80, "tiled": False,
-                                 "transform": src.window_transform(window)}
-        profile.pop("blockxsize", None)
-        profile.pop("blockysize", None)
-        with rasterio.open(folder / "s.tif", "w", **profile) as dst:
-            dst.write(src.read(window=window))
+    aerial_crop(folder / "s.tif", 160, 80)
     georsic.compress(folder / "s.tif", folder / "a.grsc", quality=2, tile_size=64, overlap=16,
                      device="cpu")
     return folder

@@ -11,8 +11,7 @@ import pytest
 import rasterio
 from rangeserver import range_server
 from rasterio.warp import transform_bounds
-from rasterio.windows import Window
-from testdata import DATA
+from testdata import DATA, aerial_crop
 
 import georsic
 from georsic.cli import main
@@ -24,15 +23,7 @@ def dated(tmp_path_factory) -> Path:
     """An archive of a 96x80 crop of the NEON image whose TIFF says when it was taken,
     compressed to a target PSNR (a bound the item names)."""
     folder = tmp_path_factory.mktemp("stac")
-    window = Window(0, 0, 96, 80)
-    with rasterio.open(DATA / "osbs_aerial_rgb.tif") as src:
-        profile = src.profile | {"width": 96, "height": 80, "tiled": False,
-                                 "transform": src.window_transform(window)}
-        profile.pop("blockxsize", None)
-        profile.pop("blockysize", None)
-        with rasterio.open(folder / "s.tif", "w", **profile) as dst:
-            dst.write(src.read(window=window))
-            dst.update_tags(TIFFTAG_DATETIME="2018:05:01 14:30:00")
+    aerial_crop(folder / "s.tif", 96, 80, TIFFTAG_DATETIME="2018:05:01 14:30:00")
     georsic.compress(folder / "s.tif", folder / "scene.grsc", target_psnr=28, tile_size=64,
                      overlap=16, device="cpu")
     return folder / "scene.grsc"

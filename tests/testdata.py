@@ -56,3 +56,22 @@ def with_header(archive: Path, target: Path, edit) -> Path:
         for tile in tiles:
             writer.add_tile(tile)
     return target
+
+
+def aerial_crop(target: Path, width: int, height: int, **tags: str) -> Path:
+    """The top-left ``width`` x ``height`` of the NEON aerial image as an untiled GeoTIFF at
+    ``target`` (its georeferencing kept), with ``tags`` added."""
+    import rasterio
+    from rasterio.windows import Window
+
+    window = Window(0, 0, width, height)
+    with rasterio.open(DATA / "osbs_aerial_rgb.tif") as src:
+        profile = src.profile | {"width": width, "height": height, "tiled": False,
+                                 "transform": src.window_transform(window)}
+        profile.pop("blockxsize", None)
+        profile.pop("blockysize", None)
+        with rasterio.open(target, "w", **profile) as dst:
+            dst.write(src.read(window=window))
+            if tags:
+                dst.update_tags(**tags)
+    return target
