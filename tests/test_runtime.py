@@ -12,11 +12,16 @@ from georsic.models.runtime import (
     Bfloat16Transform,
     NnpackUpsample,
     PhaseConvTranspose,
+    StripedAnalysis,
+    StripedSynthesis,
     SubPixelConv,
+    analysis_split,
     bfloat16_transforms_pay,
     nnpack_available,
     onnxruntime_available,
+    receptive_radius,
     synthesis_for_onnxruntime,
+    synthesis_split,
     synthesis_stages,
     with_subpixel_convolutions,
 )
@@ -106,15 +111,17 @@ def _cpu_transforms(model, runtime_name: str, monkeypatch):
 def test_cpu_transforms_compute_the_torch_transforms(model, runtime_name, monkeypatch):
     """``onnxruntime``: float32 graphs on any CPU; ``auto``: bfloat16 where the CPU has it."""
     analysis, synthesis = _cpu_transforms(model, runtime_name, monkeypatch)
-    assert isinstance(synthesis, Bfloat16Transform) == (runtime_name == "auto"
-                                                        and bfloat16_transforms_pay())
+    bf16 = runtime_name == "auto" and bfloat16_transforms_pay()
+    assert isinstance(synthesis, StripedSynthesis) and isinstance(analysis, StripedAnalysis)
+    assert isinstance(synthesis.tail, Bfloat16Transform) == bf16
+    assert isinstance(analysis.head, Bfloat16Transform) == bf16
     torch.manual_seed(1)
     x = torch.rand(1, 3, 128, 192)
     with torch.no_grad():
         y = model.g_a(x)
         x_hat = model.g_s(torch.round(y).contiguous(memory_format=torch.channels_last))
         y_ours, x_hat_ours = analysis(x), synthesis(torch.round(y))
-    if isinstance(synthesis, Bfloat16Transform):
+    if bf16:
         # bfloat16 weights and activations (8-bit mantissa): the latent to within 1 % of its
         # range, the image to a third of an 8-bit level on average (the codec's own error is
         # tens of levels: 0.002 dB PSNR, BD-rate +0.03 %, synthesis_precision.py)
@@ -144,9 +151,10 @@ def test_exported_graphs_are_cached_and_a_damaged_cache_is_exported_again(tmp_pa
     first = runtime.cpu_transforms(model.g_a, model.g_s, 3, sum(model.groups), key)
     files = sorted((tmp_path / "onnx").glob("test-weights-*.onnx"))
     names = [f.name.split("-")[2] for f in files]
-    assert names[0] == "g_a" and all(name.startswith("g_s") for name in names[1:])
-    # g_s: one graph, or cut at its 4 upsamplings
-    assert len(names) == 1 + (4 if runtime.staged_synthesis_pays() else 1)
+    # g_a and g_s each a head and a tail (run in strips), g_s's cut at its upsamplings
+    assert names[:2] == ["g_a_head", "g_a_tail"]
+    assert all(name.startswith(("g_s_head", "g_s_tail")) for name in names[2:])
+    assert len(names) == 2 + (4 if runtime.staged_synthesis_pays() else 2)
     assert not list((tmp_path / "onnx").glob("*.part"))
     x = torch.rand(1, 3, 64, 64)
     expected = first[0](x)
@@ -228,3 +236,37 @@ def test_the_transforms_chosen_are_described(monkeypatch):
         assert runtime.cpu_transforms_description().startswith("ONNX Runtime, float32")
     monkeypatch.setenv("GEORSIC_RUNTIME", "torch")
     assert runtime.cpu_transforms_description() == "torch, float32"
+
+
+@pytest.mark.parametrize("shape", [(16, 16), (44, 42), (64, 64)])
+def test_striped_synthesis_is_the_synthesis(model, shape):
+    """g_s's last upsamplings on strips with halos (StripedSynthesis) compute g_s: strips of
+    a few rows, so that every strip edge and both image borders are crossed."""
+    start, halo, factor = synthesis_split(model.g_s)
+    assert halo >= receptive_radius(list(model.g_s)[start:])
+    torch.manual_seed(2)
+    y = torch.randn(1, sum(model.groups), *shape) * 3
+    g_s = model.g_s.float().to(memory_format=torch.contiguous_format)
+    striped = StripedSynthesis(g_s[:start], g_s[start:], halo, factor,
+                               strip_pixels=4 * halo * shape[1] * 4)
+    plan = striped.strips(shape[0] * 4, shape[1] * 4)
+    assert len(plan) > 1 and plan[0][0] == 0 and plan[-1][1] == shape[0] * 4
+    assert all(a[1] == b[0] for a, b in zip(plan[:-1], plan[1:], strict=True))
+    with torch.no_grad():
+        assert torch.allclose(striped(y), g_s(y), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("shape", [(128, 64), (192, 128), (320, 64)])
+def test_striped_analysis_is_the_analysis(model, shape):
+    """g_a's head on strips of the input with halos (StripedAnalysis) computes g_a."""
+    start, halo, factor = analysis_split(model.g_a)
+    assert halo % factor == 0
+    torch.manual_seed(3)
+    x = torch.rand(1, 3, *shape)
+    g_a = model.g_a.float()
+    striped = StripedAnalysis(g_a[:start], g_a[start:], halo, factor,
+                              strip_pixels=4 * halo * shape[1])
+    plan = striped.strips(*shape)
+    assert len(plan) > 1 and all(first % factor == 0 for first, _ in plan)
+    with torch.no_grad():
+        assert torch.allclose(striped(x), g_a(x), atol=1e-5, rtol=0)

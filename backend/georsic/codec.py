@@ -12,7 +12,7 @@ from georsic.errors import GeorsicError
 from georsic.models import build_model, exact
 from georsic.models.elic import DTYPE_LOCK
 from georsic.models.refine import refine_latent
-from georsic.models.runtime import Bfloat16Transform, onnxruntime_available
+from georsic.models.runtime import cpu_transforms_kind, onnxruntime_available
 from georsic.weights import ModelEntry, dequantized, load_entry_raw_tensors
 
 #: The latent grid of ELIC is 1/64 of the image (4 strided convs + 2 in the hyperprior).
@@ -90,7 +90,7 @@ class TileCodec:
         self.runtime = "torch"
         if device == "cpu" and onnxruntime_available():
             self.model.use_cpu_transforms(entry.sha256, threads)
-            bf16 = isinstance(self.model._synthesis_runtime, Bfloat16Transform)
+            bf16 = cpu_transforms_kind() == "bfloat16"
             self.runtime = "bfloat16" if bf16 else "onnxruntime"
         self.entropy = exact.NAME if amax else "float64"
         self._float64 = not amax

@@ -256,6 +256,148 @@ class Bfloat16Transform:
         return self.net(x).float().contiguous()
 
 
+#: Rows of the tail's input per strip times its width (:class:`StripedSynthesis`): a 1024-px
+#: tile's tail runs in two strips of 128 rows of 256.
+STRIP_PIXELS = 128 * 256
+
+
+def receptive_radius(modules: list[nn.Module]) -> float | None:
+    """How many rows of their input ``modules`` (run in order) read above and below an output
+    row, in units of that input's rows; None where a module's reach is not known here."""
+    radius, scale = 0.0, 1.0
+    for module in modules:
+        if isinstance(module, nn.Conv2d) and module.stride == (1, 1):
+            radius += module.dilation[0] * (module.kernel_size[0] - 1) / 2 / scale
+        elif is_subpixel_compatible(module) or isinstance(module, SubPixelConv):
+            radius += 1 / scale  # a 3x3 convolution at the input's scale, then a shuffle
+            scale *= 2
+        elif isinstance(module, (nn.ReLU, nn.Identity)):
+            continue
+        elif type(module).__name__ == "ResidualBottleneckBlock":
+            inner = receptive_radius([module.conv1, module.conv2, module.conv3])
+            if inner is None:
+                return None
+            radius += inner / scale
+        else:
+            return None
+    return radius
+
+
+def synthesis_split(g_s: nn.Sequential) -> tuple[int, int, int] | None:
+    """Where :class:`StripedSynthesis` cuts ``g_s``: (index of the first tail module, halo rows
+    at the tail's input, the tail's upsampling factor), the tail being the last two
+    upsamplings and what lies between them; None for a ``g_s`` of another shape."""
+    children = list(g_s)
+    ups = [i for i, child in enumerate(children) if is_subpixel_compatible(child)]
+    if len(ups) < 2 or ups[-1] != len(children) - 1:
+        return None
+    start = ups[-2]
+    radius = receptive_radius(children[start:])
+    if radius is None:
+        return None
+    return start, int(radius) + 1, 4
+
+
+class StripedSynthesis:
+    """``tail(head(y))`` with the tail, where a tile's largest activations live (64 channels
+    at half and full resolution), run on horizontal strips of the head's output, each with
+    ``halo`` rows of real neighbours above and below (more than the tail's reach,
+    :func:`receptive_radius`), cropped and stacked: the same function, with the peak memory of
+    a strip instead of a tile (a 1024-px tile's ``g_s`` on an AVX2 CPU: 1,478 -> see
+    docs/speed.md).  The strips depend only on the tensor's height, so a tile decodes to the
+    same pixels on any thread count."""
+
+    def __init__(self, head: Callable[[Tensor], Tensor], tail: Callable[[Tensor], Tensor],
+                 halo: int, factor: int, strip_pixels: int = STRIP_PIXELS) -> None:
+        self.head, self.tail = head, tail
+        self.halo, self.factor, self.strip_pixels = halo, factor, strip_pixels
+
+    def strips(self, height: int, width: int) -> list[tuple[int, int]]:
+        """The (first, end) rows of each strip of a ``height`` x ``width`` head output."""
+        rows = max(self.strip_pixels // max(width, 1), 4 * self.halo)
+        count = -(-height // rows)
+        rows = -(-height // count)  # strips of even height
+        return [(r, min(height, r + rows)) for r in range(0, height, rows)]
+
+    def __call__(self, y: Tensor) -> Tensor:
+        x = self.head(y)
+        height, width = x.shape[-2:]
+        plan = self.strips(height, width)
+        if len(plan) == 1:
+            return self.tail(x)
+        pieces = []
+        for first, end in plan:
+            top, bottom = max(first - self.halo, 0), min(end + self.halo, height)
+            out = self.tail(x[..., top:bottom, :])
+            skip = (first - top) * self.factor
+            pieces.append(out[..., skip:skip + (end - first) * self.factor, :])
+            del out
+        return torch.cat(pieces, dim=-2)
+
+
+#: Input pixels per strip of ``g_a``'s head (:class:`StripedAnalysis`): a 1024-px tile in
+#: two strips of 512 rows.
+ANALYSIS_STRIP_PIXELS = 512 * 1024
+
+
+def analysis_split(g_a: nn.Sequential) -> tuple[int, int, int] | None:
+    """Where :class:`StripedAnalysis` cuts ``g_a``: (index of the first tail module, halo rows
+    of the input, the head's downsampling factor), the head being everything up to and
+    including the second strided convolution; None for a ``g_a`` of another shape."""
+    radius, factor = 0.0, 1
+    for index, module in enumerate(g_a):
+        if isinstance(module, nn.Conv2d) and module.padding[0] * 2 + 1 >= module.kernel_size[0]:
+            radius += module.dilation[0] * (module.kernel_size[0] - 1) / 2 * factor
+            factor *= module.stride[0]
+            if module.stride[0] > 1 and factor >= 4:
+                halo = -(-int(radius + 1) // factor) * factor
+                return index + 1, halo, factor
+        elif type(module).__name__ == "ResidualBottleneckBlock":
+            inner = receptive_radius([module.conv1, module.conv2, module.conv3])
+            if inner is None:
+                return None
+            radius += inner * factor
+        else:
+            return None
+    return None
+
+
+class StripedAnalysis:
+    """``tail(head(x))`` with the head, whose activations are a tile's largest (64 channels at
+    half resolution), run on horizontal strips of the input with ``halo`` rows of real
+    neighbours above and below (more than the head's reach), its outputs cropped and stacked
+    before the tail: the same function with a strip's peak memory.  Strips start on multiples
+    of the head's downsampling ``factor`` and depend only on the input's height."""
+
+    def __init__(self, head: Callable[[Tensor], Tensor], tail: Callable[[Tensor], Tensor],
+                 halo: int, factor: int, strip_pixels: int = ANALYSIS_STRIP_PIXELS) -> None:
+        self.head, self.tail = head, tail
+        self.halo, self.factor, self.strip_pixels = halo, factor, strip_pixels
+
+    def strips(self, height: int, width: int) -> list[tuple[int, int]]:
+        """The (first, end) input rows of each strip of a ``height`` x ``width`` input."""
+        step = self.factor
+        rows = max(self.strip_pixels // max(width, 1), 4 * self.halo)
+        count = -(-height // rows)
+        even = -(-height // count)
+        rows = -(-even // step) * step
+        return [(r, min(height, r + rows)) for r in range(0, height, rows)]
+
+    def __call__(self, x: Tensor) -> Tensor:
+        height, width = x.shape[-2:]
+        plan = self.strips(height, width)
+        if len(plan) == 1 or height % self.factor:
+            return self.tail(self.head(x))
+        pieces = []
+        for first, end in plan:
+            top, bottom = max(first - self.halo, 0), min(end + self.halo, height)
+            out = self.head(x[..., top:bottom, :])
+            skip = (first - top) // self.factor
+            pieces.append(out[..., skip:skip + (end - first) // self.factor, :])
+            del out
+        return self.tail(torch.cat(pieces, dim=-2))
+
+
 def synthesis_stages(g_s: nn.Sequential, in_channels: int) -> list[tuple[str, nn.Module, int]]:
     """``g_s`` cut at its upsampling (5x5 stride-2 transposed) convolutions: ``("onnx",
     segment, channels)`` for each run of other modules (with a :class:`LayoutAnchor` first) and
@@ -400,6 +542,10 @@ class OrtTransform:
         options.intra_op_num_threads = max(int(threads), 1)
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        # No memory arena: ONNX Runtime's arena keeps every block it ever allocated and grew
+        # with each new tile shape, so a process's peak grew with the raster (a 16.8 MP
+        # decode on an AVX2 CPU: 3,384 MiB with it, 2,477 MiB without; same speed).
+        options.enable_cpu_mem_arena = False
         self._session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
 
     def __call__(self, x: Tensor) -> Tensor:
@@ -413,19 +559,53 @@ def cpu_transforms(g_a: nn.Module, g_s: nn.Module, in_channels: int, latent_chan
     """Analysis and synthesis as this CPU runs them fastest: in bfloat16 where it has native
     bfloat16 (:class:`Bfloat16Transform`, on torch's threads), else as ONNX Runtime sessions of
     ``threads`` threads, ``g_s`` staged with NNPACK upsamplings where that pays; ``key`` names
-    the weights (sha256)."""
+    the weights (sha256).  ``g_s``'s last upsamplings run in strips
+    (:class:`StripedSynthesis`) where its shape allows."""
     kind = cpu_transforms_kind()
+    analysis = _analysis(kind, g_a, in_channels, key, threads)
+    split = synthesis_split(g_s) if isinstance(g_s, nn.Sequential) else None
+    if split is None:
+        return analysis, _synthesis(kind, g_s, latent_channels, key, "g_s", threads)
+    start, halo, factor = split
+    tail_channels = g_s[start].in_channels
+    head = _synthesis(kind, g_s[:start], latent_channels, key, "g_s_head", threads)
+    tail = _synthesis(kind, g_s[start:], tail_channels, key, "g_s_tail", threads)
+    return analysis, StripedSynthesis(head, tail, halo, factor)
+
+
+def _analysis(kind: str, g_a: nn.Module, in_channels: int, key: str,
+              threads: int) -> Callable[[Tensor], Tensor]:
+    """``g_a`` as runtime ``kind`` runs it, its head in strips (:class:`StripedAnalysis`)
+    where its shape allows."""
+    def run(net: nn.Module, channels: int, name: str) -> Callable[[Tensor], Tensor]:
+        if kind == "bfloat16":
+            return Bfloat16Transform(net)
+        return _transform(lambda: net, channels, (key, name), threads)
+
+    split = analysis_split(g_a) if isinstance(g_a, nn.Sequential) else None
+    if split is None:
+        return run(g_a, in_channels, "g_a")
+    start, halo, factor = split
+    return StripedAnalysis(run(g_a[:start], in_channels, "g_a_head"),
+                           run(g_a[start:], g_a[start - 1].out_channels, "g_a_tail"),
+                           halo, factor)
+
+
+def _synthesis(kind: str, net: nn.Sequential, channels: int, key: str, name: str,
+               threads: int) -> Callable[[Tensor], Tensor]:
+    """``net`` (all or part of ``g_s``) as runtime ``kind`` runs it."""
     if kind == "bfloat16":
-        return Bfloat16Transform(g_a), Bfloat16Transform(g_s)
-    analysis = _transform(lambda: g_a, in_channels, (key, "g_a"), threads)
+        return Bfloat16Transform(net)
     if kind == "graph":
-        synthesis = _transform(lambda: synthesis_for_onnxruntime(g_s, latent_channels),
-                               latent_channels, (key, "g_s"), threads)
-        return analysis, synthesis
+        return _transform(lambda: synthesis_for_onnxruntime(net, channels), channels,
+                          (key, name), threads)
     stages: list[Callable[[Tensor], Tensor]] = []
-    for i, (kind, module, channels) in enumerate(synthesis_stages(g_s, latent_channels)):
-        if kind == "nnpack":
+    for i, (stage_kind, module, stage_channels) in enumerate(synthesis_stages(net, channels)):
+        if stage_kind == "nnpack":
             stages.append(module)
         else:
-            stages.append(_transform(lambda m=module: m, channels, (key, f"g_s{i}"), threads))
-    return analysis, StagedTransform(stages)
+            stages.append(_transform(lambda m=module: m, stage_channels, (key, f"{name}{i}"),
+                                     threads))
+    return StagedTransform(stages)
+
+
