@@ -23,3 +23,7 @@ PRIOR_OVERLAP = 32
 #: (:func:`georsic.decompress`, ``Archive.read``, ``to_xarray``), the command line and QGIS,
 #: chosen from `georsic bench prior` of code-rsic-s2 (docs/prior.md).
 DEFAULT_FIDELITY = 0.75
+#: GDAL's block cache (MB) for the command line's runs, unless ``GDAL_CACHEMAX`` is set: GDAL's
+#: own default, 5 % of the RAM, filled with source blocks (each read once or twice) as a raster
+#: is coded, so a process's peak grew with the raster up to that much (georsic bench memory).
+GDAL_CACHE_MB = 256

@@ -1,0 +1,45 @@
+"""Peak memory flat in the raster's size: what the command line sets up for it.
+
+The peak itself is measured by ``georsic bench memory`` (benchmarks/results/memory_v3.md), not
+by a timed test; these check the settings that keep it flat.
+"""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import rasterio
+import torch
+
+from georsic import cli
+from georsic.defaults import GDAL_CACHE_MB
+
+
+def test_command_line_caps_gdals_block_cache(monkeypatch):
+    monkeypatch.delenv("GDAL_CACHEMAX", raising=False)
+    with cli._gdal_env():
+        assert int(rasterio.env.getenv()["GDAL_CACHEMAX"]) == GDAL_CACHE_MB
+
+
+def test_a_users_gdal_cachemax_is_kept(monkeypatch):
+    monkeypatch.setenv("GDAL_CACHEMAX", "512")
+    with cli._gdal_env():
+        assert "GDAL_CACHEMAX" not in rasterio.env.getenv()
+
+
+def test_onnxruntime_sessions_keep_no_arena():
+    """ONNX Runtime's arena kept every block it allocated and grew with each tile shape."""
+    from georsic.models.runtime import OrtTransform, onnxruntime_available
+
+    if not onnxruntime_available():
+        pytest.skip("onnxruntime not installed")
+    net = torch.nn.Conv2d(3, 4, 3, padding=1).eval()
+    buffer = io.BytesIO()
+    torch.onnx.export(net, (torch.zeros(1, 3, 8, 8),), buffer, input_names=["x"],
+                      output_names=["y"], dynamic_axes={"x": {2: "h", 3: "w"}},
+                      dynamo=False, opset_version=17)
+    transform = OrtTransform(buffer.getvalue())
+    assert transform._session.get_session_options().enable_cpu_mem_arena is False
+    x = torch.rand(1, 3, 13, 9)
+    assert torch.allclose(transform(x), net(x), atol=1e-5)
