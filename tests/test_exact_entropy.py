@@ -171,3 +171,17 @@ def test_int8_sums_serve_the_channel_context_and_are_exact_at_the_bounds(codec):
             a[..., ::3, ::2] = torch.randint(0, int(layer.limit) + 1, spots.shape).double()
             expected = torch.nn.functional.conv2d(a, weight, None, 1, layer.spec.padding)
             assert torch.equal(layer._int8(a), expected), (name, sign)
+
+
+def test_int8_sums_are_not_used_where_onednn_is_capped_to_avx2():
+    """The CPU may have VNNI while oneDNN runs AVX2's saturating kernels (how the AVX2 class
+    is measured on any machine): the int8 route then stays off, by a probe, not the flag."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX2", ATEN_CPU_CAPABILITY="avx2")
+    out = subprocess.run([sys.executable, "-c", "from georsic.models import exact\n"
+                          "print(exact.int8_sums_pay())"], env=env, capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -98,9 +98,16 @@ def int8_sums_pay() -> bool:
     saturating int16 first, so they are not used."""
     try:
         torch.ops.onednn.qconv2d_pointwise.default  # noqa: B018 - a torch built without it
-        return bool(torch.cpu._is_vnni_supported())
+        if not torch.cpu._is_vnni_supported():
+            return False
     except (AttributeError, RuntimeError):
         return False
+    # The CPU's flag is not enough: oneDNN may be capped to AVX2's kernels
+    # (ONEDNN_MAX_CPU_ISA=AVX2, how the AVX2 class is measured on any machine), which
+    # saturate; a probe on inputs and weights that would saturate says what runs.
+    from georsic.models.exact_synthesis import int8_sums_exact
+
+    return int8_sums_exact()
 
 
 class Int8Sums:
