@@ -285,41 +285,51 @@ def _masked_residual(source: np.ndarray, base: np.ndarray, valid: np.ndarray | N
     return residual if valid is None else np.where(valid, residual, 0)
 
 
+def _jpegxl_coded(stack: np.ndarray, lows: Sequence[int], bounds: Sequence[int],
+                  order: Sequence[int], flags: int, effort: int) -> bytes:
+    """A JPEG XL section of ``stack`` (planes offset to 0, uint8 or uint16), its planes in
+    ``order``, flipped as ``flags`` say."""
+    imagecodecs = _imagecodecs()
+    image = stack[list(order)]
+    if flags & 1:
+        image = image[:, :, ::-1]
+    if flags & 2:
+        image = image[:, ::-1]
+    image = image[0] if len(order) == 1 else np.moveaxis(image, 0, -1)
+    bits = max(int(stack.max()).bit_length(), 1)
+    stream = imagecodecs.jpegxl_encode(np.ascontiguousarray(image), lossless=True, effort=effort,
+                                       bitspersample=bits)
+    head = _JPEGXL_HEAD.pack(MODE_JPEGXL, len(order), flags) + b"".join(
+        _JPEGXL_CHANNEL.pack(p, bounds[p], lows[p]) for p in order)
+    return head + bytes(stream)
+
+
 def _jpegxl_section(planes: list[np.ndarray], bounds: list[int], search: bool) -> bytes | None:
     """Quantised residuals (1 or :data:`JPEGXL_GROUP` planes, int64), each offset to start at 0,
     as one lossless JPEG XL image: the smallest over the channel orders, orientations and
     efforts tried (``search``; else the first of each); None where a plane spans more than 16
     bits."""
-    imagecodecs = _imagecodecs()
     lows = [int(q.min()) for q in planes]
     span = max(int(q.max()) - low for q, low in zip(planes, lows, strict=True))
     if span > 65535:
         return None
     stack = np.stack([q - low for q, low in zip(planes, lows, strict=True)])
     stack = stack.astype(np.uint8 if span < 256 else np.uint16)
-    count = len(planes)
+
+    tried: dict[tuple, bytes] = {}
 
     def coded(order: tuple[int, ...], flags: int, effort: int) -> bytes:
-        image = stack[list(order)]
-        if flags & 1:
-            image = image[:, :, ::-1]
-        if flags & 2:
-            image = image[:, ::-1]
-        image = image[0] if count == 1 else np.moveaxis(image, 0, -1)
-        stream = imagecodecs.jpegxl_encode(np.ascontiguousarray(image), lossless=True,
-                                           effort=effort, bitspersample=max(span.bit_length(), 1))
-        head = _JPEGXL_HEAD.pack(MODE_JPEGXL, count, flags) + b"".join(
-            _JPEGXL_CHANNEL.pack(p, bounds[p], lows[p]) for p in order)
-        return head + bytes(stream)
+        if (order, flags, effort) not in tried:
+            tried[order, flags, effort] = _jpegxl_coded(stack, lows, bounds, order, flags,
+                                                        effort)
+        return tried[order, flags, effort]
 
-    orders = JPEGXL_ORDERS if count == JPEGXL_GROUP else ((0,),)
+    orders = JPEGXL_ORDERS if len(planes) == JPEGXL_GROUP else ((0,),)
     if not search:
         return coded(orders[0], 0, JPEGXL_EFFORTS[0])
     # greedy: the channel order, then the orientation, then the effort
-    order, flags, effort = min(((o, 0, JPEGXL_EFFORTS[0]) for o in orders),
-                               key=lambda v: len(coded(*v)))
-    order, flags, effort = min(((order, f, effort) for f in (0, 1, 2)),
-                               key=lambda v: len(coded(*v)))
+    order = min(orders, key=lambda o: len(coded(o, 0, JPEGXL_EFFORTS[0])))
+    flags = min((0, 1, 2), key=lambda f: len(coded(order, f, JPEGXL_EFFORTS[0])))
     return min((coded(order, flags, e) for e in JPEGXL_EFFORTS), key=len)
 
 
