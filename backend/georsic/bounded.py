@@ -10,8 +10,12 @@ A bounded archive (format version :data:`BOUNDED_VERSION`) holds per tile an opt
   quality are stored in the header, so the archive is self-contained.  The base may be absent
   (``base: null``): the correction layer then codes the source itself;
 * the correction layer is, per band, the residual ``source - base`` coded with JPEG-LS
-  (CharLS) at ``NEAR = D``: its reconstruction differs from the residual by at most ``D``
-  (``D = 0``: lossless).  JPEG-LS is integer arithmetic, standardised to the bit;
+  (CharLS) at ``NEAR = D`` (its reconstruction differs from the residual by at most ``D``;
+  ``D = 0``: lossless), or the quantised residual ``q`` (:func:`quantise`) coded by rANS with
+  contexts from the base or (format version 7) by lossless JPEG XL, alone or with the next two
+  bands' as one 3-channel image whose colour transform removes what the bands share
+  (:func:`encode_corrections`); per tile and band the smallest.  All of them are integer
+  coders, standardised to the bit;
 * the encoder decodes what it wrote with the same function as the decoder
   (:func:`reconstruct`) and stores every valid pixel that would still miss the bound (a
   reconstruction equal to the no-data value, which would turn a valid pixel into a hole) as an

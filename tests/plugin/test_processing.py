@@ -479,7 +479,7 @@ def test_compress_on_local_workers_gives_the_same_archive(georsic_plugin, work, 
 
 
 def test_compress_lossless_is_bit_exact(georsic_plugin, work, tmp_path):
-    """LOSSLESS through Processing: a bounded archive (version 6), decoded bit-exact."""
+    """LOSSLESS through Processing: a bounded archive (version 7), decoded bit-exact."""
     import georsic
     from georsic.archive import ArchiveReader
 
