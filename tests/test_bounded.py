@@ -255,6 +255,47 @@ def test_damaged_correction_sections_are_tile_errors(rgb_archive, tmp_path, edit
         archive.read(threads=1)
 
 
+@pytest.mark.parametrize("bounds", [[0, 0, 0], [0, 2, 1]])
+def test_mask_derived_from_nodata(tmp_path, bounds):
+    """No-data inside the data's range (saturated pixels at 255): the tiles store no mask; the
+    decoder finds it in the decoded pixels (every invalid pixel decodes to the no-data value,
+    no valid one does), the decoded GeoTIFF's no-data pixels are the source's."""
+    rng = np.random.default_rng(11)
+    data = _correlated(rng, "uint8", 100, 130)
+    data[:, rng.random(data.shape[1:]) < 0.03] = 255
+    data[1, rng.random(data.shape[1:]) < 0.02] = 255  # and some in one band only
+    source = _write(tmp_path / "s.tif", data, 255.0)
+    archive = tmp_path / "s.grsc"
+    georsic.compress(source, archive, max_error=bounds, quality="none", tile_size=64)
+    from georsic.archive import unpack_sections
+
+    with ArchiveReader(archive) as reader:
+        masks = [unpack_sections(reader.read_tile(i), reader.version)[0]
+                 for i in range(reader.tile_count)]
+    assert bounded.DERIVED_MASK in masks
+    worst = _decoded_within(source, archive, bounds)  # also: no-data pixels the source's
+    assert all(w == 0 for w, b in zip(worst, bounds, strict=True) if b == 0)
+    with georsic.open(archive) as opened:
+        check = bounded.verify_against(opened, source)
+    assert check.ok and check.mask_mismatches == 0
+
+
+def test_derived_mask_without_nodata_is_a_tile_error(rgb_archive, tmp_path):
+    """A tile claiming a derived mask in a raster without no-data: a TileError."""
+    from georsic.archive import ArchiveWriter, pack_sections, unpack_sections
+
+    with ArchiveReader(rgb_archive) as reader:
+        header, version = reader.header, reader.version
+        tiles = [reader.read_tile(i) for i in range(reader.tile_count)]
+    sections = unpack_sections(tiles[0], version)
+    sections[0] = bounded.DERIVED_MASK
+    with ArchiveWriter(tmp_path / "c.grsc", header, version=version) as writer:
+        for tile in [pack_sections(sections), *tiles[1:]]:
+            writer.add_tile(tile)
+    with georsic.open(tmp_path / "c.grsc") as archive, pytest.raises(TileError, match="tile 0"):
+        archive.read(threads=1)
+
+
 def test_version_6_archive_decodes_as_before():
     """A bounded archive written by the version-6 encoder (JPEG-LS and rANS sections) decodes
     to the same pixels as it did there, within its bound of its source crop."""

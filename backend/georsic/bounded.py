@@ -364,16 +364,24 @@ def _decode_jpegxl(section: bytes, shape: tuple[int, ...]) -> list[tuple[int, np
 
 
 def _band_section(source: np.ndarray, base: np.ndarray, valid: np.ndarray | None, bound: int,
-                  jpegxl: bool = True, search: bool = True) -> tuple[bytes, np.ndarray]:
-    """One band's smallest correction section and its quantised residual (:func:`quantise`)."""
+                  jpegxl: bool = True, search: bool = True
+                  ) -> tuple[bytes, list[np.ndarray]]:
+    """One band's smallest correction section, and the quantised residuals (:func:`quantise`)
+    a JPEG XL image may hold: with 0 at invalid pixels, and (where the band has some) with the
+    source's own values there (a no-data value inside the data's range, as a saturated pixel's
+    255, is cheaper kept than zeroed)."""
     candidates = [_encode_jpegls(source, base, valid, bound)]
     q = quantise(_masked_residual(source, base, valid), bound)
     candidates.append(_RESIDUAL_HEAD.pack(MODE_RANS, 0, 0, bound) + _encode_rans(q, base))
+    variants = [q]
+    if valid is not None and not valid.all():
+        variants.append(quantise(source - base, bound))
     if jpegxl:
-        section = _jpegxl_section([q], [bound], search)
-        if section is not None:
-            candidates.append(section)
-    return min(candidates, key=len), q
+        for plane in variants:
+            section = _jpegxl_section([plane], [bound], search)
+            if section is not None:
+                candidates.append(section)
+    return min(candidates, key=len), variants
 
 
 def encode_residual(source: np.ndarray, base: np.ndarray, valid: np.ndarray | None,
@@ -409,19 +417,21 @@ def encode_corrections(source: np.ndarray, base: np.ndarray, invalid: np.ndarray
     together (the first band holds it, the others a member section)."""
     grouped = {band for group in groups for band in group}
     sections: list[bytes] = []
-    planes: list[np.ndarray] = []
+    variants: list[list[np.ndarray]] = []
     for band in range(source.shape[0]):
-        section, q = _band_section(source[band], base[band], _band_valid(invalid, band),
-                                   bounds[band], search=band not in grouped)
+        section, planes = _band_section(source[band], base[band], _band_valid(invalid, band),
+                                        bounds[band], search=band not in grouped)
         sections.append(section)
-        planes.append(q)
+        variants.append(planes)
     for group in groups:
-        joint = _jpegxl_section([planes[b] for b in group], [bounds[b] for b in group], True)
         members = [_JPEGXL_MEMBER.pack(MODE_JPEGXL_MEMBER, p) for p in range(1, len(group))]
-        if joint is not None and len(joint) + sum(map(len, members)) < \
-                sum(len(sections[b]) for b in group):
-            for band, section in zip(group, [joint, *members], strict=True):
-                sections[band] = section
+        for variant in range(max(len(variants[b]) for b in group)):
+            joint = _jpegxl_section([variants[b][min(variant, len(variants[b]) - 1)]
+                                     for b in group], [bounds[b] for b in group], True)
+            if joint is not None and len(joint) + sum(map(len, members)) < \
+                    sum(len(sections[b]) for b in group):
+                for band, section in zip(group, [joint, *members], strict=True):
+                    sections[band] = section
     return sections
 
 
@@ -483,8 +493,11 @@ def reconstruct(base: np.ndarray, residuals: list[bytes], bands: list[int],
 
 
 def _exceptions(source: np.ndarray, rec: np.ndarray, invalid: np.ndarray | None,
-                bounds: tuple[int, ...], bands: list[int], nodata: float | None) -> bytes:
-    """Valid pixels whose reconstruction misses the bound or equals the no-data value."""
+                bounds: tuple[int, ...], bands: list[int], nodata: float | None,
+                derived: bool = False) -> bytes:
+    """Valid pixels whose reconstruction misses the bound or equals the no-data value; with
+    ``derived`` also the invalid pixels whose reconstruction is not the no-data value (set to
+    it: the decoder then finds the mask in the pixels, :func:`derived_mask`)."""
     rows = []
     for band in bands:
         miss = np.abs(source[band] - rec[band]) > bounds[band]
@@ -495,9 +508,27 @@ def _exceptions(source: np.ndarray, rec: np.ndarray, invalid: np.ndarray | None,
             miss &= valid
         for index in np.flatnonzero(miss):
             rows.append((band, int(index), int(source[band].flat[index])))
+        if derived and valid is not None:
+            assert nodata is not None
+            for index in np.flatnonzero(~valid & (rec[band] != int(nodata))):
+                rows.append((band, int(index), int(nodata)))
     if not rows:
         return b""
     return zlib.compress(np.asarray(rows, dtype="<i8").tobytes(), 9)
+
+
+#: Section 0 of a version-7 tile whose no-data mask is not stored: a pixel of a band is
+#: invalid exactly where its decoded value is the no-data value (the encoder made it so).
+DERIVED_MASK = b"\xff"
+
+
+def derived_mask(values: np.ndarray, nodata: float | None) -> np.ndarray | None:
+    """The mask of a tile stored as :data:`DERIVED_MASK`: per band, the pixels equal to the
+    no-data value (None where there are none)."""
+    if nodata is None or not float(nodata).is_integer():
+        raise ValueError("a tile's mask is derived from a no-data value the raster lacks")
+    invalid = values == int(nodata)
+    return invalid if invalid.any() else None
 
 
 @dataclass
@@ -532,7 +563,16 @@ def encode_tile(raster, job: TileJob, spec: BaseSpec, tile: Tile) -> bytes:
     rec = reconstruct(base, residuals, job.bands, b"", job.info.dtype)
     nodata = job.info.nodata if job.info.mask_kind == "nodata" else None
     extra = _exceptions(source, rec, invalid, job.bounds, job.bands, nodata)
-    return pack_sections([*sections, *streams, *residuals, extra])
+    payload = pack_sections([*sections, *streams, *residuals, extra])
+    if invalid is not None and nodata is not None and float(nodata).is_integer() and \
+            invalid.shape[0] == job.info.count:
+        # the mask as the pixels that decode to the no-data value, where that is smaller
+        derived = _exceptions(source, rec, invalid, job.bounds, job.bands, nodata, True)
+        final = reconstruct(base, residuals, job.bands, derived, job.info.dtype)
+        other = pack_sections([DERIVED_MASK, b"", *streams, *residuals, derived])
+        if len(other) < len(payload) and np.array_equal(final == int(nodata), invalid):
+            payload = other
+    return payload
 
 
 #: Recent tiles' base streams and pixels, by (source, its mtime, window, weights, base): a

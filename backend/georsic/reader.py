@@ -321,9 +321,16 @@ class Archive:
         from georsic.masks import decode_mask
 
         try:
-            invalid = decode_mask(sections[0], self.planes, h, w, self._reader.version)
+            derived = sections[0] == bounded.DERIVED_MASK and self._reader.version >= 7
+            invalid = None if derived else \
+                decode_mask(sections[0], self.planes, h, w, self._reader.version)
             values = bounded.decode_tile(sections, self.mapping, self.base_spec, codec, h, w,
                                          self.entropy, self.dtype, self.bounded["residual"])
+            if derived:
+                if self.info.mask_kind != "nodata" or self.planes != self.count:
+                    raise ValueError("a derived mask in a raster without a per-band no-data "
+                                     "mask")
+                invalid = bounded.derived_mask(values, self.info.nodata)
         except GeorsicError:
             raise
         except Exception as exc:  # noqa: BLE001 - whatever damaged streams make the decoder do
