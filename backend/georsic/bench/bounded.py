@@ -70,45 +70,38 @@ def lerc(data: np.ndarray, bounds: list[int], zstd: bool) -> tuple[int, np.ndarr
     return size, np.stack(out)
 
 
-def jpegxl_lossless(data: np.ndarray) -> tuple[int, np.ndarray]:
+def _jpegxl_bands(planes: np.ndarray) -> tuple[int, np.ndarray]:
+    """Unsigned planes by JPEG XL lossless (effort 7): bands 1-3, 4-6, ... as one RGB image
+    each (the colour transform across them), the rest one by one; bytes and decoded planes."""
     import imagecodecs
 
-    if data.shape[0] == 3:
-        stream = imagecodecs.jpegxl_encode(np.ascontiguousarray(data.transpose(1, 2, 0)),
-                                           lossless=True, effort=7)
-        return len(stream), imagecodecs.jpegxl_decode(stream).transpose(2, 0, 1)
+    whole = len(planes) - len(planes) % 3
+    groups = [planes[i:i + 3] for i in range(0, whole, 3)] + [planes[i:i + 1]
+                                                              for i in range(whole, len(planes))]
     size, out = 0, []
-    for band in data:
-        stream = imagecodecs.jpegxl_encode(np.ascontiguousarray(band), lossless=True, effort=7)
+    for group in groups:
+        image = np.moveaxis(group, 0, -1) if len(group) == 3 else group[0]
+        stream = imagecodecs.jpegxl_encode(np.ascontiguousarray(image), lossless=True,
+                                           effort=7)
         size += len(stream)
-        out.append(imagecodecs.jpegxl_decode(stream))
+        coded = imagecodecs.jpegxl_decode(stream)
+        out.extend(np.moveaxis(coded, -1, 0) if len(group) == 3 else [coded])
     return size, np.stack(out)
+
+
+def jpegxl_lossless(data: np.ndarray) -> tuple[int, np.ndarray]:
+    """JPEG XL lossless of the image (effort 7; bands grouped as :func:`_jpegxl_bands`)."""
+    return _jpegxl_bands(data)
 
 
 def quantised_jpegxl(data: np.ndarray, bounds: list[int]) -> tuple[int, np.ndarray]:
     """Each band quantised with step 2D + 1 (``round(x / step) * step``, within D), the
-    quantised values by JPEG XL lossless (effort 7): bands 1-3, 4-6, ... as one image each, the
-    rest per band."""
-    import imagecodecs
-
+    quantised values offset to 0 by JPEG XL lossless (:func:`_jpegxl_bands`)."""
     steps = np.asarray([2 * b + 1 for b in bounds])[:, None, None]
-    source = data.astype(np.int64)
-    q = (source + steps // 2) // steps  # within D of x / step's nearest multiple
+    q = (data.astype(np.int64) + steps // 2) // steps  # the nearest multiple of step, / step
     low = q.reshape(len(q), -1).min(axis=1)[:, None, None]
     off = q - low
-    dtype = np.uint8 if off.max() < 256 else np.uint16
-    whole = len(off) - len(off) % 3
-    groups = [off[i:i + 3] for i in range(0, whole, 3)] + [off[i:i + 1]
-                                                           for i in range(whole, len(off))]
-    size, planes = 0, []
-    for group in groups:
-        image = np.moveaxis(group, 0, -1) if len(group) == 3 else group[0]
-        stream = imagecodecs.jpegxl_encode(np.ascontiguousarray(image.astype(dtype)),
-                                           lossless=True, effort=7)
-        size += len(stream)
-        coded = imagecodecs.jpegxl_decode(stream)
-        planes.extend(np.moveaxis(coded, -1, 0) if len(group) == 3 else [coded])
-    decoded = np.stack(planes)
+    size, decoded = _jpegxl_bands(off.astype(np.uint8 if off.max() < 256 else np.uint16))
     values = (decoded.astype(np.int64) + low) * steps
     info = np.iinfo(data.dtype)
     return size, np.clip(values, info.min, info.max)
