@@ -90,8 +90,8 @@ _JPEGXL_MEMBER = struct.Struct("<BB")
 JPEGXL_GROUP = 3
 #: Channel orders tried for a group (libjxl's colour transforms are not symmetric).
 JPEGXL_ORDERS = ((0, 1, 2), (0, 2, 1), (1, 2, 0))
-#: libjxl efforts tried (effort 9 and 10 were larger on the benchmark images, and 4-20 times
-#: slower than 7; 8 is sometimes smaller).
+#: libjxl efforts tried (9 and 10 were larger on the benchmark images, and 4-25 times slower
+#: than 7; 8 is sometimes smaller: benchmarks/jpegxl_effort.py).
 JPEGXL_EFFORTS = (7, 8)
 #: Base activity (|horizontal| + |vertical| difference) bounds of the rANS contexts.
 CONTEXT_EDGES = (3, 9, 25)
