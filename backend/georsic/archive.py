@@ -52,10 +52,12 @@ VERSION = 5
 #: method byte), 4 (self-describing tile records, found by a scan when the index is lost),
 #: 5 (the tile records of an overview pyramid after the full-resolution ones), 6 (version 4's
 #: layout, tiles with a correction layer: a bounded-error or lossless archive,
-#: :mod:`georsic.bounded`).
-READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
+#: :mod:`georsic.bounded`), 7 (as 6, corrections may also be lossless JPEG XL images).
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7)
 #: The version of bounded-error and lossless archives (:mod:`georsic.bounded`).
-BOUNDED_VERSION = 6
+BOUNDED_VERSION = 7
+#: Every version of bounded archives read (6: JPEG-LS or rANS corrections; 7: JPEG XL too).
+BOUNDED_VERSIONS = (6, 7)
 #: zlib preset dictionary of version-2 and version-3 headers: the strings most headers share
 #: (keys, a WGS 84 / UTM WKT, usual band and tag values).  Part of the format: never change it
 #: within a version.

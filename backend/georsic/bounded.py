@@ -10,8 +10,12 @@ A bounded archive (format version :data:`BOUNDED_VERSION`) holds per tile an opt
   quality are stored in the header, so the archive is self-contained.  The base may be absent
   (``base: null``): the correction layer then codes the source itself;
 * the correction layer is, per band, the residual ``source - base`` coded with JPEG-LS
-  (CharLS) at ``NEAR = D``: its reconstruction differs from the residual by at most ``D``
-  (``D = 0``: lossless).  JPEG-LS is integer arithmetic, standardised to the bit;
+  (CharLS) at ``NEAR = D`` (its reconstruction differs from the residual by at most ``D``;
+  ``D = 0``: lossless), or the quantised residual ``q`` (:func:`quantise`) coded by rANS with
+  contexts from the base or (format version 7) by lossless JPEG XL, alone or with the next two
+  bands' as one 3-channel image whose colour transform removes what the bands share
+  (:func:`encode_corrections`); per tile and band the smallest.  All of them are integer
+  coders, standardised to the bit;
 * the encoder decodes what it wrote with the same function as the decoder
   (:func:`reconstruct`) and stores every valid pixel that would still miss the bound (a
   reconstruction equal to the no-data value, which would turn a valid pixel into a hole) as an
@@ -58,7 +62,9 @@ from georsic.weights import find_model
 #: How the base is synthesised (``bounded.synthesis``).
 SYNTHESIS = "exact-v1"
 #: How the correction layer is coded (``bounded.residual``).
-RESIDUAL = "jpegls-or-rans-v1"
+RESIDUAL = "jpegls-rans-jpegxl-v2"
+#: The correction layer of version-6 archives (JPEG-LS or rANS per band), still decoded.
+RESIDUAL_V6 = "jpegls-or-rans-v1"
 #: Dtypes a bounded archive can hold.
 SUPPORTED_DTYPES = ("uint8", "int8", "uint16", "int16")
 #: Base qualities tried when none is given (None: no base, the source coded by JPEG-LS alone).
@@ -70,6 +76,23 @@ _NEAR_LIMIT = 127
 #: A band's correction: mode | bits | NEAR | offset (JPEG-LS) or bound (rANS) | stream.
 _RESIDUAL_HEAD = struct.Struct("<BBBq")
 MODE_JPEGLS, MODE_JPEGLS_SOURCE, MODE_RANS = 0, 1, 2
+#: Version 7: a JPEG XL lossless image of the quantised residual of one band or of a group of
+#: bands (the group's first band holds it, the others a member section naming their position).
+MODE_JPEGXL, MODE_JPEGXL_MEMBER = 3, 4
+#: A JPEG XL section: mode | channels (1 or 3) | flags (bit 0 flipped left-right, bit 1 upside
+#: down), then per channel its band's position in the group | bound | offset, then the stream.
+_JPEGXL_HEAD = struct.Struct("<BBB")
+_JPEGXL_CHANNEL = struct.Struct("<BIq")
+#: A member section: mode | position in its group (1, 2).
+_JPEGXL_MEMBER = struct.Struct("<BB")
+#: Bands coded together as one JPEG XL image (its colour channels: the reversible colour
+#: transform removes what the bands' residuals share).
+JPEGXL_GROUP = 3
+#: Channel orders tried for a group (libjxl's colour transforms are not symmetric).
+JPEGXL_ORDERS = ((0, 1, 2), (0, 2, 1), (1, 2, 0))
+#: libjxl efforts tried (9 and 10 were larger on the benchmark images, and 4-25 times slower
+#: than 7; 8 is sometimes smaller: benchmarks/jpegxl_effort.py).
+JPEGXL_EFFORTS = (7, 8)
 #: Base activity (|horizontal| + |vertical| difference) bounds of the rANS contexts.
 CONTEXT_EDGES = (3, 9, 25)
 #: Residual levels per sign with their own rANS symbol (larger ones are escaped).
@@ -260,21 +283,161 @@ def _encode_jpegls(source: np.ndarray, base: np.ndarray, valid: np.ndarray | Non
     return _RESIDUAL_HEAD.pack(mode, 8 if dtype == np.uint8 else 16, near, low) + bytes(stream)
 
 
-def encode_residual(source: np.ndarray, base: np.ndarray, valid: np.ndarray | None,
-                    bound: int) -> bytes:
-    """One band's correction, the smaller of: JPEG-LS at NEAR = ``bound`` on ``source - base``,
-    and the quantised residual (:func:`quantise`) by rANS with contexts from the base."""
-    candidates = [_encode_jpegls(source, base, valid, bound)]
+def _masked_residual(source: np.ndarray, base: np.ndarray, valid: np.ndarray | None
+                     ) -> np.ndarray:
     residual = source - base
-    if valid is not None:
-        residual = np.where(valid, residual, 0)
-    q = quantise(residual, bound)
+    return residual if valid is None else np.where(valid, residual, 0)
+
+
+def _jpegxl_coded(stack: np.ndarray, lows: Sequence[int], bounds: Sequence[int],
+                  order: Sequence[int], flags: int, effort: int) -> bytes:
+    """A JPEG XL section of ``stack`` (planes offset to 0, uint8 or uint16), its planes in
+    ``order``, flipped as ``flags`` say."""
+    imagecodecs = _imagecodecs()
+    image = stack[list(order)]
+    if flags & 1:
+        image = image[:, :, ::-1]
+    if flags & 2:
+        image = image[:, ::-1]
+    image = image[0] if len(order) == 1 else np.moveaxis(image, 0, -1)
+    bits = max(int(stack.max()).bit_length(), 1)
+    stream = imagecodecs.jpegxl_encode(np.ascontiguousarray(image), lossless=True, effort=effort,
+                                       bitspersample=bits)
+    head = _JPEGXL_HEAD.pack(MODE_JPEGXL, len(order), flags) + b"".join(
+        _JPEGXL_CHANNEL.pack(p, bounds[p], lows[p]) for p in order)
+    return head + bytes(stream)
+
+
+def _jpegxl_section(planes: list[np.ndarray], bounds: list[int], search: bool) -> bytes | None:
+    """Quantised residuals (1 or :data:`JPEGXL_GROUP` planes, int64), each offset to start at 0,
+    as one lossless JPEG XL image: the smallest over the channel orders, orientations and
+    efforts tried (``search``; else the first of each); None where a plane spans more than 16
+    bits."""
+    lows = [int(q.min()) for q in planes]
+    span = max(int(q.max()) - low for q, low in zip(planes, lows, strict=True))
+    if span > 65535:
+        return None
+    stack = np.stack([q - low for q, low in zip(planes, lows, strict=True)])
+    stack = stack.astype(np.uint8 if span < 256 else np.uint16)
+
+    tried: dict[tuple, bytes] = {}
+
+    def coded(order: tuple[int, ...], flags: int, effort: int) -> bytes:
+        if (order, flags, effort) not in tried:
+            tried[order, flags, effort] = _jpegxl_coded(stack, lows, bounds, order, flags,
+                                                        effort)
+        return tried[order, flags, effort]
+
+    orders = JPEGXL_ORDERS if len(planes) == JPEGXL_GROUP else ((0,),)
+    if not search:
+        return coded(orders[0], 0, JPEGXL_EFFORTS[0])
+    # greedy: the channel order, then the orientation, then the effort
+    order = min(orders, key=lambda o: len(coded(o, 0, JPEGXL_EFFORTS[0])))
+    flags = min((0, 1, 2), key=lambda f: len(coded(order, f, JPEGXL_EFFORTS[0])))
+    return min((coded(order, flags, e) for e in JPEGXL_EFFORTS), key=len)
+
+
+def _decode_jpegxl(section: bytes, shape: tuple[int, ...]) -> list[tuple[int, np.ndarray]]:
+    """A JPEG XL section's (bound, quantised residual) per position in its group."""
+    imagecodecs = _imagecodecs()
+    _mode, count, flags = _JPEGXL_HEAD.unpack_from(section)
+    if count not in (1, JPEGXL_GROUP) or flags > 3:
+        raise ValueError(f"a JPEG XL correction of {count} channel(s), flags {flags}")
+    start = _JPEGXL_HEAD.size + count * _JPEGXL_CHANNEL.size
+    channels = [_JPEGXL_CHANNEL.unpack_from(section, _JPEGXL_HEAD.size + i * _JPEGXL_CHANNEL.size)
+                for i in range(count)]
+    if sorted(c[0] for c in channels) != list(range(count)):
+        raise ValueError("a JPEG XL correction's channels are not its group's bands")
+    coded = imagecodecs.jpegxl_decode(section[start:])
+    expected = tuple(shape) if count == 1 else (*shape, count)
+    if coded.shape != expected or coded.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"JPEG XL correction of {coded.shape} {coded.dtype}, tile of {shape}")
+    image = coded[None] if count == 1 else np.moveaxis(coded, -1, 0)
+    if flags & 1:
+        image = image[:, :, ::-1]
+    if flags & 2:
+        image = image[:, ::-1]
+    out: list[tuple[int, np.ndarray]] = [(0, image[0])] * count
+    for (position, bound, low), plane in zip(channels, image, strict=True):
+        out[position] = (bound, plane.astype(np.int64) + low)
+    return out
+
+
+def _band_section(source: np.ndarray, base: np.ndarray, valid: np.ndarray | None, bound: int,
+                  jpegxl: bool = True, search: bool = True
+                  ) -> tuple[bytes, list[np.ndarray]]:
+    """One band's smallest correction section, and the quantised residuals (:func:`quantise`)
+    a JPEG XL image may hold: with 0 at invalid pixels, and (where the band has some) with the
+    source's own values there (a no-data value inside the data's range, as a saturated pixel's
+    255, is cheaper kept than zeroed)."""
+    candidates = [_encode_jpegls(source, base, valid, bound)]
+    q = quantise(_masked_residual(source, base, valid), bound)
     candidates.append(_RESIDUAL_HEAD.pack(MODE_RANS, 0, 0, bound) + _encode_rans(q, base))
-    return min(candidates, key=len)
+    variants = [q]
+    if valid is not None and not valid.all():
+        variants.append(quantise(source - base, bound))
+    if jpegxl:
+        for plane in variants:
+            section = _jpegxl_section([plane], [bound], search)
+            if section is not None:
+                candidates.append(section)
+    return min(candidates, key=len), variants
+
+
+def encode_residual(source: np.ndarray, base: np.ndarray, valid: np.ndarray | None,
+                    bound: int, jpegxl: bool = True) -> bytes:
+    """One band's correction, the smallest of: JPEG-LS at NEAR = ``bound`` on ``source - base``,
+    and the quantised residual (:func:`quantise`) by rANS with contexts from the base or (with
+    ``jpegxl``, format version 7) by lossless JPEG XL."""
+    return _band_section(source, base, valid, bound, jpegxl)[0]
+
+
+def jpegxl_groups(count: int, exact: Sequence[int] = ()) -> list[tuple[int, ...]]:
+    """Runs of :data:`JPEGXL_GROUP` consecutive bands, none of them in ``exact`` (alpha and
+    categorical bands), whose corrections may be one JPEG XL image."""
+    groups: list[tuple[int, ...]] = []
+    run: list[int] = []
+    for band in range(count):
+        if band in exact:
+            run = []
+            continue
+        run.append(band)
+        if len(run) == JPEGXL_GROUP:
+            groups.append(tuple(run))
+            run = []
+    return groups
+
+
+def encode_corrections(source: np.ndarray, base: np.ndarray, invalid: np.ndarray | None,
+                       bounds: Sequence[int], groups: Sequence[tuple[int, ...]] = ()
+                       ) -> list[bytes]:
+    """Every band's correction section (format version 7): per band the smallest of JPEG-LS,
+    rANS and JPEG XL; then each group of ``groups`` (:func:`jpegxl_groups`) as one JPEG XL
+    image of its bands' quantised residuals where that is smaller than their own sections
+    together (the first band holds it, the others a member section)."""
+    grouped = {band for group in groups for band in group}
+    sections: list[bytes] = []
+    variants: list[list[np.ndarray]] = []
+    for band in range(source.shape[0]):
+        section, planes = _band_section(source[band], base[band], _band_valid(invalid, band),
+                                        bounds[band], search=band not in grouped)
+        sections.append(section)
+        variants.append(planes)
+    for group in groups:
+        members = [_JPEGXL_MEMBER.pack(MODE_JPEGXL_MEMBER, p) for p in range(1, len(group))]
+        for variant in range(max(len(variants[b]) for b in group)):
+            joint = _jpegxl_section([variants[b][min(variant, len(variants[b]) - 1)]
+                                     for b in group], [bounds[b] for b in group], True)
+            if joint is not None and len(joint) + sum(map(len, members)) < \
+                    sum(len(sections[b]) for b in group):
+                for band, section in zip(group, [joint, *members], strict=True):
+                    sections[band] = section
+    return sections
 
 
 def decode_residual(section: bytes, base: np.ndarray) -> np.ndarray:
-    """One band's reconstruction (int64, before clamping) from its correction and base."""
+    """One band's reconstruction (int64, before clamping) from its correction and base (a
+    JPEG-LS or rANS section: :func:`reconstruct` decodes JPEG XL groups)."""
     imagecodecs = _imagecodecs()
     mode, _bits, _near, value = _RESIDUAL_HEAD.unpack_from(section)
     body = section[_RESIDUAL_HEAD.size:]
@@ -290,13 +453,38 @@ def decode_residual(section: bytes, base: np.ndarray) -> np.ndarray:
 
 
 def reconstruct(base: np.ndarray, residuals: list[bytes], bands: list[int],
-                exceptions: bytes, dtype: str) -> np.ndarray:
+                exceptions: bytes, dtype: str, jpegxl: bool = True) -> np.ndarray:
     """The bounded tile (bands, H, W) int64: base plus corrections, clamped to ``dtype`` (never
-    a larger error), then the exceptions.  Encoder and decoder both call this."""
+    a larger error), then the exceptions.  Encoder and decoder both call this.  ``jpegxl``:
+    whether JPEG XL sections may occur (format version 7; a version-6 archive's are refused)."""
     out = base.copy()
     limits = np.iinfo(np.dtype(dtype))
-    for band, section in zip(bands, residuals, strict=True):
-        out[band] = np.clip(decode_residual(section, base[band]), limits.min, limits.max)
+    group: dict[int, tuple[int, np.ndarray]] = {}  # band: (position, values) of a JPEG XL group
+    for index, (band, section) in enumerate(zip(bands, residuals, strict=True)):
+        mode = section[0] if section else None
+        if jpegxl and mode == MODE_JPEGXL:
+            if group:
+                raise ValueError(f"band {band + 1}'s JPEG XL group starts inside another")
+            for position, (bound, q) in enumerate(_decode_jpegxl(section, base[band].shape)):
+                if index + position >= len(bands):
+                    raise ValueError("a JPEG XL group runs past the last band")
+                member = bands[index + position]
+                group[member] = (position, base[member] + q * (2 * bound + 1))
+            values = group.pop(band)[1]
+        elif jpegxl and mode == MODE_JPEGXL_MEMBER:
+            _mode, position = _JPEGXL_MEMBER.unpack(section)
+            entry = group.pop(band, None)
+            if entry is None or entry[0] != position:
+                raise ValueError(f"band {band + 1}'s correction is in a JPEG XL group that "
+                                 "is not there")
+            values = entry[1]
+        else:
+            if group:
+                raise ValueError(f"band {band + 1} lacks its JPEG XL group's member section")
+            values = decode_residual(section, base[band])
+        out[band] = np.clip(values, limits.min, limits.max)
+    if group:
+        raise ValueError("a JPEG XL group's member sections are missing")
     if exceptions:
         table = np.frombuffer(zlib.decompress(exceptions), dtype="<i8").reshape(-1, 3)
         flat = out.reshape(out.shape[0], -1)
@@ -305,8 +493,11 @@ def reconstruct(base: np.ndarray, residuals: list[bytes], bands: list[int],
 
 
 def _exceptions(source: np.ndarray, rec: np.ndarray, invalid: np.ndarray | None,
-                bounds: tuple[int, ...], bands: list[int], nodata: float | None) -> bytes:
-    """Valid pixels whose reconstruction misses the bound or equals the no-data value."""
+                bounds: tuple[int, ...], bands: list[int], nodata: float | None,
+                derived: bool = False) -> bytes:
+    """Valid pixels whose reconstruction misses the bound or equals the no-data value; with
+    ``derived`` also the invalid pixels whose reconstruction is not the no-data value (set to
+    it: the decoder then finds the mask in the pixels, :func:`derived_mask`)."""
     rows = []
     for band in bands:
         miss = np.abs(source[band] - rec[band]) > bounds[band]
@@ -317,9 +508,27 @@ def _exceptions(source: np.ndarray, rec: np.ndarray, invalid: np.ndarray | None,
             miss &= valid
         for index in np.flatnonzero(miss):
             rows.append((band, int(index), int(source[band].flat[index])))
+        if derived and valid is not None:
+            assert nodata is not None
+            for index in np.flatnonzero(~valid & (rec[band] != int(nodata))):
+                rows.append((band, int(index), int(nodata)))
     if not rows:
         return b""
     return zlib.compress(np.asarray(rows, dtype="<i8").tobytes(), 9)
+
+
+#: Section 0 of a version-7 tile whose no-data mask is not stored: a pixel of a band is
+#: invalid exactly where its decoded value is the no-data value (the encoder made it so).
+DERIVED_MASK = b"\xff"
+
+
+def derived_mask(values: np.ndarray, nodata: float | None) -> np.ndarray | None:
+    """The mask of a tile stored as :data:`DERIVED_MASK`: per band, the pixels equal to the
+    no-data value (None where there are none)."""
+    if nodata is None or not float(nodata).is_integer():
+        raise ValueError("a tile's mask is derived from a no-data value the raster lacks")
+    invalid = values == int(nodata)
+    return invalid if invalid.any() else None
 
 
 @dataclass
@@ -349,12 +558,21 @@ def encode_tile(raster, job: TileJob, spec: BaseSpec, tile: Tile) -> bytes:
     sections = [encode_mask(invalid), b""]  # no raw bands: every band has a correction
     streams, base = _tile_base(raster, job, spec, tile, data, valid)
     source = data.astype(np.int64)
-    residuals = [encode_residual(source[b], base[b], _band_valid(invalid, b), job.bounds[b])
-                 for b in job.bands]
+    residuals = encode_corrections(source, base, invalid, job.bounds,
+                                   jpegxl_groups(job.info.count, job.mapping.lossless))
     rec = reconstruct(base, residuals, job.bands, b"", job.info.dtype)
     nodata = job.info.nodata if job.info.mask_kind == "nodata" else None
     extra = _exceptions(source, rec, invalid, job.bounds, job.bands, nodata)
-    return pack_sections([*sections, *streams, *residuals, extra])
+    payload = pack_sections([*sections, *streams, *residuals, extra])
+    if invalid is not None and nodata is not None and float(nodata).is_integer() and \
+            invalid.shape[0] == job.info.count:
+        # the mask as the pixels that decode to the no-data value, where that is smaller
+        derived = _exceptions(source, rec, invalid, job.bounds, job.bands, nodata, True)
+        final = reconstruct(base, residuals, job.bands, derived, job.info.dtype)
+        other = pack_sections([DERIVED_MASK, b"", *streams, *residuals, derived])
+        if len(other) < len(payload) and np.array_equal(final == int(nodata), invalid):
+            payload = other
+    return payload
 
 
 #: Recent tiles' base streams and pixels, by (source, its mtime, window, weights, base): a
@@ -396,14 +614,17 @@ def section_count(mapping: BandMapping, has_base: bool) -> int:
 
 
 def decode_tile(sections: list[bytes], mapping: BandMapping, spec: BaseSpec, codec,
-                height: int, width: int, entropy: str, dtype: str) -> np.ndarray:
-    """A bounded tile's values (bands, H, W) as float32 (exact: at most 16-bit integers)."""
+                height: int, width: int, entropy: str, dtype: str,
+                residual: str = RESIDUAL) -> np.ndarray:
+    """A bounded tile's values (bands, H, W) as float32 (exact: at most 16-bit integers);
+    ``residual``: the header's correction layer (:data:`RESIDUAL`, or :data:`RESIDUAL_V6`)."""
     groups = len(mapping.groups) if spec.quality is not None else 0
     streams = sections[2:2 + groups]
     bands = list(range(mapping.band_count))
     residuals = sections[2 + groups:2 + groups + len(bands)]
     base = base_pixels(codec, spec, streams, mapping, height, width, entropy)
-    return reconstruct(base, residuals, bands, sections[-1], dtype).astype(np.float32)
+    return reconstruct(base, residuals, bands, sections[-1], dtype,
+                       jpegxl=residual == RESIDUAL).astype(np.float32)
 
 
 def source_digest(raster, grid: TileGrid, cancel: Cancel | None = None) -> str:
@@ -636,9 +857,11 @@ def _header(info: RasterInfo, mapping: BandMapping, grid: TileGrid, planes: int,
     }
 
 
-def check_header(bounded: dict, info: RasterInfo) -> None:
-    """A ValueError for a bounded header this GeoRSIC cannot decode."""
-    if bounded.get("synthesis") != SYNTHESIS or bounded.get("residual") != RESIDUAL:
+def check_header(bounded: dict, info: RasterInfo, version: int = BOUNDED_VERSION) -> None:
+    """A ValueError for a bounded header this GeoRSIC cannot decode (``version``: the
+    archive's format version: 6 has the correction layer :data:`RESIDUAL_V6`)."""
+    residual = RESIDUAL_V6 if version == 6 else RESIDUAL
+    if bounded.get("synthesis") != SYNTHESIS or bounded.get("residual") != residual:
         raise ValueError(f"unknown correction layer {bounded.get('synthesis')!r}/"
                          f"{bounded.get('residual')!r}: a newer GeoRSIC made this archive")
     if len(bounded["max_error"]) != info.count:
@@ -662,7 +885,7 @@ def describe(bounded: dict) -> str:
                                  else ", ".join(map(str, bound))) + " (band units)")
     base = bounded.get("base")
     base_text = "no base" if base is None else f"base quality {base:g}, {SYNTHESIS} synthesis"
-    return f"bound:     {text}; {base_text}; correction {RESIDUAL}"
+    return f"bound:     {text}; {base_text}; correction {bounded.get('residual')}"
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from rasterio.errors import CRSError
 from rasterio.windows import Window
 
 from georsic import headercheck, pyramid
-from georsic.archive import BOUNDED_VERSION, ArchiveReader, unpack_sections
+from georsic.archive import BOUNDED_VERSIONS, ArchiveReader, unpack_sections
 from georsic.bandmap import BandMapping
 from georsic.control import Cancel, Progress, check_cancel
 from georsic.defaults import DEFAULT_FIDELITY
@@ -100,13 +100,13 @@ class Archive:
             self.levels = pyramid.levels(header) if self._reader.version == 5 else \
                 [pyramid.Level(1, self.grid, 0)]
             self.bounded = header.get("bounded")
-            if (self.bounded is not None) != (self._reader.version == BOUNDED_VERSION):
+            if (self.bounded is not None) != (self._reader.version in BOUNDED_VERSIONS):
                 raise ValueError(f"a version-{self._reader.version} archive "
                                  f"{'with' if self.bounded else 'without'} a correction layer")
             if self.bounded is not None:
                 from georsic import bounded  # imports torch: only for bounded archives
 
-                bounded.check_header(self.bounded, self.info)
+                bounded.check_header(self.bounded, self.info, self._reader.version)
                 self.base_spec = bounded.BaseSpec.from_dict(self.bounded)
             self.info.crs  # noqa: B018 - a WKT that does not parse fails here, not mid-decode
         except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError,
@@ -321,9 +321,16 @@ class Archive:
         from georsic.masks import decode_mask
 
         try:
-            invalid = decode_mask(sections[0], self.planes, h, w, self._reader.version)
+            derived = sections[0] == bounded.DERIVED_MASK and self._reader.version >= 7
+            invalid = None if derived else \
+                decode_mask(sections[0], self.planes, h, w, self._reader.version)
             values = bounded.decode_tile(sections, self.mapping, self.base_spec, codec, h, w,
-                                         self.entropy, self.dtype)
+                                         self.entropy, self.dtype, self.bounded["residual"])
+            if derived:
+                if self.info.mask_kind != "nodata" or self.planes != self.count:
+                    raise ValueError("a derived mask in a raster without a per-band no-data "
+                                     "mask")
+                invalid = bounded.derived_mask(values, self.info.nodata)
         except GeorsicError:
             raise
         except Exception as exc:  # noqa: BLE001 - whatever damaged streams make the decoder do

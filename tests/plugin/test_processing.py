@@ -479,7 +479,7 @@ def test_compress_on_local_workers_gives_the_same_archive(georsic_plugin, work, 
 
 
 def test_compress_lossless_is_bit_exact(georsic_plugin, work, tmp_path):
-    """LOSSLESS through Processing: a bounded archive (version 6), decoded bit-exact."""
+    """LOSSLESS through Processing: a bounded archive (version 7), decoded bit-exact."""
     import georsic
     from georsic.archive import ArchiveReader
 
@@ -488,7 +488,7 @@ def test_compress_lossless_is_bit_exact(georsic_plugin, work, tmp_path):
                                        "TILE_SIZE": TILE, "OUTPUT": str(archive)})
     assert results["BPP"] > 0
     with ArchiveReader(archive) as reader:
-        assert reader.version == 6 and reader.header["bounded"]["max_error"][0] == 0
+        assert reader.version == 7 and reader.header["bounded"]["max_error"][0] == 0
     with georsic.open(archive) as opened:
         decoded = opened.read(threads=1)
     assert np.array_equal(decoded, read_bands(work / "solaris.tif"))

@@ -4,8 +4,9 @@ Every row's decoded pixels are checked against the source (max |error| <= D over
 of every band; a row that misses its bound is marked), so the table compares only codecs that
 kept the bound.  Rows: JPEG-LS (CharLS, NEAR = D, each band on its own), LERC (maxZError = D,
 with and without zstd), a classical base + residual (AVIF at the best of a few qualities, then
-GeoRSIC's correction layer; 8-bit images of three bands), JPEG XL lossless (D = 0 only) and
-GeoRSIC (``compress(max_error=D)``, the base chosen by the encoder; its choice in brackets).
+GeoRSIC's correction layer; 8-bit images of three bands), JPEG XL lossless (effort 7; at D > 0
+of the source quantised with step 2D + 1, a classical near-lossless construction) and GeoRSIC
+(``compress(max_error=D)``, the base chosen by the encoder; its choice in brackets).
 """
 
 from __future__ import annotations
@@ -69,26 +70,49 @@ def lerc(data: np.ndarray, bounds: list[int], zstd: bool) -> tuple[int, np.ndarr
     return size, np.stack(out)
 
 
-def jpegxl_lossless(data: np.ndarray) -> tuple[int, np.ndarray]:
+def _jpegxl_bands(planes: np.ndarray) -> tuple[int, np.ndarray]:
+    """Unsigned planes by JPEG XL lossless (effort 7): bands 1-3, 4-6, ... as one RGB image
+    each (the colour transform across them), the rest one by one; bytes and decoded planes."""
     import imagecodecs
 
-    if data.shape[0] == 3:
-        stream = imagecodecs.jpegxl_encode(np.ascontiguousarray(data.transpose(1, 2, 0)),
-                                           lossless=True, effort=7)
-        return len(stream), imagecodecs.jpegxl_decode(stream).transpose(2, 0, 1)
+    whole = len(planes) - len(planes) % 3
+    groups = [planes[i:i + 3] for i in range(0, whole, 3)] + [planes[i:i + 1]
+                                                              for i in range(whole, len(planes))]
     size, out = 0, []
-    for band in data:
-        stream = imagecodecs.jpegxl_encode(np.ascontiguousarray(band), lossless=True, effort=7)
+    for group in groups:
+        image = np.moveaxis(group, 0, -1) if len(group) == 3 else group[0]
+        stream = imagecodecs.jpegxl_encode(np.ascontiguousarray(image), lossless=True,
+                                           effort=7)
         size += len(stream)
-        out.append(imagecodecs.jpegxl_decode(stream))
+        coded = imagecodecs.jpegxl_decode(stream)
+        out.extend(np.moveaxis(coded, -1, 0) if len(group) == 3 else [coded])
     return size, np.stack(out)
 
 
+def jpegxl_lossless(data: np.ndarray) -> tuple[int, np.ndarray]:
+    """JPEG XL lossless of the image (effort 7; bands grouped as :func:`_jpegxl_bands`)."""
+    return _jpegxl_bands(data)
+
+
+def quantised_jpegxl(data: np.ndarray, bounds: list[int]) -> tuple[int, np.ndarray]:
+    """Each band quantised with step 2D + 1 (``round(x / step) * step``, within D), the
+    quantised values offset to 0 by JPEG XL lossless (:func:`_jpegxl_bands`)."""
+    steps = np.asarray([2 * b + 1 for b in bounds])[:, None, None]
+    q = (data.astype(np.int64) + steps // 2) // steps  # the nearest multiple of step, / step
+    low = q.reshape(len(q), -1).min(axis=1)[:, None, None]
+    off = q - low
+    size, decoded = _jpegxl_bands(off.astype(np.uint8 if off.max() < 256 else np.uint16))
+    values = (decoded.astype(np.int64) + low) * steps
+    info = np.iinfo(data.dtype)
+    return size, np.clip(values, info.min, info.max)
+
+
 def avif_plus_residual(data: np.ndarray, bound: int) -> tuple[int, np.ndarray, int]:
-    """AVIF base (best of :data:`AVIF_LEVELS`) + GeoRSIC's correction layer per band."""
+    """AVIF base (best of :data:`AVIF_LEVELS`) + GeoRSIC's correction layer (the archive's:
+    per band JPEG-LS, rANS or JPEG XL, or the three bands as one JPEG XL image)."""
     import imagecodecs
 
-    from georsic.bounded import encode_residual, reconstruct
+    from georsic.bounded import encode_corrections, jpegxl_groups, reconstruct
 
     best = None
     source = data.astype(np.int64)
@@ -96,7 +120,7 @@ def avif_plus_residual(data: np.ndarray, bound: int) -> tuple[int, np.ndarray, i
         stream = imagecodecs.avif_encode(np.ascontiguousarray(data.transpose(1, 2, 0)),
                                          level=level, speed=6)
         base = imagecodecs.avif_decode(stream).transpose(2, 0, 1).astype(np.int64)
-        residuals = [encode_residual(source[b], base[b], None, bound) for b in range(3)]
+        residuals = encode_corrections(source, base, None, [bound] * 3, jpegxl_groups(3))
         size = len(stream) + sum(map(len, residuals))
         if best is None or size < best[0]:
             rec = reconstruct(base, residuals, [0, 1, 2], b"", "uint8")
@@ -152,10 +176,10 @@ def run(images: list[Path], bounds: tuple[int, ...], log: Callable[[str], None])
                         _cell(size, pixels, _check(data, decoded, per_band), f"avif {level}"))
                 if bound == 0:
                     size, decoded = jpegxl_lossless(data)
-                    rows.setdefault("JPEG XL lossless", []).append(
-                        _cell(size, pixels, _check(data, decoded, per_band)))
                 else:
-                    rows.setdefault("JPEG XL lossless", []).append("-")
+                    size, decoded = quantised_jpegxl(data, per_band)
+                rows.setdefault("JPEG XL lossless (D>0: of the source quantised, step 2D+1)",
+                                []).append(_cell(size, pixels, _check(data, decoded, per_band)))
                 size, decoded, base = georsic_bounded(path, bound, Path(tmp))
                 rows.setdefault("GeoRSIC (exact base + correction)", []).append(
                     _cell(size, pixels, _check(data, decoded, per_band), base))
