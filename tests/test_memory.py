@@ -7,6 +7,8 @@ by a timed test; these check the settings that keep it flat.
 from __future__ import annotations
 
 import io
+import os
+import sys
 
 import pytest
 import rasterio
@@ -43,3 +45,15 @@ def test_onnxruntime_sessions_keep_no_arena():
     assert transform._session.get_session_options().enable_cpu_mem_arena is False
     x = torch.rand(1, 3, 13, 9)
     assert torch.allclose(transform(x), net(x), atol=1e-5)
+
+
+def test_command_line_fixes_glibcs_mmap_threshold(monkeypatch):
+    """Tile-sized arrays get pages of their own in the command line's runs (and in the Dask
+    workers it starts, through the variable); a user's own setting is kept."""
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    cli._fixed_mmap_threshold()
+    if sys.platform.startswith("linux"):
+        assert int(os.environ["MALLOC_MMAP_THRESHOLD_"]) == cli.MMAP_THRESHOLD
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "1048576")
+    cli._fixed_mmap_threshold()
+    assert os.environ["MALLOC_MMAP_THRESHOLD_"] == "1048576"
