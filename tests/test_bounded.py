@@ -4,6 +4,8 @@ the same bits on 1 and 2 threads; the bound in the header; damage detected; --pr
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -499,3 +501,32 @@ def test_crafted_bounded_header_is_an_archive_error(pan_archive, tmp_path, edit,
             writer.add_tile(tile)
     with pytest.raises(ArchiveError, match="header"):
         georsic.open(target)
+
+
+def test_tiles_coded_on_one_or_two_threads_give_the_same_archive(pan_archive, tmp_path):
+    """Tiles are coded as tasks (each with one torch thread and its thread's codec): the same
+    bytes inline, on two local threads, and as the module's archive (the default threads)."""
+    paths = []
+    for threads in (1, 2):
+        path = tmp_path / f"pan{threads}.grsc"
+        georsic.compress(DATA / "spacenet_pan_uint16.tif", path, max_error=4, quality=4.0,
+                         tile_size=64, threads=threads, tiles_per_task=3 if threads == 2 else None)
+        paths.append(path)
+    assert paths[0].read_bytes() == paths[1].read_bytes() == pan_archive.read_bytes()
+
+
+def test_bounded_archive_on_a_dask_cluster(pan_archive, tmp_path):
+    """--max-error with --workers: tiles coded on Dask workers (processes), the same archive,
+    and verify --against proves the bound."""
+    pytest.importorskip("distributed")
+    out = tmp_path / "pan_dask.grsc"
+    done = subprocess.run([sys.executable, "-m", "georsic.cli", "compress",
+                           str(DATA / "spacenet_pan_uint16.tif"), str(out), "--max-error", "4",
+                           "--base", "4", "--tile-size", "64", "--workers", "2", "--quiet"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert out.read_bytes() == pan_archive.read_bytes()
+    check = subprocess.run([sys.executable, "-m", "georsic.cli", "verify", str(out),
+                            "--against", str(DATA / "spacenet_pan_uint16.tif")],
+                           capture_output=True, text=True, timeout=600)
+    assert check.returncode == 0, check.stdout + check.stderr

@@ -36,7 +36,7 @@ import threading
 import time
 import zlib
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from numbers import Real
 from pathlib import Path
@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from georsic import __version__
+from georsic import __version__, parallel
 from georsic.archive import BOUNDED_VERSION, ArchiveWriter, check_output, pack_sections
 from georsic.bandmap import BandMapping
 from georsic.codec import TileCodec, get_codec
@@ -548,6 +548,51 @@ class TileJob:
         return list(range(self.info.count))
 
 
+@dataclass(frozen=True)
+class EncodeTask:
+    """What a task coding tiles of a bounded archive needs, picklable for a Dask worker: the
+    source's path, the job without its codec (each thread or worker loads its own, as the
+    lossy path's tasks do) and the base."""
+
+    src: str
+    info: RasterInfo
+    mapping: BandMapping
+    planes: int
+    bounds: tuple[int, ...]
+    model_id: str
+    weights_sha256: str
+    spec: BaseSpec
+    grid: TileGrid
+
+
+def encode_tiles(task: EncodeTask, indices: tuple[int, ...]) -> list[bytes]:
+    """The payloads of these tiles, coded with one torch thread and this thread's codec,
+    wherever the task runs (a local thread or a Dask worker)."""
+    parallel.set_tile_threads(1)
+    codec = parallel.thread_codec(task.model_id, task.weights_sha256, "cpu", 1)
+    job = TileJob(task.info, task.mapping, task.planes, task.bounds, codec)
+    with open_raster(task.src) as raster:
+        return [encode_tile(raster, job, task.spec, task.grid.tile(i)) for i in indices]
+
+
+def _coded(task: EncodeTask, todo: list[int], client, threads: int | None,
+           tiles_per_task: int | None, cancel: Cancel | None) -> Iterator[bytes]:
+    """The payloads of tiles ``todo`` (ascending), in that order, coded in tasks on
+    ``client``'s workers or on ``threads`` local threads (default one per core), a bounded
+    number in flight."""
+    if client is not None:
+        slots, executor = parallel.parallelism(client), parallel.client_executor(client)
+    else:
+        slots = max(int(threads or parallel.cores()), 1)
+        executor = parallel.local_executor(slots)
+    size = parallel.tiles_per_task(len(todo), slots, tiles_per_task, cluster=client is not None)
+    tasks = ((task, block) for block in parallel.blocks(todo, size))
+    with parallel.torch_threads(1):
+        for payloads in parallel.ordered(executor, encode_tiles, tasks,
+                                         parallel.in_flight(slots), cancel):
+            yield from payloads
+
+
 def encode_tile(raster, job: TileJob, spec: BaseSpec, tile: Tile) -> bytes:
     """The payload of one tile: mask, an empty raw section, base streams, corrections (one per
     band), exceptions."""
@@ -789,7 +834,9 @@ def compress_bounded(src: str | Path, dst: str | Path, *,
                      tile_size: int = DEFAULT_TILE_SIZE, model: str | None = None,
                      overwrite: bool = False, progress: Progress | None = None,
                      cancel: Cancel | None = None,
-                     target_ratio: float | None = None) -> BoundedSummary:
+                     target_ratio: float | None = None, client=None,
+                     threads: int | None = None,
+                     tiles_per_task: int | None = None) -> BoundedSummary:
     """Compress ``src`` so that every valid pixel of every band decodes within ``max_error``
     of the source (``0``: lossless, bit-exact).
 
@@ -798,6 +845,9 @@ def compress_bounded(src: str | Path, dst: str | Path, *,
     ``target_ratio``: instead of ``max_error``, the smallest bound (one for every band) whose
     sample tiles compress at least this many times (source bytes over coded bytes), found by
     bisection up to :data:`MAX_SEARCHED_BOUND` (that bound when even it falls short).
+    Tiles are coded in tasks on ``client``'s workers (a ``distributed.Client``; they read
+    ``src`` by its path) or on ``threads`` local threads (default one per core), in blocks of
+    ``tiles_per_task``; the archive is the same bytes wherever they ran.
     """
     if target_ratio is not None and not (np.isfinite(target_ratio) and target_ratio >= 1):
         raise InputError(f"a target ratio must be a number >= 1, not {target_ratio!r}")
@@ -826,14 +876,21 @@ def compress_bounded(src: str | Path, dst: str | Path, *,
         spec, trials, done_tiles = _choose_base(raster, job, grid, candidates, cancel)
         digest = source_digest(raster, grid, cancel)
         header = _header(info, mapping, grid, planes, entry, codec, spec, bounds, digest, trials)
+        task = EncodeTask(str(src), info, mapping, planes, job.bounds, entry.id, entry.sha256,
+                          spec, grid)
+        todo = [tile.index for tile in grid if tile.index not in done_tiles]
+        coded = _coded(task, todo, client, threads, tiles_per_task, cancel)
         with ArchiveWriter(dst, header, overwrite=overwrite, inputs=(src,),
                            version=BOUNDED_VERSION) as writer:
-            for done, tile in enumerate(grid, start=1):
-                check_cancel(cancel)
-                payload = done_tiles.pop(tile.index, None)
-                writer.add_tile(payload or encode_tile(raster, job, spec, tile))
-                if progress:
-                    progress(done, len(grid))
+            try:
+                for done, tile in enumerate(grid, start=1):
+                    check_cancel(cancel)
+                    payload = done_tiles.pop(tile.index, None)
+                    writer.add_tile(payload if payload is not None else next(coded))
+                    if progress:
+                        progress(done, len(grid))
+            finally:
+                coded.close()
             path = writer.close()
     return BoundedSummary(path, info.width, info.height, info.count, len(grid),
                           path.stat().st_size, bounds, spec.quality, trials,

@@ -289,12 +289,14 @@ def cmd_compress(args) -> int:
 
     bound = _bound_kwargs(args)
     if bound:
-        if args.workers is not None or args.scheduler:
-            raise InputError("--max-error/--lossless do not run on a Dask cluster yet")
-        summary = georsic.compress(args.input, args.output, **bound, tile_size=args.tile_size,
-                                   model=args.model, refine=args.refine,
-                                   overwrite=args.overwrite,
-                                   progress=ProgressBar("compress", args.quiet))
+        _check_cluster_args(args)
+        check_output(Path(args.output), args.overwrite, args.input)
+        with _cluster(args) as client:
+            summary = georsic.compress(args.input, args.output, **bound,
+                                       tile_size=args.tile_size, model=args.model,
+                                       refine=args.refine, overwrite=args.overwrite,
+                                       client=client, tiles_per_task=args.tiles_per_task,
+                                       progress=ProgressBar("compress", args.quiet))
         if not args.quiet:
             base = "none" if summary.base is None else f"{summary.base:g}"
             print(f"{summary.path}: {summary.bytes:,} bytes, {summary.bpp:.4f} bpp, "

@@ -185,13 +185,15 @@ def compress(
                                  target_psnr=target_psnr, target_bpp=target_bpp, refine=refine,
                                  client=client, tile_size=tile_size, model=model,
                                  overwrite=overwrite, progress=progress, cancel=cancel,
-                                 target_ratio=target_ratio)
+                                 target_ratio=target_ratio, threads=threads,
+                                 tiles_per_task=tiles_per_task)
     if lossless or max_error is not None:
         return _compress_bounded(src, dst, max_error=0 if lossless else max_error,
                                  lossless=lossless, quality=quality, target_psnr=target_psnr,
                                  target_bpp=target_bpp, refine=refine, client=client,
                                  tile_size=tile_size, model=model, overwrite=overwrite,
-                                 progress=progress, cancel=cancel)
+                                 progress=progress, cancel=cancel, threads=threads,
+                                 tiles_per_task=tiles_per_task)
     started = time.perf_counter()
     if tiles_per_task is not None:
         check_tiles_per_task(tiles_per_task)
@@ -242,11 +244,12 @@ def _compress_bounded(src, dst, *, max_error, lossless: bool, quality, target_ps
     if lossless and max_error not in (None, 0):
         raise InputError("give either lossless or a max error, not both")
     for name, value in (("a target PSNR", target_psnr), ("a target bit rate", target_bpp),
-                        ("refine", refine), ("a Dask client", client)):
+                        ("refine", refine)):
         if value:
             raise InputError(f"{name} cannot be combined with a max error or lossless "
                              "(not supported for bounded archives yet)")
-    return compress_bounded(src, dst, max_error=max_error, quality=quality, **kwargs)
+    return compress_bounded(src, dst, max_error=max_error, quality=quality, client=client,
+                            **kwargs)
 
 
 @dataclass(frozen=True)
