@@ -580,36 +580,59 @@ class Archive:
         The header and index were checked when the archive was opened.
         """
         problems: list[GeorsicError] = []
-        codec = None
         try:
-            entry = self._weights()
-            if decode:
-                from georsic.codec import get_codec, resolve_device
-
-                codec = get_codec(entry, resolve_device(device))
+            self._weights()
         except WeightsError as exc:
             problems.append(exc)
-        records = [(tile, None) for tile in self.grid] + [
-            (tile, level.first + tile.index) for level in self.levels[1:] for tile in level.grid]
-        for done, (tile, number) in enumerate(records, start=1):
-            check_cancel(cancel)
-            if self.remote and (done - 1) % VERIFY_BATCH == 0:
-                self._reader.prefetch(t.index if n is None else n
-                                      for t, n in records[done - 1:done - 1 + VERIFY_BATCH])
-            try:
-                if codec is not None:
-                    stored: list[bytes] = []
-                    values, _ = self._decode_tile(tile, codec, None, number, stored)
-                    decoded = pixel_digest(values, self.mapping) if stored else b""
-                    if decoded != (stored[0] if stored else b""):
-                        problems.append(self._digest_error(tile, number, stored[0], decoded))
-                else:
-                    self._tile_sections(tile, number)
-            except ArchiveError as exc:  # a TileError names the tile
-                problems.append(exc)
-            if progress:
-                progress(done, len(records))
+            decode = False  # nothing to decode with: the checksums and layout alone
+        count = self._reader.tile_count
+        if decode:
+            from georsic.codec import resolve_device
+
+            device = resolve_device(device)
+            threads, per_tile = tile_threads(1 if device != "cpu" else cores(), count,
+                                             self._thread_invariant(device, False))
+        else:
+            threads, per_tile = 1, 1
+        executor = local_executor(threads)
+        # a remote reader holds no file position: this process's threads share it
+        source = self if executor is None or self.remote else self._location()
+        recover = bool(getattr(self._reader, "recovered", False))
+
+        def tasks():
+            for number in range(count):
+                if self.remote and number % VERIFY_BATCH == 0:
+                    self._reader.prefetch(range(number, min(number + VERIFY_BATCH, count)))
+                yield source, number, decode, device, recover, per_tile
+
+        with torch_threads(1):  # each tile on its own thread(s), as a read decodes them
+            for done, problem in enumerate(ordered(executor, check_record, tasks(),
+                                                   in_flight(threads), cancel), start=1):
+                if problem is not None:
+                    problems.append(problem)
+                if progress:
+                    progress(done, count)
         return problems
+
+    def _check_record(self, number: int, codec) -> ArchiveError | None:
+        """The problem of tile record ``number`` (None: none): its checksum and layout, and
+        with ``codec`` its decoding and, in an exact archive, its pixel digest."""
+        level = next(lv for lv in reversed(self.levels) if lv.first <= number)
+        tile = level.grid.tile(number - level.first)
+        at = None if level.factor == 1 else number
+        try:
+            if codec is None:
+                self._tile_sections(tile, at)
+                return None
+            stored: list[bytes] = []
+            values, _ = self._decode_tile(tile, codec, None, at, stored)
+            if stored:
+                decoded = pixel_digest(values, self.mapping)
+                if decoded != stored[0]:
+                    return self._digest_error(tile, at, stored[0], decoded)
+        except ArchiveError as exc:  # a TileError names the tile
+            return exc
+        return None
 
     def _digest_error(self, tile: Tile, number: int | None, stored: bytes,
                       decoded: bytes) -> DigestError:
@@ -966,6 +989,19 @@ def decode_tiles(source: Archive | str | RemoteLocation, indices: tuple[int, ...
                 DECODED[_decoded_key(archive.path)] += 1
         out.append((index, Piece.from_tile(archive.grid, tile, values, invalid), None))
     return out
+
+
+def check_record(source: Archive | str | RemoteLocation, number: int, decode: bool,
+                 device: str, recover: bool = False, threads: int = 1) -> ArchiveError | None:
+    """A task of :meth:`Archive.verify`: the problem of one tile record (None: none), on this
+    thread's codec with ``threads`` torch threads when ``decode``."""
+    archive = source if isinstance(source, Archive) else _thread_archive(source, recover)
+    codec = None
+    if decode:
+        set_tile_threads(threads)
+        codec = thread_codec(archive.model_id, archive.codec_info["weights_sha256"], device,
+                             threads)
+    return archive._check_record(number, codec)
 
 
 def _bounded():
