@@ -275,3 +275,22 @@ def test_cli_compress_exact_and_batch(folder):
             assert reader.version == EXACT_VERSION
         with georsic.open(path) as archive:
             assert archive.verify(decode=True, device="cpu") == []
+
+
+def test_remote_verify_decode_names_the_same_tile(exact_archive, folder):
+    """``verify --decode`` of an exact archive read by URL (range requests): the same digest
+    checks and the same tile named as the local file."""
+    pytest.importorskip("aiohttp")  # fsspec's HTTP file system
+    from rangeserver import range_server
+
+    site = folder / "site"
+    site.mkdir()
+    (site / "exact.grsc").write_bytes(exact_archive.read_bytes())
+    _tampered(exact_archive, site / "tampered.grsc", [3])
+    with range_server(site) as server:
+        with georsic.open(f"{server.url}/exact.grsc") as remote:
+            assert remote.exact and remote.verify(decode=True, device="cpu") == []
+        with georsic.open(f"{server.url}/tampered.grsc") as remote:
+            problems = remote.verify(decode=True, device="cpu")
+    assert [type(p) for p in problems] == [DigestError]
+    assert "tile 3 (row 1, col 0)" in str(problems[0])
