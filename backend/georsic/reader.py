@@ -122,6 +122,10 @@ class Archive:
             #: How the tiles of an exact archive (version 8) are synthesised, else None.
             self.exact_spec = None if exact is None else \
                 ExactSpec.from_dict(exact, len(self.mapping.groups))
+            if exact is not None and (self.codec_info.get("entropy", "float64") == "float64"
+                                      or int(self.codec_info["streams_per_image"]) != 1):
+                raise ValueError("an exact archive needs an exact entropy path and one stream "
+                                 "per image")
             self.info.crs  # noqa: B018 - a WKT that does not parse fails here, not mid-decode
         except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError,
                 CRSError) as exc:
@@ -605,7 +609,8 @@ class Archive:
                     self._reader.prefetch(range(number, min(number + VERIFY_BATCH, count)))
                 yield source, number, decode, device, recover, per_tile
 
-        with torch_threads(1):  # each tile on its own thread(s), as a read decodes them
+        # each tile on its own thread(s), as a read decodes them (no torch without decoding)
+        with torch_threads(1) if decode else contextlib.nullcontext():
             for done, problem in enumerate(ordered(executor, check_record, tasks(),
                                                    in_flight(threads), cancel), start=1):
                 if problem is not None:
