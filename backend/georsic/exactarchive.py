@@ -102,7 +102,16 @@ def make_spec(raster, info, mapping: BandMapping, planes: int, quality: float, g
         return ExactSpec((), ())
     job = bounded.TileJob(info, mapping, planes, (), codec)
     base = bounded.make_spec(raster, job, float(quality), bounded._sample(grid))
-    return ExactSpec(tuple(sorted(base.amax.items())), tuple(base.gain))
+    return ExactSpec(tuple(sorted((k, _short(v)) for k, v in base.amax.items())),
+                     tuple(_short(v) for v in base.gain))
+
+
+def _short(value: float) -> float:
+    """``value`` (a float32 number) as the float64 of its shortest float32 decimal: the header
+    holds 8-9 digits instead of 17 (940 fewer deflated bytes for ``elic-vr-s-v5``).  Encoder
+    and decoder both use the value as the header holds it, so nothing depends on how a
+    decimal rounds; for the gain, cast to float32 as it is used, that is ``value`` again."""
+    return float(str(np.float32(value)))
 
 
 _SYNTHESES: dict[tuple[str, str, str], object] = {}
