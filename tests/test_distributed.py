@@ -88,6 +88,23 @@ def test_archive_on_two_workers_is_byte_identical(tmp_path, aerial, cluster):
     assert _temporaries(tmp_path) == []
 
 
+def test_exact_archive_on_workers_is_byte_identical_and_decodes_to_the_same_bits(
+        tmp_path, aerial, cluster):
+    """An exact archive (``--exact``): coded on the workers, the same bytes (the digests the
+    workers computed included); decoded on them, the same pixels as here, not only within a
+    grey level."""
+    _, client = cluster
+    options = {"quality": 4, "tile_size": 256, "device": "cpu", "exact": True}
+    georsic.compress(aerial, tmp_path / "alone.grsc", threads=1, **options)
+    georsic.compress(aerial, tmp_path / "spread.grsc", client=client, **options)
+    assert (tmp_path / "spread.grsc").read_bytes() == (tmp_path / "alone.grsc").read_bytes()
+    georsic.decompress(tmp_path / "alone.grsc", tmp_path / "here.tif", threads=1, device="cpu")
+    georsic.decompress(tmp_path / "alone.grsc", tmp_path / "there.tif", client=client,
+                       device="cpu")
+    with rasterio.open(tmp_path / "here.tif") as a, rasterio.open(tmp_path / "there.tif") as b:
+        assert np.array_equal(a.read(), b.read())
+
+
 def test_prior_decode_on_workers_equals_in_process(tmp_path, aerial_archive, cluster):
     _, client = cluster
     options = {"prior": "code-rsic-s", "fidelity": 0.5, "device": "cpu"}

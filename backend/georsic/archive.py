@@ -19,7 +19,10 @@ record describes itself (number, length, a CRC over both and the payload), so a 
 ``recover`` finds the intact tiles of an archive whose index is lost (cut short, junk appended)
 by scanning for them.  Since version 5 the header may name an overview pyramid
 (``"pyramid": {"factors": [...]}``, :mod:`georsic.pyramid`): its levels' tile records follow
-the full-resolution ones, in the same record layout and index.
+the full-resolution ones, in the same record layout and index.  Version 8 is version 5 with an
+``"exact"`` header object: the tiles decode through the exact synthesis, the same pixels on
+every machine, and each tile's last section is a digest of its decoded pixels
+(:mod:`georsic.exactarchive`).
 """
 
 from __future__ import annotations
@@ -52,12 +55,16 @@ VERSION = 5
 #: method byte), 4 (self-describing tile records, found by a scan when the index is lost),
 #: 5 (the tile records of an overview pyramid after the full-resolution ones), 6 (version 4's
 #: layout, tiles with a correction layer: a bounded-error or lossless archive,
-#: :mod:`georsic.bounded`), 7 (as 6, corrections may also be lossless JPEG XL images).
-READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7)
+#: :mod:`georsic.bounded`), 7 (as 6, corrections may also be lossless JPEG XL images), 8
+#: (version 5's layout, tiles synthesised by the exact synthesis, each record ending with a
+#: digest of its decoded pixels: :mod:`georsic.exactarchive`).
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8)
 #: The version of bounded-error and lossless archives (:mod:`georsic.bounded`).
 BOUNDED_VERSION = 7
 #: Every version of bounded archives read (6: JPEG-LS or rANS corrections; 7: JPEG XL too).
 BOUNDED_VERSIONS = (6, 7)
+#: The version of exact lossy archives (``--exact``, :mod:`georsic.exactarchive`).
+EXACT_VERSION = 8
 #: zlib preset dictionary of version-2 and version-3 headers: the strings most headers share
 #: (keys, a WGS 84 / UTM WKT, usual band and tag values).  Part of the format: never change it
 #: within a version.

@@ -3,9 +3,11 @@
 Exit codes: 0 success, 1 general error, 2 bad input or usage, 3 output not writable
 (or exists, without --overwrite), 4 corrupt or unsupported archive, 5 model weights missing,
 6 some files of a batch failed, 7 verify --against found a pixel beyond the archive's bound
-or another source than the one compressed, 129 hung up (SIGHUP), 130 interrupted (SIGINT), 143
-terminated (SIGTERM); an interrupted command leaves no partial output behind.  Errors print
-one line on stderr; GEORSIC_DEBUG=1 (or --debug) shows the traceback instead, for bug reports.
+or another source than the one compressed, 8 verify --decode found a tile of an exact archive
+(--exact) whose decoded pixels differ from the digest stored at compression, 129 hung up
+(SIGHUP), 130 interrupted (SIGINT), 143 terminated (SIGTERM); an interrupted command leaves
+no partial output behind.  Errors print one line on stderr; GEORSIC_DEBUG=1 (or --debug)
+shows the traceback instead, for bug reports.
 """
 
 from __future__ import annotations
@@ -32,11 +34,20 @@ from georsic.defaults import (
     DEFAULT_QUALITY,
     DEFAULT_TILE_SIZE,
 )
-from georsic.errors import GeorsicError, GeorsicWarning, InputError, lost_tiles_report
+from georsic.errors import (
+    DigestError,
+    GeorsicError,
+    GeorsicWarning,
+    InputError,
+    lost_tiles_report,
+)
 
 BATCH_FAILED = 6
 #: ``verify --against``: a pixel beyond the bound, or pixels that are not the source's.
 AGAINST_FAILED = 7
+#: ``verify --decode``: a tile of an exact archive decodes to pixels other than its digest's
+#: (:class:`~georsic.errors.DigestError`).
+DIGEST_FAILED = 8
 
 
 class ProgressBar:
@@ -86,6 +97,11 @@ def _add_codec_options(parser: argparse.ArgumentParser) -> None:
                         help="encoder-side latent refinement steps per tile: smaller files at "
                              "the same quality, slower encoding, same decoding (default 0: "
                              "off; benchmarks/refine.py measures it)")
+    parser.add_argument("--exact", action="store_true",
+                        help="an exact archive (format version 8): the same decoded pixels on "
+                             "every machine (any CPU, thread count, CUDA), a digest of each "
+                             "tile's pixels that verify --decode checks; decoding is several "
+                             "times slower (docs/exact_synthesis.md)")
 
 
 def _add_quality_options(parser: argparse.ArgumentParser) -> None:
@@ -312,7 +328,8 @@ def cmd_compress(args) -> int:
             args.input, args.output, **_quality_kwargs(args), tile_size=args.tile_size,
             overlap=args.overlap, device=args.device, model=args.model, refine=args.refine,
             overwrite=args.overwrite, client=client, tiles_per_task=args.tiles_per_task,
-            progress=ProgressBar("compress", args.quiet), pyramid_levels=args.pyramid)
+            progress=ProgressBar("compress", args.quiet), pyramid_levels=args.pyramid,
+            exact=args.exact)
     _report_fit(summary, args.quiet)
     if not args.quiet:
         print(f"{summary.path}: {summary.bytes:,} bytes, {summary.bpp:.4f} bpp, "
@@ -427,6 +444,13 @@ def cmd_verify(args) -> int:
                                                                args.quiet or not args.decode))
                 checked = (f"{archive.tile_count} tile(s) {'decoded' if args.decode else 'intact'}"
                            f", weights of {archive.model_id} installed")
+                records = archive._reader.tile_count
+                if args.decode and archive.exact:
+                    matched = records - sum(isinstance(p, DigestError) for p in problems)
+                    checked += f"; pixel digests: {matched} of {records} tile(s) matched"
+                elif args.decode and archive.bounded is None:
+                    checked += (f"; the archive holds no pixel digests (format version "
+                                f"{archive._reader.version}; compress with --exact for them)")
         except GeorsicError as exc:  # missing, not an archive, header or index damaged
             problems = [exc]
         if not problems:
@@ -437,8 +461,8 @@ def cmd_verify(args) -> int:
         print(f"{path}: {len(problems)} problem(s)", file=sys.stderr)
         for problem in problems:
             print(f"  {problem}", file=sys.stderr)
-    # damaged archives first, then missing weights, then missing files
-    return next((code for code in (4, 5, 2, 1) if code in codes), 0)
+    # damaged archives first, then pixels other than the encoder's, missing weights, files
+    return next((code for code in (4, DIGEST_FAILED, 5, 2, 1) if code in codes), 0)
 
 
 def cmd_info(args) -> int:
@@ -565,6 +589,7 @@ def cmd_batch(args) -> int:
         run, options = batch.batch_compress, {
             **_quality_kwargs(args), "tile_size": args.tile_size, "overlap": args.overlap,
             "device": args.device, "model": args.model, "refine": args.refine,
+            **({"exact": True} if args.exact else {}),
             **_bound_kwargs(args)}
     else:
         run, options = batch.batch_decompress, {"device": args.device,
@@ -770,7 +795,10 @@ def build_parser(benchmarks: bool = True) -> argparse.ArgumentParser:
                                       "they need (--decode: decode every tile too)")
     p.add_argument("inputs", nargs="+", help="archives or folders of them")
     p.add_argument("--decode", action="store_true",
-                   help="also decode every tile (as slow as decompressing)")
+                   help="also decode every tile (as slow as decompressing) and, in an exact "
+                        "archive (--exact), compare each tile's pixels with the digest stored "
+                        "at compression: a tile that differs is named and the exit status is "
+                        "8; other archives hold no digests (said so)")
     p.add_argument("--recursive", "-r", action="store_true",
                    help="take the archives in folders' subfolders too")
     p.add_argument("--against", metavar="SOURCE",

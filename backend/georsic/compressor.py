@@ -13,12 +13,21 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from georsic import __version__, pyramid
-from georsic.archive import _ENTRY, _RECORD, ArchiveWriter, check_output, pack_sections
+from georsic.archive import (
+    _ENTRY,
+    _RECORD,
+    EXACT_VERSION,
+    VERSION,
+    ArchiveWriter,
+    check_output,
+    pack_sections,
+)
 from georsic.bandmap import BandMapping
 from georsic.bounded import BoundedSummary, compress_bounded
 from georsic.codec import resolve_device, thread_invariant
 from georsic.control import Cancel, Progress
 from georsic.errors import InputError
+from georsic.exactarchive import ExactSpec, make_spec, tile_digest
 from georsic.masks import encode_mask
 from georsic.parallel import (
     blocks,
@@ -117,6 +126,7 @@ def compress(
     max_error: float | Sequence[float] | None = None,
     lossless: bool = False,
     target_ratio: float | None = None,
+    exact: bool = False,
 ) -> ArchiveSummary | BoundedSummary:
     """Compress a raster file into a ``.grsc`` archive.
 
@@ -177,6 +187,14 @@ def compress(
     target_ratio:
         A bounded archive whose bound (one for all bands) is the smallest that compresses the
         raster's sample tiles at least this many times; the summary's ``max_error`` says which.
+    exact:
+        An exact archive (format version 8, :mod:`georsic.exactarchive`): the same tiles,
+        decoded through the exact synthesis, so every machine (any CPU, thread count, runtime,
+        CUDA) decodes the same pixels; each tile carries a digest of its decoded pixels, which
+        ``Archive.verify(decode=True)`` (``georsic verify --decode``) checks.  Decoding is
+        slower (``docs/exact_synthesis.md``), and so is compression: the encoder decodes every
+        tile to compute its digest.  Bounded and lossless archives are exact already (the
+        option changes nothing for them).
     """
     if target_ratio is not None:
         if lossless or max_error is not None:
@@ -210,6 +228,13 @@ def compress(
     entry = find_model(model)
     # the workers resolve the device themselves; this codec only describes the streams
     codec = thread_codec(entry.id, entry.sha256, "cpu" if client else resolve_device(device))
+    if exact:
+        from georsic.models import exact as exact_entropy
+
+        if codec.entropy not in exact_entropy.NAMES:
+            raise InputError(f"weights {entry.id} have no exact entropy path: an exact archive "
+                             "needs one")
+    spec = None
     with open_raster(src) as raster:
         info = RasterInfo.from_dataset(raster)
         grid = TileGrid(info.width, info.height, tile_size, overlap)
@@ -220,11 +245,18 @@ def compress(
         header["pyramid"] = {"factors": list(factors)}
         if fit is not None:
             header["codec"]["fit"] = fit.to_dict()
+        if exact:
+            from georsic.codec import get_codec
+
+            cpu = codec if codec.device == "cpu" else get_codec(entry, "cpu")
+            spec = make_spec(raster, info, mapping, planes, quality, grid, cpu)
+            header["exact"] = spec.to_dict()
     job = EncodeJob(str(Path(src).resolve()), info, mapping, grid, planes, entry.id,
                     entry.sha256, device, float(quality), refine, codec.entropy,
-                    pyramid=factors)
+                    pyramid=factors, exact=spec)
     total, coarse = job.records, 0
-    with ArchiveWriter(dst, header, overwrite=overwrite, inputs=(src,)) as writer:
+    with ArchiveWriter(dst, header, overwrite=overwrite, inputs=(src,),
+                       version=EXACT_VERSION if exact else VERSION) as writer:
         for done, payload in enumerate(_encoded(job, client, threads, tiles_per_task, cancel),
                                        start=1):
             writer.add_tile(payload)
@@ -274,6 +306,8 @@ class EncodeJob:
     tile_threads: int = 1
     #: Factors of the overview pyramid, coded after the full-resolution tiles.
     pyramid: tuple[int, ...] = ()
+    #: An exact archive's synthesis (each tile then ends with its pixel digest), else None.
+    exact: ExactSpec | None = None
 
     @property
     def levels(self) -> list[pyramid.Level]:
@@ -325,11 +359,7 @@ def _encode_level_tile(raster, job: EncodeJob, codec, factor: int, tile) -> byte
     source = Window(x0, y0, min(int(w.width) * factor, job.info.width - x0),
                     min(int(w.height) * factor, job.info.height - y0))
     data, valid = averaged(raster, job.info, job.mapping, source, (int(w.height), int(w.width)))
-    invalid = None if valid is None else ~valid[:job.planes]
-    sections = [encode_mask(invalid), encode_raw(data, job.mapping.lossless)]
-    for image in job.mapping.encode(data, valid):
-        sections.extend(codec.encode(image, job.quality, refine=job.refine))
-    return pack_sections(sections)
+    return _payload(job, codec, data, valid)
 
 
 def averaged(raster, info: RasterInfo, mapping: BandMapping, source: Window,
@@ -356,11 +386,20 @@ def averaged(raster, info: RasterInfo, mapping: BandMapping, source: Window,
 
 def _encode_tile(raster, job: EncodeJob, codec, tile) -> bytes:
     data = raster.read(window=tile.window)
-    valid = validity(raster, data, job.info, tile.window)
+    return _payload(job, codec, data, validity(raster, data, job.info, tile.window))
+
+
+def _payload(job: EncodeJob, codec, data: np.ndarray, valid: np.ndarray | None) -> bytes:
+    """A tile's payload: mask, lossless bands, the codec images' streams and, in an exact
+    archive, the digest of the pixels every decoder will decode from them."""
     invalid = None if valid is None else ~valid[:job.planes]
     sections = [encode_mask(invalid), encode_raw(data, job.mapping.lossless)]
     for image in job.mapping.encode(data, valid):
         sections.extend(codec.encode(image, job.quality, refine=job.refine))
+    if job.exact is not None:
+        h, w = data.shape[1:]
+        sections.append(tile_digest(codec, job.exact, sections, job.mapping, h, w, job.entropy,
+                                    job.info.dtype))
     return pack_sections(sections)
 
 

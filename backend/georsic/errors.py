@@ -38,6 +38,14 @@ class TileError(ArchiveError):
         return type(self), (str(self), self.tile)
 
 
+class DigestError(TileError):
+    """A tile of an exact archive decodes to other pixels than the encoder's, whose digest
+    the archive stores (``georsic verify --decode``): a decoder that is not exact on this
+    machine, or an archive whose digest was altered."""
+
+    exit_code = 8
+
+
 class WeightsError(GeorsicError):
     """The model weights an archive needs are not installed, or a weights file is damaged."""
 

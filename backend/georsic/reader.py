@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,11 +17,19 @@ from rasterio.errors import CRSError
 from rasterio.windows import Window
 
 from georsic import headercheck, pyramid
-from georsic.archive import BOUNDED_VERSIONS, ArchiveReader, unpack_sections
+from georsic.archive import BOUNDED_VERSIONS, EXACT_VERSION, ArchiveReader, unpack_sections
 from georsic.bandmap import BandMapping
 from georsic.control import Cancel, Progress, check_cancel
 from georsic.defaults import DEFAULT_FIDELITY
-from georsic.errors import ArchiveError, GeorsicError, InputError, TileError, WeightsError
+from georsic.errors import (
+    ArchiveError,
+    DigestError,
+    GeorsicError,
+    InputError,
+    TileError,
+    WeightsError,
+)
+from georsic.exactarchive import DIGEST_BYTES, ExactSpec, pixel_digest, tile_values
 from georsic.parallel import (
     blocks as tile_blocks,
 )
@@ -97,8 +104,8 @@ class Archive:
             self.codec_info = header["codec"]
             self.planes = int(header["mask"]["planes"])
             #: Every level, full resolution first (:mod:`georsic.pyramid`).
-            self.levels = pyramid.levels(header) if self._reader.version == 5 else \
-                [pyramid.Level(1, self.grid, 0)]
+            self.levels = pyramid.levels(header) \
+                if self._reader.version in (5, EXACT_VERSION) else [pyramid.Level(1, self.grid, 0)]
             self.bounded = header.get("bounded")
             if (self.bounded is not None) != (self._reader.version in BOUNDED_VERSIONS):
                 raise ValueError(f"a version-{self._reader.version} archive "
@@ -108,6 +115,17 @@ class Archive:
 
                 bounded.check_header(self.bounded, self.info, self._reader.version)
                 self.base_spec = bounded.BaseSpec.from_dict(self.bounded)
+            exact = header.get("exact")
+            if (exact is not None) != (self._reader.version == EXACT_VERSION):
+                raise ValueError(f"a version-{self._reader.version} archive "
+                                 f"{'with' if exact else 'without'} an exact synthesis")
+            #: How the tiles of an exact archive (version 8) are synthesised, else None.
+            self.exact_spec = None if exact is None else \
+                ExactSpec.from_dict(exact, len(self.mapping.groups))
+            if exact is not None and (self.codec_info.get("entropy", "float64") == "float64"
+                                      or int(self.codec_info["streams_per_image"]) != 1):
+                raise ValueError("an exact archive needs an exact entropy path and one stream "
+                                 "per image")
             self.info.crs  # noqa: B018 - a WKT that does not parse fails here, not mid-decode
         except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError,
                 CRSError) as exc:
@@ -136,6 +154,12 @@ class Archive:
     quality = property(lambda self: self.codec_info["quality"])
     #: The entropy path the tiles were coded with (:data:`georsic.codec.ENTROPY_PATHS`).
     entropy = property(lambda self: self.codec_info.get("entropy", "float64"))
+
+    @property
+    def exact(self) -> bool:
+        """Whether the archive decodes to the same pixels on every machine and holds a digest
+        of each tile's pixels (format version 8, ``--exact``; :mod:`georsic.exactarchive`)."""
+        return self.exact_spec is not None
 
     @property
     def bounds(self) -> tuple[float, float, float, float]:
@@ -171,6 +195,9 @@ class Archive:
             from georsic import bounded
 
             lines.append(bounded.describe(self.bounded))
+        if self.exact:
+            lines.append("exact:     the same decoded pixels on every machine (exact synthesis "
+                         "exact-v1), a pixel digest per tile (georsic verify --decode)")
         if any(info.descriptions):
             lines.append("bands:     " + ", ".join(d or "-" for d in info.descriptions))
         if self.overviews():
@@ -271,8 +298,11 @@ class Archive:
         try:
             sections = unpack_sections(payload, self._reader.version)
             per_image = int(self.codec_info["streams_per_image"])
-            expected = (2 + per_image * len(self.mapping.groups) if self.bounded is None else
+            expected = (2 + per_image * len(self.mapping.groups) + self.exact
+                        if self.bounded is None else
                         _bounded().section_count(self.mapping, self.base_spec.quality is not None))
+            if self.exact and len(sections) == expected and len(sections[-1]) != DIGEST_BYTES:
+                raise ValueError("the pixel digest is not 16 bytes")
             if len(sections) != expected:
                 raise ValueError("wrong number of streams")
         except ValueError as exc:
@@ -280,19 +310,31 @@ class Archive:
         return sections
 
     def _decode_tile(self, tile: Tile, codec, prior: TilePrior | None = None,
-                     number: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+                     number: int | None = None, digest: list | None = None,
+                     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Decode one tile; with ``prior`` each codec image goes through the codebook prior
         before the inverse band mapping (any band count, the codec's band mapping).
-        ``number``: the tile's record number, when it is a tile of a pyramid level."""
+        ``number``: the tile's record number, when it is a tile of a pyramid level.
+        ``digest``: a list to which the pixel digest stored with the tile of an exact archive
+        is appended (:func:`~georsic.exactarchive.pixel_digest`)."""
         sections = self._tile_sections(tile, number)
         h, w = int(tile.window.height), int(tile.window.width)
         if self.bounded is not None:
             return self._decode_bounded(tile, sections, codec, h, w)
+        if digest is not None and self.exact:
+            digest.append(sections[-1])
         per_image = int(self.codec_info["streams_per_image"])
         try:
-            images = [codec.decode(sections[2 + i * per_image: 2 + (i + 1) * per_image], h, w,
-                                   self.quality, self.entropy)
-                      for i in range(len(self.mapping.groups))]
+            if self.exact:  # one stream per image (version 8 is newer than 3)
+                from georsic.exactarchive import decode_images
+
+                images = decode_images(codec, self.exact_spec,
+                                       sections[2:2 + len(self.mapping.groups)], h, w,
+                                       self.entropy)
+            else:
+                images = [codec.decode(sections[2 + i * per_image: 2 + (i + 1) * per_image],
+                                       h, w, self.quality, self.entropy)
+                          for i in range(len(self.mapping.groups))]
         except GeorsicError:
             raise
         except Exception as exc:  # noqa: BLE001 - whatever damaged streams make the decoder do
@@ -303,11 +345,7 @@ class Archive:
 
         try:
             invalid = decode_mask(sections[0], self.planes, h, w, self._reader.version)
-            values = self.mapping.decode(images, h, w).astype(np.float32)
-            if self.mapping.lossless:
-                raw = np.frombuffer(zlib.decompress(sections[1]), dtype=self.dtype)
-                values[list(self.mapping.lossless)] = raw.reshape(len(self.mapping.lossless),
-                                                                  h, w)
+            values = tile_values(self.mapping, images, sections[1], self.dtype, h, w)
         except GeorsicError:
             raise
         except Exception as exc:  # noqa: BLE001 - whatever damaged streams make the decoder do
@@ -477,7 +515,11 @@ class Archive:
         # QGIS task's), and a codec left in its thread-local storage crashed QGIS at its end
         from georsic.codec import resolve_device, thread_invariant
 
-        return not prior and thread_invariant(self.entropy, resolve_device(device))
+        if prior:
+            return False
+        device = resolve_device(device)
+        # an exact archive's synthesis is the same bits on any number of threads (on a CPU)
+        return (self.exact and device == "cpu") or thread_invariant(self.entropy, device)
 
     def _task_prior(self, prior: bool | str | TilePrior, fidelity: float, device: str,
                     client) -> TilePrior | PriorSpec | None:
@@ -542,35 +584,77 @@ class Archive:
 
         Checks every tile's checksum and stream layout (the pyramid's tiles too) and that the
         exact weights it needs are installed; with ``decode`` also decodes every tile (as long
-        as decompressing). The header and index were checked when the archive was opened.
+        as decompressing) and, in an exact archive (:attr:`exact`), compares each tile's
+        decoded pixels with the digest stored at compression: a tile that differs is a
+        :class:`~georsic.errors.DigestError` naming it.  An archive of another version holds
+        no digests: its tiles are decoded, which proves that their streams decode, no more.
+        The header and index were checked when the archive was opened.
         """
         problems: list[GeorsicError] = []
-        codec = None
         try:
-            entry = self._weights()
-            if decode:
-                from georsic.codec import get_codec, resolve_device
-
-                codec = get_codec(entry, resolve_device(device))
+            self._weights()
         except WeightsError as exc:
             problems.append(exc)
-        records = [(tile, None) for tile in self.grid] + [
-            (tile, level.first + tile.index) for level in self.levels[1:] for tile in level.grid]
-        for done, (tile, number) in enumerate(records, start=1):
-            check_cancel(cancel)
-            if self.remote and (done - 1) % VERIFY_BATCH == 0:
-                self._reader.prefetch(t.index if n is None else n
-                                      for t, n in records[done - 1:done - 1 + VERIFY_BATCH])
-            try:
-                if codec is not None:
-                    self._decode_tile(tile, codec, None, number)
-                else:
-                    self._tile_sections(tile, number)
-            except ArchiveError as exc:  # a TileError names the tile
-                problems.append(exc)
-            if progress:
-                progress(done, len(records))
+            decode = False  # nothing to decode with: the checksums and layout alone
+        count = self._reader.tile_count
+        if decode:
+            from georsic.codec import resolve_device
+
+            device = resolve_device(device)
+            threads, per_tile = tile_threads(1 if device != "cpu" else cores(), count,
+                                             self._thread_invariant(device, False))
+        else:
+            threads, per_tile = 1, 1
+        executor = local_executor(threads)
+        # a remote reader holds no file position: this process's threads share it
+        source = self if executor is None or self.remote else self._location()
+        recover = bool(getattr(self._reader, "recovered", False))
+
+        def tasks():
+            for number in range(count):
+                if self.remote and number % VERIFY_BATCH == 0:
+                    self._reader.prefetch(range(number, min(number + VERIFY_BATCH, count)))
+                yield source, number, decode, device, recover, per_tile
+
+        # each tile on its own thread(s), as a read decodes them (no torch without decoding)
+        with torch_threads(1) if decode else contextlib.nullcontext():
+            for done, problem in enumerate(ordered(executor, check_record, tasks(),
+                                                   in_flight(threads), cancel), start=1):
+                if problem is not None:
+                    problems.append(problem)
+                if progress:
+                    progress(done, count)
         return problems
+
+    def _check_record(self, number: int, codec) -> ArchiveError | None:
+        """The problem of tile record ``number`` (None: none): its checksum and layout, and
+        with ``codec`` its decoding and, in an exact archive, its pixel digest."""
+        level = next(lv for lv in reversed(self.levels) if lv.first <= number)
+        tile = level.grid.tile(number - level.first)
+        at = None if level.factor == 1 else number
+        try:
+            if codec is None:
+                self._tile_sections(tile, at)
+                return None
+            stored: list[bytes] = []
+            values, _ = self._decode_tile(tile, codec, None, at, stored)
+            if stored:
+                decoded = pixel_digest(values, self.mapping)
+                if decoded != stored[0]:
+                    return self._digest_error(tile, at, stored[0], decoded)
+        except ArchiveError as exc:  # a TileError names the tile
+            return exc
+        return None
+
+    def _digest_error(self, tile: Tile, number: int | None, stored: bytes,
+                      decoded: bytes) -> DigestError:
+        where = f"tile {tile.index} (row {tile.row}, col {tile.col})"
+        if number is not None:
+            factor = max(lv.factor for lv in self.levels if lv.first <= number)
+            where = f"{where} of pyramid level {factor}"
+        return DigestError(f"{self.name}: {where}: decoded pixels differ from the digest stored "
+                           f"at compression (stored {stored.hex()}, decoded {decoded.hex()})",
+                           tile.index if number is None else number)
 
     def finalize(self, values: np.ndarray, invalid: np.ndarray | None) -> np.ndarray:
         """Decoded float values to the raster's dtype with no-data pixels restored exactly."""
@@ -917,6 +1001,19 @@ def decode_tiles(source: Archive | str | RemoteLocation, indices: tuple[int, ...
                 DECODED[_decoded_key(archive.path)] += 1
         out.append((index, Piece.from_tile(archive.grid, tile, values, invalid), None))
     return out
+
+
+def check_record(source: Archive | str | RemoteLocation, number: int, decode: bool,
+                 device: str, recover: bool = False, threads: int = 1) -> ArchiveError | None:
+    """A task of :meth:`Archive.verify`: the problem of one tile record (None: none), on this
+    thread's codec with ``threads`` torch threads when ``decode``."""
+    archive = source if isinstance(source, Archive) else _thread_archive(source, recover)
+    codec = None
+    if decode:
+        set_tile_threads(threads)
+        codec = thread_codec(archive.model_id, archive.codec_info["weights_sha256"], device,
+                             threads)
+    return archive._check_record(number, codec)
 
 
 def _bounded():

@@ -35,8 +35,9 @@ zero point of 128, s8 weights, int32 sums) where a probe shows this CPU's int8 s
 (VNNI; :func:`int8_sums_exact`), else from two float32 convolutions.  ``"bytes"`` and
 ``"float64"`` are the reference routes the tests compare it with.
 
-Prototype: not yet wired into the codec or the archive format
-(``benchmarks/exact_synthesis.py``, ``docs/exact_synthesis.md``).
+Used by bounded-error archives' base (:mod:`georsic.bounded`) and by exact lossy archives
+(format version 8, ``--exact``: :mod:`georsic.exactarchive`); ``benchmarks/exact_synthesis.py``
+and ``docs/exact_synthesis.md`` measure it.
 """
 
 from __future__ import annotations

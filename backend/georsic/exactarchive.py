@@ -1,0 +1,192 @@
+"""Exact lossy archives (format version :data:`~georsic.archive.EXACT_VERSION`, issue 29): the
+same decoded pixels on every machine, and a digest of each tile's pixels to prove it.
+
+An exact archive's tiles are coded as a normal lossy archive's (the same exact entropy path,
+the same streams), and its header says that they are synthesised by the exact synthesis
+(:mod:`georsic.models.exact_synthesis`), with that synthesis's calibration and the inverse gain
+of the archive's quality (float32 values: the gain is an ``exp`` of the model's table, which a
+platform's ``exp`` may round differently), as a bounded archive's base stores them
+(:mod:`georsic.bounded`).  Every decoder then computes, for each tile:
+
+1. the latent from the exact entropy path (integers), times the stored inverse gain (one
+   float32 multiply per value);
+2. the image through :class:`~georsic.models.exact_synthesis.ExactSynthesis` (integer sums,
+   correctly rounded element-wise steps), cropped to the tile and clamped to [0, 1];
+3. the inverse band mapping (:meth:`~georsic.bandmap.BandMapping.decode`: float64 additions,
+   one division, one multiplication and one addition per value, in a fixed order), rounded to
+   float32; lossless bands from their zlib section;
+4. the blend of overlapping tiles (:func:`~georsic.tiling.blend`): the weights are
+   ``(k + 0.5) / n`` in float32 (one correctly rounded division) and their outer product (one
+   multiplication), each tile's values times its weights (one multiplication), the pieces
+   added in the same order for every read (the tile above-left, above, left, then the tile
+   itself: :meth:`~georsic.reader.Archive.blocks`, :func:`~georsic.inplace.read_level` and
+   :meth:`~georsic.reader.Archive.to_xarray` all do), then one division by the summed weight;
+5. rounding and clamping to the output dtype (:meth:`~georsic.bandmap.BandMapping.cast`:
+   ``clip``, ``rint``, a cast) and the no-data substitution.
+
+Every step is one IEEE 754 operation per value (correctly rounded whatever the vector width:
+no transcendental function, no reduction, no fused multiply-add), so the whole decode is the
+same bits on AVX2, AVX-512, any thread count, any ONNX Runtime or oneDNN build, and CUDA for
+the synthesis (exact float32 sums, cuDNN and TF32 off).
+
+Each tile record ends with a :data:`DIGEST_BYTES`-byte **pixel digest** (:func:`pixel_digest`):
+the encoder decodes every tile it wrote through the same function as the decoder
+(:func:`tile_values`) and stores it; ``georsic verify --decode`` decodes every tile and
+compares.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from georsic.bandmap import BandMapping
+
+#: How an exact archive's tiles are synthesised (``exact.synthesis``).
+SYNTHESIS = "exact-v1"
+#: How a tile's pixel digest is computed (``exact.digest``; :func:`pixel_digest`).
+DIGEST = "blake2b-128-tile-v1"
+#: Bytes of a pixel digest (the last section of every tile record).
+DIGEST_BYTES = 16
+
+
+@dataclass(frozen=True)
+class ExactSpec:
+    """What decoding an exact archive's tiles needs beyond the weights: the exact synthesis's
+    calibration (largest |input| of each convolution of ``g_s``, by name) and the inverse gain
+    of the archive's quality (float32 values, one per latent channel)."""
+
+    amax: tuple[tuple[str, float], ...]
+    gain: tuple[float, ...]
+
+    @property
+    def amax_dict(self) -> dict[str, float]:
+        return dict(self.amax)
+
+    def to_dict(self) -> dict:
+        return {"synthesis": SYNTHESIS, "digest": DIGEST, "amax": dict(self.amax),
+                "gain": list(self.gain)}
+
+    @classmethod
+    def from_dict(cls, data: dict, groups: int = 1) -> ExactSpec:
+        """The spec of a header's ``exact`` object; a ValueError when this GeoRSIC cannot
+        decode it (an unknown synthesis or digest, a missing or non-finite calibration)."""
+        if not isinstance(data, dict):
+            raise ValueError("the exact synthesis's description is not an object")
+        if data.get("synthesis") != SYNTHESIS or data.get("digest") != DIGEST:
+            raise ValueError(f"unknown exact synthesis {data.get('synthesis')!r} or digest "
+                             f"{data.get('digest')!r}: a newer GeoRSIC made this archive")
+        amax = tuple(sorted((str(k), float(v)) for k, v in data["amax"].items()))
+        gain = tuple(float(v) for v in data["gain"])
+        if groups and (not amax or not gain):
+            raise ValueError("the exact synthesis's calibration or gain is missing")
+        if not all(np.isfinite(v) for v in (*dict(amax).values(), *gain)):
+            raise ValueError("the exact synthesis's calibration or gain is not finite")
+        return cls(amax, gain)
+
+
+def make_spec(raster, info, mapping: BandMapping, planes: int, quality: float, grid,
+              codec) -> ExactSpec:
+    """The spec of an archive of ``raster`` at ``quality``: the exact synthesis calibrated on
+    the latents of a few sample tiles (as a bounded archive's base is,
+    :func:`georsic.bounded.make_spec`) and the quality's inverse gain.  ``codec``: a CPU
+    :class:`~georsic.codec.TileCodec` of the archive's weights."""
+    from georsic import bounded
+
+    if not mapping.groups:  # nothing is synthesised: every band is stored losslessly
+        return ExactSpec((), ())
+    job = bounded.TileJob(info, mapping, planes, (), codec)
+    base = bounded.make_spec(raster, job, float(quality), bounded._sample(grid))
+    return ExactSpec(tuple(sorted((k, _short(v)) for k, v in base.amax.items())),
+                     tuple(_short(v) for v in base.gain))
+
+
+def _short(value: float) -> float:
+    """``value`` (a float32 number) as the float64 of its shortest float32 decimal: the header
+    holds 8-9 digits instead of 17 (940 fewer deflated bytes for ``elic-vr-s-v5``).  Encoder
+    and decoder both use the value as the header holds it, so nothing depends on how a
+    decimal rounds; for the gain, cast to float32 as it is used, that is ``value`` again."""
+    return float(str(np.float32(value)))
+
+
+_SYNTHESES: dict[tuple[str, str, str], object] = {}
+_SYNTHESES_LOCK = threading.Lock()
+
+
+def synthesis(codec, spec: ExactSpec):
+    """The exact synthesis of ``codec``'s weights with ``spec``'s calibration, on the codec's
+    device (built once per weights, calibration and device)."""
+    from georsic.models.exact_synthesis import ExactSynthesis
+
+    device = str(codec.device)
+    key = (codec.entry.sha256, json.dumps(spec.amax), device)
+    with _SYNTHESES_LOCK:
+        if key not in _SYNTHESES:
+            # its fast route prepacks weights at first use: move it to its device first
+            _SYNTHESES[key] = ExactSynthesis(codec.model.g_s.float().cpu(),
+                                             spec.amax_dict).eval().to(device)
+        return _SYNTHESES[key]
+
+
+def decode_images(codec, spec: ExactSpec, streams: list[bytes], height: int, width: int,
+                  entropy: str) -> list[np.ndarray]:
+    """The codec images (3, H, W) float32 in [0, 1] of one tile's streams (one per image),
+    through the exact entropy path and the exact synthesis: the same bits everywhere."""
+    import torch
+
+    from georsic.bounded import _latent
+
+    if not streams:
+        return []
+    model = synthesis(codec, spec)
+    gain = torch.tensor(spec.gain, dtype=torch.float32).reshape(1, -1, 1, 1)
+    images = []
+    for stream in streams:
+        latent = _latent(codec, stream, height, width, entropy, gain)
+        with torch.inference_mode():
+            image = model(latent.to(codec.device))[0, :, :height, :width].clamp(0, 1)
+        images.append(image.cpu().numpy().astype(np.float32))
+    return images
+
+
+def tile_values(mapping: BandMapping, images: list[np.ndarray], raw: bytes, dtype: str,
+                height: int, width: int) -> np.ndarray:
+    """A tile's values (bands, H, W) float32 before blending: the inverse band mapping of its
+    codec images, rounded to float32, and its lossless bands from their section (the reader
+    decodes every lossy tile so; the encoder of an exact archive calls it for the digest)."""
+    values = mapping.decode(images, height, width).astype(np.float32)
+    if mapping.lossless:
+        stored = np.frombuffer(zlib.decompress(raw), dtype=dtype)
+        values[list(mapping.lossless)] = stored.reshape(len(mapping.lossless), height, width)
+    return values
+
+
+def pixel_digest(values: np.ndarray, mapping: BandMapping) -> bytes:
+    """The :data:`DIGEST` of a tile: BLAKE2b with a 16-byte digest of the line
+    ``georsic-tile-v1 BANDSxHEIGHTxWIDTH DTYPE\\n`` (ASCII) followed by the tile's decoded block
+    (:func:`tile_values`: the whole tile, every band, before blending with its neighbours)
+    cast to the output dtype as decompression casts it (:meth:`BandMapping.cast`: clipped to
+    each band's range, rounded half to even for integer dtypes), before the no-data
+    substitution, in C order, little-endian."""
+    out = mapping.cast(values)
+    out = np.ascontiguousarray(out, dtype=out.dtype.newbyteorder("<"))
+    bands, height, width = out.shape
+    digest = hashlib.blake2b(digest_size=DIGEST_BYTES)
+    digest.update(f"georsic-tile-v1 {bands}x{height}x{width} {out.dtype.name}\n".encode())
+    digest.update(out.tobytes())
+    return digest.digest()
+
+
+def tile_digest(codec, spec: ExactSpec, sections: list[bytes], mapping: BandMapping,
+                height: int, width: int, entropy: str, dtype: str) -> bytes:
+    """The pixel digest of a tile whose sections (mask, lossless bands, one stream per codec
+    image) the encoder just made: decoded as every decoder will."""
+    groups = len(mapping.groups)
+    images = decode_images(codec, spec, sections[2:2 + groups], height, width, entropy)
+    return pixel_digest(tile_values(mapping, images, sections[1], dtype, height, width),
+                        mapping)
