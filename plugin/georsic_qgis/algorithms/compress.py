@@ -33,6 +33,7 @@ class CompressRasterAlgorithm(GeorsicAlgorithm):
     WORKERS = "WORKERS"
     MAX_ERROR = "MAX_ERROR"
     LOSSLESS = "LOSSLESS"
+    EXACT = "EXACT"
     OUTPUT = "OUTPUT"
 
     _HELP = (
@@ -115,6 +116,12 @@ class CompressRasterAlgorithm(GeorsicAlgorithm):
                 maxValue=200,
             ),
             self.device_parameter(self.DEVICE),
+            QgsProcessingParameterBoolean(
+                self.EXACT,
+                self.tr("Exact decoding: the same pixels on every machine, each tile's digest "
+                        "stored (slower)"),
+                defaultValue=False,
+            ),
         ]
         self.addParameter(QgsProcessingParameterString(
             self.MAX_ERROR, self.tr("Max error per pixel (band units; empty: lossy)"),
@@ -152,6 +159,8 @@ class CompressRasterAlgorithm(GeorsicAlgorithm):
         bound = self._bound(parameters, context)
         if bound:
             targets, quality = {**bound}, None
+        exact = {} if bound or not self.parameterAsBool(parameters, self.EXACT, context) \
+            else {"exact": True}
         georsic = self.load_backend()
         feedback.pushInfo(
             self.tr("Compressing {} at {} (tiles of {} px, overlap {} px, device {})").format(
@@ -171,6 +180,7 @@ class CompressRasterAlgorithm(GeorsicAlgorithm):
             output,
             quality=None if targets or bound else quality,
             **targets,
+            **exact,
             tile_size=tile_size,
             overlap=overlap,
             refine=refine,
