@@ -193,12 +193,30 @@ def run(images: list[Path], bounds: tuple[int, ...], log: Callable[[str], None])
 def main(args: argparse.Namespace) -> int:
     import sys
 
-    lines = run([Path(p) for p in args.images], tuple(args.bounds),
-                lambda text: print(text, file=sys.stderr, flush=True))
+    def log(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    if args.curve:
+        return _curve(args, log)
+    lines = run([Path(p) for p in args.images], tuple(args.bounds), log)
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
         Path(args.out).write_text(text)
+    return 0
+
+
+def _curve(args: argparse.Namespace, log: Callable[[str], None]) -> int:
+    """``--curve PREFIX``: PREFIX.md (every point) and PREFIX.png (the plot)."""
+    from georsic.bench import curve
+
+    points = curve.curves([Path(p) for p in args.images], tuple(args.bounds), log)
+    text = curve.markdown(points)
+    print(text)
+    prefix = Path(args.curve)
+    prefix.with_suffix(".md").write_text(text)
+    if not curve.plot(points, prefix.with_suffix(".png")):
+        log("matplotlib is not installed: no plot (pip install 'georsic[bench]')")
     return 0
 
 
@@ -208,4 +226,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("images", nargs="+")
     p.add_argument("--bounds", type=int, nargs="+", default=list(DEFAULT_BOUNDS))
     p.add_argument("--out", help="also write the markdown table here")
+    p.add_argument("--curve", metavar="PREFIX",
+                   help="instead of the table: the curve from quality 0 to lossless (GeoRSIC's "
+                        "qualities and bounds against JPEG XL, AVIF and JPEG 2000) of the 8-bit "
+                        "RGB images, as PREFIX.md and PREFIX.png")
     p.set_defaults(func=main)
