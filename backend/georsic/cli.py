@@ -990,10 +990,24 @@ def _terminate(signum: int, frame) -> None:
     raise Terminated(signum)
 
 
+class _DaskCancelRace(logging.Filter):
+    """distributed's ``sync()`` (2026.8) cancels on Ctrl-C through a callback that reads its
+    ``future`` before it may be set; tornado then logs a ``NameError`` with its traceback
+    beside the one-line interrupt message.  Those records are dropped (``--debug`` keeps
+    them); every other callback error still shows."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(error, NameError) and "'future'" in str(error))
+
+
 def _quiet_libraries(debug: bool) -> None:
     """GDAL's log lines and rasterio's warnings stay out of the one-line error."""
     if debug:
         return
+    tornado = logging.getLogger("tornado.application")
+    if not any(isinstance(f, _DaskCancelRace) for f in tornado.filters):
+        tornado.addFilter(_DaskCancelRace())
     logging.getLogger("rasterio").setLevel(logging.CRITICAL)
     warnings.filterwarnings("ignore", module="rasterio")
     try:
