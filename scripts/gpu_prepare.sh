@@ -4,6 +4,8 @@
 #   bash scripts/gpu_prepare.sh train PHOTOS RS [SEED]   pack + wheels in gpupack/ for MODE=train
 #                                  (PACK_PATCH=320: crops of 320 px, more of them in the 40 MiB)
 #   bash scripts/gpu_prepare.sh speed                    wheels (rasterio too) for MODE=speed
+#   bash scripts/gpu_prepare.sh qat PHOTOS RS [SEED]     pack + wheels for MODE=qat (issue 29:
+#                                  8-bit activations of g_s); keeps the default model instead
 #   bash scripts/gpu_prepare.sh restore                  older weights back, gpupack/ kept
 #
 # It moves the weights files that training does not start from out of the tree (to
@@ -22,6 +24,7 @@ limit=$((64 * 1024 * 1024))
 
 # gpupack/ is in .gitignore: carried, never committed
 move_older_weights() {
+    [ "$mode" = qat ] && keep=elic-vr-s-v5.safetensors  # QAT fine-tunes the default's g_s
     mkdir -p "$older"
     for f in resources/weights/*.safetensors; do
         [ "$(basename "$f")" = "$keep" ] || mv "$f" "$older/"
@@ -51,7 +54,7 @@ report() {
 }
 
 case "$mode" in
-    train)
+    train|qat)
         photos=${2:?photos folder}; rs=${3:?remote-sensing folder}; seed=${4:-0}
         move_older_weights
         rm -rf gpupack/pack

@@ -7,6 +7,9 @@
 #   MODEL_ID        id of the new weights (default elic-vr-s-v5)   DEVICE   cuda (default) or cpu
 #   LR              learning rate (default 1e-4; lower fine-tunes a trained model more gently)
 #   QUALITIES       qualities the codec is timed at afterwards (default "1 3 5 7"; empty: not timed)
+# MODE=qat, gpupack/ carried as for train (`bash scripts/gpu_prepare.sh qat PHOTOS RS`):
+#   quantisation-aware fine-tuning of g_s on 8-bit activations (issue 29's route to an exact
+#   synthesis as fast as today's), held out on benchmarks/data; QAT_MINUTES (default 8).
 # MODE=speed, gpupack/whl carried with rasterio's wheels too (rasterio, affine, cligj,
 #   click-plugins; 36 MB, so no pack beside them): `georsic bench rd`, which times the whole
 #   pipeline (GeoTIFF in, archive, GeoTIFF out) on the CPU and the GPU, against GDAL's codecs
@@ -32,6 +35,14 @@ if [ "$MODE" = speed ]; then
     georsic bench speed --sizes 4 16 --qualities 1 3 5 --out "$out/speed.md" 2>&1 \
         | tee "$out/speed.log"
     georsic bench rd --out "$out/rd" 2>&1 | tee "$out/rd.log"
+    exit
+fi
+if [ "$MODE" = qat ]; then
+    python3 -m georsic.train.synthesis_qat --data gpupack/pack --held-out benchmarks/data \
+        --device "${DEVICE:-cuda}" --crops "${QAT_CROPS:-1}" --batch "${QAT_BATCH:-32}" \
+        --qualities ${QAT_QUALITIES:-1 3 5 7} \
+        --minutes "${QAT_MINUTES:-8}" --lr "${QAT_LR:-1e-4}" --out "$out/qat" 2>&1 \
+        | tee "$out/qat.log"
     exit
 fi
 gpu_name=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)

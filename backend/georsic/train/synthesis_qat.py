@@ -13,6 +13,10 @@ are; the loss is the MSE of the decoded crop against its source, over latents th
 codec's exact decoder produces (qualities 0-7).
 
     python -m georsic.train.synthesis_qat --data ../shared/data/rs --minutes 30 --out runs/qat
+
+On a lent GPU (``MODE=qat bash scripts/gpu_session.sh``, the training pack and CompressAI's
+wheel carried in ``gpupack/``): ``--data gpupack/pack --held-out benchmarks/data --device
+cuda``; the latents come from the same exact entropy path on the GPU.
 """
 
 from __future__ import annotations
@@ -157,6 +161,13 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-5)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--held-out", nargs="+", default=None,
+                        help="where the held-out images are (default: --data)")
+    parser.add_argument("--crops", type=int, default=4, help="training crops per image")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--qualities", type=float, nargs="+",
+                        default=[0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0],
+                        help="qualities whose latents the training sees")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -164,19 +175,28 @@ def main() -> None:
     from georsic.models.exact_synthesis import calibrate
     from georsic.weights import find_model
 
-    codec = TileCodec(find_model(None), "cpu", args.threads)
-    qualities = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]
+    device = torch.device(args.device)
+    codec = TileCodec(find_model(None), args.device, args.threads)
+    qualities = list(args.qualities)
     start = time.perf_counter()
     train_paths = _images(args.data, HELD_OUT)
-    latents, sources = latent_bank(codec, train_paths, 4, 256, qualities)
-    held_paths = [p for p in _images(args.data, ()) if any(h in p.name for h in HELD_OUT)]
+    latents, sources = latent_bank(codec, train_paths, args.crops, 256, qualities)
+    held_paths = [p for p in _images(args.held_out or args.data, ())
+                  if any(h in p.name for h in HELD_OUT)]
     test_latents, test_sources = latent_bank(codec, held_paths, 1, 256, [1.0, 3.0, 5.0, 7.0],
                                              seed=1)
     print(f"{len(latents)} training and {len(test_latents)} held-out latents in "
           f"{time.perf_counter() - start:.0f} s", flush=True)
-    reference = copy.deepcopy(codec.model.g_s).float().eval()
+    if not latents or not test_latents:
+        raise SystemExit("no training or no held-out latents: check --data and --held-out")
+    latents = [t.float().to(device) for t in latents]
+    sources = [t.to(device) for t in sources]
+    test_latents = [t.float().to(device) for t in test_latents]
+    test_sources = [t.to(device) for t in test_sources]
+    reference = copy.deepcopy(codec.model.g_s).float().to(
+        device, memory_format=torch.contiguous_format).eval()
     amax = calibrate(reference, latents)
-    model = quantized_synthesis(reference, amax, args.levels)
+    model = quantized_synthesis(reference, amax, args.levels).to(device)
     before = psnr_gap(model, reference, test_latents, test_sources)
     print(f"post-training {args.levels}-level activations: held-out PSNR {before:+.3f} dB",
           flush=True)
@@ -194,15 +214,15 @@ def main() -> None:
         step += 1
         if step % 50 == 0:
             gap = psnr_gap(model, reference, test_latents, test_sources)
-            log.append({"step": step, "loss": float(loss), "held_out_gap_db": gap})
-            print(f"step {step}: loss {float(loss):.6f}, held-out PSNR {gap:+.3f} dB", flush=True)
+            log.append({"step": step, "loss": loss.item(), "held_out_gap_db": gap})
+            print(f"step {step}: loss {loss.item():.6f}, held-out PSNR {gap:+.3f} dB", flush=True)
     after = psnr_gap(model, reference, test_latents, test_sources)
     print(f"after {step} steps: held-out PSNR {after:+.3f} dB (before {before:+.3f})")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "qat.json").write_text(json.dumps(
         {"levels": args.levels, "steps": step, "minutes": args.minutes, "lr": args.lr,
          "before_db": before, "after_db": after, "log": log}, indent=1))
-    torch.save(model.state_dict(), args.out / "g_s_qat.pt")
+    torch.save({k: v.cpu() for k, v in model.state_dict().items()}, args.out / "g_s_qat.pt")
 
 
 if __name__ == "__main__":
