@@ -530,3 +530,40 @@ def test_bounded_archive_on_a_dask_cluster(pan_archive, tmp_path):
                             "--against", str(DATA / "spacenet_pan_uint16.tif")],
                            capture_output=True, text=True, timeout=600)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+@pytest.mark.parametrize("nodata,bound", [(255.0, 2), (0.0, 3)], ids=["nodata-255", "nodata-0"])
+def test_shifted_grid_where_nodata_would_be_a_level(tmp_path, monkeypatch, nodata, bound):
+    """No-data inside the data's range: unshifted, 255 is a level at D = 2 (255 = 51 x 5) and
+    0 at every D, so every valid pixel within D of it decoded to no-data and was an exception.
+    The encoder shifts those bands' grids (mode 5): fewer bytes, every valid pixel within D,
+    the mask exact."""
+    rng = np.random.default_rng(11)
+    data = _correlated(rng, "uint8", 96, 128)
+    near = rng.random(data.shape[1:]) < 0.3  # a third of the pixels close to the no-data value
+    edge = 255 if nodata == 255 else 0
+    data[:, near] = np.clip(edge + (-1 if edge else 1) * rng.integers(1, bound + 1,
+                                                                      (3, near.sum())), 0, 255)
+    data[:, rng.random(data.shape[1:]) < 0.02] = int(nodata)
+    source = _write(tmp_path / "s.tif", data, nodata)
+    shifted = tmp_path / "shifted.grsc"
+    size = georsic.compress(source, shifted, max_error=bound, quality="none",
+                            tile_size=64).bytes
+    modes = {m for tile in _modes(shifted) for m in tile}
+    assert bounded.MODE_JPEGXL_SHIFTED in modes, modes
+    _decoded_within(source, shifted, [bound] * 3)
+    monkeypatch.setattr(bounded, "grid_shift", lambda *args: 0)
+    plain = tmp_path / "plain.grsc"
+    assert georsic.compress(source, plain, max_error=bound, quality="none",
+                            tile_size=64).bytes > size
+    _decoded_within(source, plain, [bound] * 3)
+
+
+def test_a_grid_shift_outside_its_bound_is_refused():
+    section = bounded._jpegxl_coded(np.zeros((1, 8, 8), np.uint8), [0], [2], (0,), 0, 7, [3])
+    assert section[0] == bounded.MODE_JPEGXL_SHIFTED
+    bounded.reconstruct(np.zeros((1, 8, 8), np.int64), [section], [0], b"", "uint8")
+    bad = bytearray(section)
+    bounded._JPEGXL_SHIFTED_CHANNEL.pack_into(bad, bounded._JPEGXL_HEAD.size, 0, 2, 0, 5)
+    with pytest.raises(ValueError, match="shift"):
+        bounded.reconstruct(np.zeros((1, 8, 8), np.int64), [bytes(bad)], [0], b"", "uint8")

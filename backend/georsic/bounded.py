@@ -83,6 +83,13 @@ MODE_JPEGXL, MODE_JPEGXL_MEMBER = 3, 4
 #: down), then per channel its band's position in the group | bound | offset, then the stream.
 _JPEGXL_HEAD = struct.Struct("<BBB")
 _JPEGXL_CHANNEL = struct.Struct("<BIq")
+#: Mode 5, a JPEG XL section on shifted grids: as mode 3, each channel with a shift ``s`` in
+#: ``[0, 2D]`` after its offset; the band is ``base + s + q (2D + 1)``.  The encoder shifts a
+#: band's grid where the no-data value lies inside its range and would otherwise be a level
+#: that valid pixels decode to (255 at D = 1, 2, 7, 8 ...; 0 at every D), each such pixel an
+#: exception: OSBS_029 (no-data 255) at D = 8, 168,505 -> see docs/bounded.md.
+MODE_JPEGXL_SHIFTED = 5
+_JPEGXL_SHIFTED_CHANNEL = struct.Struct("<BIqI")
 #: A member section: mode | position in its group (1, 2).
 _JPEGXL_MEMBER = struct.Struct("<BB")
 #: Bands coded together as one JPEG XL image (its colour channels: the reversible colour
@@ -290,9 +297,10 @@ def _masked_residual(source: np.ndarray, base: np.ndarray, valid: np.ndarray | N
 
 
 def _jpegxl_coded(stack: np.ndarray, lows: Sequence[int], bounds: Sequence[int],
-                  order: Sequence[int], flags: int, effort: int) -> bytes:
+                  order: Sequence[int], flags: int, effort: int,
+                  shifts: Sequence[int] | None = None) -> bytes:
     """A JPEG XL section of ``stack`` (planes offset to 0, uint8 or uint16), its planes in
-    ``order``, flipped as ``flags`` say."""
+    ``order``, flipped as ``flags`` say; mode 5 where a plane's grid is shifted."""
     imagecodecs = _imagecodecs()
     image = stack[list(order)]
     if flags & 1:
@@ -303,12 +311,17 @@ def _jpegxl_coded(stack: np.ndarray, lows: Sequence[int], bounds: Sequence[int],
     bits = max(int(stack.max()).bit_length(), 1)
     stream = imagecodecs.jpegxl_encode(np.ascontiguousarray(image), lossless=True, effort=effort,
                                        bitspersample=bits)
-    head = _JPEGXL_HEAD.pack(MODE_JPEGXL, len(order), flags) + b"".join(
-        _JPEGXL_CHANNEL.pack(p, bounds[p], lows[p]) for p in order)
+    if shifts is not None and any(shifts):
+        head = _JPEGXL_HEAD.pack(MODE_JPEGXL_SHIFTED, len(order), flags) + b"".join(
+            _JPEGXL_SHIFTED_CHANNEL.pack(p, bounds[p], lows[p], shifts[p]) for p in order)
+    else:
+        head = _JPEGXL_HEAD.pack(MODE_JPEGXL, len(order), flags) + b"".join(
+            _JPEGXL_CHANNEL.pack(p, bounds[p], lows[p]) for p in order)
     return head + bytes(stream)
 
 
-def _jpegxl_section(planes: list[np.ndarray], bounds: list[int], search: bool) -> bytes | None:
+def _jpegxl_section(planes: list[np.ndarray], bounds: list[int], search: bool,
+                    shifts: Sequence[int] | None = None) -> bytes | None:
     """Quantised residuals (1 or :data:`JPEGXL_GROUP` planes, int64), each offset to start at 0,
     as one lossless JPEG XL image: the smallest over the channel orders, orientations and
     efforts tried (``search``; else the first of each); None where a plane spans more than 16
@@ -325,7 +338,7 @@ def _jpegxl_section(planes: list[np.ndarray], bounds: list[int], search: bool) -
     def coded(order: tuple[int, ...], flags: int, effort: int) -> bytes:
         if (order, flags, effort) not in tried:
             tried[order, flags, effort] = _jpegxl_coded(stack, lows, bounds, order, flags,
-                                                        effort)
+                                                        effort, shifts)
         return tried[order, flags, effort]
 
     orders = JPEGXL_ORDERS if len(planes) == JPEGXL_GROUP else ((0,),)
@@ -337,15 +350,22 @@ def _jpegxl_section(planes: list[np.ndarray], bounds: list[int], search: bool) -
     return min((coded(order, flags, e) for e in JPEGXL_EFFORTS), key=len)
 
 
-def _decode_jpegxl(section: bytes, shape: tuple[int, ...]) -> list[tuple[int, np.ndarray]]:
-    """A JPEG XL section's (bound, quantised residual) per position in its group."""
+def _decode_jpegxl(section: bytes, shape: tuple[int, ...]
+                   ) -> list[tuple[int, np.ndarray, int]]:
+    """A JPEG XL section's (bound, quantised residual, grid shift) per position in its
+    group."""
     imagecodecs = _imagecodecs()
-    _mode, count, flags = _JPEGXL_HEAD.unpack_from(section)
+    mode, count, flags = _JPEGXL_HEAD.unpack_from(section)
     if count not in (1, JPEGXL_GROUP) or flags > 3:
         raise ValueError(f"a JPEG XL correction of {count} channel(s), flags {flags}")
-    start = _JPEGXL_HEAD.size + count * _JPEGXL_CHANNEL.size
-    channels = [_JPEGXL_CHANNEL.unpack_from(section, _JPEGXL_HEAD.size + i * _JPEGXL_CHANNEL.size)
+    entry = _JPEGXL_SHIFTED_CHANNEL if mode == MODE_JPEGXL_SHIFTED else _JPEGXL_CHANNEL
+    start = _JPEGXL_HEAD.size + count * entry.size
+    channels = [entry.unpack_from(section, _JPEGXL_HEAD.size + i * entry.size)
                 for i in range(count)]
+    if mode == MODE_JPEGXL:
+        channels = [(*channel, 0) for channel in channels]
+    if any(not 0 <= shift <= 2 * bound for _p, bound, _low, shift in channels):
+        raise ValueError("a JPEG XL correction's grid shift is outside [0, 2D]")
     if sorted(c[0] for c in channels) != list(range(count)):
         raise ValueError("a JPEG XL correction's channels are not its group's bands")
     coded = imagecodecs.jpegxl_decode(section[start:])
@@ -357,28 +377,62 @@ def _decode_jpegxl(section: bytes, shape: tuple[int, ...]) -> list[tuple[int, np
         image = image[:, :, ::-1]
     if flags & 2:
         image = image[:, ::-1]
-    out: list[tuple[int, np.ndarray]] = [(0, image[0])] * count
-    for (position, bound, low), plane in zip(channels, image, strict=True):
-        out[position] = (bound, plane.astype(np.int64) + low)
+    out: list[tuple[int, np.ndarray, int]] = [(0, image[0], 0)] * count
+    for (position, bound, low, shift), plane in zip(channels, image, strict=True):
+        out[position] = (bound, plane.astype(np.int64) + low, shift)
     return out
 
 
+def grid_shift(source: np.ndarray, base: np.ndarray, valid: np.ndarray | None, bound: int,
+               nodata: int | None, dtype: np.dtype) -> int:
+    """The shift in ``[0, 2D]`` of a band's reconstruction grid (``base + s + q (2D + 1)``,
+    clamped to ``dtype``) under which the fewest valid pixels decode to ``nodata`` (each
+    would be an exception); 0 where none does unshifted, or without a no-data value."""
+    if nodata is None or bound == 0:
+        return 0
+    limits = np.iinfo(dtype)
+    if not limits.min <= nodata <= limits.max:
+        return 0
+    step = 2 * bound + 1
+    residual = source - base
+    near = np.abs(source - nodata) <= 2 * bound  # only these can decode to the no-data value
+    if valid is not None:
+        near &= valid
+    if not near.any():
+        return 0
+    r, b = residual[near], base[near]
+    counts = []
+    for shift in range(min(step, 64)):
+        rec = np.clip(b + shift + quantise(r - shift, bound) * step, limits.min, limits.max)
+        counts.append(int(np.count_nonzero(rec == nodata)))
+        if counts[-1] == 0:
+            break
+    best = int(np.argmin(counts))
+    return best if counts[best] < counts[0] else 0
+
+
 def _band_section(source: np.ndarray, base: np.ndarray, valid: np.ndarray | None, bound: int,
-                  jpegxl: bool = True, search: bool = True
-                  ) -> tuple[bytes, list[np.ndarray]]:
+                  jpegxl: bool = True, search: bool = True, shift: int = 0
+                  ) -> tuple[bytes, list[tuple[np.ndarray, int]]]:
     """One band's smallest correction section, and the quantised residuals (:func:`quantise`)
-    a JPEG XL image may hold: with 0 at invalid pixels, and (where the band has some) with the
-    source's own values there (a no-data value inside the data's range, as a saturated pixel's
-    255, is cheaper kept than zeroed)."""
+    a JPEG XL image may hold, each with its grid shift: with 0 at invalid pixels, and (where
+    the band has some) with the source's own values there (a no-data value inside the data's
+    range, as a saturated pixel's 255, is cheaper kept than zeroed); with ``shift``
+    (:func:`grid_shift`) also both on the shifted grid."""
     candidates = [_encode_jpegls(source, base, valid, bound)]
     q = quantise(_masked_residual(source, base, valid), bound)
     candidates.append(_RESIDUAL_HEAD.pack(MODE_RANS, 0, 0, bound) + _encode_rans(q, base))
-    variants = [q]
+    variants = [(q, 0)]
     if valid is not None and not valid.all():
-        variants.append(quantise(source - base, bound))
+        variants.append((quantise(source - base, bound), 0))
+    if shift:
+        variants = [(quantise(_masked_residual(source, base + shift, valid), bound), shift)]
+        if valid is not None and not valid.all():
+            variants.append((quantise(source - base - shift, bound), shift))
+        variants += [(q, 0)]
     if jpegxl:
-        for plane in variants:
-            section = _jpegxl_section([plane], [bound], search)
+        for plane, plane_shift in variants:
+            section = _jpegxl_section([plane], [bound], search, [plane_shift])
             if section is not None:
                 candidates.append(section)
     return min(candidates, key=len), variants
@@ -409,8 +463,8 @@ def jpegxl_groups(count: int, exact: Sequence[int] = ()) -> list[tuple[int, ...]
 
 
 def encode_corrections(source: np.ndarray, base: np.ndarray, invalid: np.ndarray | None,
-                       bounds: Sequence[int], groups: Sequence[tuple[int, ...]] = ()
-                       ) -> list[bytes]:
+                       bounds: Sequence[int], groups: Sequence[tuple[int, ...]] = (),
+                       nodata: int | None = None, dtype: str = "uint8") -> list[bytes]:
     """Every band's correction section (format version 7): per band the smallest of JPEG-LS,
     rANS and JPEG XL; then each group of ``groups`` (:func:`jpegxl_groups`) as one JPEG XL
     image of its bands' quantised residuals where that is smaller than their own sections
@@ -419,15 +473,20 @@ def encode_corrections(source: np.ndarray, base: np.ndarray, invalid: np.ndarray
     sections: list[bytes] = []
     variants: list[list[np.ndarray]] = []
     for band in range(source.shape[0]):
-        section, planes = _band_section(source[band], base[band], _band_valid(invalid, band),
-                                        bounds[band], search=band not in grouped)
+        valid = _band_valid(invalid, band)
+        shift = grid_shift(source[band], base[band], valid, bounds[band], nodata,
+                           np.dtype(dtype))
+        section, planes = _band_section(source[band], base[band], valid, bounds[band],
+                                        search=band not in grouped, shift=shift)
         sections.append(section)
         variants.append(planes)
     for group in groups:
         members = [_JPEGXL_MEMBER.pack(MODE_JPEGXL_MEMBER, p) for p in range(1, len(group))]
         for variant in range(max(len(variants[b]) for b in group)):
-            joint = _jpegxl_section([variants[b][min(variant, len(variants[b]) - 1)]
-                                     for b in group], [bounds[b] for b in group], True)
+            chosen = [variants[b][min(variant, len(variants[b]) - 1)] for b in group]
+            joint = _jpegxl_section([plane for plane, _shift in chosen],
+                                    [bounds[b] for b in group], True,
+                                    [shift for _plane, shift in chosen])
             if joint is not None and len(joint) + sum(map(len, members)) < \
                     sum(len(sections[b]) for b in group):
                 for band, section in zip(group, [joint, *members], strict=True):
@@ -462,14 +521,15 @@ def reconstruct(base: np.ndarray, residuals: list[bytes], bands: list[int],
     group: dict[int, tuple[int, np.ndarray]] = {}  # band: (position, values) of a JPEG XL group
     for index, (band, section) in enumerate(zip(bands, residuals, strict=True)):
         mode = section[0] if section else None
-        if jpegxl and mode == MODE_JPEGXL:
+        if jpegxl and mode in (MODE_JPEGXL, MODE_JPEGXL_SHIFTED):
             if group:
                 raise ValueError(f"band {band + 1}'s JPEG XL group starts inside another")
-            for position, (bound, q) in enumerate(_decode_jpegxl(section, base[band].shape)):
+            decoded = _decode_jpegxl(section, base[band].shape)
+            for position, (bound, q, shift) in enumerate(decoded):
                 if index + position >= len(bands):
                     raise ValueError("a JPEG XL group runs past the last band")
                 member = bands[index + position]
-                group[member] = (position, base[member] + q * (2 * bound + 1))
+                group[member] = (position, base[member] + shift + q * (2 * bound + 1))
             values = group.pop(band)[1]
         elif jpegxl and mode == MODE_JPEGXL_MEMBER:
             _mode, position = _JPEGXL_MEMBER.unpack(section)
@@ -603,10 +663,12 @@ def encode_tile(raster, job: TileJob, spec: BaseSpec, tile: Tile) -> bytes:
     sections = [encode_mask(invalid), b""]  # no raw bands: every band has a correction
     streams, base = _tile_base(raster, job, spec, tile, data, valid)
     source = data.astype(np.int64)
-    residuals = encode_corrections(source, base, invalid, job.bounds,
-                                   jpegxl_groups(job.info.count, job.mapping.lossless))
-    rec = reconstruct(base, residuals, job.bands, b"", job.info.dtype)
     nodata = job.info.nodata if job.info.mask_kind == "nodata" else None
+    whole = None if nodata is None or not float(nodata).is_integer() else int(nodata)
+    residuals = encode_corrections(source, base, invalid, job.bounds,
+                                   jpegxl_groups(job.info.count, job.mapping.lossless),
+                                   whole, job.info.dtype)
+    rec = reconstruct(base, residuals, job.bands, b"", job.info.dtype)
     extra = _exceptions(source, rec, invalid, job.bounds, job.bands, nodata)
     payload = pack_sections([*sections, *streams, *residuals, extra])
     if invalid is not None and nodata is not None and float(nodata).is_integer() and \

@@ -74,11 +74,12 @@ def test_compress_parameters(georsic_plugin):
     params = {p.name(): p for p in alg.parameterDefinitions()}
     assert set(params) == {"INPUT", "QUALITY", "TARGET_PSNR", "TARGET_BPP", "TILE_SIZE",
                            "OVERLAP", "REFINE", "DEVICE", "WORKERS", "MAX_ERROR", "LOSSLESS",
-                           "OUTPUT"}
+                           "EXACT", "OUTPUT"}
     for name in ("TARGET_PSNR", "TARGET_BPP", "MAX_ERROR"):
         assert params[name].flags() & QgsProcessingParameterDefinition.FlagOptional, name
-    for name in ("TILE_SIZE", "OVERLAP", "REFINE", "DEVICE", "WORKERS"):
+    for name in ("TILE_SIZE", "OVERLAP", "REFINE", "DEVICE", "WORKERS", "EXACT"):
         assert params[name].flags() & QgsProcessingParameterDefinition.FlagAdvanced, name
+    assert params["EXACT"].defaultValue() is False
     assert params["QUALITY"].minimum() == 0 and params["QUALITY"].maximum() == 7
     assert params["DEVICE"].options()[1:] == ["CPU", "GPU (CUDA)"]
     assert "grsc" in params["OUTPUT"].fileFilter()
