@@ -256,6 +256,17 @@ class Bfloat16Transform:
         return self.net(x).float().contiguous()
 
 
+def strip_plan(height: int, width: int, pixels: int, halo: int, step: int = 1
+               ) -> list[tuple[int, int]]:
+    """(first, end) rows of strips of about ``pixels`` values each (at least four halos
+    high), of even height rounded up to a multiple of ``step``, covering ``height`` rows."""
+    rows = max(pixels // max(width, 1), 4 * halo)
+    count = -(-height // rows)
+    even = -(-height // count)
+    rows = -(-even // step) * step
+    return [(r, min(height, r + rows)) for r in range(0, height, rows)]
+
+
 #: Rows of the tail's input per strip times its width (:class:`StripedSynthesis`): a 1024-px
 #: tile's tail runs in two strips of 128 rows of 256.
 STRIP_PIXELS = 128 * 256
@@ -314,10 +325,7 @@ class StripedSynthesis:
 
     def strips(self, height: int, width: int) -> list[tuple[int, int]]:
         """The (first, end) rows of each strip of a ``height`` x ``width`` head output."""
-        rows = max(self.strip_pixels // max(width, 1), 4 * self.halo)
-        count = -(-height // rows)
-        rows = -(-height // count)  # strips of even height
-        return [(r, min(height, r + rows)) for r in range(0, height, rows)]
+        return strip_plan(height, width, self.strip_pixels, self.halo)
 
     def __call__(self, y: Tensor) -> Tensor:
         x = self.head(y)
@@ -376,12 +384,7 @@ class StripedAnalysis:
 
     def strips(self, height: int, width: int) -> list[tuple[int, int]]:
         """The (first, end) input rows of each strip of a ``height`` x ``width`` input."""
-        step = self.factor
-        rows = max(self.strip_pixels // max(width, 1), 4 * self.halo)
-        count = -(-height // rows)
-        even = -(-height // count)
-        rows = -(-even // step) * step
-        return [(r, min(height, r + rows)) for r in range(0, height, rows)]
+        return strip_plan(height, width, self.strip_pixels, self.halo, self.factor)
 
     def __call__(self, x: Tensor) -> Tensor:
         height, width = x.shape[-2:]
