@@ -523,25 +523,22 @@ def _graph(make: Callable[[], nn.Module], channels: int, key: tuple[str, str],
 
 
 def _transform(make: Callable[[], nn.Module], channels: int, key: tuple[str, str],
-               threads: int = 1, mem_pattern: bool = True) -> OrtTransform:
+               threads: int = 1) -> OrtTransform:
     """A session of the graph, exported again when the cached one does not load."""
     try:
-        return OrtTransform(_graph(make, channels, key), threads, mem_pattern)
+        return OrtTransform(_graph(make, channels, key), threads)
     except Exception:  # noqa: BLE001 - a damaged cache file: whatever ONNX Runtime raises
         with _EXPORT_LOCK:
             _GRAPHS.pop(key, None)
-        return OrtTransform(_graph(make, channels, key, cached=False), threads, mem_pattern)
+        return OrtTransform(_graph(make, channels, key, cached=False), threads)
 
 
 class OrtTransform:
     """One exported transform run by an ONNX Runtime session with ``threads`` intra-op
     threads (its convolutions split the outputs, not the sums, among them: the same bits for
-    any count, ``tests/test_runtime.py``).  ``mem_pattern``: ONNX Runtime's planned block per
-    input shape; without it ``g_a`` peaks 92 MiB lower and runs as fast (0.47-0.50 s against
-    0.51-0.53 s, a 1024-px tile under the AVX2 cap), while ``g_s`` ran 20 % slower, so only
-    ``g_a`` goes without."""
+    any count, ``tests/test_runtime.py``)."""
 
-    def __init__(self, graph: bytes, threads: int = 1, mem_pattern: bool = True) -> None:
+    def __init__(self, graph: bytes, threads: int = 1) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -552,7 +549,6 @@ class OrtTransform:
         # with each new tile shape, so a process's peak grew with the raster (a 16.8 MP
         # decode on an AVX2 CPU: 3,384 MiB with it, 2,477 MiB without; same speed).
         options.enable_cpu_mem_arena = False
-        options.enable_mem_pattern = bool(mem_pattern)
         self._session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
 
     def __call__(self, x: Tensor) -> Tensor:
@@ -587,7 +583,7 @@ def _analysis(kind: str, g_a: nn.Module, in_channels: int, key: str,
     def run(net: nn.Module, channels: int, name: str) -> Callable[[Tensor], Tensor]:
         if kind == "bfloat16":
             return Bfloat16Transform(net)
-        return _transform(lambda: net, channels, (key, name), threads, mem_pattern=False)
+        return _transform(lambda: net, channels, (key, name), threads)
 
     split = analysis_split(g_a) if isinstance(g_a, nn.Sequential) else None
     if split is None:
