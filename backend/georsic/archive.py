@@ -34,6 +34,7 @@ import struct
 import tempfile
 import threading
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 from georsic.errors import ArchiveError, OutputError, TileError
@@ -228,6 +229,25 @@ def _unpack_sections_u32(payload: bytes) -> list[bytes]:
     if pos != len(payload):
         raise ValueError("trailing bytes after the last section")
     return sections
+
+
+@dataclass(frozen=True)
+class WrittenArchive:
+    """What every compression's summary says of the archive it wrote (the lossy
+    :class:`~georsic.compressor.ArchiveSummary` and the bounded
+    :class:`~georsic.bounded.BoundedSummary` add their own fields after these)."""
+
+    path: Path
+    width: int
+    height: int
+    count: int
+    tiles: int
+    bytes: int
+
+    @property
+    def bpp(self) -> float:
+        """Bits per pixel (over width x height, all bands together) of the whole archive."""
+        return self.bytes * 8 / (self.width * self.height)
 
 
 class ArchiveWriter:

@@ -45,7 +45,13 @@ import numpy as np
 import torch
 
 from georsic import __version__, parallel
-from georsic.archive import BOUNDED_VERSION, ArchiveWriter, check_output, pack_sections
+from georsic.archive import (
+    BOUNDED_VERSION,
+    ArchiveWriter,
+    WrittenArchive,
+    check_output,
+    pack_sections,
+)
 from georsic.bandmap import BandMapping
 from georsic.codec import TileCodec, get_codec
 from georsic.control import Cancel, Progress, check_cancel
@@ -794,15 +800,9 @@ def _make_spec(raster, job: TileJob, quality: float, tiles: list[Tile]) -> BaseS
 
 
 @dataclass(frozen=True)
-class BoundedSummary:
+class BoundedSummary(WrittenArchive):
     """What :func:`compress_bounded` produced."""
 
-    path: Path
-    width: int
-    height: int
-    count: int
-    tiles: int
-    bytes: int
     max_error: tuple[int, ...]
     base: float | None
     #: Bytes of the sample tiles per base tried (``"none"`` or the quality).
@@ -818,11 +818,6 @@ class BoundedSummary:
     def quality(self) -> float:
         """The base's quality (0 without a base), as a normal archive's summary gives it."""
         return 0.0 if self.base is None else self.base
-
-    @property
-    def bpp(self) -> float:
-        """Bits per pixel (all bands together) of the whole archive."""
-        return self.bytes * 8 / (self.width * self.height)
 
 
 def checked_base(quality: float | str | None) -> tuple[float | None, ...]:

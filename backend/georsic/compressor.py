@@ -19,6 +19,7 @@ from georsic.archive import (
     EXACT_VERSION,
     VERSION,
     ArchiveWriter,
+    WrittenArchive,
     check_output,
     pack_sections,
 )
@@ -59,15 +60,9 @@ MAX_REFINE = 200
 
 
 @dataclass(frozen=True)
-class ArchiveSummary:
+class ArchiveSummary(WrittenArchive):
     """What :func:`compress` produced."""
 
-    path: Path
-    width: int
-    height: int
-    count: int
-    tiles: int
-    bytes: int
     quality: float
     model_id: str
     seconds: float
@@ -82,11 +77,6 @@ class ArchiveSummary:
     def pyramid_share(self) -> float:
         """The pyramid's share of the archive's bytes."""
         return self.pyramid_bytes / self.bytes if self.bytes else 0.0
-
-    @property
-    def bpp(self) -> float:
-        """Bits per pixel (over width x height, all bands together) of the whole archive."""
-        return self.bytes * 8 / (self.width * self.height)
 
 
 def archive_header(info: RasterInfo, mapping, grid: TileGrid, planes: int, entry, quality: float,
