@@ -29,7 +29,12 @@ from georsic.bench.images import load_image
 from georsic.bench.metrics import psnr
 from georsic.bench.single_tile import TilePoint, bd_rate_of
 from georsic.codec import TileCodec
-from georsic.models.exact_synthesis import ExactSynthesis, calibrate, int8_sums_exact
+from georsic.models.exact_synthesis import (
+    SYNTHESES,
+    ExactSynthesis,
+    calibrate,
+    int8_sums_exact,
+)
 from georsic.models.runtime import cpu_transforms_description
 from georsic.weights import find_model
 
@@ -152,6 +157,8 @@ def main() -> None:
     parser.add_argument("--reference", choices=("today", "float32"), default="today",
                         help="decode the reference with today's CPU synthesis (bfloat16 or "
                         "ONNX Runtime) or with g_s in float32 torch")
+    parser.add_argument("--synthesis", choices=sorted(SYNTHESES), default="exact-v2",
+                        help="the exact synthesis to measure (default: %(default)s)")
     parser.add_argument("--speed-only", action="store_true",
                         help="only time g_s by every route (no rate-distortion run)")
     parser.add_argument("--repeat", type=int, default=5)
@@ -169,12 +176,13 @@ def main() -> None:
     start = time.perf_counter()
     latents = calibration_latents(codec, args.calibration, args.qualities)
     amax = calibrate(model.g_s.float(), latents)
-    exact_module = ExactSynthesis(model.g_s, amax).eval()
+    exact_module = ExactSynthesis(model.g_s, amax, args.synthesis).eval()
 
     def exact(y_hat: torch.Tensor) -> torch.Tensor:  # a plain callable, not a child module
         return exact_module(y_hat)
 
-    print(f"calibrated on {len(latents)} latents in {time.perf_counter() - start:.0f} s; "
+    seconds = time.perf_counter() - start
+    print(f"{args.synthesis}: calibrated on {len(latents)} latents in {seconds:.0f} s; "
           f"levels per layer {min(c.levels for c in exact_module.convs.values())}-"
           f"{max(c.levels for c in exact_module.convs.values())}")
     rows, worst = [], 0

@@ -65,7 +65,7 @@ def test_round_trip_close_to_the_normal_decode(exact_archive, normal_archive, so
     within a few levels of today's decode, the same PSNR to a tenth of a dB."""
     with ArchiveReader(exact_archive) as reader:
         assert reader.version == EXACT_VERSION == 8
-        assert reader.header["exact"]["synthesis"] == "exact-v1"
+        assert reader.header["exact"]["synthesis"] == "exact-v2"
         assert reader.header["exact"]["amax"] and len(reader.header["exact"]["gain"]) > 0
     with georsic.open(normal_archive) as archive:
         normal = archive.read(threads=1, device="cpu")
@@ -294,3 +294,25 @@ def test_remote_verify_decode_names_the_same_tile(exact_archive, folder):
             problems = remote.verify(decode=True, device="cpu")
     assert [type(p) for p in problems] == [DigestError]
     assert "tile 3 (row 1, col 0)" in str(problems[0])
+
+
+def test_exact_v1_archive_still_decodes_to_its_pixels(capsys):
+    """An archive of the first exact synthesis (``exact-v1``: two bytes per input, float64
+    epilogue), written before ``exact-v2`` became the default (tests/data, made with
+    ``georsic.compress(crop, dst, exact=True, tile_size=64, quality=3)`` from the 128 x 96
+    top-left crop of osbs_aerial_rgb.tif): the same pixels as then, and its digests match."""
+    import hashlib
+
+    from georsic.cli import main
+
+    path = Path(__file__).parent / "data" / "legacy_exact_synthesis_v1_osbs_crop.grsc"
+    expected = json.loads(path.with_suffix(".json").read_text())
+    with georsic.open(path) as archive:
+        assert archive.exact_spec.synthesis == "exact-v1"
+        assert "exact synthesis exact-v1" in archive.describe()
+        decoded = archive.read(threads=1, device="cpu")
+    assert list(decoded.shape) == expected["shape"]
+    assert hashlib.sha256(np.ascontiguousarray(decoded).tobytes()).hexdigest() == \
+        expected["decoded_sha256"]
+    assert main(["verify", "--decode", str(path)]) == 0
+    assert "6 of 6 tile(s) matched" in capsys.readouterr().out

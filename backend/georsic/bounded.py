@@ -58,15 +58,16 @@ from georsic.control import Cancel, Progress, check_cancel
 from georsic.errors import ArchiveError, GeorsicError, InputError
 from georsic.masks import encode_mask
 from georsic.models import exact
-from georsic.models.exact_synthesis import ExactSynthesis, calibrate
+from georsic.models.exact_synthesis import SYNTHESES, ExactSynthesis, calibrate
 from georsic.rasterinfo import RasterInfo
 from georsic.source import band_mapping, open_raster, validity
 from georsic.tiling import DEFAULT_TILE_SIZE, Tile, TileGrid
 from georsic.weights import find_model
 
 #: Archive format version of archives with a correction layer (normal archives keep theirs).
-#: How the base is synthesised (``bounded.synthesis``).
-SYNTHESIS = "exact-v1"
+#: How a new archive's base is synthesised (``bounded.synthesis``): the exact synthesis
+#: :data:`~georsic.models.exact_synthesis.SYNTHESES` names; ``exact-v1`` archives still decode.
+SYNTHESIS = "exact-v2"
 #: How the correction layer is coded (``bounded.residual``).
 RESIDUAL = "jpegls-rans-jpegxl-v2"
 #: The correction layer of version-6 archives (JPEG-LS or rANS per band), still decoded.
@@ -143,28 +144,34 @@ class BaseSpec:
     quality: float | None
     amax: dict[str, float] = field(default_factory=dict)
     gain: tuple[float, ...] = ()
+    synthesis: str = SYNTHESIS
 
     def to_dict(self) -> dict:
-        return {"base": self.quality, "amax": self.amax, "gain": list(self.gain)}
+        return {"base": self.quality, "amax": self.amax, "gain": list(self.gain),
+                "synthesis": self.synthesis}
 
     @classmethod
     def from_dict(cls, data: dict) -> BaseSpec:
         quality = data.get("base")
         return cls(None if quality is None else float(quality),
                    {str(k): float(v) for k, v in data.get("amax", {}).items()},
-                   tuple(float(v) for v in data.get("gain", ())))
+                   tuple(float(v) for v in data.get("gain", ())),
+                   str(data.get("synthesis", SYNTHESIS)))
 
 
-_SYNTHESES: dict[tuple[str, str], ExactSynthesis] = {}
+_SYNTHESES: dict[tuple[str, str, str], ExactSynthesis] = {}
 _SYNTHESES_LOCK = threading.Lock()
 
 
-def exact_synthesis(codec: TileCodec, amax: dict[str, float]) -> ExactSynthesis:
-    """The exact synthesis of ``codec``'s weights with calibration ``amax`` (cached)."""
-    key = (codec.entry.sha256, json.dumps(amax, sort_keys=True))
+def exact_synthesis(codec: TileCodec, amax: dict[str, float],
+                    synthesis: str = SYNTHESIS) -> ExactSynthesis:
+    """The exact synthesis ``synthesis`` of ``codec``'s weights with calibration ``amax``
+    (cached)."""
+    key = (codec.entry.sha256, json.dumps(amax, sort_keys=True), synthesis)
     with _SYNTHESES_LOCK:
         if key not in _SYNTHESES:
-            _SYNTHESES[key] = ExactSynthesis(codec.model.g_s.float().cpu(), amax).eval()
+            _SYNTHESES[key] = ExactSynthesis(codec.model.g_s.float().cpu(), amax,
+                                             synthesis).eval()
         return _SYNTHESES[key]
 
 
@@ -187,7 +194,7 @@ def base_pixels(codec: TileCodec, spec: BaseSpec, streams: list[bytes], mapping:
     """
     if spec.quality is None:
         return np.zeros((mapping.band_count, height, width), dtype=np.int64)
-    synthesis = exact_synthesis(codec, spec.amax)
+    synthesis = exact_synthesis(codec, spec.amax, spec.synthesis)
     gain = torch.tensor(spec.gain, dtype=torch.float32).reshape(1, -1, 1, 1)
     images = []
     for stream in streams:
@@ -705,6 +712,7 @@ def _tile_base(raster, job: TileJob, spec: BaseSpec, tile: Tile, data: np.ndarra
     path = Path(raster.name)
     key = (str(path.resolve()), path.stat().st_mtime_ns, tuple(tile.window.flatten()),
            job.codec.entry.sha256, spec.quality, json.dumps(spec.amax, sort_keys=True),
+           spec.synthesis,
            job.mapping.to_dict().__repr__())
     with _BASES_LOCK:
         if key in _BASES:
@@ -966,8 +974,8 @@ def _header(info: RasterInfo, mapping: BandMapping, grid: TileGrid, planes: int,
                   "weights_sha256": entry.sha256,
                   "quality": 0.0 if spec.quality is None else spec.quality,
                   "streams_per_image": 1, "entropy": codec.entropy},
-        "bounded": {"max_error": list(bounds), "synthesis": SYNTHESIS, "residual": RESIDUAL,
-                    "source_sha256": digest, "trials": trials, **spec.to_dict()},
+        "bounded": {"max_error": list(bounds), "residual": RESIDUAL, "source_sha256": digest,
+                    "trials": trials, **spec.to_dict()},
     }
 
 
@@ -975,7 +983,7 @@ def check_header(bounded: dict, info: RasterInfo, version: int = BOUNDED_VERSION
     """A ValueError for a bounded header this GeoRSIC cannot decode (``version``: the
     archive's format version: 6 has the correction layer :data:`RESIDUAL_V6`)."""
     residual = RESIDUAL_V6 if version == 6 else RESIDUAL
-    if bounded.get("synthesis") != SYNTHESIS or bounded.get("residual") != residual:
+    if bounded.get("synthesis") not in SYNTHESES or bounded.get("residual") != residual:
         raise ValueError(f"unknown correction layer {bounded.get('synthesis')!r}/"
                          f"{bounded.get('residual')!r}: a newer GeoRSIC made this archive")
     if len(bounded["max_error"]) != info.count:
@@ -998,7 +1006,8 @@ def describe(bounded: dict) -> str:
             "max |error| <= " + (f"{bound[0]}" if len(set(bound)) == 1
                                  else ", ".join(map(str, bound))) + " (band units)")
     base = bounded.get("base")
-    base_text = "no base" if base is None else f"base quality {base:g}, {SYNTHESIS} synthesis"
+    base_text = "no base" if base is None else \
+        f"base quality {base:g}, {bounded.get('synthesis')} synthesis"
     return f"bound:     {text}; {base_text}; correction {bounded.get('residual')}"
 
 

@@ -47,8 +47,12 @@ import numpy as np
 
 from georsic.bandmap import BandMapping
 
-#: How an exact archive's tiles are synthesised (``exact.synthesis``).
-SYNTHESIS = "exact-v1"
+#: How a new exact archive's tiles are synthesised (``exact.synthesis``); ``exact-v1`` archives
+#: (the first version-8 archives) still decode.
+SYNTHESIS = "exact-v2"
+#: The exact syntheses this GeoRSIC decodes (:data:`georsic.models.exact_synthesis.SYNTHESES`,
+#: without importing torch).
+SYNTHESES = ("exact-v1", "exact-v2")
 #: How a tile's pixel digest is computed (``exact.digest``; :func:`pixel_digest`).
 DIGEST = "blake2b-128-tile-v1"
 #: Bytes of a pixel digest (the last section of every tile record).
@@ -63,13 +67,14 @@ class ExactSpec:
 
     amax: tuple[tuple[str, float], ...]
     gain: tuple[float, ...]
+    synthesis: str = SYNTHESIS
 
     @property
     def amax_dict(self) -> dict[str, float]:
         return dict(self.amax)
 
     def to_dict(self) -> dict:
-        return {"synthesis": SYNTHESIS, "digest": DIGEST, "amax": dict(self.amax),
+        return {"synthesis": self.synthesis, "digest": DIGEST, "amax": dict(self.amax),
                 "gain": list(self.gain)}
 
     @classmethod
@@ -78,7 +83,7 @@ class ExactSpec:
         decode it (an unknown synthesis or digest, a missing or non-finite calibration)."""
         if not isinstance(data, dict):
             raise ValueError("the exact synthesis's description is not an object")
-        if data.get("synthesis") != SYNTHESIS or data.get("digest") != DIGEST:
+        if data.get("synthesis") not in SYNTHESES or data.get("digest") != DIGEST:
             raise ValueError(f"unknown exact synthesis {data.get('synthesis')!r} or digest "
                              f"{data.get('digest')!r}: a newer GeoRSIC made this archive")
         amax = tuple(sorted((str(k), float(v)) for k, v in data["amax"].items()))
@@ -87,7 +92,7 @@ class ExactSpec:
             raise ValueError("the exact synthesis's calibration or gain is missing")
         if not all(np.isfinite(v) for v in (*dict(amax).values(), *gain)):
             raise ValueError("the exact synthesis's calibration or gain is not finite")
-        return cls(amax, gain)
+        return cls(amax, gain, data["synthesis"])
 
 
 def make_spec(raster, info, mapping: BandMapping, planes: int, quality: float, grid,
@@ -114,7 +119,7 @@ def _short(value: float) -> float:
     return float(str(np.float32(value)))
 
 
-_SYNTHESES: dict[tuple[str, str, str], object] = {}
+_SYNTHESES: dict[tuple[str, str, str, str], object] = {}
 _SYNTHESES_LOCK = threading.Lock()
 
 
@@ -124,12 +129,12 @@ def synthesis(codec, spec: ExactSpec):
     from georsic.models.exact_synthesis import ExactSynthesis
 
     device = str(codec.device)
-    key = (codec.entry.sha256, json.dumps(spec.amax), device)
+    key = (codec.entry.sha256, json.dumps(spec.amax), spec.synthesis, device)
     with _SYNTHESES_LOCK:
         if key not in _SYNTHESES:
             # its fast route prepacks weights at first use: move it to its device first
-            _SYNTHESES[key] = ExactSynthesis(codec.model.g_s.float().cpu(),
-                                             spec.amax_dict).eval().to(device)
+            _SYNTHESES[key] = ExactSynthesis(codec.model.g_s.float().cpu(), spec.amax_dict,
+                                             spec.synthesis).eval().to(device)
         return _SYNTHESES[key]
 
 

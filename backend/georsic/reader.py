@@ -197,7 +197,8 @@ class Archive:
             lines.append(bounded.describe(self.bounded))
         if self.exact:
             lines.append("exact:     the same decoded pixels on every machine (exact synthesis "
-                         "exact-v1), a pixel digest per tile (georsic verify --decode)")
+                         f"{self.exact_spec.synthesis}), a pixel digest per tile "
+                         "(georsic verify --decode)")
         if any(info.descriptions):
             lines.append("bands:     " + ", ".join(d or "-" for d in info.descriptions))
         if self.overviews():

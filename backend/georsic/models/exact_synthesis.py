@@ -61,6 +61,13 @@ MARGIN = 1.5
 #: where :func:`int8_sums_exact`, else float32 ones (``fast-int8``, ``fast-float32`` force
 #: either); ``bytes`` and ``float64``: the reference routes, unfused.
 METHODS = ("fast", "fast-int8", "fast-float32", "bytes", "float64")
+#: How a layer's exact integer sums become its float32 outputs (:meth:`ExactConv.finish`).
+EPILOGUES = ("float64", "float32")
+#: The exact syntheses an archive may name (its header's ``synthesis``): input levels per sign
+#: and epilogue.  ``exact-v1`` (formats 6-8): two bytes per input, float64 epilogue;
+#: ``exact-v2``: 2**11 - 1 levels, so that most layers' sums fit one float32 convolution
+#: (:meth:`ExactConv._single_sums`), and a float32 epilogue.
+SYNTHESES = {"exact-v1": (LEVELS, "float64"), "exact-v2": (2**11 - 1, "float32")}
 #: The sigmoid's input grid: steps of 2**-SIGMOID_BITS over [-SIGMOID_RANGE, SIGMOID_RANGE].
 SIGMOID_BITS = 8
 SIGMOID_RANGE = 16
@@ -82,7 +89,7 @@ class ExactConv(nn.Module):
     """One convolution of ``g_s`` over integer inputs with exact float32 sums."""
 
     def __init__(self, conv: nn.Conv2d | nn.ConvTranspose2d, amax: float,
-                 nonneg_input: bool) -> None:
+                 nonneg_input: bool, levels: int = LEVELS, epilogue: str = "float64") -> None:
         super().__init__()
         self.transposed = isinstance(conv, nn.ConvTranspose2d)
         self.stride, self.padding = conv.stride, conv.padding
@@ -102,8 +109,11 @@ class ExactConv(nn.Module):
         self.bound = bound
         if bound * 255 >= FLOAT32_EXACT:
             raise ValueError("a byte's sums pass 2**24: weights too large for this layer")
-        levels = LEVELS
-        self.levels = levels
+        if not 0 < levels <= LEVELS:
+            raise ValueError(f"input levels {levels} outside 1..{LEVELS}")
+        if epilogue not in EPILOGUES:
+            raise ValueError(f"unknown epilogue {epilogue!r}")
+        self.levels, self.epilogue = levels, epilogue
         channels = weight.shape[0] if self.transposed else weight.shape[1]
         outs = weight.shape[1] if self.transposed else weight.shape[0]
         in_side = dim0_scale if self.transposed else torch.ones(channels, dtype=torch.float64)
@@ -115,6 +125,8 @@ class ExactConv(nn.Module):
         self.register_buffer("weight", int_weight.float(), persistent=False)
         self.register_buffer("bias", bias.reshape(1, -1, 1, 1), persistent=False)
         self.register_buffer("out_scale", out_scale.reshape(1, -1, 1, 1), persistent=False)
+        self.register_buffer("out_scale32", out_scale.float().reshape(1, -1, 1, 1),
+                             persistent=False)
         self.register_buffer("in_mult", (in_side / q).float().reshape(1, -1, 1, 1),
                              persistent=False)
 
@@ -154,7 +166,19 @@ class ExactConv(nn.Module):
         float64 output scale, rounded to float32)."""
         if method.startswith("fast"):
             return self.forward_fast(x, _use_int8(method, x.device))
-        return self.sums(self.quantize(x), method).mul_(self.out_scale).float()
+        return self.finish(self.sums(self.quantize(x), method))
+
+    def finish(self, sums: Tensor, regular: bool = False) -> Tensor:
+        """The layer's float32 outputs from its exact integer sums (float64, bias included):
+        ``epilogue`` ``float64``, the sums times the float64 scale, rounded to float32;
+        ``float32``, the sums rounded to float32 (exact below 2**24), times the float32
+        scale.  One correctly rounded operation each: the same bits everywhere.  ``regular``:
+        ``sums`` has the regular form's channels (phases of a transposed convolution)."""
+        if self.epilogue == "float64":
+            scale = self._fast_affine[1] if regular else self.out_scale
+            return sums.mul_(scale).float()
+        scale = self._fast_affine[2] if regular else self.out_scale32
+        return sums.float().mul_(scale)
 
     @functools.cached_property
     def _regular(self) -> tuple[Tensor, int, int]:
@@ -168,11 +192,13 @@ class ExactConv(nn.Module):
         return weight.contiguous(memory_format=torch.channels_last), padding, self.stride[0]
 
     @functools.cached_property
-    def _fast_affine(self) -> tuple[Tensor, Tensor]:
-        """The bias and output scale, one per output channel of the regular form."""
+    def _fast_affine(self) -> tuple[Tensor, Tensor, Tensor]:
+        """The bias and the float64 and float32 output scales, one per output channel of the
+        regular form."""
         phases = self._regular[2] ** 2
         return (self.bias.repeat_interleave(phases, dim=1),
-                self.out_scale.repeat_interleave(phases, dim=1))
+                self.out_scale.repeat_interleave(phases, dim=1),
+                self.out_scale32.repeat_interleave(phases, dim=1))
 
     @functools.cached_property
     def _packed(self) -> dict[int, object]:
@@ -239,23 +265,89 @@ class ExactConv(nn.Module):
             return (F.conv2d(high, weight, None, stride, padding),
                     F.conv2d(low, weight, self._fold_bias, stride, padding))
 
+    @functools.cached_property
+    def _sum_weights(self) -> tuple[Tensor, Tensor]:
+        """Per (output channel of the regular form, input channel): the sums of the positive
+        and of the negative integer weights' magnitudes (float64), for :meth:`_single_sums`'s
+        bound."""
+        flat = self._regular[0].double()
+        positive = flat.clamp(min=0).sum((2, 3))
+        negative = (-flat).clamp(min=0).sum((2, 3))
+        return positive, negative
+
+    def _single_sums(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The integer inputs of ``x`` (float32, channels-last) and, where this tile allows
+        it, their sums (bias included) by **one** float32 convolution: when every partial
+        sum is bounded below 2**24 by the inputs' largest magnitude per channel times the
+        weights' magnitudes (plus |bias|), each addition is exact in any order, so the sums
+        are the same integers as the byte route's.  ``None`` where the bound is not met."""
+        a = torch.empty_like(x)
+        low = 0.0 if self.nonneg_input else -float(self.levels)
+        channels = x.shape[1]
+        peaks = []
+        for rows in _row_blocks(x):
+            block = a[:, :, rows]
+            torch.mul(x[:, :, rows], self.in_mult, out=block)
+            block.round_().clamp_(low, float(self.levels))
+            flat = block.permute(0, 2, 3, 1).reshape(-1, channels)  # a view: channels-last
+            peaks.append(flat.amax(dim=0))
+            if not self.nonneg_input:
+                peaks.append(flat.amin(dim=0).neg_())
+        peak = torch.stack(peaks).amax(dim=0).double()
+        positive, negative = self._sum_weights
+        if self.nonneg_input:
+            bound = torch.maximum(positive @ peak, negative @ peak)
+        else:
+            bound = (positive + negative) @ peak
+        if float((bound + self._fast_affine[0].flatten().abs()).max()) >= FLOAT32_EXACT:
+            return a, None
+        return a, self._float_conv(a)
+
+    def _float_conv(self, a: Tensor) -> Tensor:
+        """The layer's float32 convolution of channels-last integer inputs ``a``, bias
+        included, in the layer's own output layout (a transposed convolution as oneDNN's
+        direct deconvolution: each output sums the products of one phase)."""
+        bias = self.bias.flatten().float()
+        with _exact_kernels(a.device):
+            if self.transposed:
+                return F.conv_transpose2d(a, self.weight, bias, self.stride, self.padding,
+                                          self.output_padding)
+            weight, padding, _ = self._regular
+            if weight.shape[-1] == 1 and a.device.type == "cpu" \
+                    and torch.backends.mkldnn.is_available():
+                # oneDNN's direct 1x1 convolution (torch picks an im2col path on one thread)
+                return torch.mkldnn_convolution(a, weight, bias, [padding] * 2,
+                                                list(self.stride), [1, 1], 1)
+            return F.conv2d(a, weight, bias, self.stride, padding)
+
     def forward_fast(self, x: Tensor, int8: bool) -> Tensor:
-        """:meth:`forward` by the fast route (channels-last ``x``; byte sums by oneDNN int8
-        if ``int8``, else float32): the same integers, hence the same bits.  The element-wise
-        work runs on blocks of rows that stay in cache."""
+        """:meth:`forward` by the fast route (channels-last ``x``): the same integers, hence
+        the same bits.  One float32 convolution where this tile's inputs allow it
+        (:meth:`_single_sums`), else byte sums by oneDNN int8 if ``int8``, else by float32.
+        The element-wise work runs on blocks of rows that stay in cache."""
+        _, single = self._single_sums(x)
+        if single is not None:
+            if self.epilogue == "float32":
+                return single.mul_(self.out_scale32)
+            out = torch.empty_like(single)
+            for rows in _row_blocks(single):
+                out[:, :, rows] = single[:, :, rows].double().mul_(self.out_scale)
+            return out
         if int8:
             high, low = self._int8_sums(x)
         else:
             high, low = self._float32_sums(x)
-        bias, scale = self._fast_affine
         out = torch.empty_like(low)
         for rows in _row_blocks(low):
-            # 256 * high + low + bias: integers below 2**53, exact; then one float64 product
-            # rounded to float32 (as it is copied)
+            # 256 * high + low + bias: integers below 2**53, exact; then the epilogue
             acc = low[:, :, rows].double().add_(high[:, :, rows], alpha=256.0)
             if self._fold_bias is None:
-                acc.add_(bias)
-            out[:, :, rows] = acc.mul_(scale)
+                acc.add_(self._fast_affine[0])
+            out[:, :, rows] = self.finish(acc, regular=True)
+        return self._shuffle(out)
+
+    def _shuffle(self, out: Tensor) -> Tensor:
+        """The regular form's output back to the layer's (pixel shuffle of the phases)."""
         factor = self._regular[2]
         if factor == 1:
             return out
@@ -363,14 +455,19 @@ class ExactSynthesis(nn.Module):
     calibrated largest |input| of each convolution, by its name in ``g_s``.
     """
 
-    def __init__(self, g_s: nn.Sequential, amax: dict[str, float]) -> None:
+    def __init__(self, g_s: nn.Sequential, amax: dict[str, float],
+                 synthesis: str = "exact-v1") -> None:
         super().__init__()
+        if synthesis not in SYNTHESES:
+            raise ValueError(f"unknown exact synthesis {synthesis!r}")
+        self.synthesis = synthesis
+        levels, epilogue = SYNTHESES[synthesis]
         self.convs = nn.ModuleDict()
         nonneg = _nonneg_inputs(g_s)
         for name, module in g_s.named_modules():
             if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
                 self.convs[name.replace(".", "_")] = ExactConv(
-                    module, MARGIN * amax[name], name in nonneg)
+                    module, MARGIN * amax[name], name in nonneg, levels, epilogue)
         self.structure = [(name, type(m).__name__) for name, m in g_s.named_children()]
         self.register_buffer("sigmoid_table", _sigmoid_table(), persistent=False)
 
