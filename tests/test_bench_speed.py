@@ -16,7 +16,7 @@ def test_speed_bench_times_georsic_and_the_classical_codecs_and_names_the_cpu():
     assert timed["encode_mps"] > 0 and timed["decode_mps"] > 0 and 0 < timed["bpp"] < 24
     assert isinstance(results["cpu"], str) and results["cpu"]
     text = speed.markdown(results, "georsic bench speed --sizes 0.05 --qualities 3")
-    assert f"| {row['size']} | 0.05 | 3.0 | {timed['bpp']:.4f} |" in text
+    assert f"| {row['size']} | 0.05 | 3.0 | default | {timed['bpp']:.4f} |" in text
     assert results["cpu"] in text
     for name in row["classical"]:
         assert f"| {row['size']} | {name} |" in text
@@ -34,3 +34,15 @@ def test_speed_bench_repeats_each_timing_and_gives_the_median_and_range():
     text = speed.markdown(results, "georsic bench speed --sizes 0.05 --repeat 3")
     assert "median of 3 runs" in text
     assert f"{timed['decode_mps']:.3f} ({low:.2f}-{high:.2f})" in text
+
+
+def test_speed_bench_times_exact_archives_beside_the_default_ones():
+    results = speed.run([0.05], [3.0], threads=1, profile=False, bd=False, against="",
+                        exact=True)
+    row = results["sizes"][0]
+    default, exact = row["georsic"]["3.0"], row["georsic_exact"]["3.0"]
+    assert exact["encode_mps"] > 0 and exact["decode_mps"] > 0
+    # the same streams plus a 16-byte digest per tile and the calibration in the header
+    assert 0 < exact["bpp"] - default["bpp"] < 1.0
+    text = speed.markdown(results, "georsic bench speed --sizes 0.05 --exact")
+    assert f"| {row['size']} | 0.05 | 3.0 | exact | {exact['bpp']:.4f} |" in text

@@ -8,7 +8,9 @@ quality: reading, band mapping, tiling, coding, blending and GeoTIFF writing all
 (imagecodecs, all cores).  ``--profile`` adds where the time goes (cProfile of one run with
 one thread, by pipeline stage), and ``--bd`` the BD-rate of the default model's entropy path
 against another model's on the held-out images (``--bd-against``, default the float64 path's
-``elic-vr-s-v4``).
+``elic-vr-s-v4``).  ``--exact`` times exact archives (``compress(..., exact=True)``: the same
+pixels on every machine, a digest per tile) beside the default ones in the same run, and with
+``--bd`` gives the BD-rate of exact archives against the default ones of the same model.
 
     georsic bench speed --out benchmarks/results/speed.md
 
@@ -98,10 +100,11 @@ def time_georsic(raster: Path, workdir: Path, quality: float, threads: int | Non
 
 
 def time_georsic_repeated(raster: Path, workdir: Path, quality: float, threads: int | None,
-                          repeat: int = 1) -> dict:
+                          repeat: int = 1, **options) -> dict:
     """:func:`time_georsic` ``repeat`` times: the median seconds (and the MP/s from them), the
     slowest and fastest MP/s, and every run's seconds."""
-    runs = [time_georsic(raster, workdir, quality, threads) for _ in range(max(repeat, 1))]
+    runs = [time_georsic(raster, workdir, quality, threads, **options)
+            for _ in range(max(repeat, 1))]
     pixels = runs[0]["pixels"]
     out = {"bpp": runs[0]["bpp"], "tiles": runs[0]["tiles"], "pixels": pixels, "runs": len(runs)}
     for way in ("encode", "decode"):
@@ -189,9 +192,11 @@ def profile_stages(raster: Path, workdir: Path, quality: float) -> dict:
     return result
 
 
-def bd_change(against: str, qualities: tuple[float, ...] = (0, 1, 2, 3, 4, 5, 6, 7)) -> dict:
+def bd_change(against: str, qualities: tuple[float, ...] = (0, 1, 2, 3, 4, 5, 6, 7),
+              exact: bool = False) -> dict:
     """BD-rate (PSNR, per held-out image, and mean) of the default model against ``against``,
-    from real archives."""
+    from real archives; ``exact``: of the default model's exact archives against its default
+    ones."""
     import georsic
     from georsic.bench.bdrate import bd_rate
     from georsic.bench.images import AERIAL_RGB, load_image, write_geotiff
@@ -204,19 +209,23 @@ def bd_change(against: str, qualities: tuple[float, ...] = (0, 1, 2, 3, 4, 5, 6,
             image = load_image(BENCH_DATA / name)
             src = write_geotiff(image, Path(tmp) / "src.tif")
             curves = {}
-            for model in (ours, against):
+            ways = {"ours": (ours, exact), "against": (ours if exact else against, False)}
+            for way, (model, exact_way) in ways.items():
                 rates, psnrs = [], []
                 for q in qualities:
                     summary = georsic.compress(src, Path(tmp) / "a.grsc", quality=q, model=model,
-                                               overwrite=True)
+                                               overwrite=True, exact=exact_way)
                     with georsic.open(summary.path) as archive:
                         decoded = archive.read().transpose(1, 2, 0).astype(np.float64)
                     mse = np.mean((decoded - image.rgb) ** 2)
                     rates.append(summary.bpp)
                     psnrs.append(10 * math.log10(255**2 / mse))
-                curves[model] = (rates, psnrs)
-            rows[name] = bd_rate(*curves[against], *curves[ours])  # in percent
+                curves[way] = (rates, psnrs)
+            rows[name] = bd_rate(*curves["against"], *curves["ours"])  # in percent
     rows["mean"] = float(np.mean(list(rows.values())))
+    if exact:
+        return {"model": f"{ours} exact archives", "against": f"{ours} default archives",
+                "bd_rate_pct": rows}
     return {"model": ours, "against": against, "bd_rate_pct": rows}
 
 
@@ -249,7 +258,7 @@ def _load() -> str:
 
 
 def run(sizes: list[float], qualities: list[float], threads: int | None, profile: bool,
-        bd: bool, against: str, repeat: int = 1) -> dict:
+        bd: bool, against: str, repeat: int = 1, exact: bool = False) -> dict:
     from georsic.codec import resolve_device
     from georsic.models.runtime import cpu_transforms_description
     from georsic.weights import default_model_id
@@ -266,6 +275,8 @@ def run(sizes: list[float], qualities: list[float], threads: int | None, profile
         warm = write_raster(aerial_mosaic(0.05), workdir / "warm.tif")
         time_georsic(warm, workdir, 3.0, threads)
         time_georsic(warm, workdir, 3.0, threads, tile_size=128)
+        if exact:
+            time_georsic(warm, workdir, 3.0, threads, exact=True)
         results["warm_up_s"] = time.perf_counter() - started
         for megapixels in sizes:
             rgb = aerial_mosaic(megapixels)
@@ -276,6 +287,9 @@ def run(sizes: list[float], qualities: list[float], threads: int | None, profile
             for q in qualities:
                 row["georsic"][str(q)] = time_georsic_repeated(raster, workdir, q, threads,
                                                                repeat)
+                if exact:
+                    row.setdefault("georsic_exact", {})[str(q)] = time_georsic_repeated(
+                        raster, workdir, q, threads, repeat, exact=True)
             row["classical"] = time_classical(rgb)
             row["load_after"] = _load()
             results["sizes"].append(row)
@@ -288,7 +302,7 @@ def run(sizes: list[float], qualities: list[float], threads: int | None, profile
                                   **profile_stages(raster, workdir, 3.0),
                                   "load_after": _load()}
     if bd:
-        results["bd"] = bd_change(against)
+        results["bd"] = bd_change(against, exact=exact)
     return results
 
 
@@ -308,8 +322,8 @@ def markdown(results: dict, command: str) -> str:
     if repeat > 1:
         lines[-1] += (f"  Each figure is the median of {repeat} runs, the slowest and fastest "
                       "in brackets (the first run of a raster size pays for its new shapes).")
-    lines += ["", "| raster | MP | quality | bpp | compress MP/s | decompress MP/s | load avg |",
-              "|---|---|---|---|---|---|---|"]
+    lines += ["", "| raster | MP | quality | archive | bpp | compress MP/s | decompress MP/s "
+              "| load avg |", "|---|---|---|---|---|---|---|---|"]
 
     def cell(r: dict, way: str) -> str:
         text = f"{r[f'{way}_mps']:.3f}"
@@ -320,9 +334,13 @@ def markdown(results: dict, command: str) -> str:
 
     for row in results["sizes"]:
         for q, r in row["georsic"].items():
-            lines.append(f"| {row['size']} | {row['megapixels']:.2f} | {q} | {r['bpp']:.4f} | "
-                         f"{cell(r, 'encode')} | {cell(r, 'decode')} | "
-                         f"{row['load_before']} |")
+            kinds = [("default", r)]
+            if q in row.get("georsic_exact", {}):
+                kinds.append(("exact", row["georsic_exact"][q]))
+            for kind, k in kinds:
+                lines.append(f"| {row['size']} | {row['megapixels']:.2f} | {q} | {kind} | "
+                             f"{k['bpp']:.4f} | {cell(k, 'encode')} | {cell(k, 'decode')} | "
+                             f"{row['load_before']} |")
     lines += ["", "Classical codecs on the same pixels (imagecodecs, all cores):", "",
               "| raster | codec | bpp | encode MP/s | decode MP/s |", "|---|---|---|---|---|"]
     for row in results["sizes"]:
@@ -350,7 +368,7 @@ def markdown(results: dict, command: str) -> str:
 
 def main(args: argparse.Namespace) -> int:
     results = run(args.sizes, args.qualities, args.threads, args.profile, args.bd,
-                  args.bd_against, args.repeat)
+                  args.bd_against, args.repeat, args.exact)
     text = markdown(results, "georsic " + " ".join(sys.argv[1:]))
     print(text)
     if args.out:
@@ -374,5 +392,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--bd", action="store_true",
                    help="add the BD-rate of the default model against --bd-against")
     p.add_argument("--bd-against", default="elic-vr-s-v4")
+    p.add_argument("--exact", action="store_true",
+                   help="time exact archives too (and with --bd: their BD-rate against the "
+                   "default ones)")
     p.add_argument("--out", help="write the markdown table here (and .json beside it)")
     p.set_defaults(func=lambda args: main(args))
