@@ -185,3 +185,15 @@ def test_int8_sums_are_not_used_where_onednn_is_capped_to_avx2():
                           "print(exact.int8_sums_pay())"], env=env, capture_output=True,
                          text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_encode_exact_gives_the_latent_every_decoder_decodes(codec):
+    """``TileCodec.encode_exact``: the same stream as ``encode``, and the latent the exact
+    entropy path decodes from it (an exact archive's encoder synthesises its digests from it)."""
+    with rasterio.open(DATA / "osbs_aerial_rgb.tif") as src:
+        image = src.read(window=((0, 96), (0, 130))).astype(np.float32) / 255
+    streams, y_hat = codec.encode_exact(image, 3.0)
+    assert streams == codec.encode(image, 3.0)
+    shape = codec._shape(96, 130)["y"][0][1:]
+    decoded = codec.model.exact_coder(codec.entropy).decompress(streams[0], tuple(shape))
+    assert torch.equal(decoded.cpu(), y_hat)

@@ -142,6 +142,23 @@ class TileCodec:
                 out = self.model.compress(x, quality, latent=latent, entropy=path)
         return [s[0] for s in out["strings"]]
 
+    def encode_exact(self, image: np.ndarray, quality: float, refine: int = 0
+                     ) -> tuple[list[bytes], torch.Tensor]:
+        """:meth:`encode` through this codec's exact entropy path, with the latent every
+        decoder will decode from the stream (``y_hat`` before the inverse gain, on the CPU):
+        an exact archive's encoder synthesises its tiles' digests from it instead of decoding
+        its own streams."""
+        if self.entropy not in exact.NAMES:
+            raise GeorsicError(f"weights {self.entry.id} have no exact entropy path")
+        h, w = image.shape[-2:]
+        with self._lock:
+            x = self._pad(image, "mean")
+            latent = refine_latent(self.model, x, quality, refine, h, w) if refine > 0 else None
+            with torch.inference_mode():
+                out = self.model.compress(x, quality, latent=latent,
+                                          entropy=self._path(self.entropy))
+        return [s[0] for s in out["strings"]], out["y_hat"].cpu()
+
     def decode(self, streams: list[bytes], height: int, width: int,
                quality: float, entropy: str | None = None) -> np.ndarray:
         """The rANS streams of one image back to (3, H, W) float32 in [0, 1]; ``entropy`` is

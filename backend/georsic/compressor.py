@@ -384,12 +384,18 @@ def _payload(job: EncodeJob, codec, data: np.ndarray, valid: np.ndarray | None) 
     archive, the digest of the pixels every decoder will decode from them."""
     invalid = None if valid is None else ~valid[:job.planes]
     sections = [encode_mask(invalid), encode_raw(data, job.mapping.lossless)]
+    if job.exact is None:
+        for image in job.mapping.encode(data, valid):
+            sections.extend(codec.encode(image, job.quality, refine=job.refine))
+        return pack_sections(sections)
+    latents = []
     for image in job.mapping.encode(data, valid):
-        sections.extend(codec.encode(image, job.quality, refine=job.refine))
-    if job.exact is not None:
-        h, w = data.shape[1:]
-        sections.append(tile_digest(codec, job.exact, sections, job.mapping, h, w, job.entropy,
-                                    job.info.dtype))
+        streams, latent = codec.encode_exact(image, job.quality, refine=job.refine)
+        sections.extend(streams)
+        latents.append(latent)
+    h, w = data.shape[1:]
+    sections.append(tile_digest(codec, job.exact, sections, latents, job.mapping, h, w,
+                                job.info.dtype))
     return pack_sections(sections)
 
 

@@ -142,17 +142,30 @@ def decode_images(codec, spec: ExactSpec, streams: list[bytes], height: int, wid
                   entropy: str) -> list[np.ndarray]:
     """The codec images (3, H, W) float32 in [0, 1] of one tile's streams (one per image),
     through the exact entropy path and the exact synthesis: the same bits everywhere."""
-    import torch
-
     from georsic.bounded import _latent
 
     if not streams:
         return []
+    gain = _gain(spec)
+    return synthesise(codec, spec, [_latent(codec, stream, height, width, entropy, gain)
+                                    for stream in streams], height, width)
+
+
+def _gain(spec: ExactSpec):
+    import torch
+
+    return torch.tensor(spec.gain, dtype=torch.float32).reshape(1, -1, 1, 1)
+
+
+def synthesise(codec, spec: ExactSpec, latents: list, height: int, width: int
+               ) -> list[np.ndarray]:
+    """The codec images of a tile's latents (float32, the inverse gain applied, as
+    :func:`decode_images` computes them) by the exact synthesis."""
+    import torch
+
     model = synthesis(codec, spec)
-    gain = torch.tensor(spec.gain, dtype=torch.float32).reshape(1, -1, 1, 1)
     images = []
-    for stream in streams:
-        latent = _latent(codec, stream, height, width, entropy, gain)
+    for latent in latents:
         with torch.inference_mode():
             image = model(latent.to(codec.device))[0, :, :height, :width].clamp(0, 1)
         images.append(image.cpu().numpy().astype(np.float32))
@@ -187,11 +200,14 @@ def pixel_digest(values: np.ndarray, mapping: BandMapping) -> bytes:
     return digest.digest()
 
 
-def tile_digest(codec, spec: ExactSpec, sections: list[bytes], mapping: BandMapping,
-                height: int, width: int, entropy: str, dtype: str) -> bytes:
+def tile_digest(codec, spec: ExactSpec, sections: list[bytes], latents: list,
+                mapping: BandMapping, height: int, width: int, dtype: str) -> bytes:
     """The pixel digest of a tile whose sections (mask, lossless bands, one stream per codec
-    image) the encoder just made: decoded as every decoder will."""
-    groups = len(mapping.groups)
-    images = decode_images(codec, spec, sections[2:2 + groups], height, width, entropy)
+    image) the encoder just made, from the latents the exact entropy path gave it for them
+    (:meth:`~georsic.codec.TileCodec.encode_exact`: the ones every decoder decodes from the
+    streams): synthesised and mapped as every decoder does."""
+    gain = _gain(spec)
+    images = synthesise(codec, spec, [latent.float() * gain for latent in latents], height,
+                        width)
     return pixel_digest(tile_values(mapping, images, sections[1], dtype, height, width),
                         mapping)

@@ -212,12 +212,14 @@ class ElicVariableRate(Elic2022Official):
         else one list per entropy-model call, as CompressAI returns them.  ``latent``, when
         given, is coded instead of ``g_a(x)`` (see :mod:`georsic.models.refine`).
         ``entropy="int-exact-v2"`` (or ``-v1``) codes through that exact integer path
-        (:meth:`use_exact_entropy_model`),
-        else CompressAI's entropy model in its current dtype.
+        (:meth:`use_exact_entropy_model`) and adds ``y_hat``, the latent every decoder decodes
+        from the string (before the inverse gain), else CompressAI's entropy model in its
+        current dtype.
         """
         y = self._analyse(x) * self._gain(self.log_gain, quality) if latent is None else latent
         if entropy in EXACT_PATHS:
-            return {"strings": [[self.exact_coder(entropy).compress(y)[0]]]}
+            string, y_hat = self.exact_coder(entropy).compress(y)
+            return {"strings": [[string]], "y_hat": y_hat}
         y = y.to(self._entropy_dtype())
         if not single_stream:
             return self.latent_codec.compress(y)
