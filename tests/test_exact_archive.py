@@ -77,7 +77,9 @@ def test_round_trip_close_to_the_normal_decode(exact_archive, normal_archive, so
     with rasterio.open(source) as src:
         original = src.read()
     assert decoded.dtype == np.uint8 and decoded.shape == original.shape
-    assert np.abs(decoded.astype(int) - normal.astype(int)).max() <= 3
+    # today's decode is bfloat16 or float32 by CPU (1-2 levels apart); exact-v2's 2**11 input
+    # levels per layer add a few more at the worst pixel (benchmarks/exact_synthesis.py: 4)
+    assert np.abs(decoded.astype(int) - normal.astype(int)).max() <= 5
     assert abs(psnr(original, decoded) - psnr(original, normal)) < 0.1
     assert psnr(original, decoded) > 17  # a detailed aerial crop at quality 3
 
@@ -316,3 +318,25 @@ def test_exact_v1_archive_still_decodes_to_its_pixels(capsys):
         expected["decoded_sha256"]
     assert main(["verify", "--decode", str(path)]) == 0
     assert "6 of 6 tile(s) matched" in capsys.readouterr().out
+
+
+def test_new_archives_use_the_shipped_calibration(exact_archive, folder, source, monkeypatch):
+    """The default weights' manifest holds the exact synthesis's calibration (``georsic train
+    exact-synthesis``): a new archive stores it instead of calibrating on its raster; weights
+    without one are calibrated on sample tiles, and that archive verifies as well."""
+    from georsic import exactarchive
+    from georsic.weights import find_model
+
+    shipped = exactarchive.shipped_calibration(find_model(None))
+    assert shipped is not None and len(shipped) == 69
+    with ArchiveReader(exact_archive) as reader:
+        assert reader.header["exact"]["amax"] == shipped
+    monkeypatch.setattr(exactarchive, "shipped_calibration", lambda entry: None)
+    own = folder / "own_calibration.grsc"
+    georsic.compress(source, own, exact=True, tile_size=128, quality=2.5, overwrite=True,
+                     pyramid_levels="none")
+    with ArchiveReader(own) as reader:
+        amax = reader.header["exact"]["amax"]
+    assert amax.keys() == shipped.keys() and amax != shipped
+    with georsic.open(own) as archive:
+        assert archive.verify(decode=True) == []

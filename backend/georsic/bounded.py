@@ -791,9 +791,17 @@ def make_spec(raster, job: TileJob, quality: float | None, tiles: list[Tile]) ->
 
 
 def _make_spec(raster, job: TileJob, quality: float, tiles: list[Tile]) -> BaseSpec:
+    """The base's spec: the weights' shipped calibration of the exact synthesis where their
+    manifest holds one (``georsic train exact-synthesis``), else one measured on the latents
+    of ``tiles``."""
+    from georsic.exactarchive import shipped_calibration
+
     model = job.codec.model
     with torch.no_grad():
         gain = model._gain(model.log_inverse_gain, quality).float().cpu()
+    shipped = shipped_calibration(job.codec.entry)
+    if shipped is not None:
+        return BaseSpec(float(quality), shipped, tuple(float(v) for v in gain.flatten().tolist()))
     latents = []
     for tile in tiles:
         data = raster.read(window=tile.window)

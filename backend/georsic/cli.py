@@ -678,6 +678,15 @@ def cmd_train_exact(args) -> int:
     return 0
 
 
+def cmd_train_exact_synthesis(args) -> int:
+    from georsic.train.synthesis_calibration import export_synthesis_calibration
+
+    record = export_synthesis_calibration(args.data, args.model, args.exclude)
+    print(f"{args.model or 'default model'}: {record['synthesis']} calibrated on "
+          f"{len(record['images'])} images in {record['seconds']} s (manifest updated)")
+    return 0
+
+
 def cmd_train_pack(args) -> int:
     from georsic.train.pack import write_pack
 
@@ -895,6 +904,13 @@ def build_parser(benchmarks: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--out", help="weights folder (default: the one of --init)")
     p.add_argument("--no-default", action="store_true", help="do not make it the default")
     p.set_defaults(func=cmd_train_exact)
+
+    p = train.add_parser("exact-synthesis", help="calibrate the exact synthesis of shipped "
+                         "weights once for every archive (written into their manifest entry)")
+    p.add_argument("data", nargs="+", help="calibration image files or folders")
+    p.add_argument("--model", help="model id (default: the default model)")
+    p.add_argument("--exclude", nargs="*", default=[], help="leave out names containing these")
+    p.set_defaults(func=cmd_train_exact_synthesis)
 
     p = train.add_parser("pack", help="write random crops of training data within a size "
                                       "budget, to carry to a GPU machine")

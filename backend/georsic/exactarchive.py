@@ -97,10 +97,11 @@ class ExactSpec:
 
 def make_spec(raster, info, mapping: BandMapping, planes: int, quality: float, grid,
               codec) -> ExactSpec:
-    """The spec of an archive of ``raster`` at ``quality``: the exact synthesis calibrated on
-    the latents of a few sample tiles (as a bounded archive's base is,
-    :func:`georsic.bounded.make_spec`) and the quality's inverse gain.  ``codec``: a CPU
-    :class:`~georsic.codec.TileCodec` of the archive's weights."""
+    """The spec of an archive of ``raster`` at ``quality``: the exact synthesis's calibration
+    (the weights' shipped one, :func:`shipped_calibration`, else one measured on the latents of
+    a few sample tiles, as a bounded archive's base is: :func:`georsic.bounded.make_spec`) and
+    the quality's inverse gain.  ``codec``: a CPU :class:`~georsic.codec.TileCodec` of the
+    archive's weights."""
     from georsic import bounded
 
     if not mapping.groups:  # nothing is synthesised: every band is stored losslessly
@@ -109,6 +110,19 @@ def make_spec(raster, info, mapping: BandMapping, planes: int, quality: float, g
     base = bounded.make_spec(raster, job, float(quality), bounded._sample(grid))
     return ExactSpec(tuple(sorted((k, _short(v)) for k, v in base.amax.items())),
                      tuple(_short(v) for v in base.gain))
+
+
+def shipped_calibration(entry) -> dict[str, float] | None:
+    """The calibration of :data:`SYNTHESIS` stored in the manifest entry of ``entry`` (a
+    :class:`~georsic.weights.ModelEntry`) by ``georsic train exact-synthesis``, else None
+    (new archives are then calibrated on sample tiles of their raster)."""
+    record = entry.info.get("exact_synthesis")
+    if not isinstance(record, dict) or record.get("synthesis") != SYNTHESIS:
+        return None
+    amax = record.get("amax")
+    if not isinstance(amax, dict) or not amax:
+        return None
+    return {str(name): float(value) for name, value in amax.items()}
 
 
 def _short(value: float) -> float:
