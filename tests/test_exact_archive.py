@@ -66,7 +66,7 @@ def test_round_trip_close_to_the_normal_decode(exact_archive, normal_archive, so
     with ArchiveReader(exact_archive) as reader:
         assert reader.version == EXACT_VERSION == 8
         assert reader.header["exact"]["synthesis"] == "exact-v2"
-        assert reader.header["exact"]["amax"] and len(reader.header["exact"]["gain"]) > 0
+        assert reader.header["exact"]["calibration"]
     with georsic.open(normal_archive) as archive:
         normal = archive.read(threads=1, device="cpu")
         assert not archive.exact
@@ -322,21 +322,63 @@ def test_exact_v1_archive_still_decodes_to_its_pixels(capsys):
 
 def test_new_archives_use_the_shipped_calibration(exact_archive, folder, source, monkeypatch):
     """The default weights' manifest holds the exact synthesis's calibration (``georsic train
-    exact-synthesis``): a new archive stores it instead of calibrating on its raster; weights
-    without one are calibrated on sample tiles, and that archive verifies as well."""
+    exact-synthesis``): a new archive names it (and derives its gain from the weights) instead
+    of calibrating on its raster and listing both; weights without one are calibrated on
+    sample tiles, listed, and that archive verifies as well."""
     from georsic import exactarchive
     from georsic.weights import find_model
 
     shipped = exactarchive.shipped_calibration(find_model(None))
     assert shipped is not None and len(shipped) == 69
     with ArchiveReader(exact_archive) as reader:
-        assert reader.header["exact"]["amax"] == shipped
-    monkeypatch.setattr(exactarchive, "shipped_calibration", lambda entry: None)
+        exact = reader.header["exact"]
+    assert exact["calibration"] == exactarchive.calibration_id(shipped)
+    assert exact["gain"] == exactarchive.DERIVED_GAIN and "amax" not in exact
+    monkeypatch.setattr(exactarchive, "shipped_calibration", lambda entry, *_: None)
     own = folder / "own_calibration.grsc"
     georsic.compress(source, own, exact=True, tile_size=128, quality=2.5, overwrite=True,
                      pyramid_levels="none")
     with ArchiveReader(own) as reader:
         amax = reader.header["exact"]["amax"]
+        assert len(reader.header["exact"]["gain"]) == 128
     assert amax.keys() == shipped.keys() and amax != shipped
     with georsic.open(own) as archive:
         assert archive.verify(decode=True) == []
+
+
+def test_a_calibration_that_is_not_installed_is_named(exact_archive, folder, capsys):
+    """An archive naming a shipped calibration these weights do not hold (another GeoRSIC's
+    recalibration, or an edited header): one line naming it, exit 5 (weights), no output."""
+    from georsic.cli import main
+
+    with ArchiveReader(exact_archive) as reader:
+        header = reader.header
+        payloads = [reader.read_tile(i) for i in range(reader.tile_count)]
+    header["exact"]["calibration"] = "0123456789abcdef"
+    crafted = folder / "other_calibration.grsc"
+    with ArchiveWriter(crafted, header, version=EXACT_VERSION) as writer:
+        for payload in payloads:
+            writer.add_tile(payload)
+    out = folder / "other_calibration.tif"
+    assert main(["decompress", str(crafted), str(out)]) == 5
+    err = capsys.readouterr().err
+    assert "calibration 0123456789abcdef is not installed" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("quality", [0.0, 2.5, 3.0, 7.0])
+def test_derived_gain_is_the_models_gain_correctly_rounded(quality):
+    """An exact archive's inverse gain, derived from the weights' table in decimal arithmetic
+    (the same on every machine), is the model's float32 gain to within an ulp or two."""
+    from georsic.codec import get_codec
+    from georsic.exactarchive import derived_gain
+    from georsic.weights import find_model
+
+    model = get_codec(find_model(None), "cpu").model
+    table = model.log_inverse_gain.detach().float().numpy()
+    ours = np.asarray(derived_gain(table, quality), dtype=np.float32)
+    with torch.no_grad():
+        theirs = model._gain(model.log_inverse_gain.float(), quality).flatten().numpy()
+    assert ours.shape == theirs.shape == (128,)
+    assert np.all(np.abs(ours - theirs) <= 2 * np.spacing(theirs))
+    assert derived_gain(table, quality) == derived_gain(table.copy(), quality)

@@ -37,8 +37,10 @@ compares.
 
 from __future__ import annotations
 
+import decimal
 import hashlib
 import json
+import math
 import threading
 import zlib
 from dataclasses import dataclass
@@ -46,6 +48,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from georsic.bandmap import BandMapping
+from georsic.errors import WeightsError
 
 #: How a new exact archive's tiles are synthesised (``exact.synthesis``); ``exact-v1`` archives
 #: (the first version-8 archives) still decode.
@@ -59,40 +62,100 @@ DIGEST = "blake2b-128-tile-v1"
 DIGEST_BYTES = 16
 
 
+#: ``exact.gain`` of archives whose inverse gain is derived from the weights
+#: (:func:`derived_gain`) instead of listed.
+DERIVED_GAIN = "exp-decimal-v1"
+
+
 @dataclass(frozen=True)
 class ExactSpec:
     """What decoding an exact archive's tiles needs beyond the weights: the exact synthesis's
     calibration (largest |input| of each convolution of ``g_s``, by name) and the inverse gain
-    of the archive's quality (float32 values, one per latent channel)."""
+    of the archive's quality (float32 values, one per latent channel).
+
+    Either may be by reference: ``calibration`` names the weights' shipped calibration
+    (:func:`shipped_calibration`, by :func:`calibration_id`) and ``amax`` is then empty; an
+    empty ``gain`` is :func:`derived_gain` of the weights at ``quality``.  Archives written
+    before 2026-12-07's stop 36 list both (1.2-1.3 KB of header)."""
 
     amax: tuple[tuple[str, float], ...]
     gain: tuple[float, ...]
     synthesis: str = SYNTHESIS
+    calibration: str | None = None
+    quality: float = 0.0
 
     @property
     def amax_dict(self) -> dict[str, float]:
         return dict(self.amax)
 
     def to_dict(self) -> dict:
-        return {"synthesis": self.synthesis, "digest": DIGEST, "amax": dict(self.amax),
-                "gain": list(self.gain)}
+        out: dict = {"synthesis": self.synthesis, "digest": DIGEST}
+        if self.calibration is not None:
+            out["calibration"] = self.calibration
+        else:
+            out["amax"] = dict(self.amax)
+        out["gain"] = list(self.gain) if self.gain else DERIVED_GAIN
+        return out
 
     @classmethod
-    def from_dict(cls, data: dict, groups: int = 1) -> ExactSpec:
-        """The spec of a header's ``exact`` object; a ValueError when this GeoRSIC cannot
-        decode it (an unknown synthesis or digest, a missing or non-finite calibration)."""
+    def from_dict(cls, data: dict, groups: int = 1, quality: float = 0.0) -> ExactSpec:
+        """The spec of a header's ``exact`` object (``quality``: the archive's); a ValueError
+        when this GeoRSIC cannot decode it (an unknown synthesis or digest, a missing or
+        non-finite calibration)."""
         if not isinstance(data, dict):
             raise ValueError("the exact synthesis's description is not an object")
         if data.get("synthesis") not in SYNTHESES or data.get("digest") != DIGEST:
             raise ValueError(f"unknown exact synthesis {data.get('synthesis')!r} or digest "
                              f"{data.get('digest')!r}: a newer GeoRSIC made this archive")
-        amax = tuple(sorted((str(k), float(v)) for k, v in data["amax"].items()))
-        gain = tuple(float(v) for v in data["gain"])
-        if groups and (not amax or not gain):
-            raise ValueError("the exact synthesis's calibration or gain is missing")
+        calibration = data.get("calibration")
+        if calibration is not None and not isinstance(calibration, str):
+            raise ValueError("the exact synthesis's calibration id is not a string")
+        amax = () if calibration is not None else \
+            tuple(sorted((str(k), float(v)) for k, v in data["amax"].items()))
+        gain = () if data["gain"] == DERIVED_GAIN else tuple(float(v) for v in data["gain"])
+        if groups and calibration is None and not amax:
+            raise ValueError("the exact synthesis's calibration is missing")
+        if groups and not gain and data["gain"] != DERIVED_GAIN:
+            raise ValueError("the exact synthesis's gain is missing")
         if not all(np.isfinite(v) for v in (*dict(amax).values(), *gain)):
             raise ValueError("the exact synthesis's calibration or gain is not finite")
-        return cls(amax, gain, data["synthesis"])
+        return cls(amax, gain, data["synthesis"], calibration, float(quality))
+
+    def resolved_amax(self, entry) -> dict[str, float]:
+        """The calibration: listed, or the shipped one of ``entry`` (the archive's
+        :class:`~georsic.weights.ModelEntry`) that ``calibration`` names."""
+        if self.calibration is None:
+            return self.amax_dict
+        shipped = shipped_calibration(entry, self.synthesis)
+        if shipped is None or calibration_id(shipped) != self.calibration:
+            raise WeightsError(f"the exact synthesis's calibration {self.calibration} is not "
+                               f"installed with weights {entry.id}")
+        return shipped
+
+
+def calibration_id(amax: dict[str, float]) -> str:
+    """A calibration's name: the first 16 hex digits of the sha256 of its canonical JSON."""
+    text = json.dumps({str(k): float(v) for k, v in amax.items()}, sort_keys=True,
+                      separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def derived_gain(table: np.ndarray, quality: float) -> tuple[float, ...]:
+    """The inverse gain vector of ``quality`` from the weights' table of log inverse gains
+    (levels x channels), the same on every machine: the model's interpolation of the logs
+    (:meth:`~georsic.models.elic.ElicVariableRate._gain`) in Python floats (IEEE float64, one
+    operation at a time), then ``exp`` in 40-digit :mod:`decimal` (exact software arithmetic,
+    unlike a platform's ``exp``), rounded to float64 and then to float32."""
+    levels = table.shape[0]
+    q = min(max(float(quality), 0.0), float(levels - 1))
+    low = min(int(math.floor(q)), levels - 2)
+    frac = q - low
+    context = decimal.Context(prec=40)
+    out = []
+    for a, b in zip(table[low].tolist(), table[low + 1].tolist(), strict=True):
+        log_gain = float(a) * (1.0 - frac) + float(b) * frac
+        out.append(float(np.float32(float(context.exp(decimal.Decimal(log_gain))))))
+    return tuple(out)
 
 
 def make_spec(raster, info, mapping: BandMapping, planes: int, quality: float, grid,
@@ -105,19 +168,22 @@ def make_spec(raster, info, mapping: BandMapping, planes: int, quality: float, g
     from georsic import bounded
 
     if not mapping.groups:  # nothing is synthesised: every band is stored losslessly
-        return ExactSpec((), ())
+        return ExactSpec((), (), quality=float(quality))
+    shipped = shipped_calibration(codec.entry)
+    if shipped is not None:  # both by reference: 1.2-1.3 KB less header
+        return ExactSpec((), (), SYNTHESIS, calibration_id(shipped), float(quality))
     job = bounded.TileJob(info, mapping, planes, (), codec)
     base = bounded.make_spec(raster, job, float(quality), bounded._sample(grid))
     return ExactSpec(tuple(sorted((k, _short(v)) for k, v in base.amax.items())),
-                     tuple(_short(v) for v in base.gain))
+                     tuple(_short(v) for v in base.gain), quality=float(quality))
 
 
-def shipped_calibration(entry) -> dict[str, float] | None:
-    """The calibration of :data:`SYNTHESIS` stored in the manifest entry of ``entry`` (a
+def shipped_calibration(entry, synthesis: str = SYNTHESIS) -> dict[str, float] | None:
+    """The calibration of ``synthesis`` stored in the manifest entry of ``entry`` (a
     :class:`~georsic.weights.ModelEntry`) by ``georsic train exact-synthesis``, else None
     (new archives are then calibrated on sample tiles of their raster)."""
     record = entry.info.get("exact_synthesis")
-    if not isinstance(record, dict) or record.get("synthesis") != SYNTHESIS:
+    if not isinstance(record, dict) or record.get("synthesis") != synthesis:
         return None
     amax = record.get("amax")
     if not isinstance(amax, dict) or not amax:
@@ -133,7 +199,7 @@ def _short(value: float) -> float:
     return float(str(np.float32(value)))
 
 
-_SYNTHESES: dict[tuple[str, str, str, str], object] = {}
+_SYNTHESES: dict[tuple, object] = {}
 _SYNTHESES_LOCK = threading.Lock()
 
 
@@ -143,11 +209,13 @@ def synthesis(codec, spec: ExactSpec):
     from georsic.models.exact_synthesis import ExactSynthesis
 
     device = str(codec.device)
-    key = (codec.entry.sha256, json.dumps(spec.amax), spec.synthesis, device)
+    key = (codec.entry.sha256, json.dumps(spec.amax), spec.calibration, spec.synthesis,
+           device)
     with _SYNTHESES_LOCK:
         if key not in _SYNTHESES:
             # its fast route prepacks weights at first use: move it to its device first
-            _SYNTHESES[key] = ExactSynthesis(codec.model.g_s.float().cpu(), spec.amax_dict,
+            _SYNTHESES[key] = ExactSynthesis(codec.model.g_s.float().cpu(),
+                                             spec.resolved_amax(codec.entry),
                                              spec.synthesis).eval().to(device)
         return _SYNTHESES[key]
 
@@ -160,15 +228,18 @@ def decode_images(codec, spec: ExactSpec, streams: list[bytes], height: int, wid
 
     if not streams:
         return []
-    gain = _gain(spec)
+    gain = _gain(codec, spec)
     return synthesise(codec, spec, [_latent(codec, stream, height, width, entropy, gain)
                                     for stream in streams], height, width)
 
 
-def _gain(spec: ExactSpec):
+def _gain(codec, spec: ExactSpec):
+    """The inverse gain (float32, 1 x M x 1 x 1): listed, or derived from the weights."""
     import torch
 
-    return torch.tensor(spec.gain, dtype=torch.float32).reshape(1, -1, 1, 1)
+    values = spec.gain or derived_gain(
+        codec.model.log_inverse_gain.detach().float().cpu().numpy(), spec.quality)
+    return torch.tensor(values, dtype=torch.float32).reshape(1, -1, 1, 1)
 
 
 def synthesise(codec, spec: ExactSpec, latents: list, height: int, width: int
@@ -220,7 +291,7 @@ def tile_digest(codec, spec: ExactSpec, sections: list[bytes], latents: list,
     image) the encoder just made, from the latents the exact entropy path gave it for them
     (:meth:`~georsic.codec.TileCodec.encode_exact`: the ones every decoder decodes from the
     streams): synthesised and mapped as every decoder does."""
-    gain = _gain(spec)
+    gain = _gain(codec, spec)
     images = synthesise(codec, spec, [latent.float() * gain for latent in latents], height,
                         width)
     return pixel_digest(tile_values(mapping, images, sections[1], dtype, height, width),

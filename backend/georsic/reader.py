@@ -121,7 +121,8 @@ class Archive:
                                  f"{'with' if exact else 'without'} an exact synthesis")
             #: How the tiles of an exact archive (version 8) are synthesised, else None.
             self.exact_spec = None if exact is None else \
-                ExactSpec.from_dict(exact, len(self.mapping.groups))
+                ExactSpec.from_dict(exact, len(self.mapping.groups),
+                                    float(self.codec_info.get("quality", 0.0)))
             if exact is not None and (self.codec_info.get("entropy", "float64") == "float64"
                                       or int(self.codec_info["streams_per_image"]) != 1):
                 raise ValueError("an exact archive needs an exact entropy path and one stream "
