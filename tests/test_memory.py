@@ -57,3 +57,34 @@ def test_command_line_fixes_glibcs_mmap_threshold(monkeypatch):
     monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "1048576")
     cli._fixed_mmap_threshold()
     assert os.environ["MALLOC_MMAP_THRESHOLD_"] == "1048576"
+
+
+def _first_lines_of(code: str, env: dict[str, str]) -> list[str]:
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=120)
+    return done.stdout.splitlines()
+
+
+_CLI = ("import os, sys; print('tunables', os.environ.get('GLIBC_TUNABLES')); "
+        "sys.argv = ['georsic', {args}]; from georsic.cli import main; sys.exit(main())")
+
+
+@pytest.mark.skipif(cli._transparent_huge_pages() != "madvise",
+                    reason="the kernel's transparent huge pages are not on request (madvise)")
+def test_codec_commands_start_again_with_huge_pages(tmp_path):
+    """A codec command from the command line runs in a process whose malloc asks for huge
+    pages (the first one starts it again with GLIBC_TUNABLES); a light one, a user's own
+    GLIBC_TUNABLES and main() called with arguments run as started."""
+    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+    missing = str(tmp_path / "missing.tif")
+    lines = _first_lines_of(_CLI.format(args=f"'estimate', {missing!r}"), env)
+    assert lines == ["tunables None", f"tunables {cli.HUGE_PAGES_TUNABLE}"]
+    assert _first_lines_of(_CLI.format(args=f"'info', {missing!r}"), env) == ["tunables None"]
+    mine = dict(env, GLIBC_TUNABLES="glibc.malloc.arena_max=2")
+    lines = _first_lines_of(_CLI.format(args=f"'estimate', {missing!r}"), mine)
+    assert lines == ["tunables glibc.malloc.arena_max=2"]
+    called = ("import os; print('tunables', os.environ.get('GLIBC_TUNABLES')); "
+              f"from georsic.cli import main; main(['estimate', {missing!r}])")
+    assert _first_lines_of(called, env) == ["tunables None"]
