@@ -298,20 +298,25 @@ def test_remote_verify_decode_names_the_same_tile(exact_archive, folder):
     assert "tile 3 (row 1, col 0)" in str(problems[0])
 
 
-def test_exact_v1_archive_still_decodes_to_its_pixels(capsys):
-    """An archive of the first exact synthesis (``exact-v1``: two bytes per input, float64
-    epilogue), written before ``exact-v2`` became the default (tests/data, made with
-    ``georsic.compress(crop, dst, exact=True, tile_size=64, quality=3)`` from the 128 x 96
-    top-left crop of osbs_aerial_rgb.tif): the same pixels as then, and its digests match."""
+@pytest.mark.parametrize("name, synthesis", [
+    ("legacy_exact_synthesis_v1_osbs_crop", "exact-v1"),
+    ("exact_synthesis_v2_osbs_crop", "exact-v2"),
+])
+def test_exact_archives_decode_to_their_committed_pixels(capsys, name, synthesis):
+    """Archives of each exact synthesis (``exact-v1``: two bytes per input, float64 epilogue,
+    written before ``exact-v2`` became the default; ``exact-v2``, pinned against later changes
+    of its routes), from ``georsic.compress(crop, dst, exact=True, tile_size=64, quality=3)``
+    on the 128 x 96 top-left crop of osbs_aerial_rgb.tif (tests/data): the same pixels as
+    when they were written, and their digests match."""
     import hashlib
 
     from georsic.cli import main
 
-    path = Path(__file__).parent / "data" / "legacy_exact_synthesis_v1_osbs_crop.grsc"
+    path = Path(__file__).parent / "data" / f"{name}.grsc"
     expected = json.loads(path.with_suffix(".json").read_text())
     with georsic.open(path) as archive:
-        assert archive.exact_spec.synthesis == "exact-v1"
-        assert "exact synthesis exact-v1" in archive.describe()
+        assert archive.exact_spec.synthesis == synthesis == expected["synthesis"]
+        assert f"exact synthesis {synthesis}" in archive.describe()
         decoded = archive.read(threads=1, device="cpu")
     assert list(decoded.shape) == expected["shape"]
     assert hashlib.sha256(np.ascontiguousarray(decoded).tobytes()).hexdigest() == \

@@ -68,6 +68,11 @@ EPILOGUES = ("float64", "float32")
 #: ``exact-v2``: 2**11 - 1 levels, so that most layers' sums fit one float32 convolution
 #: (:meth:`ExactConv._single_sums`), and a float32 epilogue.
 SYNTHESES = {"exact-v1": (LEVELS, "float64"), "exact-v2": (2**11 - 1, "float32")}
+#: A transposed convolution with fewer output channels than this runs as its sub-pixel form
+#: (a regular convolution of ``out * stride**2`` channels and a pixel shuffle): oneDNN's
+#: deconvolution to 3 channels took 2x as long (65 against 30 ms for ``g_s``'s last layer on a
+#: 1024-px tile, Zen 5, one thread).
+SUBPIXEL_BELOW = 16
 #: The sigmoid's input grid: steps of 2**-SIGMOID_BITS over [-SIGMOID_RANGE, SIGMOID_RANGE].
 SIGMOID_BITS = 8
 SIGMOID_RANGE = 16
@@ -309,10 +314,13 @@ class ExactConv(nn.Module):
         direct deconvolution: each output sums the products of one phase)."""
         bias = self.bias.flatten().float()
         with _exact_kernels(a.device):
-            if self.transposed:
+            if self.transposed and self.weight.shape[1] >= SUBPIXEL_BELOW:
                 return F.conv_transpose2d(a, self.weight, bias, self.stride, self.padding,
                                           self.output_padding)
             weight, padding, _ = self._regular
+            if self.transposed:  # few outputs (g_s's last layer): the sub-pixel form is faster
+                bias = self._fast_affine[0].flatten().float()
+                return self._shuffle(F.conv2d(a, weight, bias, 1, padding))
             if weight.shape[-1] == 1 and a.device.type == "cpu" \
                     and torch.backends.mkldnn.is_available():
                 # oneDNN's direct 1x1 convolution (torch picks an im2col path on one thread)
