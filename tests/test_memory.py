@@ -88,3 +88,14 @@ def test_codec_commands_start_again_with_huge_pages(tmp_path):
     called = ("import os; print('tunables', os.environ.get('GLIBC_TUNABLES')); "
               f"from georsic.cli import main; main(['estimate', {missing!r}])")
     assert _first_lines_of(called, env) == ["tunables None"]
+
+
+@pytest.mark.skipif(cli._transparent_huge_pages() != "madvise",
+                    reason="the kernel's transparent huge pages are not on request (madvise)")
+def test_importing_georsic_asks_torch_for_huge_pages():
+    """The Python API (and QGIS) get torch's huge pages too: importing georsic before torch sets
+    THP_MEM_ALLOC_ENABLE, unless the user set it."""
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+    code = "import os, georsic; print(os.environ.get('THP_MEM_ALLOC_ENABLE'))"
+    assert _first_lines_of(code, env) == ["1"]
+    assert _first_lines_of(code, dict(env, THP_MEM_ALLOC_ENABLE="0")) == ["0"]

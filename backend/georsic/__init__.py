@@ -9,6 +9,29 @@
 
 __version__ = "0.1.0"
 
+import os as _os
+
+
+def _torch_huge_pages() -> None:
+    """Have torch ask for transparent huge pages for its arrays of 2 MiB and more
+    (``THP_MEM_ALLOC_ENABLE``, read once, before torch's first allocation) where the kernel
+    gives them only on request, unless the variable is set: each layer's output is fresh
+    memory, and in 4 KiB pages the kernel's first-touch faults cost about as much as the
+    arithmetic (docs/speed.md, "Huge pages").  The command line goes further
+    (``georsic.cli._huge_pages``: every allocation, ONNX Runtime's too); this reaches the
+    Python API and QGIS, where torch is imported after georsic."""
+    if "THP_MEM_ALLOC_ENABLE" in _os.environ:
+        return
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as modes:
+            if "[madvise]" in modes.read():
+                _os.environ["THP_MEM_ALLOC_ENABLE"] = "1"
+    except OSError:  # not Linux, or no transparent huge pages
+        pass
+
+
+_torch_huge_pages()
+
 from georsic import _compressai, errors  # noqa: E402
 from georsic.defaults import (  # noqa: E402
     DEFAULT_OVERLAP,
