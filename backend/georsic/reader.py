@@ -302,7 +302,7 @@ class Archive:
             per_image = int(self.codec_info["streams_per_image"])
             expected = (2 + per_image * len(self.mapping.groups) + self.exact
                         if self.bounded is None else
-                        _bounded().section_count(self.mapping, self.base_spec.quality is not None))
+                        _bounded().section_count(self.mapping, self.base_spec))
             if self.exact and len(sections) == expected and len(sections[-1]) != DIGEST_BYTES:
                 raise ValueError("the pixel digest is not 16 bytes")
             if len(sections) != expected:

@@ -136,7 +136,8 @@ def georsic_bounded(path: Path, bound: int, folder: Path) -> tuple[int, np.ndarr
     summary = georsic.compress(path, archive, max_error=bound, overwrite=True)
     with georsic.open(archive) as opened:
         decoded = opened.read(threads=1)
-    base = "none" if summary.base is None else f"q{summary.base:g}"
+    base = summary.base_name if summary.base is None or summary.base_name.startswith("avif") \
+        else f"q{summary.base:g}"
     return summary.bytes, decoded, base
 
 
