@@ -68,15 +68,16 @@ def _first_lines_of(code: str, env: dict[str, str]) -> list[str]:
 
 
 _CLI = ("import os, sys; print('tunables', os.environ.get('GLIBC_TUNABLES')); "
-        "sys.argv = ['georsic', {args}]; from georsic.cli import main; sys.exit(main())")
+        "sys.argv = ['georsic', {args}]; from georsic.cli import run; sys.exit(run())")
 
 
 @pytest.mark.skipif(cli._transparent_huge_pages() != "madvise",
                     reason="the kernel's transparent huge pages are not on request (madvise)")
 def test_codec_commands_start_again_with_huge_pages(tmp_path):
-    """A codec command from the command line runs in a process whose malloc asks for huge
-    pages (the first one starts it again with GLIBC_TUNABLES); a light one, a user's own
-    GLIBC_TUNABLES and main() called with arguments run as started."""
+    """A codec command from the command line (``run``, the ``georsic`` entry point) runs in a
+    process whose malloc asks for huge pages (the first one starts it again with
+    GLIBC_TUNABLES); a light one, a user's own GLIBC_TUNABLES and main(), with arguments or
+    with sys.argv (as a program or a test may call it), run as started."""
     env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
     missing = str(tmp_path / "missing.tif")
     lines = _first_lines_of(_CLI.format(args=f"'estimate', {missing!r}"), env)
@@ -88,6 +89,10 @@ def test_codec_commands_start_again_with_huge_pages(tmp_path):
     called = ("import os; print('tunables', os.environ.get('GLIBC_TUNABLES')); "
               f"from georsic.cli import main; main(['estimate', {missing!r}])")
     assert _first_lines_of(called, env) == ["tunables None"]
+    from_argv = ("import os, sys; print('tunables', os.environ.get('GLIBC_TUNABLES')); "
+                 f"sys.argv = ['georsic', 'estimate', {missing!r}]; "
+                 "from georsic.cli import main; main()")
+    assert _first_lines_of(from_argv, env) == ["tunables None"]
 
 
 @pytest.mark.skipif(cli._transparent_huge_pages() != "madvise",

@@ -1127,19 +1127,16 @@ def _transparent_huge_pages() -> str:
     return text[start + 1:end] if 0 <= start < end else ""
 
 
-def _huge_pages(args) -> None:
+def _huge_pages() -> None:
     """Start this process again with malloc asking for transparent huge pages, where the
     kernel gives them only on request (``madvise``) and ``GLIBC_TUNABLES`` does not already
     say: a tile's transforms allocate each layer's output anew, tile-sized arrays get pages of
     their own (:func:`_fixed_mmap_threshold`), and in 4 KiB pages the kernel's first-touch
     faults took about as long as the arithmetic (a 1024-px tile's exact ``g_s`` under the
-    AVX2 cap: 1.76 s and 2.9 M page faults; 1.02 s and 0.35 M in 2 MiB pages).  Only for
-    commands that run the codec, from the command line (not :func:`main` called with
-    arguments), on glibc Linux; the variable reaches Dask workers started from here.  Set
-    ``GLIBC_TUNABLES`` (any value) to keep a process as started."""
-    command = args.command
-    if command not in CODEC_COMMANDS and not (command == "verify" and args.decode):
-        return
+    AVX2 cap: 1.76 s and 2.9 M page faults; 1.02 s and 0.35 M in 2 MiB pages).  Called by
+    :func:`run` (the ``georsic`` command) for commands that run the codec, on glibc Linux; the
+    variable reaches Dask workers started from here.  Set ``GLIBC_TUNABLES`` (any value) to
+    keep a process as started."""
     if "GLIBC_TUNABLES" in os.environ or not sys.platform.startswith("linux") \
             or _transparent_huge_pages() != "madvise" or not hasattr(sys, "orig_argv"):
         return
@@ -1156,6 +1153,17 @@ def _huge_pages(args) -> None:
     os.execv(sys.executable, sys.orig_argv)
 
 
+def run() -> int:
+    """The ``georsic`` command: :func:`main`, in a process started again with huge pages where
+    the command runs the codec (:func:`_huge_pages`).  Only this entry point restarts its
+    process; :func:`main` never does (a program or a test calling it keeps running)."""
+    argv = sys.argv[1:]
+    command = _command(argv)
+    if command in CODEC_COMMANDS or (command == "verify" and "--decode" in argv):
+        _huge_pages()
+    return main()
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     parser = build_parser(benchmarks=_command(sys.argv[1:] if argv is None else argv) == "bench")
@@ -1166,8 +1174,6 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     debug = args.debug or os.environ.get("GEORSIC_DEBUG", "") not in ("", "0")
     args.debug = debug
-    if argv is None:
-        _huge_pages(args)
     _quiet_libraries(debug)
     _fixed_mmap_threshold()
     previous = {}
