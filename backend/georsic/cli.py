@@ -266,7 +266,7 @@ def _add_bound_options(parser: argparse.ArgumentParser) -> None:
                         help="with --max-error/--lossless: the learned base's quality, an "
                              "AVIF base at level L (8-bit rasters, e.g. avif60), or none "
                              "(default: the smallest of none, 3, 5, 7 and, on 8-bit rasters "
-                             "at bounds of 4 and more, avif50/60/70, on sample tiles; "
+                             "at bounds of 4 and more, three AVIF levels, on sample tiles; "
                              "--quality also fixes it)")
 
 
