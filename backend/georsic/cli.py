@@ -264,9 +264,9 @@ def _add_bound_options(parser: argparse.ArgumentParser) -> None:
                              "compress at least R times")
     parser.add_argument("--base", metavar="QUALITY|avifL|none",
                         help="with --max-error/--lossless: the learned base's quality, an "
-                             "AVIF base at level L (8-bit rasters, e.g. avif60), or none "
-                             "(default: the smallest of none, 3, 5, 7 and, on 8-bit rasters "
-                             "at bounds of 4 and more, three AVIF levels, on sample tiles; "
+                             "AVIF base at level L (uint8 or uint16 rasters, e.g. avif60), "
+                             "or none (default: the smallest of none, 3, 5, 7 and, at bounds "
+                             "of 4 and more (uint16: 32), three AVIF levels, on sample tiles; "
                              "--quality also fixes it)")
 
 
