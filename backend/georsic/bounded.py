@@ -896,28 +896,39 @@ def _tile_base(raster, job: TileJob, spec: BaseSpec, tile: Tile, data: np.ndarra
     h, w = data.shape[1:]
     if spec.quality is None:
         return [], base_pixels(job.codec, spec, [], job.mapping, h, w, job.codec.entropy)
-    if spec.avif:
-        streams = avif_streams(data, spec.quality)
-        return streams, avif_base(streams, data.shape[0], h, w, data.dtype.name)
     path = Path(raster.name)
-    key = (str(path.resolve()), path.stat().st_mtime_ns, tuple(tile.window.flatten()),
-           job.codec.entry.sha256, spec.quality, json.dumps(spec.amax, sort_keys=True),
-           spec.calibration,
-           spec.synthesis,
-           job.mapping.to_dict().__repr__())
+    where = (str(path.resolve()), path.stat().st_mtime_ns, tuple(tile.window.flatten()))
+    if spec.avif:
+        def avif() -> tuple[list[bytes], np.ndarray]:
+            streams = avif_streams(data, spec.quality)
+            return streams, avif_base(streams, data.shape[0], h, w, data.dtype.name)
+
+        return _cached_base((*where, spec.codec, spec.quality), avif)
+
+    def learned() -> tuple[list[bytes], np.ndarray]:
+        streams: list[bytes] = []
+        for image in job.mapping.encode(data, valid):
+            streams.extend(job.codec.encode(image, spec.quality))
+        return streams, base_pixels(job.codec, spec, streams, job.mapping, h, w,
+                                    job.codec.entropy)
+
+    key = (*where, job.codec.entry.sha256, spec.quality, json.dumps(spec.amax, sort_keys=True),
+           spec.calibration, spec.synthesis, repr(job.mapping.to_dict()))
+    return _cached_base(key, learned)
+
+
+def _cached_base(key: tuple, make) -> tuple[list[bytes], np.ndarray]:
+    """``make()``, remembered under ``key`` among the last :data:`_BASES_SIZE` bases."""
     with _BASES_LOCK:
         if key in _BASES:
             _BASES.move_to_end(key)
             return _BASES[key]
-    streams: list[bytes] = []
-    for image in job.mapping.encode(data, valid):
-        streams.extend(job.codec.encode(image, spec.quality))
-    base = base_pixels(job.codec, spec, streams, job.mapping, h, w, job.codec.entropy)
+    found = make()
     with _BASES_LOCK:
-        _BASES[key] = (streams, base)
+        _BASES[key] = found
         while len(_BASES) > _BASES_SIZE:
             _BASES.popitem(last=False)
-    return streams, base
+    return found
 
 
 def base_stream_count(mapping: BandMapping, spec: BaseSpec) -> int:
@@ -1102,9 +1113,10 @@ MAX_SEARCHED_BOUND = 255
 
 def _bound_for_ratio(raster, job: TileJob, grid: TileGrid,
                      candidates: Sequence[float | str | None],
-                     ratio: float, cancel: Cancel | None) -> TileJob:
+                     ratio: float, cancel: Cancel | None, avif: bool = False) -> TileJob:
     """``job`` with the smallest bound whose sample tiles reach ``ratio`` (bisection; the
-    bases are coded once, :func:`_tile_base`)."""
+    bases are coded once, :func:`_tile_base`); ``avif``: each bound also tries the AVIF bases
+    :func:`avif_candidates` gives it."""
     tiles = _sample(grid)
     raw = sum(int(t.window.width * t.window.height) for t in tiles) * job.info.count \
         * np.dtype(job.info.dtype).itemsize
@@ -1114,7 +1126,9 @@ def _bound_for_ratio(raster, job: TileJob, grid: TileGrid,
             0 if b in job.mapping.lossless else bound for b in range(job.info.count)))
 
     def reaches(bound: int) -> bool:
-        _, trials, _ = _choose_base(raster, with_bound(bound), grid, candidates, cancel,
+        trial = with_bound(bound)
+        extra = avif_candidates(job.info, trial.bounds, job.mapping.lossless) if avif else ()
+        _, trials, _ = _choose_base(raster, trial, grid, (*candidates, *extra), cancel,
                                     measure=True)
         return raw / min(trials.values()) >= ratio
 
@@ -1171,13 +1185,14 @@ def compress_bounded(src: str | Path, dst: str | Path, *,
         job = TileJob(info, mapping, planes, bounds, codec)
         if not mapping.groups:
             candidates = (None,)
-        if target_ratio is not None:
-            job = _bound_for_ratio(raster, job, grid, candidates, target_ratio, cancel)
-            bounds = job.bounds
-        if quality is None and candidates != (None,):
-            candidates = (*candidates, *avif_candidates(info, job.bounds, mapping.lossless))
-        elif any(isinstance(c, str) for c in candidates) and info.dtype not in AVIF_BITS:
+        if any(isinstance(c, str) for c in candidates) and info.dtype not in AVIF_BITS:
             raise InputError(f"an AVIF base needs a uint8 or uint16 raster, not {info.dtype}")
+        avif = quality is None and candidates != (None,)
+        if target_ratio is not None:
+            job = _bound_for_ratio(raster, job, grid, candidates, target_ratio, cancel, avif)
+            bounds = job.bounds
+        if avif:
+            candidates = (*candidates, *avif_candidates(info, job.bounds, mapping.lossless))
         spec, trials, done_tiles = _choose_base(raster, job, grid, candidates, cancel)
         digest = source_digest(raster, grid, cancel)
         header = _header(info, mapping, grid, planes, entry, codec, spec, bounds, digest, trials)
