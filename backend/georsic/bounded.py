@@ -9,10 +9,11 @@ A bounded archive (format version :data:`BOUNDED_VERSION`) holds per tile an opt
   thread count and vector unit.  Its calibration (``amax``) and the inverse gain vector of its
   quality are stored in the header, so the archive is self-contained.  The base may be absent
   (``base: null``): the correction layer then codes the source itself;
-* or (format version :data:`AVIF_BASE_VERSION`, uint8 and uint16 rasters) the base is classical: per
-  group of three bands, integer YCoCg planes (:func:`ycocg_planes`) coded as one AVIF image
-  with the identity matrix and no chroma subsampling (one monochrome AVIF per band left
-  over), decoded and turned back into bands with integer numpy (:func:`avif_base`).  AV1
+* or (format version :data:`AVIF_BASE_VERSION`, uint8 and uint16 rasters) the base is
+  classical: per group of three bands, integer YCoCg planes (:func:`ycocg_planes`) coded as
+  one AVIF image with the identity matrix and no chroma subsampling (a band left over as the
+  middle plane of such an image), decoded and turned back into bands with integer numpy
+  (:func:`avif_base`).  AV1
   decoding is standardised to the bit and the identity matrix leaves no colour conversion to
   the decoder, so this base too is the same integers everywhere.  At larger bounds it beats
   the learned base, whose best quality is low (SOAP_031 at D = 8: 1.11 against 1.51 bits per
@@ -191,11 +192,10 @@ class BaseSpec:
         with _SYNTHESES_LOCK:
             if key in _RESOLVED:
                 return _RESOLVED[key]
-        from georsic.exactarchive import ExactSpec, derived_gain
+        from georsic.exactarchive import named_calibration, weights_gain
 
-        amax = ExactSpec((), (), self.synthesis, self.calibration).resolved_amax(codec.entry)
-        gain = derived_gain(codec.model.log_inverse_gain.detach().float().cpu().numpy(),
-                            float(self.quality))
+        amax = named_calibration(codec.entry, self.synthesis, self.calibration)
+        gain = weights_gain(codec, float(self.quality))
         with _SYNTHESES_LOCK:
             _RESOLVED[key] = (amax, gain)
         return amax, gain

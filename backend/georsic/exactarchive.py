@@ -126,11 +126,23 @@ class ExactSpec:
         :class:`~georsic.weights.ModelEntry`) that ``calibration`` names."""
         if self.calibration is None:
             return self.amax_dict
-        shipped = shipped_calibration(entry, self.synthesis)
-        if shipped is None or calibration_id(shipped) != self.calibration:
-            raise WeightsError(f"the exact synthesis's calibration {self.calibration} is not "
-                               f"installed with weights {entry.id}")
-        return shipped
+        return named_calibration(entry, self.synthesis, self.calibration)
+
+
+def named_calibration(entry, synthesis: str, calibration: str) -> dict[str, float]:
+    """The shipped calibration of ``synthesis`` in ``entry`` (a
+    :class:`~georsic.weights.ModelEntry`) whose :func:`calibration_id` is ``calibration``; a
+    :class:`WeightsError` naming it where those weights do not ship it."""
+    shipped = shipped_calibration(entry, synthesis)
+    if shipped is None or calibration_id(shipped) != calibration:
+        raise WeightsError(f"the exact synthesis's calibration {calibration} is not "
+                           f"installed with weights {entry.id}")
+    return shipped
+
+
+def weights_gain(codec, quality: float) -> tuple[float, ...]:
+    """:func:`derived_gain` of ``codec``'s weights at ``quality``."""
+    return derived_gain(codec.model.log_inverse_gain.detach().float().cpu().numpy(), quality)
 
 
 def calibration_id(amax: dict[str, float]) -> str:
@@ -237,8 +249,7 @@ def _gain(codec, spec: ExactSpec):
     """The inverse gain (float32, 1 x M x 1 x 1): listed, or derived from the weights."""
     import torch
 
-    values = spec.gain or derived_gain(
-        codec.model.log_inverse_gain.detach().float().cpu().numpy(), spec.quality)
+    values = spec.gain or weights_gain(codec, spec.quality)
     return torch.tensor(values, dtype=torch.float32).reshape(1, -1, 1, 1)
 
 
