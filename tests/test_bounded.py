@@ -82,6 +82,31 @@ def _decoded_within(source_path: Path, archive: Path, bounds) -> np.ndarray:
     return error.reshape(len(bounds), -1).max(axis=1)
 
 
+def _rewritten(archive: Path, target: Path, header_edit=None, version: int | None = None,
+               first_tile_edit=None) -> Path:
+    """``archive`` written again to ``target`` (valid checksums) with its header changed by
+    ``header_edit``, as format ``version`` (default: its own), and its first tile's sections
+    changed by ``first_tile_edit``."""
+    import copy
+
+    from georsic.archive import ArchiveWriter, pack_sections, unpack_sections
+
+    with ArchiveReader(archive) as reader:
+        header = copy.deepcopy(reader.header)
+        tiles = [reader.read_tile(i) for i in range(reader.tile_count)]
+        own = reader.version
+    if header_edit is not None:
+        header_edit(header)
+    if first_tile_edit is not None:
+        sections = unpack_sections(tiles[0], own)
+        first_tile_edit(sections)
+        tiles[0] = pack_sections(sections)
+    with ArchiveWriter(target, header, version=own if version is None else version) as writer:
+        for tile in tiles:
+            writer.add_tile(tile)
+    return target
+
+
 @settings(max_examples=12, **FUZZ)
 @given(dtype=st.sampled_from(["uint8", "uint16", "int16"]), bands=st.sampled_from([1, 3, 4]),
        height=st.integers(5, 90), width=st.integers(5, 90), bound=st.integers(0, 9),
@@ -240,19 +265,10 @@ def _head(section: bytes, count: int | None = None, flags: int | None = None,
 def test_damaged_correction_sections_are_tile_errors(rgb_archive, tmp_path, edit):
     """Tiles whose checksums hold but whose JPEG XL sections are inconsistent: a TileError
     naming the tile, never pixels decoded wrong."""
-    from georsic.archive import ArchiveWriter, pack_sections, unpack_sections
+    def corrections(sections: list[bytes]) -> None:
+        sections[-5:-1] = edit(sections[-5:-1])
 
-    with ArchiveReader(rgb_archive) as reader:
-        header, version = reader.header, reader.version
-        tiles = [reader.read_tile(i) for i in range(reader.tile_count)]
-    sections = unpack_sections(tiles[0], version)
-    corrections = sections[-5:-1]
-    sections[-5:-1] = edit(corrections)
-    target = tmp_path / "crafted.grsc"
-    with ArchiveWriter(target, header, version=version) as writer:
-        writer.add_tile(pack_sections(sections))
-        for tile in tiles[1:]:
-            writer.add_tile(tile)
+    target = _rewritten(rgb_archive, tmp_path / "crafted.grsc", first_tile_edit=corrections)
     with georsic.open(target) as archive, pytest.raises(TileError, match="tile 0"):
         archive.read(threads=1)
 
@@ -284,17 +300,11 @@ def test_mask_derived_from_nodata(tmp_path, bounds):
 
 def test_derived_mask_without_nodata_is_a_tile_error(rgb_archive, tmp_path):
     """A tile claiming a derived mask in a raster without no-data: a TileError."""
-    from georsic.archive import ArchiveWriter, pack_sections, unpack_sections
+    def derived(sections: list[bytes]) -> None:
+        sections[0] = bounded.DERIVED_MASK
 
-    with ArchiveReader(rgb_archive) as reader:
-        header, version = reader.header, reader.version
-        tiles = [reader.read_tile(i) for i in range(reader.tile_count)]
-    sections = unpack_sections(tiles[0], version)
-    sections[0] = bounded.DERIVED_MASK
-    with ArchiveWriter(tmp_path / "c.grsc", header, version=version) as writer:
-        for tile in [pack_sections(sections), *tiles[1:]]:
-            writer.add_tile(tile)
-    with georsic.open(tmp_path / "c.grsc") as archive, pytest.raises(TileError, match="tile 0"):
+    target = _rewritten(rgb_archive, tmp_path / "c.grsc", first_tile_edit=derived)
+    with georsic.open(target) as archive, pytest.raises(TileError, match="tile 0"):
         archive.read(threads=1)
 
 
@@ -520,19 +530,9 @@ def test_batch_cli_bounded(tmp_path):
 ], ids=["synthesis", "reference-in-v7", "listed-gain", "calibration-type", "no-calibration",
          "bound", "version-4", "no-layer", "v7-layer-in-v6", "v6-layer-in-v9"])
 def test_crafted_bounded_header_is_an_archive_error(pan_archive, tmp_path, edit, version):
-    import copy
-
-    from georsic.archive import ArchiveWriter
     from georsic.errors import ArchiveError
 
-    with ArchiveReader(pan_archive) as reader:
-        header = copy.deepcopy(reader.header)
-        tiles = [reader.read_tile(i) for i in range(reader.tile_count)]
-    edit(header)
-    target = tmp_path / "crafted.grsc"
-    with ArchiveWriter(target, header, version=version) as writer:
-        for tile in tiles:
-            writer.add_tile(tile)
+    target = _rewritten(pan_archive, tmp_path / "crafted.grsc", edit, version)
     with pytest.raises(ArchiveError, match="header"):
         georsic.open(target)
 
@@ -540,20 +540,10 @@ def test_crafted_bounded_header_is_an_archive_error(pan_archive, tmp_path, edit,
 def test_a_calibration_that_is_not_installed_is_named(pan_archive, tmp_path):
     """A base naming a calibration the installed weights do not ship: decoding says so (exit
     5), never a base synthesised with another calibration."""
-    import copy
-
-    from georsic.archive import ArchiveWriter
     from georsic.cli import main
 
-    with ArchiveReader(pan_archive) as reader:
-        header = copy.deepcopy(reader.header)
-        tiles = [reader.read_tile(i) for i in range(reader.tile_count)]
-        version = reader.version
-    header["bounded"]["calibration"] = "0123456789abcdef"
-    target = tmp_path / "other-calibration.grsc"
-    with ArchiveWriter(target, header, version=version) as writer:
-        for tile in tiles:
-            writer.add_tile(tile)
+    target = _rewritten(pan_archive, tmp_path / "other-calibration.grsc",
+                        lambda h: h["bounded"].update(calibration="0123456789abcdef"))
     assert main(["decompress", str(target), str(tmp_path / "out.tif")]) == 5
     assert not (tmp_path / "out.tif").exists()
 
@@ -763,37 +753,19 @@ def test_avif_base_of_wide_16_bit_values_is_shifted(tmp_path):
     (lambda h: h["bounded"].update(base=101), 9),
 ], ids=["avif-in-v7", "unknown-base", "v9-without-base", "level"])
 def test_crafted_avif_header_is_an_archive_error(avif_archive, tmp_path, edit, version):
-    import copy
-
-    from georsic.archive import ArchiveWriter
     from georsic.errors import ArchiveError
 
-    with ArchiveReader(avif_archive) as reader:
-        header = copy.deepcopy(reader.header)
-        tiles = [reader.read_tile(i) for i in range(reader.tile_count)]
-    edit(header)
-    target = tmp_path / "crafted.grsc"
-    with ArchiveWriter(target, header, version=version) as writer:
-        for tile in tiles:
-            writer.add_tile(tile)
+    target = _rewritten(avif_archive, tmp_path / "crafted.grsc", edit, version)
     with pytest.raises(ArchiveError, match="header"):
         georsic.open(target)
 
 
 def test_damaged_avif_base_is_a_tile_error(avif_archive, tmp_path):
     """An AVIF base image cut short (its checksum rewritten): the tile is named."""
-    from georsic.archive import ArchiveWriter, pack_sections, unpack_sections
+    def cut(sections: list[bytes]) -> None:
+        sections[2] = sections[2][:len(sections[2]) // 2]
 
-    with ArchiveReader(avif_archive) as reader:
-        header, version = reader.header, reader.version
-        tiles = [reader.read_tile(i) for i in range(reader.tile_count)]
-    sections = unpack_sections(tiles[0], version)
-    sections[2] = sections[2][:len(sections[2]) // 2]
-    target = tmp_path / "cut.grsc"
-    with ArchiveWriter(target, header, version=version) as writer:
-        writer.add_tile(pack_sections(sections))
-        for tile in tiles[1:]:
-            writer.add_tile(tile)
+    target = _rewritten(avif_archive, tmp_path / "cut.grsc", first_tile_edit=cut)
     with georsic.open(target) as archive, pytest.raises(TileError, match="tile 0"):
         archive.read(threads=1)
 
