@@ -549,6 +549,11 @@ class OrtTransform:
         # with each new tile shape, so a process's peak grew with the raster (a 16.8 MP
         # decode on an AVX2 CPU: 3,384 MiB with it, 2,477 MiB without; same speed).
         options.enable_cpu_mem_arena = False
+        # Nor memory patterns: a session keeps the one block each input shape's plan filled
+        # (``georsic bench memory --sizes 1024 4096 8192``, AVX2 class, compress then
+        # decompress in one process: 1,891 / 2,088 / 2,242 MiB with them, 1,837 / 1,994 /
+        # 2,161 MiB without; same speed; benchmarks/results/memory_v5.md).
+        options.enable_mem_pattern = False
         self._session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
 
     def __call__(self, x: Tensor) -> Tensor:
