@@ -384,13 +384,14 @@ def pan_archive(tmp_path_factory) -> Path:
 
 
 def test_header_version_and_info(pan_archive):
-    """A learned base names the weights' shipped calibration and derives its gain (format
-    version 9) instead of listing both (about 2 KB of header)."""
+    """A learned base names the weights' shipped calibration and derives its gain (since
+    format version 9) instead of listing both (about 2 KB of header); with a base, the
+    archive names the context model of its correction layer (format version 10)."""
     from georsic.exactarchive import DERIVED_GAIN, calibration_id, shipped_calibration
     from georsic.weights import find_model
 
     with ArchiveReader(pan_archive) as reader:
-        assert reader.version == bounded.AVIF_BASE_VERSION
+        assert reader.version == bounded.CONTEXT_VERSION
         header = reader.header["bounded"]
     assert header["max_error"] == [4] and header["base"] == 4.0
     assert header["calibration"] == calibration_id(shipped_calibration(find_model(None)))
@@ -639,7 +640,7 @@ def test_fuzz_avif_base_every_pixel_within_bound(dtype, bands, height, width, bo
                                    tile_size=64)
         assert summary.base_name == f"avif{level}" and summary.base == level
         with ArchiveReader(archive) as reader:
-            assert reader.version == bounded.AVIF_BASE_VERSION
+            assert reader.version == bounded.CONTEXT_VERSION
             assert reader.header["bounded"]["base_codec"] == bounded.AVIF_BASE
         _decoded_within(source, archive, summary.max_error)
         with georsic.open(archive) as opened:

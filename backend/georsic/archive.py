@@ -59,15 +59,18 @@ VERSION = 5
 #: :mod:`georsic.bounded`), 7 (as 6, corrections may also be lossless JPEG XL images), 8
 #: (version 5's layout, tiles synthesised by the exact synthesis, each record ending with a
 #: digest of its decoded pixels: :mod:`georsic.exactarchive`), 9 (as 7, the base a classical
-#: AVIF image of YCoCg planes: :mod:`georsic.bounded`).
-READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8, 9)
+#: AVIF image of YCoCg planes: :mod:`georsic.bounded`), 10 (as 9, corrections may also be
+#: coded by the shipped context model, :mod:`georsic.correction`).
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
 #: The version of bounded-error and lossless archives (:mod:`georsic.bounded`).
 BOUNDED_VERSION = 7
 #: Every version of bounded archives read (6: JPEG-LS or rANS corrections; 7: JPEG XL too;
-#: 9: an AVIF base).
-BOUNDED_VERSIONS = (6, 7, 9)
+#: 9: an AVIF base; 10: context-coded corrections).
+BOUNDED_VERSIONS = (6, 7, 9, 10)
 #: The version of bounded archives whose base is AVIF (``bounded.base_codec``).
 AVIF_BASE_VERSION = 9
+#: The version of bounded archives made with a correction model (``bounded.correction_model``).
+CONTEXT_VERSION = 10
 #: The version of exact lossy archives (``--exact``, :mod:`georsic.exactarchive`).
 EXACT_VERSION = 8
 #: zlib preset dictionary of version-2 and version-3 headers: the strings most headers share

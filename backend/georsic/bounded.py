@@ -23,8 +23,11 @@ A bounded archive (format version :data:`BOUNDED_VERSION`) holds per tile an opt
   ``D = 0``: lossless), or the quantised residual ``q`` (:func:`quantise`) coded by rANS with
   contexts from the base or (format version 7) by lossless JPEG XL, alone or with the next two
   bands' as one 3-channel image whose colour transform removes what the bands share
-  (:func:`encode_corrections`); per tile and band the smallest.  All of them are integer
-  coders, standardised to the bit;
+  (:func:`encode_corrections`), or (format version :data:`CONTEXT_VERSION`, tiles with a
+  base) by the shipped context model of :mod:`georsic.correction`, whose probabilities are
+  conditioned on the base and on the values already decoded; per tile and band the
+  smallest.  All of them are integer coders, standardised to the bit or (the context model)
+  integer numpy and rANS;
 * the encoder decodes what it wrote with the same function as the decoder
   (:func:`reconstruct`) and stores every valid pixel that would still miss the bound (a
   reconstruction equal to the no-data value, which would turn a valid pixel into a hole) as an
@@ -54,10 +57,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from georsic import __version__, parallel
+from georsic import __version__, correction, parallel
 from georsic.archive import (
     AVIF_BASE_VERSION,
     BOUNDED_VERSION,
+    CONTEXT_VERSION,
     ArchiveWriter,
     WrittenArchive,
     check_output,
@@ -81,6 +85,9 @@ from georsic.weights import find_model
 SYNTHESIS = "exact-v2"
 #: How the correction layer is coded (``bounded.residual``).
 RESIDUAL = "jpegls-rans-jpegxl-v2"
+#: How the correction layer of archives made with a context model (format version 10) is
+#: coded: the modes of :data:`RESIDUAL` and :data:`MODE_CONTEXT`.
+RESIDUAL_CONTEXT = "jpegls-rans-jpegxl-context-v3"
 #: The correction layer of version-6 archives (JPEG-LS or rANS per band), still decoded.
 RESIDUAL_V6 = "jpegls-or-rans-v1"
 #: Dtypes a bounded archive can hold.
@@ -122,6 +129,16 @@ _JPEGXL_CHANNEL = struct.Struct("<BIq")
 #: exception: OSBS_029 (no-data 255) at D = 8, 168,505 -> see docs/bounded.md.
 MODE_JPEGXL_SHIFTED = 5
 _JPEGXL_SHIFTED_CHANNEL = struct.Struct("<BIqI")
+#: Version 10: the quantised residuals of one band or a group of bands coded by the shipped
+#: context model (:mod:`georsic.correction`), conditioned on the base: mode | channels, then per
+#: channel in coding order its band's position in the group | bound | grid shift | the model's
+#: table | activity offset, then the rANS stream.  A group's other bands hold member
+#: sections, as JPEG XL's.
+MODE_CONTEXT = 6
+_CONTEXT_HEAD = struct.Struct("<BB")
+_CONTEXT_CHANNEL = struct.Struct("<BIIBb")
+#: Coding orders tried for a group's context section.
+CONTEXT_ORDERS = ((0, 1, 2), (1, 0, 2))
 #: A member section: mode | position in its group (1, 2).
 _JPEGXL_MEMBER = struct.Struct("<BB")
 #: Bands coded together as one JPEG XL image (its colour channels: the reversible colour
@@ -583,6 +600,47 @@ def _decode_jpegxl(section: bytes, shape: tuple[int, ...]
     return out
 
 
+def _context_section(planes: Sequence[np.ndarray], bases: Sequence[np.ndarray],
+                     bounds: Sequence[int], shifts: Sequence[int],
+                     table: correction.ContextTable) -> bytes:
+    """Quantised residuals (1 or :data:`JPEGXL_GROUP` planes) as a context-coded section:
+    the smallest of the coding orders tried (:data:`CONTEXT_ORDERS`)."""
+    orders = CONTEXT_ORDERS if len(planes) == JPEGXL_GROUP else ((0,),)
+    best = None
+    for order in orders:
+        bands = [correction.Band(planes[p], bases[p], 2 * bounds[p] + 1) for p in order]
+        choices, stream = correction.encode_group(bands, table)
+        section = _CONTEXT_HEAD.pack(MODE_CONTEXT, len(order)) + b"".join(
+            _CONTEXT_CHANNEL.pack(p, bounds[p], shifts[p], number, offset)
+            for p, (number, offset) in zip(order, choices, strict=True)) + stream
+        if best is None or len(section) < len(best):
+            best = section
+    return best
+
+
+def _decode_context(section: bytes, bases: Sequence[np.ndarray],
+                    table: correction.ContextTable) -> list[tuple[int, np.ndarray, int]]:
+    """A context-coded section's (bound, quantised residual, grid shift) per position in its
+    group; ``bases``: the group's bases by position."""
+    _mode, count = _CONTEXT_HEAD.unpack_from(section)
+    start = _CONTEXT_HEAD.size + count * _CONTEXT_CHANNEL.size
+    if count not in (1, JPEGXL_GROUP) or len(section) < start or len(bases) < count:
+        raise ValueError(f"a context-coded correction of {count} channel(s)")
+    channels = [_CONTEXT_CHANNEL.unpack_from(section, _CONTEXT_HEAD.size + i * entry)
+                for i, entry in enumerate([_CONTEXT_CHANNEL.size] * count)]
+    if sorted(c[0] for c in channels) != list(range(count)):
+        raise ValueError("a context-coded correction's channels are not its group's bands")
+    if any(not 0 <= shift <= 2 * bound for _p, bound, shift, _k, _o in channels):
+        raise ValueError("a context-coded correction's grid shift is outside [0, 2D]")
+    planes = correction.decode_group(section[start:], [bases[c[0]] for c in channels],
+                                     [2 * c[1] + 1 for c in channels],
+                                     [(c[3], c[4]) for c in channels], table)
+    out: list[tuple[int, np.ndarray, int]] = [(0, planes[0], 0)] * count
+    for (position, bound, shift, _table, _offset), plane in zip(channels, planes, strict=True):
+        out[position] = (bound, plane, shift)
+    return out
+
+
 def grid_shift(source: np.ndarray, base: np.ndarray, valid: np.ndarray | None, bound: int,
                nodata: int | None, dtype: np.dtype) -> int:
     """The shift in ``[0, 2D]`` of a band's reconstruction grid (``base + s + q (2D + 1)``,
@@ -612,13 +670,15 @@ def grid_shift(source: np.ndarray, base: np.ndarray, valid: np.ndarray | None, b
 
 
 def _band_section(source: np.ndarray, base: np.ndarray, valid: np.ndarray | None, bound: int,
-                  jpegxl: bool = True, search: bool = True, shift: int = 0
+                  jpegxl: bool = True, search: bool = True, shift: int = 0,
+                  table: correction.ContextTable | None = None,
                   ) -> tuple[bytes, list[tuple[np.ndarray, int]]]:
     """One band's smallest correction section, and the quantised residuals (:func:`quantise`)
     a JPEG XL image may hold, each with its grid shift: with 0 at invalid pixels, and (where
     the band has some) with the source's own values there (a no-data value inside the data's
     range, as a saturated pixel's 255, is cheaper kept than zeroed); with ``shift``
-    (:func:`grid_shift`) also both on the shifted grid."""
+    (:func:`grid_shift`) also both on the shifted grid.  With ``table`` (format version 10)
+    each of them is also tried as a context-coded section (:func:`_context_section`)."""
     candidates = [_encode_jpegls(source, base, valid, bound)]
     q = quantise(_masked_residual(source, base, valid), bound)
     candidates.append(_RESIDUAL_HEAD.pack(MODE_RANS, 0, 0, bound) + _encode_rans(q, base))
@@ -635,6 +695,9 @@ def _band_section(source: np.ndarray, base: np.ndarray, valid: np.ndarray | None
             section = _jpegxl_section([plane], [bound], search, [plane_shift])
             if section is not None:
                 candidates.append(section)
+            if table is not None:
+                candidates.append(_context_section([plane], [base], [bound], [plane_shift],
+                                                   table))
     return min(candidates, key=len), variants
 
 
@@ -664,11 +727,14 @@ def jpegxl_groups(count: int, exact: Sequence[int] = ()) -> list[tuple[int, ...]
 
 def encode_corrections(source: np.ndarray, base: np.ndarray, invalid: np.ndarray | None,
                        bounds: Sequence[int], groups: Sequence[tuple[int, ...]] = (),
-                       nodata: int | None = None, dtype: str = "uint8") -> list[bytes]:
+                       nodata: int | None = None, dtype: str = "uint8",
+                       table: correction.ContextTable | None = None) -> list[bytes]:
     """Every band's correction section (format version 7): per band the smallest of JPEG-LS,
     rANS and JPEG XL; then each group of ``groups`` (:func:`jpegxl_groups`) as one JPEG XL
     image of its bands' quantised residuals where that is smaller than their own sections
-    together (the first band holds it, the others a member section)."""
+    together (the first band holds it, the others a member section).  With ``table`` (format
+    version 10) bands alone and groups may also be context-coded sections, conditioned on the
+    base (:mod:`georsic.correction`), where smaller."""
     grouped = {band for group in groups for band in group}
     sections: list[bytes] = []
     variants: list[list[np.ndarray]] = []
@@ -677,20 +743,26 @@ def encode_corrections(source: np.ndarray, base: np.ndarray, invalid: np.ndarray
         shift = grid_shift(source[band], base[band], valid, bounds[band], nodata,
                            np.dtype(dtype))
         section, planes = _band_section(source[band], base[band], valid, bounds[band],
-                                        search=band not in grouped, shift=shift)
+                                        search=band not in grouped, shift=shift,
+                                        table=None if band in grouped else table)
         sections.append(section)
         variants.append(planes)
     for group in groups:
         members = [_JPEGXL_MEMBER.pack(MODE_JPEGXL_MEMBER, p) for p in range(1, len(group))]
         for variant in range(max(len(variants[b]) for b in group)):
             chosen = [variants[b][min(variant, len(variants[b]) - 1)] for b in group]
-            joint = _jpegxl_section([plane for plane, _shift in chosen],
-                                    [bounds[b] for b in group], True,
-                                    [shift for _plane, shift in chosen])
-            if joint is not None and len(joint) + sum(map(len, members)) < \
-                    sum(len(sections[b]) for b in group):
-                for band, section in zip(group, [joint, *members], strict=True):
-                    sections[band] = section
+            planes = [plane for plane, _shift in chosen]
+            shifts = [shift for _plane, shift in chosen]
+            group_bounds = [bounds[b] for b in group]
+            joints = [_jpegxl_section(planes, group_bounds, True, shifts)]
+            if table is not None:
+                joints.append(_context_section(planes, [base[b] for b in group], group_bounds,
+                                               shifts, table))
+            for joint in joints:
+                if joint is not None and len(joint) + sum(map(len, members)) < \
+                        sum(len(sections[b]) for b in group):
+                    for band, section in zip(group, [joint, *members], strict=True):
+                        sections[band] = section
     return sections
 
 
@@ -712,19 +784,27 @@ def decode_residual(section: bytes, base: np.ndarray) -> np.ndarray:
 
 
 def reconstruct(base: np.ndarray, residuals: list[bytes], bands: list[int],
-                exceptions: bytes, dtype: str, jpegxl: bool = True) -> np.ndarray:
+                exceptions: bytes, dtype: str, jpegxl: bool = True,
+                table: correction.ContextTable | None = None) -> np.ndarray:
     """The bounded tile (bands, H, W) int64: base plus corrections, clamped to ``dtype`` (never
     a larger error), then the exceptions.  Encoder and decoder both call this.  ``jpegxl``:
-    whether JPEG XL sections may occur (format version 7; a version-6 archive's are refused)."""
+    whether JPEG XL sections may occur (format version 7; a version-6 archive's are refused);
+    ``table``: the archive's context model, without which context-coded sections (format
+    version 10) are refused."""
     out = base.copy()
     limits = np.iinfo(np.dtype(dtype))
     group: dict[int, tuple[int, np.ndarray]] = {}  # band: (position, values) of a JPEG XL group
     for index, (band, section) in enumerate(zip(bands, residuals, strict=True)):
         mode = section[0] if section else None
-        if jpegxl and mode in (MODE_JPEGXL, MODE_JPEGXL_SHIFTED):
+        context = table is not None and mode == MODE_CONTEXT
+        if jpegxl and mode in (MODE_JPEGXL, MODE_JPEGXL_SHIFTED) or context:
             if group:
                 raise ValueError(f"band {band + 1}'s JPEG XL group starts inside another")
-            decoded = _decode_jpegxl(section, base[band].shape)
+            if context:
+                members = bands[index:index + JPEGXL_GROUP]
+                decoded = _decode_context(section, [base[m] for m in members], table)
+            else:
+                decoded = _decode_jpegxl(section, base[band].shape)
             for position, (bound, q, shift) in enumerate(decoded):
                 if index + position >= len(bands):
                     raise ValueError("a JPEG XL group runs past the last band")
@@ -746,9 +826,9 @@ def reconstruct(base: np.ndarray, residuals: list[bytes], bands: list[int],
     if group:
         raise ValueError("a JPEG XL group's member sections are missing")
     if exceptions:
-        table = np.frombuffer(zlib.decompress(exceptions), dtype="<i8").reshape(-1, 3)
+        rows = np.frombuffer(zlib.decompress(exceptions), dtype="<i8").reshape(-1, 3)
         flat = out.reshape(out.shape[0], -1)
-        flat[table[:, 0], table[:, 1]] = table[:, 2]
+        flat[rows[:, 0], rows[:, 1]] = rows[:, 2]
     return out
 
 
@@ -800,6 +880,8 @@ class TileJob:
     planes: int
     bounds: tuple[int, ...]
     codec: TileCodec
+    #: The context model of the correction layer (None: an archive without one).
+    table: correction.ContextTable | None = None
 
     @property
     def bands(self) -> list[int]:
@@ -823,6 +905,8 @@ class EncodeTask:
     weights_sha256: str
     spec: BaseSpec
     grid: TileGrid
+    #: The sha256 of the context model (:attr:`TileJob.table`), or None.
+    correction_sha256: str | None = None
 
 
 def encode_tiles(task: EncodeTask, indices: tuple[int, ...]) -> list[bytes]:
@@ -830,7 +914,9 @@ def encode_tiles(task: EncodeTask, indices: tuple[int, ...]) -> list[bytes]:
     wherever the task runs (a local thread or a Dask worker)."""
     parallel.set_tile_threads(1)
     codec = parallel.thread_codec(task.model_id, task.weights_sha256, "cpu", 1)
-    job = TileJob(task.info, task.mapping, task.planes, task.bounds, codec)
+    table = None if task.correction_sha256 is None else \
+        correction.load_table(sha256=task.correction_sha256)
+    job = TileJob(task.info, task.mapping, task.planes, task.bounds, codec, table)
     with open_raster(task.src) as raster:
         return [encode_tile(raster, job, task.spec, task.grid.tile(i)) for i in indices]
 
@@ -865,17 +951,18 @@ def encode_tile(raster, job: TileJob, spec: BaseSpec, tile: Tile) -> bytes:
     source = data.astype(np.int64)
     nodata = job.info.nodata if job.info.mask_kind == "nodata" else None
     whole = None if nodata is None or not float(nodata).is_integer() else int(nodata)
+    table = job.table if spec.quality is not None else None  # nothing to condition on
     residuals = encode_corrections(source, base, invalid, job.bounds,
                                    jpegxl_groups(job.info.count, job.mapping.lossless),
-                                   whole, job.info.dtype)
-    rec = reconstruct(base, residuals, job.bands, b"", job.info.dtype)
+                                   whole, job.info.dtype, table)
+    rec = reconstruct(base, residuals, job.bands, b"", job.info.dtype, table=table)
     extra = _exceptions(source, rec, invalid, job.bounds, job.bands, nodata)
     payload = pack_sections([*sections, *streams, *residuals, extra])
     if invalid is not None and nodata is not None and float(nodata).is_integer() and \
             invalid.shape[0] == job.info.count:
         # the mask as the pixels that decode to the no-data value, where that is smaller
         derived = _exceptions(source, rec, invalid, job.bounds, job.bands, nodata, True)
-        final = reconstruct(base, residuals, job.bands, derived, job.info.dtype)
+        final = reconstruct(base, residuals, job.bands, derived, job.info.dtype, table=table)
         other = pack_sections([DERIVED_MASK, b"", *streams, *residuals, derived])
         if len(other) < len(payload) and np.array_equal(final == int(nodata), invalid):
             payload = other
@@ -945,16 +1032,20 @@ def section_count(mapping: BandMapping, spec: BaseSpec) -> int:
 
 def decode_tile(sections: list[bytes], mapping: BandMapping, spec: BaseSpec, codec,
                 height: int, width: int, entropy: str, dtype: str,
-                residual: str = RESIDUAL) -> np.ndarray:
+                residual: str = RESIDUAL, correction_model: dict | None = None) -> np.ndarray:
     """A bounded tile's values (bands, H, W) as float32 (exact: at most 16-bit integers);
-    ``residual``: the header's correction layer (:data:`RESIDUAL`, or :data:`RESIDUAL_V6`)."""
+    ``residual``: the header's correction layer (:data:`RESIDUAL_CONTEXT`, :data:`RESIDUAL`,
+    or :data:`RESIDUAL_V6`); ``correction_model``: the header's context model (id, sha256)."""
     groups = base_stream_count(mapping, spec)
     streams = sections[2:2 + groups]
     bands = list(range(mapping.band_count))
     residuals = sections[2 + groups:2 + groups + len(bands)]
     base = base_pixels(codec, spec, streams, mapping, height, width, entropy, dtype)
+    table = None if correction_model is None else \
+        correction.load_table(correction_model["id"], correction_model["sha256"])
     return reconstruct(base, residuals, bands, sections[-1], dtype,
-                       jpegxl=residual == RESIDUAL).astype(np.float32)
+                       jpegxl=residual in (RESIDUAL, RESIDUAL_CONTEXT),
+                       table=table).astype(np.float32)
 
 
 def source_digest(raster, grid: TileGrid, cancel: Cancel | None = None) -> str:
@@ -1182,7 +1273,7 @@ def compress_bounded(src: str | Path, dst: str | Path, *,
         mapping = band_mapping(raster, info, cancel)
         planes = 1 if info.mask_kind == "dataset" else info.count
         bounds = tuple(0 if b in mapping.lossless else d for b, d in enumerate(bounds))
-        job = TileJob(info, mapping, planes, bounds, codec)
+        job = TileJob(info, mapping, planes, bounds, codec, correction.default_table())
         if not mapping.groups:
             candidates = (None,)
         if any(isinstance(c, str) for c in candidates) and info.dtype not in AVIF_BITS:
@@ -1194,14 +1285,18 @@ def compress_bounded(src: str | Path, dst: str | Path, *,
         if avif:
             candidates = (*candidates, *avif_candidates(info, job.bounds, mapping.lossless))
         spec, trials, done_tiles = _choose_base(raster, job, grid, candidates, cancel)
+        if spec.quality is None:  # the context model conditions on a base
+            job = dataclasses.replace(job, table=None)
         digest = source_digest(raster, grid, cancel)
-        header = _header(info, mapping, grid, planes, entry, codec, spec, bounds, digest, trials)
+        header = _header(info, mapping, grid, planes, entry, codec, spec, bounds, digest, trials,
+                         job.table)
         task = EncodeTask(str(src), info, mapping, planes, job.bounds, entry.id, entry.sha256,
-                          spec, grid)
+                          spec, grid, None if job.table is None else job.table.sha256)
         todo = [tile.index for tile in grid if tile.index not in done_tiles]
         coded = _coded(task, todo, client, threads, tiles_per_task, cancel)
+        version = spec.version if job.table is None else CONTEXT_VERSION
         with ArchiveWriter(dst, header, overwrite=overwrite, inputs=(src,),
-                           version=spec.version) as writer:
+                           version=version) as writer:
             try:
                 for done, tile in enumerate(grid, start=1):
                     check_cancel(cancel)
@@ -1219,7 +1314,12 @@ def compress_bounded(src: str | Path, dst: str | Path, *,
 
 def _header(info: RasterInfo, mapping: BandMapping, grid: TileGrid, planes: int, entry,
             codec: TileCodec, spec: BaseSpec, bounds: tuple[int, ...], digest: str,
-            trials: dict[str, int]) -> dict:
+            trials: dict[str, int], table: correction.ContextTable | None = None) -> dict:
+    bounded = {"max_error": list(bounds), "residual": RESIDUAL, "source_sha256": digest,
+               "trials": trials, **spec.to_dict()}
+    if table is not None:
+        bounded.update(residual=RESIDUAL_CONTEXT,
+                       correction_model={"id": table.name, "sha256": table.sha256})
     return {
         "format": "georsic-archive", "software": f"georsic {__version__}",
         "raster": info.to_dict(), "band_mapping": mapping.to_dict(),
@@ -1229,25 +1329,31 @@ def _header(info: RasterInfo, mapping: BandMapping, grid: TileGrid, planes: int,
                   "weights_sha256": entry.sha256,
                   "quality": 0.0 if spec.quality is None or spec.avif else spec.quality,
                   "streams_per_image": 1, "entropy": codec.entropy},
-        "bounded": {"max_error": list(bounds), "residual": RESIDUAL, "source_sha256": digest,
-                    "trials": trials, **spec.to_dict()},
+        "bounded": bounded,
     }
 
 
 def check_header(bounded: dict, info: RasterInfo, version: int = BOUNDED_VERSION) -> None:
     """A ValueError for a bounded header this GeoRSIC cannot decode (``version``: the
-    archive's format version: 6 has the correction layer :data:`RESIDUAL_V6`)."""
-    residual = RESIDUAL_V6 if version == 6 else RESIDUAL
+    archive's format version: 6 has the correction layer :data:`RESIDUAL_V6`, 10 names a
+    context model)."""
+    residual = {6: RESIDUAL_V6, CONTEXT_VERSION: RESIDUAL_CONTEXT}.get(version, RESIDUAL)
     codec = bounded.get("base_codec")
     reference = bounded.get("calibration") is not None
-    if reference and (version != AVIF_BASE_VERSION or codec is not None
+    if reference and (version not in (AVIF_BASE_VERSION, CONTEXT_VERSION) or codec is not None
                       or not isinstance(bounded["calibration"], str)
                       or bounded.get("base") is None):
         raise ValueError(f"a calibration by reference in a version-{version} archive")
-    new_form = reference or codec is not None  # what only version 9 may hold
-    if new_form != (version == AVIF_BASE_VERSION) or codec not in (None, AVIF_BASE):
+    new_form = reference or codec is not None  # what only versions 9 and 10 may hold
+    if new_form and version not in (AVIF_BASE_VERSION, CONTEXT_VERSION) or \
+            not new_form and version == AVIF_BASE_VERSION or codec not in (None, AVIF_BASE):
         raise ValueError(f"unknown base {codec!r} in a version-{version} archive: a newer "
                          "GeoRSIC made this archive")
+    model = bounded.get("correction_model")
+    if (model is not None) != (version == CONTEXT_VERSION) or model is not None and not (
+            isinstance(model, dict) and isinstance(model.get("id"), str)
+            and isinstance(model.get("sha256"), str) and len(model["sha256"]) == 64):
+        raise ValueError(f"a correction model {model!r} in a version-{version} archive")
     if bounded.get("synthesis") not in SYNTHESES or bounded.get("residual") != residual:
         raise ValueError(f"unknown correction layer {bounded.get('synthesis')!r}/"
                          f"{bounded.get('residual')!r}: a newer GeoRSIC made this archive")
@@ -1288,7 +1394,9 @@ def describe(bounded: dict) -> str:
         base_text = f"AVIF base, level {base:g} (YCoCg planes, {AVIF_BASE})"
     else:
         base_text = f"base quality {base:g}, {bounded.get('synthesis')} synthesis"
-    return f"bound:     {text}; {base_text}; correction {bounded.get('residual')}"
+    model = bounded.get("correction_model")
+    extra = f" with context model {model['id']}" if isinstance(model, dict) else ""
+    return f"bound:     {text}; {base_text}; correction {bounded.get('residual')}{extra}"
 
 
 @dataclass(frozen=True)

@@ -513,21 +513,29 @@ def cmd_models(args) -> int:
         default_prior = default_model_id("prior")
     except WeightsError:
         default_prior = None
+    try:
+        default_correction = default_model_id("correction")
+    except WeightsError:
+        default_correction = None
     problems = []
     for entry in models:
         training = entry.info.get("training", {})
         steps = training.get("total_steps", training.get("steps", "?"))
+        trained = f"{steps} steps" if entry.kind != "correction" else \
+            f"{training.get('tables', '?')} tables"
         size = f"{entry.path.stat().st_size / 1e6:.1f} MB" if entry.path.is_file() else "missing"
-        mark = "*" if entry.id == default else "+" if entry.id == default_prior else " "
-        line = (f"{mark} {entry.id:<16} {entry.sha256[:12]}  "
-                f"{entry.info.get('dtype', '?'):<8} {size:>8}  {steps} steps  {entry.path}")
+        mark = {default: "*", default_prior: "+", default_correction: "~"}.get(entry.id, " ")
+        dtype = entry.info.get("dtype", "uint16" if entry.kind == "correction" else "?")
+        line = (f"{mark} {entry.id:<17} {entry.sha256[:12]}  "
+                f"{dtype:<8} {size:>8}  {trained}  {entry.path}")
         if args.verify:
             problem = verify_entry(entry)
             line += f"  {problem or 'ok'}"
             if problem:
                 problems.append(f"{entry.id}: {problem}")
         print(line)
-    print("* default codec" + ("; + default prior" if default_prior else ""))
+    print("* default codec" + ("; + default prior" if default_prior else "")
+          + ("; ~ default correction model" if default_correction else ""))
     if problems:
         raise WeightsError("; ".join(problems))
     return 0
@@ -687,6 +695,20 @@ def cmd_train_exact_synthesis(args) -> int:
     record = export_synthesis_calibration(args.data, args.model, args.exclude)
     print(f"{args.model or 'default model'}: {record['synthesis']} calibrated on "
           f"{len(record['images'])} images in {record['seconds']} s (manifest updated)")
+    return 0
+
+
+def cmd_train_correction(args) -> int:
+    from georsic.train.correction import train_correction
+
+    try:
+        entry = train_correction(args.data, args.exclude, args.model_id, args.out,
+                                 make_default=not args.no_default)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    print(f"wrote {entry['file']} ({entry['bytes']:,} bytes, sha256 {entry['sha256'][:12]}): "
+          f"{entry['id']}, {entry['training']['values']:,} residuals of "
+          f"{len(entry['training']['images'])} images in {entry['training']['seconds']} s")
     return 0
 
 
@@ -914,6 +936,15 @@ def build_parser(benchmarks: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--model", help="model id (default: the default model)")
     p.add_argument("--exclude", nargs="*", default=[], help="leave out names containing these")
     p.set_defaults(func=cmd_train_exact_synthesis)
+
+    p = train.add_parser("correction", help="train the context model of bounded archives' "
+                         "correction layer (a table of CDFs, written with its manifest entry)")
+    p.add_argument("data", nargs="+", help="training image files or folders")
+    p.add_argument("--exclude", nargs="*", default=[], help="leave out names containing these")
+    p.add_argument("--model-id", default="correction-ctx-v1", help="id of the new model")
+    p.add_argument("--out", help="weights folder (default: the first one searched)")
+    p.add_argument("--no-default", action="store_true", help="do not make it the default")
+    p.set_defaults(func=cmd_train_correction)
 
     p = train.add_parser("pack", help="write random crops of training data within a size "
                                       "budget, to carry to a GPU machine")

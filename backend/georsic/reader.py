@@ -365,7 +365,8 @@ class Archive:
             invalid = None if derived else \
                 decode_mask(sections[0], self.planes, h, w, self._reader.version)
             values = bounded.decode_tile(sections, self.mapping, self.base_spec, codec, h, w,
-                                         self.entropy, self.dtype, self.bounded["residual"])
+                                         self.entropy, self.dtype, self.bounded["residual"],
+                                         self.bounded.get("correction_model"))
             if derived:
                 if self.info.mask_kind != "nodata" or self.planes != self.count:
                     raise ValueError("a derived mask in a raster without a per-band no-data "
@@ -597,6 +598,14 @@ class Archive:
             self._weights()
         except WeightsError as exc:
             problems.append(exc)
+        model = (self.bounded or {}).get("correction_model")
+        if model is not None:
+            from georsic.correction import load_table
+
+            try:
+                load_table(model["id"], model["sha256"])
+            except WeightsError as exc:
+                problems.append(exc)
             decode = False  # nothing to decode with: the checksums and layout alone
         count = self._reader.tile_count
         if decode:
