@@ -106,8 +106,11 @@ AVIF_MIN_BOUND = 4
 #: uint16 bounds are divided by this before the rules above (11-bit data, as the pan's, is
 #: 8x 8-bit's range): D = 32 on such data is tried as D = 4 would be on 8-bit data.
 AVIF_UINT16_SCALE = 8
-#: libavif's encoder speed for the base (0 slowest .. 10 fastest).
-AVIF_SPEED = 6
+#: libavif's encoder speed for the base (0 slowest .. 10 fastest): 4 gave 1.8-4.0 % smaller
+#: archives than 6 on SOAP_031 and OSBS_029 at D = 8 and 16 for about twice the encode time
+#: of the base; 2, 0.4-0.8 % more for twice that again (docs/bounded.md).  Only the encoder
+#: runs it: decoding is the same whatever the speed.
+AVIF_SPEED = 4
 #: Tiles on which the base quality is chosen (spread over the raster).
 SAMPLE_TILES = 4
 #: JPEG-LS's largest NEAR for 8-bit samples (a larger bound is coded with this one).

@@ -112,13 +112,13 @@ def avif_plus_residual(data: np.ndarray, bound: int) -> tuple[int, np.ndarray, i
     per band JPEG-LS, rANS or JPEG XL, or the three bands as one JPEG XL image)."""
     import imagecodecs
 
-    from georsic.bounded import encode_corrections, jpegxl_groups, reconstruct
+    from georsic.bounded import AVIF_SPEED, encode_corrections, jpegxl_groups, reconstruct
 
     best = None
     source = data.astype(np.int64)
-    for level in AVIF_LEVELS:
+    for level in AVIF_LEVELS:  # at the encoder speed GeoRSIC's own AVIF bases use
         stream = imagecodecs.avif_encode(np.ascontiguousarray(data.transpose(1, 2, 0)),
-                                         level=level, speed=6)
+                                         level=level, speed=AVIF_SPEED)
         base = imagecodecs.avif_decode(stream).transpose(2, 0, 1).astype(np.int64)
         residuals = encode_corrections(source, base, None, [bound] * 3, jpegxl_groups(3))
         size = len(stream) + sum(map(len, residuals))
