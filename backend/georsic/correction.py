@@ -14,8 +14,8 @@ Residual Compression" (CVPR 2021):
 * the **bands already decoded** in the group (three bands coded together): the value of ``q``
   at the same pixel and its neighbourhood's magnitude.  A base's error is mostly shared by the
   bands (luma), so the first band's ``q`` predicts the others' sign and size;
-* the **values of the same band already decoded**: each band is coded in two passes over a
-  checkerboard; the second pass sees the four neighbours the first decoded.
+* the **values of the same band already decoded**: each band is coded in four interleaved
+  passes (:func:`passes`); each pass after the first sees four neighbours decoded before it.
 
 Each value's context is a tuple of small integers (:func:`contexts`), computed with integer
 numpy only, and indexes a table of 16-bit CDFs trained on remote-sensing images that are not
@@ -23,9 +23,9 @@ benchmark images (``georsic train correction``) and shipped with the weights
 (``resources/weights/correction-*.safetensors``).  The coder is CompressAI's rANS with those
 CDFs (values beyond the table's range are bypass-coded), the same integer machinery as the
 latents' entropy path: the decoder computes the same contexts and CDFs on every machine.  Per
-band, the encoder also picks one of :data:`ACTIVITY_OFFSETS` (moving every value's activity
-class up or down: noisier or cleaner images than the training set's) and writes it in the
-section.
+band, the encoder picks one of the model's tables (each trained on the residuals of one range
+of sparsity) and one of :data:`ACTIVITY_OFFSETS` (moving every value's activity class up or
+down: noisier or cleaner images than the training set's), and writes both in the section.
 """
 
 from __future__ import annotations
@@ -119,8 +119,8 @@ def contexts(known: np.ndarray, previous: np.ndarray | None, phase: int, later: 
     """Every pixel's context index for a value coded in pass ``phase``, without the activity
     class (:func:`with_activity` adds it).
 
-    ``known`` is this band's ``q`` where already decoded (the first pass's pixels during the
-    second pass), 0 elsewhere; ``previous`` the previous band's ``q`` in the group (None for
+    ``known`` is this band's ``q`` where already decoded (the earlier passes' pixels), 0
+    elsewhere; ``previous`` the previous band's ``q`` in the group (None for
     the first band); ``later``: whether the band has a previous one."""
     shape = known.shape
     if phase == 0:
