@@ -113,7 +113,7 @@ AVIF_UINT16_SCALE = 8
 AVIF_UINT16_LIFT = 10
 #: libavif's encoder speed for the base (0 slowest .. 10 fastest): 4 gave 1.8-4.0 % smaller
 #: archives than 6 on SOAP_031 and OSBS_029 at D = 8 and 16 for about twice the encode time
-#: of the base; 2, 0.4-0.8 % more for twice that again (docs/bounded.md).  Only the encoder
+#: of the base; 2, 0.4-1.1 % more for twice that again (docs/bounded.md).  Only the encoder
 #: runs it: decoding is the same whatever the speed.
 AVIF_SPEED = 4
 #: Tiles on which the base quality is chosen (spread over the raster).
