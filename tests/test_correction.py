@@ -265,3 +265,53 @@ def test_train_command_writes_a_table_that_codes(tmp_path, monkeypatch):
     choices, stream = correction.encode_group(group, small)
     decoded = correction.decode_group(stream, [b.base for b in group], [9] * 3, choices, small)
     assert all(np.array_equal(p, b.q) for p, b in zip(decoded, group, strict=True))
+
+
+@pytest.mark.parametrize("nodata", [255.0, 0.0])
+def test_valid_pixels_are_nudged_off_the_nodata_value(tmp_path, nodata):
+    """No-data at the dtype's edge (255 or 0) in an archive with a base: a valid pixel whose
+    reconstruction would be the no-data value decodes one level inside instead (still within
+    the bound), so it needs no exception; the mask comes back exact."""
+    rng = np.random.default_rng(5)
+    with rasterio.open(DATA / "osbs_aerial_rgb.tif") as src:
+        data = src.read(window=Window(0, 0, 128, 96))
+    edge = int(nodata)
+    near = rng.random(data.shape) < 0.2  # valid pixels within 10 of the no-data value
+    data[near] = np.abs(edge - rng.integers(1, 11, int(near.sum())))
+    data[rng.random(data.shape) < 0.03] = edge
+    source = tmp_path / "s.tif"
+    profile = {"driver": "GTiff", "width": 128, "height": 96, "count": 3, "dtype": "uint8",
+               "nodata": nodata}
+    with rasterio.open(source, "w", **profile) as dst:
+        dst.write(data)
+    archive = tmp_path / "s.grsc"
+    georsic.compress(source, archive, max_error=12, quality="avif50", tile_size=64)
+    with ArchiveReader(archive) as reader:
+        assert reader.header["bounded"]["nodata_nudge"] is True
+        exceptions = [len(unpack_sections(reader.read_tile(i), reader.version)[-1])
+                      for i in range(reader.tile_count)]
+    out = tmp_path / "s.out.tif"
+    georsic.decompress(archive, out, threads=1)
+    with rasterio.open(out) as dec:
+        decoded = dec.read().astype(np.int64)
+    valid = data != edge
+    assert np.abs(decoded - data.astype(np.int64))[valid].max() <= 12
+    assert (decoded[valid] != edge).all() and (decoded[~valid] == edge).all()
+    assert (decoded[valid] == abs(edge - 1)).any()  # some were nudged
+    assert sum(exceptions) < 200, exceptions
+
+
+def test_nudge_flag_only_where_it_means_something(context_archive, tmp_path):
+    """``nodata_nudge`` in an archive whose no-data value is not at the dtype's edge (the
+    crop's is 255: made 128 here), or in another version, is an archive error."""
+    _source, archive = context_archive
+
+    def middle(header):
+        header["bounded"]["nodata_nudge"] = True
+        header["raster"]["nodata"] = 128.0
+
+    target = _edited(archive, tmp_path / "middle.grsc", middle)
+    with pytest.raises(GeorsicError, match="nodata_nudge"):
+        georsic.open(target)
+    assert bounded.nudge_value(255, "uint8") == 254 and bounded.nudge_value(0, "uint16") == 1
+    assert bounded.nudge_value(128, "uint8") is None and bounded.nudge_value(None, "uint8") is None

@@ -795,12 +795,14 @@ def decode_residual(section: bytes, base: np.ndarray) -> np.ndarray:
 
 def reconstruct(base: np.ndarray, residuals: list[bytes], bands: list[int],
                 exceptions: bytes, dtype: str, jpegxl: bool = True,
-                table: correction.ContextTable | None = None) -> np.ndarray:
+                table: correction.ContextTable | None = None,
+                nudge: tuple[np.ndarray | None, float] | None = None) -> np.ndarray:
     """The bounded tile (bands, H, W) int64: base plus corrections, clamped to ``dtype`` (never
     a larger error), then the exceptions.  Encoder and decoder both call this.  ``jpegxl``:
     whether JPEG XL sections may occur (format version 7; a version-6 archive's are refused);
     ``table``: the archive's context model, without which context-coded sections (format
-    version 10) are refused."""
+    version 10) are refused; ``nudge``: (the tile's invalid mask, the no-data value) of an
+    archive with ``bounded.nodata_nudge`` (:func:`nudged`), before the exceptions."""
     out = base.copy()
     limits = np.iinfo(np.dtype(dtype))
     group: dict[int, tuple[int, np.ndarray]] = {}  # band: (position, values) of a JPEG XL group
@@ -835,10 +837,41 @@ def reconstruct(base: np.ndarray, residuals: list[bytes], bands: list[int],
         out[band] = np.clip(values, limits.min, limits.max)
     if group:
         raise ValueError("a JPEG XL group's member sections are missing")
+    if nudge is not None:
+        out = nudged(out, nudge[0], nudge[1], dtype)
     if exceptions:
         rows = np.frombuffer(zlib.decompress(exceptions), dtype="<i8").reshape(-1, 3)
         flat = out.reshape(out.shape[0], -1)
         flat[rows[:, 0], rows[:, 1]] = rows[:, 2]
+    return out
+
+
+def nudge_value(nodata: float | None, dtype: str) -> int | None:
+    """What a valid pixel that would decode to the no-data value decodes to instead in an
+    archive with ``bounded.nodata_nudge``: one level inside the range when the no-data value
+    is the dtype's largest or smallest (255 or 0 for uint8), None for any other value.  The
+    pixel's value ``v`` is not the no-data value, so one level nearer the middle is nearer
+    ``v`` too: still within the bound."""
+    if nodata is None or not float(nodata).is_integer():
+        return None
+    limits, value = np.iinfo(np.dtype(dtype)), int(nodata)
+    return value - 1 if value == limits.max else value + 1 if value == limits.min else None
+
+
+def nudged(rec: np.ndarray, invalid: np.ndarray | None, nodata: float, dtype: str
+           ) -> np.ndarray:
+    """``rec`` (bands, H, W) with every valid pixel equal to the no-data value moved to
+    :func:`nudge_value` (format version 10, explicit masks): no exception needed for them."""
+    target = nudge_value(nodata, dtype)
+    if target is None:
+        return rec
+    out = rec.copy()
+    for band in range(out.shape[0]):
+        hit = out[band] == int(nodata)
+        valid = _band_valid(invalid, band)
+        if valid is not None:
+            hit &= valid
+        out[band][hit] = target
     return out
 
 
@@ -892,6 +925,8 @@ class TileJob:
     codec: TileCodec
     #: The context model of the correction layer (None: an archive without one).
     table: correction.ContextTable | None = None
+    #: Whether tiles with a base move valid pixels off the no-data value (``nodata_nudge``).
+    nudge: bool = False
 
     @property
     def bands(self) -> list[int]:
@@ -917,6 +952,7 @@ class EncodeTask:
     grid: TileGrid
     #: The sha256 of the context model (:attr:`TileJob.table`), or None.
     correction_sha256: str | None = None
+    nudge: bool = False
 
 
 def encode_tiles(task: EncodeTask, indices: tuple[int, ...]) -> list[bytes]:
@@ -926,7 +962,7 @@ def encode_tiles(task: EncodeTask, indices: tuple[int, ...]) -> list[bytes]:
     codec = parallel.thread_codec(task.model_id, task.weights_sha256, "cpu", 1)
     table = None if task.correction_sha256 is None else \
         correction.load_table(sha256=task.correction_sha256)
-    job = TileJob(task.info, task.mapping, task.planes, task.bounds, codec, table)
+    job = TileJob(task.info, task.mapping, task.planes, task.bounds, codec, table, task.nudge)
     with open_raster(task.src) as raster:
         return [encode_tile(raster, job, task.spec, task.grid.tile(i)) for i in indices]
 
@@ -966,7 +1002,9 @@ def encode_tile(raster, job: TileJob, spec: BaseSpec, tile: Tile) -> bytes:
                                    jpegxl_groups(job.info.count, job.mapping.lossless),
                                    whole, job.info.dtype, table)
     rec = reconstruct(base, residuals, job.bands, b"", job.info.dtype, table=table)
-    extra = _exceptions(source, rec, invalid, job.bounds, job.bands, nodata)
+    shown = rec if not (job.nudge and spec.quality is not None) else \
+        nudged(rec, invalid, nodata, job.info.dtype)
+    extra = _exceptions(source, shown, invalid, job.bounds, job.bands, nodata)
     payload = pack_sections([*sections, *streams, *residuals, extra])
     if invalid is not None and nodata is not None and float(nodata).is_integer() and \
             invalid.shape[0] == job.info.count:
@@ -1042,7 +1080,8 @@ def section_count(mapping: BandMapping, spec: BaseSpec) -> int:
 
 def decode_tile(sections: list[bytes], mapping: BandMapping, spec: BaseSpec, codec,
                 height: int, width: int, entropy: str, dtype: str,
-                residual: str = RESIDUAL, correction_model: dict | None = None) -> np.ndarray:
+                residual: str = RESIDUAL, correction_model: dict | None = None,
+                nudge: tuple[np.ndarray | None, float] | None = None) -> np.ndarray:
     """A bounded tile's values (bands, H, W) as float32 (exact: at most 16-bit integers);
     ``residual``: the header's correction layer (:data:`RESIDUAL_CONTEXT`, :data:`RESIDUAL`,
     or :data:`RESIDUAL_V6`); ``correction_model``: the header's context model (id, sha256)."""
@@ -1055,7 +1094,7 @@ def decode_tile(sections: list[bytes], mapping: BandMapping, spec: BaseSpec, cod
         correction.load_table(correction_model["id"], correction_model["sha256"])
     return reconstruct(base, residuals, bands, sections[-1], dtype,
                        jpegxl=residual in (RESIDUAL, RESIDUAL_CONTEXT),
-                       table=table).astype(np.float32)
+                       table=table, nudge=nudge).astype(np.float32)
 
 
 def source_digest(raster, grid: TileGrid, cancel: Cancel | None = None) -> str:
@@ -1286,7 +1325,10 @@ def compress_bounded(src: str | Path, dst: str | Path, *,
         mapping = band_mapping(raster, info, cancel)
         planes = 1 if info.mask_kind == "dataset" else info.count
         bounds = tuple(0 if b in mapping.lossless else d for b, d in enumerate(bounds))
-        job = TileJob(info, mapping, planes, bounds, codec, correction.default_table())
+        table = correction.default_table()
+        job = TileJob(info, mapping, planes, bounds, codec, table,
+                      table is not None and info.mask_kind == "nodata"
+                      and nudge_value(info.nodata, info.dtype) is not None)
         if not mapping.groups:
             candidates = (None,)
         if any(isinstance(c, str) for c in candidates) and info.dtype not in AVIF_BITS:
@@ -1299,12 +1341,12 @@ def compress_bounded(src: str | Path, dst: str | Path, *,
             candidates = (*candidates, *avif_candidates(info, job.bounds, mapping.lossless))
         spec, trials, done_tiles = _choose_base(raster, job, grid, candidates, cancel)
         if spec.quality is None:  # the context model conditions on a base
-            job = dataclasses.replace(job, table=None)
+            job = dataclasses.replace(job, table=None, nudge=False)
         digest = source_digest(raster, grid, cancel)
         header = _header(info, mapping, grid, planes, entry, codec, spec, bounds, digest, trials,
-                         job.table)
+                         job.table, job.nudge)
         task = EncodeTask(str(src), info, mapping, planes, job.bounds, entry.id, entry.sha256,
-                          spec, grid, None if job.table is None else job.table.sha256)
+                          spec, grid, None if job.table is None else job.table.sha256, job.nudge)
         todo = [tile.index for tile in grid if tile.index not in done_tiles]
         coded = _coded(task, todo, client, threads, tiles_per_task, cancel)
         version = spec.version if job.table is None else CONTEXT_VERSION
@@ -1327,12 +1369,15 @@ def compress_bounded(src: str | Path, dst: str | Path, *,
 
 def _header(info: RasterInfo, mapping: BandMapping, grid: TileGrid, planes: int, entry,
             codec: TileCodec, spec: BaseSpec, bounds: tuple[int, ...], digest: str,
-            trials: dict[str, int], table: correction.ContextTable | None = None) -> dict:
+            trials: dict[str, int], table: correction.ContextTable | None = None,
+            nudge: bool = False) -> dict:
     bounded = {"max_error": list(bounds), "residual": RESIDUAL, "source_sha256": digest,
                "trials": trials, **spec.to_dict()}
     if table is not None:
         bounded.update(residual=RESIDUAL_CONTEXT,
                        correction_model={"id": table.name, "sha256": table.sha256})
+    if nudge:
+        bounded["nodata_nudge"] = True
     return {
         "format": "georsic-archive", "software": f"georsic {__version__}",
         "raster": info.to_dict(), "band_mapping": mapping.to_dict(),
@@ -1367,6 +1412,11 @@ def check_header(bounded: dict, info: RasterInfo, version: int = BOUNDED_VERSION
             isinstance(model, dict) and isinstance(model.get("id"), str)
             and isinstance(model.get("sha256"), str) and len(model["sha256"]) == 64):
         raise ValueError(f"a correction model {model!r} in a version-{version} archive")
+    if "nodata_nudge" in bounded and (
+            bounded["nodata_nudge"] is not True or version != CONTEXT_VERSION
+            or info.mask_kind != "nodata" or nudge_value(info.nodata, info.dtype) is None):
+        raise ValueError(f"nodata_nudge {bounded['nodata_nudge']!r} in a version-{version} "
+                         f"archive of {info.dtype} with no-data {info.nodata!r}")
     if bounded.get("synthesis") not in SYNTHESES or bounded.get("residual") != residual:
         raise ValueError(f"unknown correction layer {bounded.get('synthesis')!r}/"
                          f"{bounded.get('residual')!r}: a newer GeoRSIC made this archive")

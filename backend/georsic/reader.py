@@ -364,9 +364,11 @@ class Archive:
             derived = sections[0] == bounded.DERIVED_MASK and self._reader.version >= 7
             invalid = None if derived else \
                 decode_mask(sections[0], self.planes, h, w, self._reader.version)
+            nudge = (invalid, self.info.nodata) \
+                if self.bounded.get("nodata_nudge") and not derived else None
             values = bounded.decode_tile(sections, self.mapping, self.base_spec, codec, h, w,
                                          self.entropy, self.dtype, self.bounded["residual"],
-                                         self.bounded.get("correction_model"))
+                                         self.bounded.get("correction_model"), nudge)
             if derived:
                 if self.info.mask_kind != "nodata" or self.planes != self.count:
                     raise ValueError("a derived mask in a raster without a per-band no-data "
