@@ -621,17 +621,22 @@ def test_a_grid_shift_outside_its_bound_is_refused():
 @settings(max_examples=12, **FUZZ)
 @given(dtype=st.sampled_from(["uint8", "uint16"]), bands=st.sampled_from([1, 2, 3, 4, 5]),
        height=st.integers(5, 80), width=st.integers(5, 80), bound=st.integers(0, 24),
-       with_nodata=st.booleans(), noise=st.sampled_from([0.0, 4.0, 40.0]),
+       with_nodata=st.sampled_from([None, "median", "max", "min"]),
+       noise=st.sampled_from([0.0, 4.0, 40.0]),
        level=st.sampled_from([10, 50, 90]), seed=st.integers(0, 2**16))
 def test_fuzz_avif_base_every_pixel_within_bound(dtype, bands, height, width, bound, with_nodata,
                                                  noise, level, seed):
     """8- and 16-bit rasters of 1-5 bands (AVIF images of three bands and of one) on an AVIF
-    base of any level: every valid pixel within the bound, and verify proves it."""
+    base of any level: every valid pixel within the bound, and verify proves it; with a
+    no-data value in the middle of the data or at the dtype's edge (where valid pixels that
+    would decode to it are nudged one level inside, format version 10)."""
     rng = np.random.default_rng(seed)
     data = _source(rng, dtype, bands, height, width, noise)
     nodata = None
     if with_nodata:
-        nodata = float(int(np.median(data)))
+        limits = np.iinfo(dtype)
+        nodata = float({"median": int(np.median(data)), "max": limits.max,
+                        "min": limits.min}[with_nodata])
         data[rng.random(data.shape) < 0.1] = int(nodata)
     with tempfile.TemporaryDirectory() as folder:
         source = _write(Path(folder) / "s.tif", data, nodata)
@@ -642,6 +647,8 @@ def test_fuzz_avif_base_every_pixel_within_bound(dtype, bands, height, width, bo
         with ArchiveReader(archive) as reader:
             assert reader.version == bounded.CONTEXT_VERSION
             assert reader.header["bounded"]["base_codec"] == bounded.AVIF_BASE
+            assert reader.header["bounded"].get("nodata_nudge", False) == \
+                (with_nodata in ("max", "min"))
         _decoded_within(source, archive, summary.max_error)
         with georsic.open(archive) as opened:
             check = bounded.verify_against(opened, source)
