@@ -200,11 +200,6 @@ def freqs_from_counts(counts: np.ndarray) -> np.ndarray:
     return freq.reshape(counts.shape).astype(np.uint16)
 
 
-def cdfs_from_counts(counts: np.ndarray) -> np.ndarray:
-    """16-bit CDFs from symbol counts (:func:`freqs_from_counts`, :func:`cdfs_from_freqs`)."""
-    return cdfs_from_freqs(freqs_from_counts(counts))
-
-
 def symbols(values: np.ndarray) -> np.ndarray:
     """The table's symbol of every value (the escape for |q| > :data:`RADIUS`)."""
     clipped = np.clip(values, -RADIUS, RADIUS + 1) + RADIUS
