@@ -577,6 +577,15 @@ def _jpegxl_section(planes: list[np.ndarray], bounds: list[int], search: bool,
     return min((coded(order, flags, e) for e in JPEGXL_EFFORTS), key=len)
 
 
+def _check_channels(channels: Sequence[tuple[int, int, int]], what: str) -> None:
+    """A ValueError unless a group section's channels (position, bound, grid shift) have
+    shifts within ``[0, 2D]`` and are its group's positions, each once."""
+    if any(not 0 <= shift <= 2 * bound for _p, bound, shift in channels):
+        raise ValueError(f"{what}'s grid shift is outside [0, 2D]")
+    if sorted(p for p, _bound, _shift in channels) != list(range(len(channels))):
+        raise ValueError(f"{what}'s channels are not its group's bands")
+
+
 def _decode_jpegxl(section: bytes, shape: tuple[int, ...]
                    ) -> list[tuple[int, np.ndarray, int]]:
     """A JPEG XL section's (bound, quantised residual, grid shift) per position in its
@@ -591,10 +600,8 @@ def _decode_jpegxl(section: bytes, shape: tuple[int, ...]
                 for i in range(count)]
     if mode == MODE_JPEGXL:
         channels = [(*channel, 0) for channel in channels]
-    if any(not 0 <= shift <= 2 * bound for _p, bound, _low, shift in channels):
-        raise ValueError("a JPEG XL correction's grid shift is outside [0, 2D]")
-    if sorted(c[0] for c in channels) != list(range(count)):
-        raise ValueError("a JPEG XL correction's channels are not its group's bands")
+    _check_channels([(p, bound, shift) for p, bound, _low, shift in channels],
+                    "a JPEG XL correction")
     coded = imagecodecs.jpegxl_decode(section[start:])
     expected = tuple(shape) if count == 1 else (*shape, count)
     if coded.shape != expected or coded.dtype not in (np.uint8, np.uint16):
@@ -636,12 +643,10 @@ def _decode_context(section: bytes, bases: Sequence[np.ndarray],
     start = _CONTEXT_HEAD.size + count * _CONTEXT_CHANNEL.size
     if count not in (1, JPEGXL_GROUP) or len(section) < start or len(bases) < count:
         raise ValueError(f"a context-coded correction of {count} channel(s)")
-    channels = [_CONTEXT_CHANNEL.unpack_from(section, _CONTEXT_HEAD.size + i * entry)
-                for i, entry in enumerate([_CONTEXT_CHANNEL.size] * count)]
-    if sorted(c[0] for c in channels) != list(range(count)):
-        raise ValueError("a context-coded correction's channels are not its group's bands")
-    if any(not 0 <= shift <= 2 * bound for _p, bound, shift, _k, _o in channels):
-        raise ValueError("a context-coded correction's grid shift is outside [0, 2D]")
+    size = _CONTEXT_CHANNEL.size
+    channels = [_CONTEXT_CHANNEL.unpack_from(section, _CONTEXT_HEAD.size + i * size)
+                for i in range(count)]
+    _check_channels([c[:3] for c in channels], "a context-coded correction")
     planes = correction.decode_group(section[start:], [bases[c[0]] for c in channels],
                                      [2 * c[1] + 1 for c in channels],
                                      [(c[3], c[4]) for c in channels], table)
@@ -997,13 +1002,13 @@ def encode_tile(raster, job: TileJob, spec: BaseSpec, tile: Tile) -> bytes:
     source = data.astype(np.int64)
     nodata = job.info.nodata if job.info.mask_kind == "nodata" else None
     whole = None if nodata is None or not float(nodata).is_integer() else int(nodata)
-    table = job.table if spec.quality is not None else None  # nothing to condition on
+    conditioned = spec.quality is not None  # the context model and the nudge need a base
+    table = job.table if conditioned else None
     residuals = encode_corrections(source, base, invalid, job.bounds,
                                    jpegxl_groups(job.info.count, job.mapping.lossless),
                                    whole, job.info.dtype, table)
     rec = reconstruct(base, residuals, job.bands, b"", job.info.dtype, table=table)
-    shown = rec if not (job.nudge and spec.quality is not None) else \
-        nudged(rec, invalid, nodata, job.info.dtype)
+    shown = nudged(rec, invalid, nodata, job.info.dtype) if job.nudge and conditioned else rec
     extra = _exceptions(source, shown, invalid, job.bounds, job.bands, nodata)
     payload = pack_sections([*sections, *streams, *residuals, extra])
     if invalid is not None and nodata is not None and float(nodata).is_integer() and \
