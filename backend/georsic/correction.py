@@ -67,22 +67,9 @@ CONTEXT_SHAPE = (2, PASSES, ACTIVITY_CLASSES, MAGNITUDE_CLASSES, HINT_CLASSES, H
 CONTEXTS = int(np.prod(CONTEXT_SHAPE))
 
 
-def _padded(plane: np.ndarray) -> np.ndarray:
-    return np.pad(plane, 1, mode="edge")
-
-
 def _four(plane: np.ndarray) -> list[np.ndarray]:
     """The four neighbours of every pixel (edge pixels repeat themselves)."""
-    p = _padded(plane)
-    return [p[:-2, 1:-1], p[2:, 1:-1], p[1:-1, :-2], p[1:-1, 2:]]
-
-
-def _eight(plane: np.ndarray) -> list[np.ndarray]:
-    p = np.pad(plane, 1)
-    return [*_four_zero(p), p[:-2, :-2], p[:-2, 2:], p[2:, :-2], p[2:, 2:]]
-
-
-def _four_zero(p: np.ndarray) -> list[np.ndarray]:
+    p = np.pad(plane, 1, mode="edge")
     return [p[:-2, 1:-1], p[2:, 1:-1], p[1:-1, :-2], p[1:-1, 2:]]
 
 
@@ -110,6 +97,10 @@ def _shifted(plane: np.ndarray, dy: int, dx: int) -> np.ndarray:
     return p[pad + dy:pad + dy + h, pad + dx:pad + dx + w]
 
 
+#: The eight neighbours (row, column offsets) of a pixel.
+EIGHT = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)
+
+
 def _magnitude(total: np.ndarray) -> np.ndarray:
     return np.searchsorted(np.asarray(MAGNITUDE_EDGES), total, side="right")
 
@@ -128,7 +119,8 @@ def contexts(known: np.ndarray, previous: np.ndarray | None, phase: int, later: 
             magnitude = np.zeros(shape, dtype=np.int64)
         else:
             absolute = np.abs(previous)
-            magnitude = _magnitude(sum(_eight(absolute)) + absolute)
+            magnitude = _magnitude(sum(_shifted(absolute, dy, dx) for dy, dx in EIGHT)
+                                   + absolute)
         hint = np.zeros(shape, dtype=np.int64)
     else:
         near = [_shifted(known, dy, dx) for dy, dx in NEIGHBOURS[phase]]
@@ -303,7 +295,10 @@ def decode_group(stream: bytes, bases: Sequence[np.ndarray], steps: Sequence[int
 
 #: The architecture a correction model's manifest entry names (these features and passes).
 ARCHITECTURE = "context-table-v1"
+#: Loaded tables by (file, sha256), and which one each request (id, sha256, weights folders)
+#: resolved to.
 _TABLES: dict[tuple[str, str], ContextTable] = {}
+_FOUND: dict[tuple, tuple[str, str]] = {}
 _TABLES_LOCK = threading.Lock()
 
 
@@ -314,12 +309,18 @@ def load_table(model_id: str | None = None, sha256: str | None = None) -> Contex
     from safetensors.numpy import load_file
 
     from georsic.errors import WeightsError
-    from georsic.weights import find_model, verify_entry
+    from georsic.weights import find_model, verify_entry, weights_dirs
 
+    # each tile's decode asks: the manifests are read once per request and weights folders
+    request = (model_id, sha256, tuple(map(str, weights_dirs())))
+    with _TABLES_LOCK:
+        if request in _FOUND:
+            return _TABLES[_FOUND[request]]
     entry = find_model(model_id, sha256, kind="correction")
     key = (str(entry.path), entry.sha256)
     with _TABLES_LOCK:
         if key in _TABLES:
+            _FOUND[request] = key
             return _TABLES[key]
     if entry.architecture != ARCHITECTURE or entry.config != config():
         raise WeightsError(f"correction model {entry.id} is a {entry.architecture!r} table for "
@@ -335,7 +336,7 @@ def load_table(model_id: str | None = None, sha256: str | None = None) -> Contex
         raise WeightsError(f"correction model {entry.id}'s frequencies are not a valid table")
     table = ContextTable(entry.id, entry.sha256, cdfs_from_freqs(freqs))
     with _TABLES_LOCK:
-        _TABLES[key] = table
+        _TABLES[key], _FOUND[request] = table, key
     return table
 
 
