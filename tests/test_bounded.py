@@ -15,7 +15,7 @@ import rasterio
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from testdata import DATA, damaged_copy
+from testdata import DATA, damaged_copy, rewritten
 
 import georsic
 from georsic import bounded
@@ -80,31 +80,6 @@ def _decoded_within(source_path: Path, archive: Path, bounds) -> np.ndarray:
     if nodata is not None:
         assert np.array_equal(b == int(nodata), ~valid)
     return error.reshape(len(bounds), -1).max(axis=1)
-
-
-def _rewritten(archive: Path, target: Path, header_edit=None, version: int | None = None,
-               first_tile_edit=None) -> Path:
-    """``archive`` written again to ``target`` (valid checksums) with its header changed by
-    ``header_edit``, as format ``version`` (default: its own), and its first tile's sections
-    changed by ``first_tile_edit``."""
-    import copy
-
-    from georsic.archive import ArchiveWriter, pack_sections, unpack_sections
-
-    with ArchiveReader(archive) as reader:
-        header = copy.deepcopy(reader.header)
-        tiles = [reader.read_tile(i) for i in range(reader.tile_count)]
-        own = reader.version
-    if header_edit is not None:
-        header_edit(header)
-    if first_tile_edit is not None:
-        sections = unpack_sections(tiles[0], own)
-        first_tile_edit(sections)
-        tiles[0] = pack_sections(sections)
-    with ArchiveWriter(target, header, version=own if version is None else version) as writer:
-        for tile in tiles:
-            writer.add_tile(tile)
-    return target
 
 
 @settings(max_examples=12, **FUZZ)
@@ -268,7 +243,7 @@ def test_damaged_correction_sections_are_tile_errors(rgb_archive, tmp_path, edit
     def corrections(sections: list[bytes]) -> None:
         sections[-5:-1] = edit(sections[-5:-1])
 
-    target = _rewritten(rgb_archive, tmp_path / "crafted.grsc", first_tile_edit=corrections)
+    target = rewritten(rgb_archive, tmp_path / "crafted.grsc", first_tile_edit=corrections)
     with georsic.open(target) as archive, pytest.raises(TileError, match="tile 0"):
         archive.read(threads=1)
 
@@ -303,7 +278,7 @@ def test_derived_mask_without_nodata_is_a_tile_error(rgb_archive, tmp_path):
     def derived(sections: list[bytes]) -> None:
         sections[0] = bounded.DERIVED_MASK
 
-    target = _rewritten(rgb_archive, tmp_path / "c.grsc", first_tile_edit=derived)
+    target = rewritten(rgb_archive, tmp_path / "c.grsc", first_tile_edit=derived)
     with georsic.open(target) as archive, pytest.raises(TileError, match="tile 0"):
         archive.read(threads=1)
 
@@ -533,7 +508,7 @@ def test_batch_cli_bounded(tmp_path):
 def test_crafted_bounded_header_is_an_archive_error(pan_archive, tmp_path, edit, version):
     from georsic.errors import ArchiveError
 
-    target = _rewritten(pan_archive, tmp_path / "crafted.grsc", edit, version)
+    target = rewritten(pan_archive, tmp_path / "crafted.grsc", edit, version)
     with pytest.raises(ArchiveError, match="header"):
         georsic.open(target)
 
@@ -543,7 +518,7 @@ def test_a_calibration_that_is_not_installed_is_named(pan_archive, tmp_path):
     5), never a base synthesised with another calibration."""
     from georsic.cli import main
 
-    target = _rewritten(pan_archive, tmp_path / "other-calibration.grsc",
+    target = rewritten(pan_archive, tmp_path / "other-calibration.grsc",
                         lambda h: h["bounded"].update(calibration="0123456789abcdef"))
     assert main(["decompress", str(target), str(tmp_path / "out.tif")]) == 5
     assert not (tmp_path / "out.tif").exists()
@@ -764,7 +739,7 @@ def test_avif_base_of_wide_16_bit_values_is_shifted(tmp_path):
 def test_crafted_avif_header_is_an_archive_error(avif_archive, tmp_path, edit, version):
     from georsic.errors import ArchiveError
 
-    target = _rewritten(avif_archive, tmp_path / "crafted.grsc", edit, version)
+    target = rewritten(avif_archive, tmp_path / "crafted.grsc", edit, version)
     with pytest.raises(ArchiveError, match="header"):
         georsic.open(target)
 
@@ -774,7 +749,7 @@ def test_damaged_avif_base_is_a_tile_error(avif_archive, tmp_path):
     def cut(sections: list[bytes]) -> None:
         sections[2] = sections[2][:len(sections[2]) // 2]
 
-    target = _rewritten(avif_archive, tmp_path / "cut.grsc", first_tile_edit=cut)
+    target = rewritten(avif_archive, tmp_path / "cut.grsc", first_tile_edit=cut)
     with georsic.open(target) as archive, pytest.raises(TileError, match="tile 0"):
         archive.read(threads=1)
 

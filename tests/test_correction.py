@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import rasterio
 from rasterio.windows import Window
-from testdata import DATA
+from testdata import DATA, rewritten
 
 import georsic
 from georsic import bounded, correction
@@ -73,7 +73,7 @@ def test_choices_out_of_range_are_refused(table):
             correction.decode_group(stream, [group[0].base], [9], [bad], table)
 
 
-def _avif_residual(bound: int, level: int):
+def _avif_residual(level: int):
     with rasterio.open(DATA / "osbs_aerial_rgb.tif") as src:
         data = src.read(window=Window(0, 0, 160, 128))
     streams = bounded.avif_streams(data, level)
@@ -85,7 +85,7 @@ def test_context_sections_where_smaller_and_within_bound(table):
     """On an aerial crop over an AVIF base at D = 8 the encoder picks a context-coded group
     (smaller than every other correction it tried: the sections without the model are no
     smaller), and the reconstruction is within the bound."""
-    source, base = _avif_residual(8, 60)
+    source, base = _avif_residual(60)
     groups = bounded.jpegxl_groups(3)
     plain = bounded.encode_corrections(source, base, None, [8] * 3, groups)
     coded = bounded.encode_corrections(source, base, None, [8] * 3, groups, table=table)
@@ -135,22 +135,6 @@ def test_archive_names_its_model_and_verifies(context_archive, table):
     assert all(band.worst <= 8 for band in check.bands)
 
 
-def _edited(archive: Path, target: Path, edit, version: int | None = None) -> Path:
-    import copy
-
-    from georsic.archive import ArchiveWriter
-
-    with ArchiveReader(archive) as reader:
-        header = copy.deepcopy(reader.header)
-        tiles = [reader.read_tile(i) for i in range(reader.tile_count)]
-        own = reader.version
-    edit(header)
-    with ArchiveWriter(target, header, version=own if version is None else version) as writer:
-        for tile in tiles:
-            writer.add_tile(tile)
-    return target
-
-
 def test_a_model_that_is_not_installed_is_named(context_archive, tmp_path):
     """An archive naming a context model this machine lacks: verify lists it, decoding is
     one error naming it, never other pixels."""
@@ -159,7 +143,7 @@ def test_a_model_that_is_not_installed_is_named(context_archive, tmp_path):
     def other(header):
         header["bounded"]["correction_model"]["sha256"] = "ab" * 32
 
-    moved = _edited(archive, tmp_path / "other.grsc", other)
+    moved = rewritten(archive, tmp_path / "other.grsc", other)
     with georsic.open(moved) as opened:
         problems = opened.verify()
         assert any(isinstance(p, WeightsError) and "abababab" in str(p) for p in problems)
@@ -181,7 +165,7 @@ def test_inconsistent_headers_are_refused(context_archive, tmp_path, case):
         else:
             model["correction_model"] = {"id": 3, "sha256": "short"}
 
-    target = _edited(archive, tmp_path / f"{case}.grsc", edit, version)
+    target = rewritten(archive, tmp_path / f"{case}.grsc", edit, version)
     with pytest.raises(GeorsicError, match="correction model"):
         georsic.open(target)
 
@@ -310,7 +294,7 @@ def test_nudge_flag_only_where_it_means_something(context_archive, tmp_path):
         header["bounded"]["nodata_nudge"] = True
         header["raster"]["nodata"] = 128.0
 
-    target = _edited(archive, tmp_path / "middle.grsc", middle)
+    target = rewritten(archive, tmp_path / "middle.grsc", middle)
     with pytest.raises(GeorsicError, match="nodata_nudge"):
         georsic.open(target)
     assert bounded.nudge_value(255, "uint8") == 254 and bounded.nudge_value(0, "uint16") == 1

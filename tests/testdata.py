@@ -75,3 +75,28 @@ def aerial_crop(target: Path, width: int, height: int, **tags: str) -> Path:
             if tags:
                 dst.update_tags(**tags)
     return target
+
+
+def rewritten(archive: Path, target: Path, header_edit=None, version: int | None = None,
+              first_tile_edit=None) -> Path:
+    """``archive`` written again to ``target`` (valid checksums) with its header changed by
+    ``header_edit``, as format ``version`` (default: its own), and its first tile's sections
+    changed by ``first_tile_edit``."""
+    import copy
+
+    from georsic.archive import ArchiveReader, ArchiveWriter, pack_sections, unpack_sections
+
+    with ArchiveReader(archive) as reader:
+        header = copy.deepcopy(reader.header)
+        tiles = [reader.read_tile(i) for i in range(reader.tile_count)]
+        own = reader.version
+    if header_edit is not None:
+        header_edit(header)
+    if first_tile_edit is not None:
+        sections = unpack_sections(tiles[0], own)
+        first_tile_edit(sections)
+        tiles[0] = pack_sections(sections)
+    with ArchiveWriter(target, header, version=own if version is None else version) as writer:
+        for tile in tiles:
+            writer.add_tile(tile)
+    return target
