@@ -150,6 +150,46 @@ def test_single_convolution_is_exact_up_to_its_bound(transposed):
     assert layer._single_sums(x)[1] is None
 
 
+@pytest.mark.parametrize("transposed", [False, True])
+def test_grouped_route_past_the_single_bound(transposed):
+    """Where one convolution's bound passes 2**24, the fast route sums blocks of input
+    channels by one grouped float32 convolution and adds the blocks in float64: the same
+    integers as one float64 convolution (bias included), at 1.5x, 3x and 6x the single
+    bound; where even 8 blocks pass it, the route declines (the byte route takes over)."""
+    generator = torch.Generator().manual_seed(5)
+    conv = (torch.nn.ConvTranspose2d(16, 3, 5, 2, 2, 1) if transposed
+            else torch.nn.Conv2d(16, 8, 3, 1, 1))
+    with torch.no_grad():
+        conv.weight.copy_(torch.randint(-127, 128, conv.weight.shape, generator=generator)
+                          .float())
+        conv.bias.copy_(torch.randint(-999, 1000, conv.bias.shape, generator=generator)
+                        .float())
+        if transposed:  # output channel 0's weights all 127: its sums reach the bound
+            conv.weight[:, 0] = 127.0
+        else:
+            conv.weight[0] = 127.0
+    layer = ExactConv(conv, amax=1.0, nonneg_input=False, levels=1)
+    layer.bias.copy_(conv.bias.reshape(layer.bias.shape))  # an integer bias as it is
+    bound = float(layer._sum_weights[0].add(layer._sum_weights[1]).sum(1).max())
+    x = torch.sign(torch.randn(1, 16, 9, 13, generator=generator))
+    x[..., :6] = 1.0
+    x = x.contiguous(memory_format=torch.channels_last)
+    weight, padding, _ = layer._regular
+    for factor, expected in ((1.5, True), (3.0, True), (6.0, True), (20.0, False)):
+        peak = int(factor * FLOAT32_EXACT / bound)
+        layer.in_mult.fill_(peak)
+        layer.levels = peak
+        a, single = layer._single_sums(x)
+        assert single is None
+        sums = layer._split_sums(a)
+        assert (sums is not None) == expected, factor
+        if sums is not None:
+            want = F.conv2d(a.double(), weight.double(), None, 1, padding)
+            want += layer._fast_affine[0]
+            assert float(want.abs().max()) > FLOAT32_EXACT
+            assert torch.equal(sums, want)
+
+
 def test_unknown_method_is_refused(g_s, exact):
     with pytest.raises(ValueError):
         _run(exact, _latent(g_s, 2, 2, seed=1), "int4")

@@ -32,7 +32,10 @@ activations stay channels-last, each transposed convolution runs as a regular co
 four output phases (the same products, summed in another order) and a pixel shuffle, and the
 byte sums come from oneDNN's int8 convolution (u8 inputs, the signed high byte through an input
 zero point of 128, s8 weights, int32 sums) where a probe shows this CPU's int8 sums are exact
-(VNNI; :func:`int8_sums_exact`), else from two float32 convolutions.  ``"bytes"`` and
+(VNNI; :func:`int8_sums_exact`), else from two float32 convolutions.  Before the byte planes,
+a layer whose single float32 sum would pass 2**24 tries blocks of input channels in one
+grouped convolution, each block's sums exact, added in float64 (:meth:`ExactConv._split_sums`:
+the same products; ``g_s``'s last layer takes it on most tiles).  ``"bytes"`` and
 ``"float64"`` are the reference routes the tests compare it with.
 
 Used by bounded-error archives' base (:mod:`georsic.bounded`) and by exact lossy archives
@@ -134,6 +137,8 @@ class ExactConv(nn.Module):
                              persistent=False)
         self.register_buffer("in_mult", (in_side / q).float().reshape(1, -1, 1, 1),
                              persistent=False)
+        #: grouped weights of :meth:`_split_sums`, by number of groups
+        self._grouped: dict[int, Tensor] = {}
 
     def quantize(self, x: Tensor) -> Tensor:
         """float32 activations to this layer's integer inputs."""
@@ -299,14 +304,62 @@ class ExactConv(nn.Module):
             if not self.nonneg_input:
                 peaks.append(flat.amin(dim=0).neg_())
         peak = torch.stack(peaks).amax(dim=0).double()
-        positive, negative = self._sum_weights
-        if self.nonneg_input:
-            bound = torch.maximum(positive @ peak, negative @ peak)
-        else:
-            bound = (positive + negative) @ peak
+        self._peak = peak
+        bound = self._bound(self._sum_weights, peak)
         if float((bound + self._fast_affine[0].flatten().abs()).max()) >= FLOAT32_EXACT:
             return a, None
         return a, self._float_conv(a)
+
+    def _bound(self, sum_weights: tuple[Tensor, Tensor], peak: Tensor) -> Tensor:
+        """Per output channel of the regular form, a bound of every partial sum's magnitude
+        for inputs whose largest magnitude per channel is ``peak``, from the sums of the
+        positive and negative weights' magnitudes (``sum_weights``)."""
+        positive, negative = sum_weights
+        if self.nonneg_input:
+            return torch.maximum(positive @ peak, negative @ peak)
+        return (positive + negative) @ peak
+
+    def _group_weight(self, groups: int) -> Tensor:
+        """The regular form's integer weight as a grouped convolution's: ``groups`` blocks of
+        consecutive input channels, each block's sums its own ``outs`` output channels."""
+        weight = self._regular[0]
+        size = weight.shape[1] // groups
+        return torch.cat([weight[:, g * size:(g + 1) * size] for g in range(groups)]
+                         ).contiguous(memory_format=torch.channels_last)
+
+    def _split_sums(self, a: Tensor) -> Tensor | None:
+        """The exact integer sums (float64, bias included, the regular form's channels) of
+        integer inputs ``a`` by **one** grouped float32 convolution, where the single sum's
+        bound (:meth:`_single_sums`) is passed: the input channels in ``groups`` blocks whose
+        partial sums each stay below 2**24, added in float64 (exact integers).  The same
+        products as one convolution (no byte planes, no extra products); None where no
+        split of 2, 4 or 8 blocks keeps the bound."""
+        weight, padding, _ = self._regular
+        outs, channels = weight.shape[:2]
+        positive, negative = self._sum_weights
+        for groups in (2, 4, 8):
+            if channels % groups:
+                break
+            size = channels // groups
+            bounds = [self._bound((positive[:, g * size:(g + 1) * size],
+                                   negative[:, g * size:(g + 1) * size]),
+                                  self._peak[g * size:(g + 1) * size]) for g in range(groups)]
+            if float(torch.stack(bounds).max()) >= FLOAT32_EXACT:
+                continue
+            if groups not in self._grouped:
+                self._grouped[groups] = self._group_weight(groups)
+            stride = 1 if self.transposed else self.stride[0]
+            with _exact_kernels(a.device):
+                parts = F.conv2d(a, self._grouped[groups], None, stride, padding, 1, groups)
+            out = torch.empty((parts.shape[0], outs) + parts.shape[2:], dtype=torch.float64,
+                              device=a.device).contiguous(memory_format=torch.channels_last)
+            for rows in _row_blocks(parts):
+                acc = parts[:, :outs, rows].double()
+                for g in range(1, groups):
+                    acc.add_(parts[:, g * outs:(g + 1) * outs, rows])
+                out[:, :, rows] = acc.add_(self._fast_affine[0])
+            return out
+        return None
 
     def _float_conv(self, a: Tensor) -> Tensor:
         """The layer's float32 convolution of channels-last integer inputs ``a``, bias
@@ -333,7 +386,7 @@ class ExactConv(nn.Module):
         the same bits.  One float32 convolution where this tile's inputs allow it
         (:meth:`_single_sums`), else byte sums by oneDNN int8 if ``int8``, else by float32.
         The element-wise work runs on blocks of rows that stay in cache."""
-        _, single = self._single_sums(x)
+        a, single = self._single_sums(x)
         if single is not None:
             if self.epilogue == "float32":
                 return single.mul_(self.out_scale32)
@@ -341,6 +394,13 @@ class ExactConv(nn.Module):
             for rows in _row_blocks(single):
                 out[:, :, rows] = single[:, :, rows].double().mul_(self.out_scale)
             return out
+        split = self._split_sums(a)
+        if split is not None:
+            out = torch.empty(split.shape, dtype=torch.float32, device=a.device
+                              ).contiguous(memory_format=torch.channels_last)
+            for rows in _row_blocks(split):
+                out[:, :, rows] = self.finish(split[:, :, rows], regular=True)
+            return self._shuffle(out)
         if int8:
             high, low = self._int8_sums(x)
         else:
