@@ -68,6 +68,7 @@ from georsic.archive import (
     pack_sections,
 )
 from georsic.bandmap import BandMapping
+from georsic.blockcache import sized_block_cache
 from georsic.codec import TileCodec, get_codec
 from georsic.control import Cancel, Progress, check_cancel
 from georsic.errors import ArchiveError, GeorsicError, InputError
@@ -1323,7 +1324,8 @@ def compress_bounded(src: str | Path, dst: str | Path, *,
     if codec.entropy not in exact.NAMES:
         raise InputError(f"weights {entry.id} have no exact entropy path: a bounded archive "
                          "needs one")
-    with open_raster(src) as raster:
+    with open_raster(src) as raster, sized_block_cache(
+            raster.width, tile_size, raster.count, np.dtype(raster.dtypes[0]).itemsize):
         info = RasterInfo.from_dataset(raster)
         bounds = check_bounds(max_error, info)
         grid = TileGrid(info.width, info.height, tile_size, 0)

@@ -1100,18 +1100,14 @@ def _leave(code: int) -> int:
 
 def _gdal_env():
     """rasterio's GDAL environment, whose error handler sends GDAL's and PROJ's messages to
-    logging (silenced above) instead of printing them beside the one-line error, with GDAL's
-    block cache capped at :data:`~georsic.defaults.GDAL_CACHE_MB` unless ``GDAL_CACHEMAX`` is
-    set."""
+    logging (silenced above) instead of printing them beside the one-line error.  GDAL's
+    block cache is sized by each run to its raster (:mod:`georsic.blockcache`) unless
+    ``GDAL_CACHEMAX`` is set."""
     try:
         import rasterio
     except ImportError:  # a training-only machine
         return contextlib.nullcontext()
-    if "GDAL_CACHEMAX" in os.environ:
-        return rasterio.Env()
-    from georsic.defaults import GDAL_CACHE_MB
-
-    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB)
+    return rasterio.Env()
 
 
 def _command(argv: list[str]) -> str | None:

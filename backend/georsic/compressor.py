@@ -24,6 +24,7 @@ from georsic.archive import (
     pack_sections,
 )
 from georsic.bandmap import BandMapping
+from georsic.blockcache import sized_block_cache
 from georsic.bounded import BoundedSummary, compress_bounded
 from georsic.codec import resolve_device, thread_invariant
 from georsic.control import Cancel, Progress
@@ -245,8 +246,10 @@ def compress(
                     entry.sha256, device, float(quality), refine, codec.entropy,
                     pyramid=factors, exact=spec)
     total, coarse = job.records, 0
-    with ArchiveWriter(dst, header, overwrite=overwrite, inputs=(src,),
-                       version=EXACT_VERSION if exact else VERSION) as writer:
+    with sized_block_cache(info.width, tile_size + 2 * overlap, info.count,
+                           np.dtype(info.dtype).itemsize), \
+            ArchiveWriter(dst, header, overwrite=overwrite, inputs=(src,),
+                          version=EXACT_VERSION if exact else VERSION) as writer:
         for done, payload in enumerate(_encoded(job, client, threads, tiles_per_task, cancel),
                                        start=1):
             writer.add_tile(payload)

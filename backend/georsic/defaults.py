@@ -23,7 +23,8 @@ PRIOR_OVERLAP = 32
 #: (:func:`georsic.decompress`, ``Archive.read``, ``to_xarray``), the command line and QGIS,
 #: chosen from `georsic bench prior` of code-rsic-s2 (docs/prior.md).
 DEFAULT_FIDELITY = 0.75
-#: GDAL's block cache (MB) for the command line's runs, unless ``GDAL_CACHEMAX`` is set: GDAL's
-#: own default, 5 % of the RAM, filled with source blocks (each read once or twice) as a raster
-#: is coded, so a process's peak grew with the raster up to that much (georsic bench memory).
+#: The largest GDAL block cache (MB) a run sets, unless ``GDAL_CACHEMAX`` is set: GDAL's own
+#: default, 5 % of the RAM, filled with source blocks (each read once or twice) as a raster is
+#: coded, so a process's peak grew with the raster up to that much (georsic bench memory).
+#: A run sets what one row of tiles needs, up to this (:mod:`georsic.blockcache`).
 GDAL_CACHE_MB = 256

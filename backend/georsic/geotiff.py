@@ -18,6 +18,7 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from georsic.archive import check_output
+from georsic.blockcache import sized_block_cache
 from georsic.control import Cancel, Progress, check_cancel
 from georsic.defaults import DEFAULT_FIDELITY
 from georsic.errors import GeorsicWarning, OutputError
@@ -106,10 +107,14 @@ def decompress(
             try:
                 # GDAL writes a COG as a copy of a finished GeoTIFF (removed as a sidecar)
                 staging = tmp.with_name(tmp.name + ".staging.tif") if cog else tmp
-                _write_decoded(archive, window, staging, profile, factors, device=device,
-                               progress=progress, cancel=cancel, ignore_errors=ignore_errors,
-                               errors=lost, prior=tile_prior, fidelity=fidelity,
-                               client=client, threads=threads, tiles_per_task=tiles_per_task)
+                with sized_block_cache(int(window.width), archive.grid.size + 2 *
+                                       archive.grid.overlap, archive.count,
+                                       np.dtype(archive.info.dtype).itemsize):
+                    _write_decoded(archive, window, staging, profile, factors, device=device,
+                                   progress=progress, cancel=cancel,
+                                   ignore_errors=ignore_errors, errors=lost, prior=tile_prior,
+                                   fidelity=fidelity, client=client, threads=threads,
+                                   tiles_per_task=tiles_per_task)
                 if cog:
                     check_cancel(cancel)
                     rasterio.shutil.copy(staging, tmp, driver="COG",

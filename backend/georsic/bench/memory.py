@@ -78,7 +78,8 @@ def check(args: argparse.Namespace) -> None:
     from georsic.tiling import TileGrid
 
     checks.positive(args.sizes, "--sizes")
-    checks.positive(args.gdal_cache, "--gdal-cache")
+    if args.gdal_cache is not None:
+        checks.positive(args.gdal_cache, "--gdal-cache")
     TileGrid.check(args.tile_size, DEFAULT_OVERLAP)  # run_one compresses with the default
     checks.folder(args.tmp, "--tmp")
     checks.output_file(args.out, "--out")
@@ -98,9 +99,11 @@ def main(args: argparse.Namespace) -> int:
                str(args.tile_size), "--device", args.device]
         if args.tmp:
             cmd += ["--tmp", args.tmp]
-        # GDAL's block cache is GDAL's own, bounded memory (default: 5 % of RAM); it is set
-        # here so that the figures show GeoRSIC's memory, not how much GDAL chose to cache.
-        env = dict(os.environ, GDAL_CACHEMAX=str(args.gdal_cache))
+        # GDAL's block cache: by default what each run sets for its raster (georsic.blockcache),
+        # as the command line and the API run; --gdal-cache fixes it instead
+        env = {k: v for k, v in os.environ.items() if k != "GDAL_CACHEMAX"}
+        if args.gdal_cache is not None:
+            env["GDAL_CACHEMAX"] = str(args.gdal_cache)
         run = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if run.returncode:
             said = (run.stderr.strip().splitlines() or [f"exit code {run.returncode}"])[-1]
@@ -115,8 +118,9 @@ def main(args: argparse.Namespace) -> int:
               f"{r['encode_s']} | {r['decode_s']} | {r['peak_rss_after_generate_mib']} | "
               f"{r['peak_rss_after_compress_mib']} | {r['peak_rss_mib']} |" for r in rows]
     command = "georsic bench memory --sizes " + " ".join(map(str, args.sizes))
-    lines = [f"Command: `{command} --quality {args.quality} --tile-size {args.tile_size} "
-             f"--gdal-cache {args.gdal_cache}` (device {args.device}, "
+    lines = [f"Command: `{command} --quality {args.quality} --tile-size {args.tile_size}"
+             + (f" --gdal-cache {args.gdal_cache}" if args.gdal_cache is not None else "")
+             + f"` (device {args.device}, "
              f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')})", ""] + lines
     table = "\n".join(lines)
     print(table)
@@ -132,8 +136,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE)
     p.add_argument("--device", default="cpu")
     p.add_argument("--tmp", default=None, help="folder for the generated rasters")
-    p.add_argument("--gdal-cache", type=int, default=128,
-                   help="GDAL_CACHEMAX for each run, MB (128)")
+    p.add_argument("--gdal-cache", type=int, default=None,
+                   help="GDAL_CACHEMAX for each run, MB (default: what each run sets for its "
+                   "raster, georsic.blockcache)")
     p.add_argument("--out", default=None, help="write the markdown table here")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=main)
