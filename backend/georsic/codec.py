@@ -63,6 +63,18 @@ def pad_to_align(x: torch.Tensor, padding: str = "mean") -> torch.Tensor:
 ENTROPY_PATHS = ("float64", *exact.NAMES)
 
 
+def release_freed_memory() -> None:
+    """Give the heap's freed pages back to the system (glibc's ``malloc_trim``), where there
+    is one: arrays freed below the mmap threshold otherwise stay in the process's resident
+    memory, one heap per thread that built a codec."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 class TileCodec:
     """An ELIC model ready for coding, with the entropy tables of its weights.
 
@@ -97,6 +109,8 @@ class TileCodec:
         self.groups = list(model.groups)
         self.levels = model.levels
         self._lock = threading.Lock()
+        del raw, state
+        release_freed_memory()  # the build's float64 copies (the exact path's: ~70 MiB)
 
     def _path(self, entropy: str) -> str:
         """The model's argument for an archive's entropy path, converting to float64 if needed."""
