@@ -28,9 +28,37 @@ def test_set_for_the_run_then_restored(monkeypatch):
     before = get_gdal_config("GDAL_CACHEMAX")
     with sized_block_cache(8192, 1088, 3, 1):
         assert get_gdal_config("GDAL_CACHEMAX") == 39
-        with sized_block_cache(100000, 1088, 3, 1):  # nested: the outer run's size holds
-            assert get_gdal_config("GDAL_CACHEMAX") == 39
+        with sized_block_cache(100000, 1088, 3, 1):  # another run: the larger size
+            assert get_gdal_config("GDAL_CACHEMAX") == GDAL_CACHE_MB
         assert get_gdal_config("GDAL_CACHEMAX") == 39
+    assert get_gdal_config("GDAL_CACHEMAX") == before
+
+
+def test_concurrent_runs_share_the_largest_and_the_last_restores(monkeypatch):
+    """Two threads' runs (a Dask worker's): while both run the cache fits the larger; when
+    the first to start ends first, the other keeps its size; the last restores."""
+    import threading
+
+    monkeypatch.delenv("GDAL_CACHEMAX", raising=False)
+    before = get_gdal_config("GDAL_CACHEMAX")
+    started, release = threading.Event(), threading.Event()
+    seen: list = []
+
+    def other_run() -> None:
+        with sized_block_cache(30000, 1088, 3, 1):  # 141 MB
+            started.set()
+            release.wait(10)
+            seen.append(get_gdal_config("GDAL_CACHEMAX"))
+
+    with sized_block_cache(8192, 1088, 3, 1):
+        thread = threading.Thread(target=other_run)
+        thread.start()
+        assert started.wait(10)
+        assert get_gdal_config("GDAL_CACHEMAX") == 141
+    assert get_gdal_config("GDAL_CACHEMAX") == 141  # the other run still holds its size
+    release.set()
+    thread.join(10)
+    assert seen == [141]
     assert get_gdal_config("GDAL_CACHEMAX") == before
 
 

@@ -27,7 +27,9 @@ ROWS_CACHED = 1.5
 MIN_MB = 32
 
 _LOCK = threading.Lock()
-_DEPTH = 0
+#: The sizes (MB) of the runs in progress in this process, and the cache before the first.
+_ACTIVE: list[int] = []
+_BEFORE: list = []
 
 
 def cache_megabytes(width: int, rows: int, bands: int, itemsize: int) -> int:
@@ -51,20 +53,22 @@ def _caller_sets_cache() -> bool:
 @contextlib.contextmanager
 def sized_block_cache(width: int, rows: int, bands: int, itemsize: int) -> Iterator[None]:
     """GDAL's block cache at :func:`cache_megabytes` while the block runs, then as it was.
-    Nested and concurrent runs in one process: the first sets it, the last restores it."""
-    global _DEPTH
+    Runs at once in one process (threads of a Dask worker, nested calls) share the largest
+    size any of them needs; the last to end puts back the cache from before the first."""
     from rasterio.env import get_gdal_config, set_gdal_config
 
+    size = cache_megabytes(width, rows, bands, itemsize)
     with _LOCK:
-        first = _DEPTH == 0 and not _caller_sets_cache()
-        _DEPTH += 1
-        if first:
-            before = get_gdal_config("GDAL_CACHEMAX")
-            set_gdal_config("GDAL_CACHEMAX", cache_megabytes(width, rows, bands, itemsize))
+        sized = bool(_ACTIVE) or not _caller_sets_cache()
+        if sized:
+            if not _ACTIVE:
+                _BEFORE[:] = [get_gdal_config("GDAL_CACHEMAX")]
+            _ACTIVE.append(size)
+            set_gdal_config("GDAL_CACHEMAX", max(_ACTIVE))
     try:
         yield
     finally:
-        with _LOCK:
-            _DEPTH -= 1
-            if first:
-                set_gdal_config("GDAL_CACHEMAX", before)
+        if sized:
+            with _LOCK:
+                _ACTIVE.remove(size)
+                set_gdal_config("GDAL_CACHEMAX", max(_ACTIVE) if _ACTIVE else _BEFORE[0])
