@@ -9,7 +9,9 @@
 #   QUALITIES       qualities the codec is timed at afterwards (default "1 3 5 7"; empty: not timed)
 # MODE=qat, gpupack/ carried as for train (`bash scripts/gpu_prepare.sh qat PHOTOS RS`):
 #   quantisation-aware fine-tuning of g_s on 8-bit activations (issue 29's route to an exact
-#   synthesis as fast as today's), held out on benchmarks/data; QAT_MINUTES (default 8).
+#   synthesis as fast as today's), held out on benchmarks/data; QAT_MINUTES (default 8);
+#   QAT_LEVELS (default 255: VNNI's exact int8; 127 keeps every u8 x s8 pair sum below
+#   2**15, so that AVX2's int8 kernels are exact too: the route for CPUs without VNNI).
 # MODE=speed, gpupack/whl carried with rasterio's wheels too (rasterio, affine, cligj,
 #   click-plugins; 36 MB, so no pack beside them): `georsic bench rd`, which times the whole
 #   pipeline (GeoTIFF in, archive, GeoTIFF out) on the CPU and the GPU, against GDAL's codecs
@@ -41,7 +43,8 @@ if [ "$MODE" = qat ]; then
     python3 -m georsic.train.synthesis_qat --data gpupack/pack --held-out benchmarks/data \
         --device "${DEVICE:-cuda}" --crops "${QAT_CROPS:-1}" --batch "${QAT_BATCH:-32}" \
         --qualities ${QAT_QUALITIES:-1 3 5 7} \
-        --minutes "${QAT_MINUTES:-8}" --lr "${QAT_LR:-1e-4}" --out "$out/qat" 2>&1 \
+        --minutes "${QAT_MINUTES:-8}" --lr "${QAT_LR:-1e-4}" --levels "${QAT_LEVELS:-255}" \
+        --out "$out/qat" 2>&1 \
         | tee "$out/qat.log"
     exit
 fi
