@@ -100,9 +100,9 @@ def test_single_convolution_route_where_the_bound_allows(g_s, exact, monkeypatch
     single = ExactConv._single_sums
 
     def recording(self, x):
-        a, sums = single(self, x)
+        a, peak, sums = single(self, x)
         taken.append(sums is not None)
-        return a, sums
+        return a, peak, sums
 
     monkeypatch.setattr(ExactConv, "_single_sums", recording)
     latent = _latent(g_s, 16, 16, seed=8)
@@ -139,7 +139,7 @@ def test_single_convolution_is_exact_up_to_its_bound(transposed):
     x = torch.sign(torch.randn(1, 16, 9, 13, generator=generator))
     x[..., :6] = 1.0  # there, output channel 0 sums its largest products: the bound
     x = x.contiguous(memory_format=torch.channels_last)
-    a, sums = layer._single_sums(x)
+    a, _, sums = layer._single_sums(x)
     assert sums is not None
     want = (F.conv_transpose2d(a.double(), layer.weight.double(), None, 2, 2, 1) if transposed
             else F.conv2d(a.double(), layer.weight.double(), None, 1, 1))
@@ -147,7 +147,31 @@ def test_single_convolution_is_exact_up_to_its_bound(transposed):
     assert torch.equal(sums.double(), want)
     layer.in_mult.fill_(peak + 1)
     layer.levels = int(peak) + 1
-    assert layer._single_sums(x)[1] is None
+    assert layer._single_sums(x)[2] is None
+
+
+def test_threads_sharing_one_synthesis_get_their_own_bits(g_s, exact):
+    """Archives share one ExactSynthesis per weights between the tile threads: two threads
+    running it at once on different latents (each layer's route chosen from its own inputs'
+    bound) get the bits each gets alone."""
+    import threading
+
+    latents = [_latent(g_s, 16, 16, seed=8), _latent(g_s, 16, 16, seed=9) * 2]
+    alone = [_run(exact, latent, "fast") for latent in latents]
+    results: dict[int, list[torch.Tensor]] = {0: [], 1: []}
+
+    def work(index: int) -> None:
+        for _ in range(3):
+            results[index].append(_run(exact, latents[index], "fast"))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for index in range(2):
+        assert len(results[index]) == 3
+        assert all(torch.equal(got, alone[index]) for got in results[index])
 
 
 @pytest.mark.parametrize("transposed", [False, True])
@@ -179,9 +203,9 @@ def test_grouped_route_past_the_single_bound(transposed):
         peak = int(factor * FLOAT32_EXACT / bound)
         layer.in_mult.fill_(peak)
         layer.levels = peak
-        a, single = layer._single_sums(x)
+        a, peak, single = layer._single_sums(x)
         assert single is None
-        sums = layer._split_sums(a)
+        sums = layer._split_sums(a, peak)
         assert (sums is not None) == expected, factor
         if sums is not None:
             want = F.conv2d(a.double(), weight.double(), None, 1, padding)

@@ -285,12 +285,13 @@ class ExactConv(nn.Module):
         negative = (-flat).clamp(min=0).sum((2, 3))
         return positive, negative
 
-    def _single_sums(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
-        """The integer inputs of ``x`` (float32, channels-last) and, where this tile allows
-        it, their sums (bias included) by **one** float32 convolution: when every partial
-        sum is bounded below 2**24 by the inputs' largest magnitude per channel times the
-        weights' magnitudes (plus |bias|), each addition is exact in any order, so the sums
-        are the same integers as the byte route's.  ``None`` where the bound is not met."""
+    def _single_sums(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """The integer inputs of ``x`` (float32, channels-last), their largest magnitude per
+        channel and, where this tile allows it, their sums (bias included) by **one** float32
+        convolution: when every partial sum is bounded below 2**24 by the inputs' largest
+        magnitude per channel times the weights' magnitudes (plus |bias|), each addition is
+        exact in any order, so the sums are the same integers as the byte route's.  ``None``
+        where the bound is not met.  Nothing is kept on the layer: threads share it."""
         a = torch.empty_like(x)
         low = 0.0 if self.nonneg_input else -float(self.levels)
         channels = x.shape[1]
@@ -304,11 +305,10 @@ class ExactConv(nn.Module):
             if not self.nonneg_input:
                 peaks.append(flat.amin(dim=0).neg_())
         peak = torch.stack(peaks).amax(dim=0).double()
-        self._peak = peak
         bound = self._bound(self._sum_weights, peak)
         if float((bound + self._fast_affine[0].flatten().abs()).max()) >= FLOAT32_EXACT:
-            return a, None
-        return a, self._float_conv(a)
+            return a, peak, None
+        return a, peak, self._float_conv(a)
 
     def _bound(self, sum_weights: tuple[Tensor, Tensor], peak: Tensor) -> Tensor:
         """Per output channel of the regular form, a bound of every partial sum's magnitude
@@ -327,13 +327,14 @@ class ExactConv(nn.Module):
         return torch.cat([weight[:, g * size:(g + 1) * size] for g in range(groups)]
                          ).contiguous(memory_format=torch.channels_last)
 
-    def _split_sums(self, a: Tensor) -> Tensor | None:
+    def _split_sums(self, a: Tensor, peak: Tensor) -> Tensor | None:
         """The exact integer sums (float64, bias included, the regular form's channels) of
         integer inputs ``a`` by **one** grouped float32 convolution, where the single sum's
         bound (:meth:`_single_sums`) is passed: the input channels in ``groups`` blocks whose
         partial sums each stay below 2**24, added in float64 (exact integers).  The same
-        products as one convolution (no byte planes, no extra products); None where no
-        split of 2, 4 or 8 blocks keeps the bound."""
+        products as one convolution (no byte planes, no extra products); ``peak``: the
+        inputs' largest magnitude per channel.  None where no split of 2, 4 or 8 blocks keeps
+        the bound."""
         weight, padding, _ = self._regular
         outs, channels = weight.shape[:2]
         positive, negative = self._sum_weights
@@ -343,7 +344,7 @@ class ExactConv(nn.Module):
             size = channels // groups
             bounds = [self._bound((positive[:, g * size:(g + 1) * size],
                                    negative[:, g * size:(g + 1) * size]),
-                                  self._peak[g * size:(g + 1) * size]) for g in range(groups)]
+                                  peak[g * size:(g + 1) * size]) for g in range(groups)]
             if float(torch.stack(bounds).max()) >= FLOAT32_EXACT:
                 continue
             if groups not in self._grouped:
@@ -386,7 +387,7 @@ class ExactConv(nn.Module):
         the same bits.  One float32 convolution where this tile's inputs allow it
         (:meth:`_single_sums`), else byte sums by oneDNN int8 if ``int8``, else by float32.
         The element-wise work runs on blocks of rows that stay in cache."""
-        a, single = self._single_sums(x)
+        a, peak, single = self._single_sums(x)
         if single is not None:
             if self.epilogue == "float32":
                 return single.mul_(self.out_scale32)
@@ -394,7 +395,7 @@ class ExactConv(nn.Module):
             for rows in _row_blocks(single):
                 out[:, :, rows] = single[:, :, rows].double().mul_(self.out_scale)
             return out
-        split = self._split_sums(a)
+        split = self._split_sums(a, peak)
         if split is not None:
             out = torch.empty(split.shape, dtype=torch.float32, device=a.device
                               ).contiguous(memory_format=torch.channels_last)
