@@ -117,6 +117,28 @@ def test_single_convolution_route_where_the_bound_allows(g_s, exact, monkeypatch
     assert torch.equal(fast, _run(exact, latent, "float64"))
 
 
+def _integer_conv(transposed: bool, transposed_outs: int, generator: torch.Generator,
+                  random_bias: bool) -> torch.nn.Module:
+    """A 16-input convolution (8 outputs; ``transposed_outs`` for a 5x5 stride-2 transposed
+    one) with integer weights in -127..127, output channel 0's all 127 so that its sums reach
+    the bound, and an integer bias in -999..999 (``random_bias``) or zero."""
+    conv = (torch.nn.ConvTranspose2d(16, transposed_outs, 5, 2, 2, 1) if transposed
+            else torch.nn.Conv2d(16, 8, 3, 1, 1))
+    with torch.no_grad():
+        conv.weight.copy_(torch.randint(-127, 128, conv.weight.shape, generator=generator)
+                          .float())
+        if random_bias:
+            conv.bias.copy_(torch.randint(-999, 1000, conv.bias.shape, generator=generator)
+                            .float())
+        else:
+            conv.bias.zero_()
+        if transposed:  # (in, out, k, k)
+            conv.weight[:, 0] = 127.0
+        else:
+            conv.weight[0] = 127.0
+    return conv
+
+
 @pytest.mark.parametrize("transposed", [False, True])
 def test_single_convolution_is_exact_up_to_its_bound(transposed):
     """One float32 convolution of integer inputs whose bound (largest input x weights'
@@ -124,16 +146,7 @@ def test_single_convolution_is_exact_up_to_its_bound(transposed):
     only, no Winograd or FFT, in oneDNN's direct, deconvolution and 1x1 kernels alike; one
     input level more and the route declines."""
     generator = torch.Generator().manual_seed(4)
-    conv = (torch.nn.ConvTranspose2d(16, 8, 5, 2, 2, 1) if transposed
-            else torch.nn.Conv2d(16, 8, 3, 1, 1))
-    with torch.no_grad():
-        conv.weight.copy_(torch.randint(-127, 128, conv.weight.shape, generator=generator)
-                          .float())
-        if transposed:  # (in, out, k, k): output channel 0's weights all 127
-            conv.weight[:, 0] = 127.0
-        else:
-            conv.weight[0] = 127.0
-        conv.bias.zero_()
+    conv = _integer_conv(transposed, 8, generator, random_bias=False)
     layer = ExactConv(conv, amax=1.0, nonneg_input=False, levels=1)
     bound = float(layer._sum_weights[0].add(layer._sum_weights[1]).sum(1).max())
     peak = (FLOAT32_EXACT - 1) // bound
@@ -184,17 +197,7 @@ def test_grouped_route_past_the_single_bound(transposed):
     integers as one float64 convolution (bias included), at 1.5x, 3x and 6x the single
     bound; where even 8 blocks pass it, the route declines (the byte route takes over)."""
     generator = torch.Generator().manual_seed(5)
-    conv = (torch.nn.ConvTranspose2d(16, 3, 5, 2, 2, 1) if transposed
-            else torch.nn.Conv2d(16, 8, 3, 1, 1))
-    with torch.no_grad():
-        conv.weight.copy_(torch.randint(-127, 128, conv.weight.shape, generator=generator)
-                          .float())
-        conv.bias.copy_(torch.randint(-999, 1000, conv.bias.shape, generator=generator)
-                        .float())
-        if transposed:  # output channel 0's weights all 127: its sums reach the bound
-            conv.weight[:, 0] = 127.0
-        else:
-            conv.weight[0] = 127.0
+    conv = _integer_conv(transposed, 3, generator, random_bias=True)
     layer = ExactConv(conv, amax=1.0, nonneg_input=False, levels=1)
     layer.bias.copy_(conv.bias.reshape(layer.bias.shape))  # an integer bias as it is
     bound = float(layer._sum_weights[0].add(layer._sum_weights[1]).sum(1).max())
