@@ -677,6 +677,23 @@ def cmd_train_codec(args) -> int:
     return 0
 
 
+def cmd_train_distill(args) -> int:
+    from georsic.train.distill import DistillConfig, export_distilled, train_distill
+
+    cfg = DistillConfig(
+        data=args.data, out=args.out, teacher=args.teacher, N_s=args.width,
+        exclude=args.exclude, steps=args.steps, batch=args.batch, patch=args.patch, lr=args.lr,
+        threads=args.threads, time_limit=args.time_limit)
+    checkpoint = train_distill(cfg)
+    if args.export:
+        entry = export_distilled(checkpoint, args.model_id, args.export,
+                                 hardware=args.hardware)
+        print(f"wrote {entry['file']} ({entry['bytes']:,} bytes, sha256 "
+              f"{entry['sha256'][:12]}): {entry['id']}, g_s of width {args.width} distilled "
+              f"from {args.teacher} in {entry['training']['steps']} steps")
+    return 0
+
+
 def cmd_train_exact(args) -> int:
     from georsic.train.exact import export_exact
 
@@ -919,6 +936,24 @@ def build_parser(benchmarks: bool = True) -> argparse.ArgumentParser:
                    help="after --export, measure rate-distortion on these (held-out) images and "
                         "record it in the manifest")
     p.set_defaults(func=cmd_train_codec)
+
+    p = train.add_parser("distill", help="distil a narrower synthesis (decoder) from shipped "
+                         "weights on their own latents: same bitstreams, faster decoding")
+    p.add_argument("data", nargs="+", help="image files or folders (as for train codec)")
+    p.add_argument("--out", required=True, help="run folder (resumes if it has a checkpoint)")
+    p.add_argument("--teacher", default="elic-vr-s-v5", help="model id whose decoder is distilled")
+    p.add_argument("--width", type=int, default=32, help="channels of the new g_s (32)")
+    p.add_argument("--exclude", nargs="*", default=[], help="skip files whose name has these")
+    p.add_argument("--steps", type=int, default=20000)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--patch", type=int, default=128)
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--time-limit", type=float, default=0.0, help="stop after this many seconds")
+    p.add_argument("--export", help="write weights + manifest entry to this folder at the end")
+    p.add_argument("--model-id", default="elic-vr-s-custom", help="id of the exported model")
+    p.add_argument("--hardware", help="what it was trained on, recorded in the manifest")
+    p.set_defaults(func=cmd_train_distill)
 
     p = train.add_parser("exact", help="calibrate the exact integer entropy path of shipped "
                          "weights and add them as a new model")
