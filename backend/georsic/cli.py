@@ -681,16 +681,26 @@ def cmd_train_distill(args) -> int:
     from georsic.train.distill import DistillConfig, export_distilled, train_distill
 
     cfg = DistillConfig(
-        data=args.data, out=args.out, teacher=args.teacher, N_s=args.width,
+        data=args.data, out=args.out, teacher=args.teacher, part=args.part, width=args.width,
         exclude=args.exclude, steps=args.steps, batch=args.batch, patch=args.patch, lr=args.lr,
         threads=args.threads, time_limit=args.time_limit)
+    others = [Path(run) / "checkpoint.pt" for run in args.with_runs]
+    missing = [str(c) for c in others if not c.is_file()]
+    if missing:  # said before training, not after
+        raise InputError(f"--with: no checkpoint {missing[0]}")
+    if others and not args.export:
+        raise InputError("--with needs --export")
     checkpoint = train_distill(cfg)
     if args.export:
-        entry = export_distilled(checkpoint, args.model_id, args.export,
-                                 hardware=args.hardware)
+        try:
+            entry = export_distilled([checkpoint, *others], args.model_id, args.export,
+                                     hardware=args.hardware)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        parts = ", ".join(f"{r['part']} of width {r['width']} ({r['steps']} steps)"
+                          for r in entry["training"]["parts"])
         print(f"wrote {entry['file']} ({entry['bytes']:,} bytes, sha256 "
-              f"{entry['sha256'][:12]}): {entry['id']}, g_s of width {args.width} distilled "
-              f"from {args.teacher} in {entry['training']['steps']} steps")
+              f"{entry['sha256'][:12]}): {entry['id']}, {parts} distilled from {args.teacher}")
     return 0
 
 
@@ -937,12 +947,14 @@ def build_parser(benchmarks: bool = True) -> argparse.ArgumentParser:
                         "record it in the manifest")
     p.set_defaults(func=cmd_train_codec)
 
-    p = train.add_parser("distill", help="distil a narrower synthesis (decoder) from shipped "
-                         "weights on their own latents: same bitstreams, faster decoding")
+    p = train.add_parser("distill", help="distil a narrower transform (decoder or encoder) "
+                         "from shipped weights, their entropy model kept: faster coding")
     p.add_argument("data", nargs="+", help="image files or folders (as for train codec)")
     p.add_argument("--out", required=True, help="run folder (resumes if it has a checkpoint)")
     p.add_argument("--teacher", default="elic-vr-s-v5", help="model id whose decoder is distilled")
-    p.add_argument("--width", type=int, default=32, help="channels of the new g_s (32)")
+    p.add_argument("--part", choices=["synthesis", "analysis"], default="synthesis",
+                   help="the transform to distil: g_s (decoder) or g_a (encoder)")
+    p.add_argument("--width", type=int, default=32, help="channels of the new transform (32)")
     p.add_argument("--exclude", nargs="*", default=[], help="skip files whose name has these")
     p.add_argument("--steps", type=int, default=20000)
     p.add_argument("--batch", type=int, default=8)
@@ -952,6 +964,9 @@ def build_parser(benchmarks: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--time-limit", type=float, default=0.0, help="stop after this many seconds")
     p.add_argument("--export", help="write weights + manifest entry to this folder at the end")
     p.add_argument("--model-id", default="elic-vr-s-custom", help="id of the exported model")
+    p.add_argument("--with", dest="with_runs", nargs="*", default=[], metavar="RUN",
+                   help="with --export: also put in the students of these run folders (the "
+                        "other part, distilled from the same teacher)")
     p.add_argument("--hardware", help="what it was trained on, recorded in the manifest")
     p.set_defaults(func=cmd_train_distill)
 

@@ -85,20 +85,36 @@ def remap_gains(state: dict[str, Tensor], old_lambdas: Sequence[float],
     return remapped
 
 
+def _stage(N: int) -> list[nn.Module]:
+    from compressai.models.sensetime import ResidualBottleneckBlock
+
+    return [ResidualBottleneckBlock(N, N) for _ in range(3)]
+
+
+def elic_analysis(N: int, M: int) -> nn.Sequential:
+    """ELIC's analysis transform [He2022] at width ``N`` to ``M`` latent channels: the layers
+    of CompressAI's ``Elic2022Official.g_a``, in the same order (so the same parameter names)."""
+    from compressai.layers import AttentionBlock
+    from compressai.models.utils import conv
+
+    return nn.Sequential(
+        conv(3, N, kernel_size=5, stride=2), *_stage(N),
+        conv(N, N, kernel_size=5, stride=2), *_stage(N), AttentionBlock(N),
+        conv(N, N, kernel_size=5, stride=2), *_stage(N),
+        conv(N, M, kernel_size=5, stride=2), AttentionBlock(M),
+    )
+
+
 def elic_synthesis(N: int, M: int) -> nn.Sequential:
     """ELIC's synthesis transform [He2022] at width ``N`` from ``M`` latent channels: the layers
     of CompressAI's ``Elic2022Official.g_s``, in the same order (so the same parameter names)."""
     from compressai.layers import AttentionBlock
-    from compressai.models.sensetime import ResidualBottleneckBlock
     from compressai.models.utils import deconv
 
-    def stage() -> list[nn.Module]:
-        return [ResidualBottleneckBlock(N, N) for _ in range(3)]
-
     return nn.Sequential(
-        AttentionBlock(M), deconv(M, N, kernel_size=5, stride=2), *stage(),
-        deconv(N, N, kernel_size=5, stride=2), AttentionBlock(N), *stage(),
-        deconv(N, N, kernel_size=5, stride=2), *stage(),
+        AttentionBlock(M), deconv(M, N, kernel_size=5, stride=2), *_stage(N),
+        deconv(N, N, kernel_size=5, stride=2), AttentionBlock(N), *_stage(N),
+        deconv(N, N, kernel_size=5, stride=2), *_stage(N),
         deconv(N, 3, kernel_size=5, stride=2),
     )
 
@@ -114,9 +130,10 @@ class ElicVariableRate(Elic2022Official):
         Uneven channel groups of the space-channel context model.
     lambdas:
         The rate-distortion trade-off each gain level is trained for.
-    N_s:
-        Channels of the synthesis ``g_s`` when narrower than ``N`` (a decoder distilled from a
-        model of width ``N`` on its own latents, :mod:`georsic.train.distill`); ``None``: ``N``.
+    N_s, N_a:
+        Channels of the synthesis ``g_s`` and of the analysis ``g_a`` when other than ``N``
+        (transforms distilled from a model of width ``N``, :mod:`georsic.train.distill`);
+        ``None``: ``N``.
     """
 
     def __init__(
@@ -126,11 +143,14 @@ class ElicVariableRate(Elic2022Official):
         groups: Sequence[int] | None = None,
         lambdas: Sequence[float] = DEFAULT_LAMBDAS,
         N_s: int | None = None,
+        N_a: int | None = None,
     ) -> None:
         groups = list(groups) if groups is not None else default_groups(M)
         super().__init__(N=N, M=M, groups=groups)
         if N_s is not None and N_s != N:
             self.g_s = elic_synthesis(N_s, M)
+        if N_a is not None and N_a != N:
+            self.g_a = elic_analysis(N_a, M)
         self.lambdas = tuple(float(v) for v in lambdas)
         reference = math.exp(sum(math.log(v) for v in self.lambdas) / len(self.lambdas))
         init = torch.tensor([0.5 * math.log(v / reference) for v in self.lambdas])

@@ -1,24 +1,30 @@
-"""Distil a narrower synthesis ``g_s`` from shipped weights (``georsic train distill``).
+"""Distil narrower transforms from shipped weights (``georsic train distill``).
 
 Issue 29's speed budget (``benchmarks/results/width_speed_zen3.md``): on a 2-core AVX2 CPU the
-synthesis of ``elic-vr-s-v5`` (N = 64, 31 GMAC per 1024-px tile) is 62 % of decompression; at
-N = 32 it is 9.3 GMAC and 0.56 s instead of 1.32 s.  A decoder is all that needs to change for
-that: the analysis, the entropy model and so every bitstream stay the teacher's, so the student
-is trained on the teacher's own quantised latents, as a decoder alone (no rate term):
+transforms of ``elic-vr-s-v5`` (N = 64, 31 GMAC each per 1024-px tile) are 62 % of compression
+(``g_a``) and of decompression (``g_s``); at N = 32 each is 9.3 GMAC (``g_a`` 0.41 s instead of
+1.21, ``g_s`` 0.56 instead of 1.32).  The entropy model need not change, so each transform is
+distilled alone against the teacher, which stays frozen:
 
-    loss = mean over the batch of  lambda_q / lambda_ref * MSE(g_s'(y_hat_q), x)
+* ``--part synthesis``: a decoder trained on the teacher's own quantised latents, without a
+  rate term::
 
-with ``y_hat_q`` the latent of crop ``x`` at a quality ``q`` drawn uniformly over the trained
-range (gains interpolated as in coding), quantised by the teacher's entropy model in eval mode
-(``round(y - mu) + mu``, the values a decoder reconstructs) and multiplied by the inverse gain.
-The weight ``lambda_q`` is the rate-distortion trade-off the teacher's decoder was trained with,
-so the student spends its capacity where the teacher's did.  Every step also measures the
-teacher's own MSE on the same latents, so the log shows the gap directly (``gap_db``: the
-student's PSNR minus the teacher's, averaged over the batch).
+      loss = mean over the batch of  lambda_q / lambda_ref * MSE(g_s'(y_hat_q), x)
 
-Training resumes from ``OUT/checkpoint.pt``; :func:`export_distilled` writes the teacher's file
-with the student's ``g_s`` in place of its own (the other tensors byte for byte, so the entropy
-path and its calibration carry over) and a manifest entry that names the teacher.
+  with ``y_hat_q`` the latent of crop ``x`` at a quality ``q`` drawn uniformly over the trained
+  range (gains interpolated as in coding), quantised by the teacher's entropy model in eval
+  mode (``round(y - mu) + mu``, the values a decoder reconstructs) and multiplied by the
+  inverse gain.  The weight ``lambda_q`` is the trade-off the teacher's decoder was trained
+  with, so the student spends its capacity where the teacher's did.  The log's ``gap_db`` is
+  the student's PSNR minus the teacher's on the same latents.
+* ``--part analysis``: an encoder trained to give the teacher's latent, the error measured in
+  quantisation steps at quality ``q`` (``loss = mean((g_a'(x) - g_a(x))^2 * gain_q^2)``); a
+  student with errors well below half a step codes nearly the teacher's symbols.  The log's
+  ``rms_steps`` is the root of that loss.
+
+Training resumes from ``OUT/checkpoint.pt``.  :func:`export_distilled` writes the teacher's file
+with the students' transforms in place of its own (every other tensor byte for byte, so the
+entropy path and its calibration carry over) and a manifest entry that names the teacher.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -37,13 +44,17 @@ from georsic.train.data import CropPool, find_images
 
 log = logging.getLogger(__name__)
 
+#: The transform each part replaces: (model attribute, configuration key of its width).
+PARTS = {"synthesis": ("g_s", "N_s"), "analysis": ("g_a", "N_a")}
+
 
 @dataclass
 class DistillConfig:
     data: list[str]
     out: str
     teacher: str = "elic-vr-s-v5"
-    N_s: int = 32
+    part: str = "synthesis"
+    width: int = 32
     exclude: list[str] = field(default_factory=list)
     steps: int = 20000
     batch: int = 8
@@ -74,11 +85,14 @@ def load_teacher(model_id: str):
     return model, entry
 
 
-def build_student(teacher, N_s: int) -> torch.nn.Sequential:
-    """A freshly initialised ``g_s`` of width ``N_s`` for ``teacher``'s latents."""
-    from georsic.models.elic import elic_synthesis
+def build_student(part: str, width: int, latent_channels: int) -> torch.nn.Sequential:
+    """A freshly initialised transform ``part`` of ``width`` channels for ``latent_channels``."""
+    from georsic.models.elic import elic_analysis, elic_synthesis
 
-    return elic_synthesis(N_s, sum(teacher.groups))
+    if part not in PARTS:
+        raise ValueError(f"unknown part {part!r}; known: {', '.join(PARTS)}")
+    builder = elic_synthesis if part == "synthesis" else elic_analysis
+    return builder(width, latent_channels)
 
 
 @torch.no_grad()
@@ -108,6 +122,28 @@ def _save_atomic(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def synthesis_step(teacher, student, x: torch.Tensor, quality: torch.Tensor):
+    """The synthesis student's loss on crops ``x`` at ``quality``, and what the log shows."""
+    latent = teacher_latents(teacher, x, quality)
+    x_hat = student(latent)
+    mse = (x_hat - x).pow(2).flatten(1).mean(1)
+    loss = (quality_weights(teacher, quality) * mse).mean()
+    with torch.no_grad():
+        teacher_mse = (teacher.g_s(latent).clamp(0, 1) - x).pow(2).flatten(1).mean(1)
+        student_mse = (x_hat.detach().clamp(0, 1) - x).pow(2).flatten(1).mean(1)
+    return loss, {"loss": float(loss.detach()), "psnr": float(_psnr(student_mse).mean()),
+                  "gap_db": float((_psnr(student_mse) - _psnr(teacher_mse)).mean())}
+
+
+def analysis_step(teacher, student, x: torch.Tensor, quality: torch.Tensor):
+    """The analysis student's loss (squared latent error in quantisation steps at ``quality``)."""
+    with torch.no_grad():
+        target = teacher.g_a(x)
+    gain = teacher._gain(teacher.log_gain, quality)
+    loss = ((student(x) - target) * gain).pow(2).mean()
+    return loss, {"loss": float(loss.detach()), "rms_steps": float(loss.detach().sqrt())}
+
+
 def train_distill(cfg: DistillConfig) -> Path:
     """Run (or resume) the distillation; returns the checkpoint path."""
     torch.manual_seed(cfg.seed)
@@ -117,12 +153,12 @@ def train_distill(cfg: DistillConfig) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "checkpoint.pt"
     teacher, entry = load_teacher(cfg.teacher)
-    student = build_student(teacher, cfg.N_s)
+    student = build_student(cfg.part, cfg.width, sum(teacher.groups))
     optimizer = torch.optim.Adam(student.parameters(), lr=cfg.lr)
     step = 0
     if ckpt_path.exists():
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        student.load_state_dict(state["g_s"])
+        student.load_state_dict(state.get("student", state.get("g_s")))
         optimizer.load_state_dict(state["optimizer"])
         step = state["step"]
         log.info("resumed from %s at step %d", ckpt_path, step)
@@ -137,7 +173,7 @@ def train_distill(cfg: DistillConfig) -> Path:
     student.train()
 
     def state() -> dict:
-        return {"g_s": student.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+        return {"student": student.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                 "config": asdict(cfg), "teacher_sha256": entry.sha256}
 
     while step < cfg.steps:
@@ -151,21 +187,13 @@ def train_distill(cfg: DistillConfig) -> Path:
             group["lr"] = cfg.lr * (0.1 if late else 1.0)
         x = pool.batch(cfg.batch)
         quality = torch.rand(cfg.batch, generator=generator) * (teacher.levels - 1)
-        latent = teacher_latents(teacher, x, quality)
-        weight = quality_weights(teacher, quality)
-        x_hat = student(latent)
-        mse = (x_hat - x).pow(2).flatten(1).mean(1)
-        loss = (weight * mse).mean()
+        step_loss = synthesis_step if cfg.part == "synthesis" else analysis_step
+        loss, metrics = step_loss(teacher, student, x, quality)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
         optimizer.step()
         step += 1
-        with torch.no_grad():
-            teacher_mse = (teacher.g_s(latent).clamp(0, 1) - x).pow(2).flatten(1).mean(1)
-            student_mse = (x_hat.detach().clamp(0, 1) - x).pow(2).flatten(1).mean(1)
-        metrics = {"loss": float(loss.detach()), "psnr": float(_psnr(student_mse).mean()),
-                   "gap_db": float((_psnr(student_mse) - _psnr(teacher_mse)).mean())}
         for key, value in metrics.items():
             running[key] = running.get(key, 0.0) + value
         counted += 1
@@ -174,8 +202,8 @@ def train_distill(cfg: DistillConfig) -> Path:
             record.update(step=step, seconds=round(time.time() - started, 1))
             log_file.write(json.dumps(record) + "\n")
             log_file.flush()
-            log.info("step %d loss %.5f psnr %.2f gap %.3f dB", step, record["loss"],
-                     record["psnr"], record["gap_db"])
+            log.info("step %d %s", step, " ".join(f"{k} {v:.4f}" for k, v in record.items()
+                                                  if k not in ("step", "seconds")))
             running, counted = {}, 0
         if step % cfg.checkpoint_every == 0:
             _save_atomic(state(), ckpt_path)
@@ -186,17 +214,17 @@ def train_distill(cfg: DistillConfig) -> Path:
     return ckpt_path
 
 
-def export_distilled(checkpoint: str | Path, model_id: str, out_dir: str | Path | None = None,
-                     hardware: str | None = None) -> dict:
-    """Write the teacher's weights with the distilled ``g_s`` as model ``model_id``.
+def export_distilled(checkpoints: Sequence[str | Path], model_id: str,
+                     out_dir: str | Path | None = None, hardware: str | None = None) -> dict:
+    """Write the teacher's weights with the distilled transforms as model ``model_id``.
 
-    Every tensor but ``g_s``'s is copied as the teacher's file stores it, so the analysis, the
-    entropy model and the exact entropy path's calibration are the teacher's bit for bit; the
-    student's layer weights are stored as the teacher's ``g_s`` is (int8 of the teacher's
-    ``weight_bits``), its other parameters in float16.  The manifest entry is the teacher's
-    with the new file, configuration (``N_s``) and training record; it is not made the
-    default, and the exact synthesis needs its own calibration (``georsic train
-    exact-synthesis --model MODEL_ID``).
+    ``checkpoints`` are runs of one teacher, one per part.  Every tensor of a transform no run
+    replaces is copied as the teacher's file stores it, so the entropy model and the exact
+    entropy path's calibration are the teacher's bit for bit; the students' layer weights are
+    stored as the teacher's are (int8 of the teacher's ``weight_bits``), their other parameters
+    in float16.  The manifest entry is the teacher's with the new file, configuration
+    (``N_s``, ``N_a``) and training record; it is not made the default, and the exact
+    synthesis needs its own calibration (``georsic train exact-synthesis --model MODEL_ID``).
     """
     from safetensors.torch import save_file
 
@@ -212,28 +240,52 @@ def export_distilled(checkpoint: str | Path, model_id: str, out_dir: str | Path 
         write_manifest,
     )
 
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    cfg = state["config"]
-    teacher = find_model(cfg["teacher"])
-    if teacher.sha256 != state["teacher_sha256"]:
-        raise ValueError(f"{checkpoint} was distilled from other weights than the installed "
-                         f"{teacher.id}")
+    states = [torch.load(c, map_location="cpu", weights_only=False) for c in checkpoints]
+    teacher = find_model(states[0]["config"]["teacher"])
+    parts = [s["config"].get("part", "synthesis") for s in states]
+    if len(set(parts)) != len(parts):
+        raise ValueError(f"one run per part, not {', '.join(parts)}")
+    for checkpoint, state in zip(checkpoints, states, strict=True):
+        if state["teacher_sha256"] != teacher.sha256:
+            raise ValueError(f"{checkpoint} was distilled from other weights than the installed "
+                             f"{teacher.id}")
     bits = WeightBits.of(teacher.info.get("weight_bits", "8"))
-    tensors = {k: v for k, v in load_entry_raw_tensors(teacher).items()
-               if not k.startswith("g_s.")}
-    student = build_student_for(teacher, cfg["N_s"])
-    student.load_state_dict(state["g_s"])
-    layers = {f"{name}.weight" for name, module in student.named_modules()
-              if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))}
-    for name, value in student.state_dict().items():
-        key = f"g_s.{name}"
-        if name in layers:
-            values, scales = quantize_int8(value, bits.for_name(key))
-            tensors[key], tensors[key + INT8_SCALE_SUFFIX] = values, scales
-        else:
-            tensors[key] = value.to(torch.float16)
+    raw = load_entry_raw_tensors(teacher)
+    prefixes = tuple(f"{PARTS[part][0]}." for part in parts)
+    tensors = {k: v for k, v in raw.items() if not k.startswith(prefixes)}
+    config = dict(teacher.config)
+    parameters = teacher.info.get("parameters", 0) - sum(
+        v.numel() for k, v in raw.items()
+        if k.startswith(prefixes) and not k.endswith(INT8_SCALE_SUFFIX))
+    records = []
+    for part, state in zip(parts, states, strict=True):
+        cfg = state["config"]
+        attribute, key = PARTS[part]
+        width = cfg.get("width", cfg.get("N_s"))
+        student = build_student(part, width, teacher.config["M"])
+        student.load_state_dict(state.get("student", state.get("g_s")))
+        parameters += sum(p.numel() for p in student.parameters())
+        config[key] = width
+        layers = {f"{name}.weight" for name, module in student.named_modules()
+                  if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))}
+        for name, value in student.state_dict().items():
+            full = f"{attribute}.{name}"
+            if name in layers:
+                values, scales = quantize_int8(value, bits.for_name(full))
+                tensors[full], tensors[full + INT8_SCALE_SUFFIX] = values, scales
+            else:
+                tensors[full] = value.to(torch.float16)
+        records.append({
+            "part": attribute, "width": width, "steps": state["step"], "data": cfg["data"],
+            "exclude": cfg["exclude"], "images": len(find_images(cfg["data"], cfg["exclude"])),
+            "batch": cfg["batch"], "patch": cfg["patch"], "lr": cfg["lr"],
+            "threads": cfg["threads"],
+            "command": f"georsic train distill {' '.join(cfg['data'])} --out {cfg['out']} "
+                       f"--teacher {teacher.id} --part {part} --width {width} --steps "
+                       f"{cfg['steps']}" + (f" --exclude {' '.join(cfg['exclude'])}"
+                                            if cfg["exclude"] else ""),
+        })
     tensors = {k: v.detach().contiguous() for k, v in tensors.items()}
-    config = {**teacher.config, "N_s": cfg["N_s"]}
     folder = Path(out_dir) if out_dir else teacher.path.parent
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{model_id}.safetensors"
@@ -243,34 +295,14 @@ def export_distilled(checkpoint: str | Path, model_id: str, out_dir: str | Path 
     manifest = read_manifest(folder) if manifest_path.exists() else {"models": []}
     base = {k: v for k, v in teacher.info.items()
             if k not in ("rd", "exact_synthesis", "training", "note")}
-    teacher_g_s = sum(v.numel() for k, v in load_entry_raw_tensors(teacher).items()
-                      if k.startswith("g_s.") and not k.endswith(INT8_SCALE_SUFFIX))
-    parameters = (teacher.info.get("parameters", 0) - teacher_g_s
-                  + sum(p.numel() for p in student.parameters()))
     entry = {
         **base, "id": model_id, "kind": "codec", "architecture": teacher.architecture,
         "config": config, "file": path.name, "sha256": file_sha256(path),
         "bytes": path.stat().st_size, "parameters": parameters,
-        "training": {
-            "distilled_from": teacher.id, "teacher_sha256": teacher.sha256,
-            "part": "g_s", "width": cfg["N_s"], "steps": state["step"], "data": cfg["data"],
-            "exclude": cfg["exclude"], "images": len(find_images(cfg["data"], cfg["exclude"])),
-            "batch": cfg["batch"], "patch": cfg["patch"], "lr": cfg["lr"],
-            "threads": cfg["threads"], "hardware": hardware,
-            "command": f"georsic train distill {' '.join(cfg['data'])} --out {cfg['out']} "
-                       f"--teacher {teacher.id} --width {cfg['N_s']} --steps {cfg['steps']}"
-                       + (f" --exclude {' '.join(cfg['exclude'])}" if cfg["exclude"] else ""),
-        },
+        "training": {"distilled_from": teacher.id, "teacher_sha256": teacher.sha256,
+                     "hardware": hardware, "parts": records,
+                     "steps": sum(r["steps"] for r in records)},
     }
     manifest["models"] = [m for m in manifest.get("models", []) if m["id"] != model_id] + [entry]
     write_manifest(manifest_path, manifest)
     return entry
-
-
-def build_student_for(teacher_entry, N_s: int) -> torch.nn.Sequential:
-    """An untrained ``g_s`` of width ``N_s`` for the latents of manifest entry ``teacher_entry``."""
-    from georsic.models.elic import default_groups, elic_synthesis
-
-    config = teacher_entry.config
-    groups = config.get("groups") or default_groups(config["M"])
-    return elic_synthesis(N_s, sum(groups))
