@@ -6,6 +6,8 @@
 #   bash scripts/gpu_prepare.sh speed                    wheels (rasterio too) for MODE=speed
 #   bash scripts/gpu_prepare.sh qat PHOTOS RS [SEED]     pack + wheels for MODE=qat (issue 29:
 #                                  8-bit activations of g_s); keeps the default model instead
+#   bash scripts/gpu_prepare.sh distill PHOTOS RS [SEED] pack + wheels for MODE=distill (issue 29:
+#                                  narrower g_s and g_a learnt from the default model)
 #   bash scripts/gpu_prepare.sh restore                  older weights back, gpupack/ kept
 #
 # It moves the weights files that training does not start from out of the tree (to
@@ -24,7 +26,8 @@ limit=$((64 * 1024 * 1024))
 
 # gpupack/ is in .gitignore: carried, never committed
 move_older_weights() {
-    [ "$mode" = qat ] && keep=elic-vr-s-v5.safetensors  # QAT fine-tunes the default's g_s
+    # QAT fine-tunes the default's g_s; distillation learns from the default
+    case "$mode" in qat|distill) keep=elic-vr-s-v5.safetensors ;; esac
     mkdir -p "$older"
     for f in resources/weights/*.safetensors; do
         [ "$(basename "$f")" = "$keep" ] || mv "$f" "$older/"
@@ -54,7 +57,7 @@ report() {
 }
 
 case "$mode" in
-    train|qat)
+    train|qat|distill)
         photos=${2:?photos folder}; rs=${3:?remote-sensing folder}; seed=${4:-0}
         move_older_weights
         rm -rf gpupack/pack

@@ -12,6 +12,12 @@
 #   synthesis as fast as today's), held out on benchmarks/data; QAT_MINUTES (default 8);
 #   QAT_LEVELS (default 255: VNNI's exact int8; 127 keeps every u8 x s8 pair sum below
 #   2**15, so that AVX2's int8 kernels are exact too: the route for CPUs without VNNI).
+# MODE=distill, gpupack/ carried as for train (`bash scripts/gpu_prepare.sh train PHOTOS RS`):
+#   issue 29's narrower transforms, distilled from the shipped elic-vr-s-v5 with its entropy
+#   model kept (`georsic train distill`): g_s then g_a, DISTILL_SECONDS each (default 240), at
+#   DISTILL_WIDTH channels (default 32), on 256-px crops in batches of 32; exports both as
+#   MODEL_ID (default elic-vr-s-v6) into $OUT with the two run logs. RESUME_S / RESUME_A: run
+#   folders (carried) to go on from.
 # MODE=speed, gpupack/whl carried with rasterio's wheels too (rasterio, affine, cligj,
 #   click-plugins; 36 MB, so no pack beside them): `georsic bench rd`, which times the whole
 #   pipeline (GeoTIFF in, archive, GeoTIFF out) on the CPU and the GPU, against GDAL's codecs
@@ -49,6 +55,22 @@ if [ "$MODE" = qat ]; then
     exit
 fi
 gpu_name=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+if [ "$MODE" = distill ]; then
+    runs_s=${RESUME_S:-runs/distill-s}; runs_a=${RESUME_A:-runs/distill-a}
+    for part in synthesis analysis; do
+        run=$([ $part = synthesis ] && echo "$runs_s" || echo "$runs_a")
+        georsic train distill gpupack/pack --part $part --width "${DISTILL_WIDTH:-32}" \
+            --patch 256 --batch 32 --lr "${LR:-3e-4}" --steps 1000000 --device "${DEVICE:-cuda}" \
+            --time-limit "${DISTILL_SECONDS:-240}" --out "$run" 2>&1 | tee "$out/distill-$part.log"
+    done
+    georsic train distill gpupack/pack --part analysis --width "${DISTILL_WIDTH:-32}" \
+        --steps 0 --out "$runs_a" --export "$out" --with "$runs_s" \
+        --model-id "${MODEL_ID:-elic-vr-s-v6}" --hardware "1x ${gpu_name:-GPU} (lent GPU machine)" \
+        2>&1 | tee -a "$out/distill-export.log"
+    cp "$runs_s/train_log.jsonl" "$out/distill-synthesis.jsonl"
+    cp "$runs_a/train_log.jsonl" "$out/distill-analysis.jsonl"
+    exit
+fi
 start=$(date +%s)
 georsic train codec gpupack/pack --N 64 --M 128 --gray-fraction 0.1 --patch 256 --batch 16 \
     --lr "${LR:-1e-4}" --lambdas 0.00005 0.0001 0.00023 0.0005 0.0011 0.0024 0.0051 0.011 \

@@ -63,6 +63,7 @@ class DistillConfig:
     threads: int = 0
     time_limit: float = 0.0
     lr_drop: float = 0.85
+    device: str = "auto"
     log_every: int = 25
     checkpoint_every: int = 200
     crops_per_image: int = 48
@@ -105,7 +106,7 @@ def teacher_latents(teacher, x: torch.Tensor, quality: torch.Tensor) -> torch.Te
 
 def quality_weights(teacher, quality: torch.Tensor) -> torch.Tensor:
     """``lambda_q / lambda_ref`` per sample, lambdas interpolated geometrically like the gains."""
-    logs = torch.tensor([math.log(v) for v in teacher.lambdas])
+    logs = torch.tensor([math.log(v) for v in teacher.lambdas], device=quality.device)
     low = quality.floor().long().clamp(max=len(logs) - 2)
     frac = quality - low.float()
     log_lambda = logs[low] * (1 - frac) + logs[low + 1] * frac
@@ -152,12 +153,15 @@ def train_distill(cfg: DistillConfig) -> Path:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "checkpoint.pt"
+    device = "cuda" if cfg.device == "auto" and torch.cuda.is_available() else (
+        "cpu" if cfg.device == "auto" else cfg.device)
     teacher, entry = load_teacher(cfg.teacher)
-    student = build_student(cfg.part, cfg.width, sum(teacher.groups))
+    teacher.to(device)
+    student = build_student(cfg.part, cfg.width, sum(teacher.groups)).to(device)
     optimizer = torch.optim.Adam(student.parameters(), lr=cfg.lr)
     step = 0
     if ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        state = torch.load(ckpt_path, map_location=device, weights_only=False)
         student.load_state_dict(state.get("student", state.get("g_s")))
         optimizer.load_state_dict(state["optimizer"])
         step = state["step"]
@@ -185,8 +189,8 @@ def train_distill(cfg: DistillConfig) -> Path:
             cfg.time_limit and elapsed >= cfg.lr_drop * cfg.time_limit)
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr * (0.1 if late else 1.0)
-        x = pool.batch(cfg.batch)
-        quality = torch.rand(cfg.batch, generator=generator) * (teacher.levels - 1)
+        x = pool.batch(cfg.batch).to(device)
+        quality = (torch.rand(cfg.batch, generator=generator) * (teacher.levels - 1)).to(device)
         step_loss = synthesis_step if cfg.part == "synthesis" else analysis_step
         loss, metrics = step_loss(teacher, student, x, quality)
         optimizer.zero_grad(set_to_none=True)
