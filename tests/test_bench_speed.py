@@ -46,3 +46,19 @@ def test_speed_bench_times_exact_archives_beside_the_default_ones():
     assert 0 < exact["bpp"] - default["bpp"] < 1.0
     text = speed.markdown(results, "georsic bench speed --sizes 0.05 --exact")
     assert f"| {row['size']} | 0.05 | 3.0 | exact | {exact['bpp']:.4f} |" in text
+
+
+def test_speed_bench_times_a_named_model_beside_a_baseline():
+    """``--model`` and ``--baseline``: two models' archives timed in the same runs, each row
+    named; the archives are each model's (the shipped v4 and v5 code the same crop to other
+    sizes)."""
+    results = speed.run([0.05], [3.0], threads=1, profile=False, bd=False, against="",
+                        model="elic-vr-s-v5", baseline="elic-vr-s-v4")
+    assert results["model"] == "elic-vr-s-v5" and results["baseline"] == "elic-vr-s-v4"
+    row = results["sizes"][0]
+    ours, baseline = row["georsic"]["3.0"], row["baseline"]["3.0"]
+    assert ours["decode_mps"] > 0 and baseline["decode_mps"] > 0
+    assert ours["bpp"] != baseline["bpp"]
+    text = speed.markdown(results, "georsic bench speed --model elic-vr-s-v5 --baseline v4")
+    assert f"| 3.0 | elic-vr-s-v4 default | {baseline['bpp']:.4f} |" in text
+    assert f"| 3.0 | default | {ours['bpp']:.4f} |" in text

@@ -155,7 +155,8 @@ def _matches(key: tuple, wanted: tuple[str, str]) -> bool:
     return where in file and name == function
 
 
-def profile_stages(raster: Path, workdir: Path, quality: float) -> dict:
+def profile_stages(raster: Path, workdir: Path, quality: float, model: str | None = None
+                   ) -> dict:
     """Seconds per pipeline stage of one compress and one decompress, one thread, inline."""
     import georsic
 
@@ -166,7 +167,7 @@ def profile_stages(raster: Path, workdir: Path, quality: float) -> dict:
         profiler.enable()
         if action == "compress":
             georsic.compress(raster, workdir / "p.grsc", quality=quality, overwrite=True,
-                             threads=1)
+                             threads=1, model=model)
         else:
             georsic.decompress(workdir / "p.grsc", workdir / "p.tif", overwrite=True, threads=1)
         profiler.disable()
@@ -193,23 +194,24 @@ def profile_stages(raster: Path, workdir: Path, quality: float) -> dict:
 
 
 def bd_change(against: str, qualities: tuple[float, ...] = (0, 1, 2, 3, 4, 5, 6, 7),
-              exact: bool = False) -> dict:
-    """BD-rate (PSNR, per held-out image, and mean) of the default model against ``against``,
-    from real archives; ``exact``: of the default model's exact archives against its default
-    ones."""
+              exact: bool = False, model: str | None = None) -> dict:
+    """BD-rate (PSNR, per held-out image, and mean) of ``model`` (default: the default model)
+    against ``against``, from real archives; ``exact``: of ``model``'s exact archives against
+    ``against``'s default ones (``against`` ``None``: ``model``'s own)."""
     import georsic
     from georsic.bench.bdrate import bd_rate
     from georsic.bench.images import AERIAL_RGB, load_image, write_geotiff
     from georsic.weights import default_model_id
 
-    ours = default_model_id()
+    ours = model or default_model_id()
+    against = against or ours
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in AERIAL_RGB:
             image = load_image(BENCH_DATA / name)
             src = write_geotiff(image, Path(tmp) / "src.tif")
             curves = {}
-            ways = {"ours": (ours, exact), "against": (ours if exact else against, False)}
+            ways = {"ours": (ours, exact), "against": (against, False)}
             for way, (model, exact_way) in ways.items():
                 rates, psnrs = [], []
                 for q in qualities:
@@ -224,7 +226,7 @@ def bd_change(against: str, qualities: tuple[float, ...] = (0, 1, 2, 3, 4, 5, 6,
             rows[name] = bd_rate(*curves["against"], *curves["ours"])  # in percent
     rows["mean"] = float(np.mean(list(rows.values())))
     if exact:
-        return {"model": f"{ours} exact archives", "against": f"{ours} default archives",
+        return {"model": f"{ours} exact archives", "against": f"{against} default archives",
                 "bd_rate_pct": rows}
     return {"model": ours, "against": against, "bd_rate_pct": rows}
 
@@ -258,12 +260,17 @@ def _load() -> str:
 
 
 def run(sizes: list[float], qualities: list[float], threads: int | None, profile: bool,
-        bd: bool, against: str, repeat: int = 1, exact: bool = False) -> dict:
+        bd: bool, against: str | None, repeat: int = 1, exact: bool = False,
+        model: str | None = None, baseline: str | None = None) -> dict:
+    """The speed table's figures for ``model`` (default: the default model); ``baseline``, a
+    model timed in the same runs (its default archives), for a comparison on one machine."""
     from georsic.codec import resolve_device
     from georsic.models.runtime import cpu_transforms_description
     from georsic.weights import default_model_id
 
-    results = {"model": default_model_id(), "threads": threads or os.cpu_count(),
+    model = model or default_model_id()
+    results = {"model": model, **({"baseline": baseline} if baseline else {}),
+               "threads": threads or os.cpu_count(),
                "cores": os.cpu_count(), "cpu": cpu_description(),
                "device": resolve_device("auto"), "transforms": cpu_transforms_description(),
                "repeat": max(repeat, 1), "sizes": []}
@@ -273,10 +280,12 @@ def run(sizes: list[float], qualities: list[float], threads: int | None, profile
         # (its tile coded on every thread) and the same in small tiles (one a thread)
         started = time.perf_counter()
         warm = write_raster(aerial_mosaic(0.05), workdir / "warm.tif")
-        time_georsic(warm, workdir, 3.0, threads)
-        time_georsic(warm, workdir, 3.0, threads, tile_size=128)
+        time_georsic(warm, workdir, 3.0, threads, model=model)
+        time_georsic(warm, workdir, 3.0, threads, tile_size=128, model=model)
         if exact:
-            time_georsic(warm, workdir, 3.0, threads, exact=True)
+            time_georsic(warm, workdir, 3.0, threads, exact=True, model=model)
+        if baseline:
+            time_georsic(warm, workdir, 3.0, threads, model=baseline)
         results["warm_up_s"] = time.perf_counter() - started
         for megapixels in sizes:
             rgb = aerial_mosaic(megapixels)
@@ -285,11 +294,14 @@ def run(sizes: list[float], qualities: list[float], threads: int | None, profile
                    "size": f"{rgb.shape[1]}x{rgb.shape[0]}", "load_before": _load(),
                    "georsic": {}}
             for q in qualities:
+                if baseline:
+                    row.setdefault("baseline", {})[str(q)] = time_georsic_repeated(
+                        raster, workdir, q, threads, repeat, model=baseline)
                 row["georsic"][str(q)] = time_georsic_repeated(raster, workdir, q, threads,
-                                                               repeat)
+                                                               repeat, model=model)
                 if exact:
                     row.setdefault("georsic_exact", {})[str(q)] = time_georsic_repeated(
-                        raster, workdir, q, threads, repeat, exact=True)
+                        raster, workdir, q, threads, repeat, exact=True, model=model)
             row["classical"] = time_classical(rgb)
             row["load_after"] = _load()
             results["sizes"].append(row)
@@ -299,10 +311,10 @@ def run(sizes: list[float], qualities: list[float], threads: int | None, profile
             raster = write_raster(rgb, workdir / "src.tif")
             results["profile"] = {"size": f"{rgb.shape[1]}x{rgb.shape[0]}", "quality": 3.0,
                                   "load_before": _load(),
-                                  **profile_stages(raster, workdir, 3.0),
+                                  **profile_stages(raster, workdir, 3.0, model),
                                   "load_after": _load()}
     if bd:
-        results["bd"] = bd_change(against, exact=exact)
+        results["bd"] = bd_change(against, exact=exact, model=model)
     return results
 
 
@@ -335,6 +347,8 @@ def markdown(results: dict, command: str) -> str:
     for row in results["sizes"]:
         for q, r in row["georsic"].items():
             kinds = [("default", r)]
+            if q in row.get("baseline", {}):
+                kinds.insert(0, (f"{results['baseline']} default", row["baseline"][q]))
             if q in row.get("georsic_exact", {}):
                 kinds.append(("exact", row["georsic_exact"][q]))
             for kind, k in kinds:
@@ -367,8 +381,11 @@ def markdown(results: dict, command: str) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
+    against = args.bd_against
+    if against is None and not args.exact:
+        against = "elic-vr-s-v4"
     results = run(args.sizes, args.qualities, args.threads, args.profile, args.bd,
-                  args.bd_against, args.repeat, args.exact)
+                  against, args.repeat, args.exact, args.model, args.baseline)
     text = markdown(results, "georsic " + " ".join(sys.argv[1:]))
     print(text)
     if args.out:
@@ -389,9 +406,13 @@ def add_parser(subparsers) -> None:
     p.add_argument("--repeat", type=int, default=1,
                    help="runs per raster and quality: the table gives their median and range")
     p.add_argument("--profile", action="store_true", help="add the time per pipeline stage")
+    p.add_argument("--model", help="the model timed (default: the default model)")
+    p.add_argument("--baseline", metavar="MODEL",
+                   help="also time this model's default archives in the same runs")
     p.add_argument("--bd", action="store_true",
-                   help="add the BD-rate of the default model against --bd-against")
-    p.add_argument("--bd-against", default="elic-vr-s-v4")
+                   help="add the BD-rate of the model against --bd-against")
+    p.add_argument("--bd-against", default=None, metavar="MODEL",
+                   help="default elic-vr-s-v4; with --exact: the model's own default archives")
     p.add_argument("--exact", action="store_true",
                    help="time exact archives too (and with --bd: their BD-rate against the "
                    "default ones)")
