@@ -138,3 +138,19 @@ def test_two_runs_of_one_part_are_refused(distilled, tmp_path, capsys):
     assert capsys.readouterr().err.strip() == (
         "georsic: error: one run per part, not synthesis, synthesis")
     assert not list(tmp_path.iterdir())
+
+
+def test_an_export_alone_leaves_the_run_as_it_was(distilled, tmp_path):
+    """``--steps 0`` on a run that has a checkpoint trains nothing and keeps the checkpoint (its
+    step count and configuration, which the manifest's record repeats)."""
+    from georsic.cli import main
+
+    checkpoint = distilled / "run" / "checkpoint.pt"
+    before = checkpoint.read_bytes()
+    assert main(["train", "distill", "no-such-folder", "--teacher", TEACHER, "--steps", "0",
+                 "--out", str(distilled / "run"), "--width", "16", "--export", str(tmp_path),
+                 "--model-id", "elic-vr-s-again"]) == 0
+    assert checkpoint.read_bytes() == before
+    entry = json.loads((tmp_path / "manifest.json").read_text())["models"][0]
+    assert entry["training"]["parts"][0]["steps"] == 3
+    assert "--steps 3" in entry["training"]["parts"][0]["command"]

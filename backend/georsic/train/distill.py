@@ -166,6 +166,9 @@ def train_distill(cfg: DistillConfig) -> Path:
         optimizer.load_state_dict(state["optimizer"])
         step = state["step"]
         log.info("resumed from %s at step %d", ckpt_path, step)
+    if step >= cfg.steps and ckpt_path.exists():  # nothing left to train: the run as it is
+        return ckpt_path
+    first = step
     paths = find_images(cfg.data, cfg.exclude)
     log.info("%d training images; teacher %s", len(paths), entry.id)
     pool = CropPool(paths, cfg.patch, cfg.crops_per_image, seed=cfg.seed + step)
@@ -214,7 +217,8 @@ def train_distill(cfg: DistillConfig) -> Path:
         if cfg.refresh_every and step % cfg.refresh_every == 0:
             pool = CropPool(paths, cfg.patch, cfg.crops_per_image, seed=cfg.seed + step)
     log_file.close()
-    _save_atomic(state(), ckpt_path)
+    if step > first or not ckpt_path.exists():
+        _save_atomic(state(), ckpt_path)
     return ckpt_path
 
 
