@@ -154,3 +154,18 @@ def test_an_export_alone_leaves_the_run_as_it_was(distilled, tmp_path):
     entry = json.loads((tmp_path / "manifest.json").read_text())["models"][0]
     assert entry["training"]["parts"][0]["steps"] == 3
     assert "--steps 3" in entry["training"]["parts"][0]["command"]
+
+
+def test_a_student_without_an_exact_synthesis_is_named(distilled, tmp_path, monkeypatch):
+    """The exact synthesis needs each layer's integer sums below 2**24 a byte; three steps from
+    a random start leave uniform weights that pass it. An exact archive is then refused with
+    the weights and the layer named, and nothing is written."""
+    from georsic.errors import WeightsError
+
+    monkeypatch.setenv("GEORSIC_WEIGHTS", str(distilled / "weights"))
+    archive = tmp_path / "x.grsc"
+    with pytest.raises(WeightsError, match=r"elic-vr-s-student have no exact synthesis "
+                                           r"\(g_s\.\d+[.\w]*: a byte's sums pass 2\*\*24"):
+        georsic.compress(DATA / "osbs_aerial_rgb.tif", archive, quality=3,
+                         model="elic-vr-s-student", exact=True)
+    assert not archive.exists()

@@ -71,7 +71,7 @@ from georsic.bandmap import BandMapping
 from georsic.blockcache import sized_block_cache
 from georsic.codec import TileCodec, get_codec
 from georsic.control import Cancel, Progress, check_cancel
-from georsic.errors import ArchiveError, GeorsicError, InputError
+from georsic.errors import ArchiveError, GeorsicError, InputError, WeightsError
 from georsic.masks import encode_mask
 from georsic.models import exact
 from georsic.models.exact_synthesis import SYNTHESES, ExactSynthesis, calibrate
@@ -282,8 +282,12 @@ def exact_synthesis(codec: TileCodec, amax: dict[str, float],
     key = (codec.entry.sha256, json.dumps(amax, sort_keys=True), synthesis)
     with _SYNTHESES_LOCK:
         if key not in _SYNTHESES:
-            _SYNTHESES[key] = ExactSynthesis(codec.model.g_s.float().cpu(), amax,
-                                             synthesis).eval()
+            try:
+                _SYNTHESES[key] = ExactSynthesis(codec.model.g_s.float().cpu(), amax,
+                                                 synthesis).eval()
+            except ValueError as exc:
+                raise WeightsError(f"weights {codec.entry.id} have no exact synthesis "
+                                   f"({exc}): a learned base needs one") from None
         return _SYNTHESES[key]
 
 

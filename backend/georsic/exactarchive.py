@@ -226,9 +226,13 @@ def synthesis(codec, spec: ExactSpec):
     with _SYNTHESES_LOCK:
         if key not in _SYNTHESES:
             # its fast route prepacks weights at first use: move it to its device first
-            _SYNTHESES[key] = ExactSynthesis(codec.model.g_s.float().cpu(),
-                                             spec.resolved_amax(codec.entry),
-                                             spec.synthesis).eval().to(device)
+            try:
+                built = ExactSynthesis(codec.model.g_s.float().cpu(),
+                                       spec.resolved_amax(codec.entry), spec.synthesis)
+            except ValueError as exc:
+                raise WeightsError(f"weights {codec.entry.id} have no exact synthesis ({exc})"
+                                   ) from None
+            _SYNTHESES[key] = built.eval().to(device)
         return _SYNTHESES[key]
 
 

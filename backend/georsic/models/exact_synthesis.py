@@ -535,8 +535,11 @@ class ExactSynthesis(nn.Module):
         nonneg = _nonneg_inputs(g_s)
         for name, module in g_s.named_modules():
             if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
-                self.convs[name.replace(".", "_")] = ExactConv(
-                    module, MARGIN * amax[name], name in nonneg, levels, epilogue)
+                try:
+                    self.convs[name.replace(".", "_")] = ExactConv(
+                        module, MARGIN * amax[name], name in nonneg, levels, epilogue)
+                except ValueError as exc:  # say which layer
+                    raise ValueError(f"g_s.{name}: {exc}") from None
         self.structure = [(name, type(m).__name__) for name, m in g_s.named_children()]
         self.register_buffer("sigmoid_table", _sigmoid_table(), persistent=False)
 
