@@ -54,12 +54,47 @@ def distilled(tmp_path_factory):
               "--teacher", TEACHER, "--steps", "3", "--batch", "2", "--patch", "64",
               "--threads", "1"]
     assert main(["train", "distill", *common, "--out", str(tmp / "run"), "--width", "16",
-                 "--export", str(tmp / "weights"), "--model-id", "elic-vr-s-student",
+                 "--init", "random", "--export", str(tmp / "weights"), "--model-id", "elic-vr-s-student",
                  "--hardware", "test"]) == 0
     assert main(["train", "distill", *common, "--out", str(tmp / "enc"), "--part", "analysis",
                  "--width", "24", "--export", str(tmp / "weights"), "--with", str(tmp / "run"),
                  "--model-id", "elic-vr-s-both"]) == 0
     return tmp
+
+
+def test_pruning_keeps_the_teacher_at_its_own_width_and_starts_near_it_below():
+    """Cut at the teacher's width, a student is the teacher, synthesis and analysis alike
+    (every index plumbed right); cut to half, it decodes the teacher's latents far better than
+    a random start."""
+    from georsic.train.distill import (
+        build_student,
+        load_teacher,
+        ANALYSIS_STAGES,
+        prune,
+        teacher_latents,
+    )
+
+    teacher, _ = load_teacher(TEACHER)
+    with rasterio.open(DATA / "osbs_aerial_rgb.tif") as src:
+        image = torch.from_numpy(src.read()[:, :128, :128]).float()[None] / 255
+    crops = torch.cat([image, image.flip(-1), image.flip(-2), image.transpose(-1, -2)])
+    latents = teacher_latents(teacher, crops, torch.tensor([1.0, 3.0, 5.0, 7.0]))
+    full = build_student("synthesis", 64, 128)
+    full.load_state_dict(prune(teacher.g_s, 64, latents))
+    with torch.no_grad():
+        assert torch.allclose(full(latents), teacher.g_s(latents), atol=1e-5)
+
+        def psnr(student):
+            mse = (student(latents).clamp(0, 1) - crops).pow(2).mean()
+            return float(-10 * torch.log10(mse))
+
+        half = build_student("synthesis", 32, 128)
+        random_psnr = psnr(half)
+        half.load_state_dict(prune(teacher.g_s, 32, latents))
+        assert psnr(half) > random_psnr + 5
+        encoder = build_student("analysis", 64, 128)
+        encoder.load_state_dict(prune(teacher.g_a, 64, crops, ANALYSIS_STAGES))
+        assert torch.allclose(encoder(crops), teacher.g_a(crops), atol=1e-4)
 
 
 def test_export_keeps_the_teachers_other_tensors(distilled):

@@ -683,7 +683,8 @@ def cmd_train_distill(args) -> int:
     cfg = DistillConfig(
         data=args.data, out=args.out, teacher=args.teacher, part=args.part, width=args.width,
         exclude=args.exclude, steps=args.steps, batch=args.batch, patch=args.patch, lr=args.lr,
-        threads=args.threads, time_limit=args.time_limit, device=args.device)
+        threads=args.threads, time_limit=args.time_limit, device=args.device,
+        init=args.init or ("prune" if args.part == "synthesis" else "random"))
     others = [Path(run) / "checkpoint.pt" for run in args.with_runs]
     missing = [str(c) for c in others if not c.is_file()]
     if missing:  # said before training, not after
@@ -956,6 +957,9 @@ def build_parser(benchmarks: bool = True) -> argparse.ArgumentParser:
                    help="the transform to distil: g_s (decoder) or g_a (encoder)")
     p.add_argument("--width", type=int, default=32, help="channels of the new transform (32)")
     p.add_argument("--device", default="auto", help="cuda where there is one (auto), or cpu")
+    p.add_argument("--init", choices=["prune", "random"],
+                   help="how a new student starts: cut from the teacher (prune, the default for "
+                        "the synthesis) or at random (the analysis)")
     p.add_argument("--exclude", nargs="*", default=[], help="skip files whose name has these")
     p.add_argument("--steps", type=int, default=20000)
     p.add_argument("--batch", type=int, default=8)

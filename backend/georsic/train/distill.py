@@ -64,6 +64,7 @@ class DistillConfig:
     time_limit: float = 0.0
     lr_drop: float = 0.85
     device: str = "auto"
+    init: str = "prune"
     log_every: int = 25
     checkpoint_every: int = 200
     crops_per_image: int = 48
@@ -111,6 +112,95 @@ def quality_weights(teacher, quality: torch.Tensor) -> torch.Tensor:
     frac = quality - low.float()
     log_lambda = logs[low] * (1 - frac) + logs[low + 1] * frac
     return (log_lambda - logs.mean()).exp()
+
+
+def _mean_abs_per_channel(x: torch.Tensor) -> torch.Tensor:
+    return x.detach().abs().mean(dim=(0, 2, 3))
+
+
+#: Each transform's stages for :func:`prune`: (the convolution that writes the stage, its
+#: blocks, the convolution that reads it), by index in the ``nn.Sequential``.
+SYNTHESIS_STAGES = ((1, (2, 3, 4), 5), (5, (6, 7, 8, 9), 10), (10, (11, 12, 13), 14))
+ANALYSIS_STAGES = ((0, (1, 2, 3), 4), (4, (5, 6, 7, 8), 9), (9, (10, 11, 12), 13))
+
+
+@torch.no_grad()
+def prune(net: torch.nn.Sequential, width: int, inputs: torch.Tensor,
+          stages=SYNTHESIS_STAGES) -> dict:
+    """A state dict of the same transform at ``width`` channels, cut from ``net`` (the teacher's
+    ``g_s`` with :data:`SYNTHESIS_STAGES`, or ``g_a`` with :data:`ANALYSIS_STAGES`): the
+    channels that carry most of each stage's signal, so that the student starts near the
+    teacher.
+
+    Each of the three stages (a convolution, its blocks and the next convolution's input)
+    keeps one set of ``width`` channels (the residual sums tie a stage's channels together),
+    and each block's inner path its own half as many.  A channel's score is its mean magnitude
+    on ``inputs`` (the transform's inputs: the teacher's decoder inputs or images) times the
+    norm of the weights that read it.  Layers outside the stages (the attention over the
+    latent's channels) are kept whole.
+    """
+    transposed = isinstance(net[stages[0][0]], torch.nn.ConvTranspose2d)
+    seen: dict[str, torch.Tensor] = {}
+    hooks = []
+
+    def watch(name: str, module: torch.nn.Module) -> None:
+        def hook(_module, args, _output):
+            seen[name] = seen.get(name, 0) + args[0].detach().abs().mean(dim=(0, 2, 3))
+        hooks.append(module.register_forward_hook(hook))
+
+    readers = {consumer: net[consumer] for _, _, consumer in stages}
+    for consumer, module in readers.items():
+        watch(str(consumer), module)
+    blocks = {index for _, members, _ in stages for index in members}
+    inner = {name: module for name, module in net.named_modules()
+             if name.endswith(("conv3", "conv.4")) and int(name.split(".")[0]) in blocks}
+    for name, module in inner.items():
+        watch(name, module)
+    net(inputs)
+    for hook in hooks:
+        hook.remove()
+
+    def top(scores: torch.Tensor, count: int) -> torch.Tensor:
+        return scores.topk(count).indices.sort().values
+
+    def reads(weight: torch.Tensor) -> torch.Tensor:  # norm of the weights reading each input
+        return (weight.transpose(0, 1) if not transposed else weight).flatten(1).norm(dim=1)
+
+    kept = {producer: top(seen[str(consumer)] * reads(readers[consumer].weight), width)
+            for producer, _, consumer in stages}
+    kept_inner = {name.rsplit(".", 1)[0]: top(seen[name] * module.weight.flatten(2).norm(
+        dim=(0, 2)), width // 2) for name, module in inner.items()}
+    outer = {index: kept[producer] for producer, members, _ in stages for index in members}
+    read_from = {consumer: kept[producer] for producer, _, consumer in stages}
+    state = {}
+    for key, value in net.state_dict().items():
+        index, rest = int(key.split(".")[0]), key.split(".", 1)[1]
+        is_bias = rest.endswith("bias")
+        if index in kept or index in read_from:  # a stage's writer or reader
+            writes, reads_in = kept.get(index), read_from.get(index)
+            out_dim, in_dim = (1, 0) if transposed else (0, 1)
+            if writes is not None:
+                value = value.index_select(0 if is_bias else out_dim, writes)
+            if reads_in is not None and not is_bias:
+                value = value.index_select(in_dim, reads_in)
+            state[key] = value
+            continue
+        if index not in outer:
+            state[key] = value
+            continue
+        path = key.rsplit(".", 1)[0]
+        owner, kind = path.rsplit(".", 1)
+        # a block's conv1/2/3 or an attention unit's conv.0/2/4 (inner path); else the
+        # attention's closing 1x1 (conv_b.3), outer to outer
+        inner_path = kind in ("conv1", "conv2", "conv3") or path.count(".") >= 3
+        mid = kept_inner[owner] if inner_path else None
+        rows, cols = {"conv1": (mid, outer[index]), "0": (mid, outer[index]),
+                      "conv2": (mid, mid), "2": (mid, mid),
+                      "conv3": (outer[index], mid), "4": (outer[index], mid)}.get(
+            kind, (outer[index], outer[index]))
+        value = value.index_select(0, rows)
+        state[key] = value if is_bias else value.index_select(1, cols)
+    return state
 
 
 def _psnr(mse: torch.Tensor) -> torch.Tensor:
@@ -172,6 +262,17 @@ def train_distill(cfg: DistillConfig) -> Path:
     paths = find_images(cfg.data, cfg.exclude)
     log.info("%d training images; teacher %s", len(paths), entry.id)
     pool = CropPool(paths, cfg.patch, cfg.crops_per_image, seed=cfg.seed + step)
+    if step == 0 and cfg.init == "prune":
+        sample = pool.batch(32).to(device)
+        if cfg.part == "synthesis":
+            quality = torch.linspace(0, teacher.levels - 1, 32, device=device)
+            cut = prune(teacher.g_s, cfg.width, teacher_latents(teacher, sample, quality))
+        else:
+            cut = prune(teacher.g_a, cfg.width, sample, ANALYSIS_STAGES)
+        student.load_state_dict(cut)
+        log.info("student cut from the teacher's %s", PARTS[cfg.part][0])
+    elif cfg.init not in ("prune", "random"):
+        raise ValueError(f"unknown init {cfg.init!r} (prune or random)")
     generator = torch.Generator().manual_seed(cfg.seed + step)
     log_file = (out / "train_log.jsonl").open("a")
     started = time.time()
