@@ -54,8 +54,8 @@ def distilled(tmp_path_factory):
               "--teacher", TEACHER, "--steps", "3", "--batch", "2", "--patch", "64",
               "--threads", "1"]
     assert main(["train", "distill", *common, "--out", str(tmp / "run"), "--width", "16",
-                 "--init", "random", "--export", str(tmp / "weights"), "--model-id", "elic-vr-s-student",
-                 "--hardware", "test"]) == 0
+                 "--init", "random", "--export", str(tmp / "weights"),
+                 "--model-id", "elic-vr-s-student", "--hardware", "test"]) == 0
     assert main(["train", "distill", *common, "--out", str(tmp / "enc"), "--part", "analysis",
                  "--width", "24", "--export", str(tmp / "weights"), "--with", str(tmp / "run"),
                  "--model-id", "elic-vr-s-both"]) == 0
@@ -67,9 +67,9 @@ def test_pruning_keeps_the_teacher_at_its_own_width_and_starts_near_it_below():
     (every index plumbed right); cut to half, it decodes the teacher's latents far better than
     a random start."""
     from georsic.train.distill import (
+        ANALYSIS_STAGES,
         build_student,
         load_teacher,
-        ANALYSIS_STAGES,
         prune,
         teacher_latents,
     )
