@@ -204,3 +204,39 @@ def test_a_student_without_an_exact_synthesis_is_named(distilled, tmp_path, monk
         georsic.compress(DATA / "osbs_aerial_rgb.tif", archive, quality=3,
                          model="elic-vr-s-student", exact=True)
     assert not archive.exists()
+
+
+def test_a_joint_run_fine_tunes_both_students_over_the_frozen_entropy_model(
+        distilled, tmp_path, monkeypatch, capsys):
+    """``--part joint --start`` trains the two students of an export together on the codec's
+    loss; its export keeps the teacher's entropy model byte for byte, records what it started
+    from, and codes. A start that does not hold both students is refused in one line."""
+    from georsic.cli import main
+
+    monkeypatch.setenv("GEORSIC_WEIGHTS", str(distilled / "weights"))
+    common = ["train", "distill", str(DATA / "osbs_aerial_rgb.tif"), "--teacher", TEACHER,
+              "--part", "joint", "--steps", "2", "--batch", "2", "--patch", "64",
+              "--threads", "1"]
+    assert main([*common, "--out", str(tmp_path / "bad"), "--start",
+                 "elic-vr-s-student"]) == InputError.exit_code
+    assert "does not hold both students" in capsys.readouterr().err
+    assert main([*common, "--out", str(tmp_path / "joint"), "--start", "elic-vr-s-both",
+                 "--export", str(tmp_path / "w"), "--model-id", "elic-vr-s-joint"]) == 0
+    entry = json.loads((tmp_path / "w" / "manifest.json").read_text())["models"][0]
+    assert entry["config"]["N_a"] == 24 and entry["config"]["N_s"] == 16
+    parts = entry["training"]["parts"]
+    assert [(p["part"], p["steps"]) for p in parts] == [("g_s", 2), ("g_a", 2)]
+    assert all("--part joint --start elic-vr-s-both" in p["command"] for p in parts)
+    assert parts[0]["joint_after"]["model"] == "elic-vr-s-both"
+    stored = load_file(str(tmp_path / "w" / entry["file"]))
+    start = load_file(str(distilled / "weights" / "elic-vr-s-both.safetensors"))
+    teacher = load_file(str(find_model(TEACHER).path))
+    entropy = [k for k in teacher if not k.startswith(("g_a.", "g_s."))]
+    assert all(torch.equal(stored[k], teacher[k]) for k in entropy)
+    assert not torch.equal(stored["g_s.1.weight"], start["g_s.1.weight"])  # it trained
+    monkeypatch.setenv("GEORSIC_WEIGHTS", str(tmp_path / "w"))
+    georsic.compress(DATA / "osbs_aerial_rgb.tif", tmp_path / "j.grsc", quality=3,
+                     model="elic-vr-s-joint")
+    georsic.decompress(tmp_path / "j.grsc", tmp_path / "j.tif")
+    with rasterio.open(tmp_path / "j.tif") as decoded:
+        assert decoded.count == 3

@@ -684,14 +684,17 @@ def cmd_train_distill(args) -> int:
         data=args.data, out=args.out, teacher=args.teacher, part=args.part, width=args.width,
         exclude=args.exclude, steps=args.steps, batch=args.batch, patch=args.patch, lr=args.lr,
         threads=args.threads, time_limit=args.time_limit, device=args.device,
-        init=args.init or ("prune" if args.part == "synthesis" else "random"))
+        init=args.init or "prune", start=args.start)
     others = [Path(run) / "checkpoint.pt" for run in args.with_runs]
     missing = [str(c) for c in others if not c.is_file()]
     if missing:  # said before training, not after
         raise InputError(f"--with: no checkpoint {missing[0]}")
     if others and not args.export:
         raise InputError("--with needs --export")
-    checkpoint = train_distill(cfg)
+    try:
+        checkpoint = train_distill(cfg)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
     if args.export:
         try:
             entry = export_distilled([checkpoint, *others], args.model_id, args.export,
@@ -953,13 +956,16 @@ def build_parser(benchmarks: bool = True) -> argparse.ArgumentParser:
     p.add_argument("data", nargs="+", help="image files or folders (as for train codec)")
     p.add_argument("--out", required=True, help="run folder (resumes if it has a checkpoint)")
     p.add_argument("--teacher", default="elic-vr-s-v5", help="model id whose decoder is distilled")
-    p.add_argument("--part", choices=["synthesis", "analysis"], default="synthesis",
-                   help="the transform to distil: g_s (decoder) or g_a (encoder)")
+    p.add_argument("--part", choices=["synthesis", "analysis", "joint"], default="synthesis",
+                   help="the transform to distil: g_s (decoder) or g_a (encoder); joint: both "
+                        "students of --start fine-tuned together on the rate-distortion loss")
+    p.add_argument("--start", metavar="MODEL_ID",
+                   help="with --part joint: the exported model holding both students")
     p.add_argument("--width", type=int, default=32, help="channels of the new transform (32)")
     p.add_argument("--device", default="auto", help="cuda where there is one (auto), or cpu")
     p.add_argument("--init", choices=["prune", "random"],
-                   help="how a new student starts: cut from the teacher (prune, the default for "
-                        "the synthesis) or at random (the analysis)")
+                   help="how a new student starts: cut from the teacher (prune, the default) "
+                        "or at random")
     p.add_argument("--exclude", nargs="*", default=[], help="skip files whose name has these")
     p.add_argument("--steps", type=int, default=20000)
     p.add_argument("--batch", type=int, default=8)

@@ -65,6 +65,7 @@ class DistillConfig:
     lr_drop: float = 0.85
     device: str = "auto"
     init: str = "prune"
+    start: str | None = None
     log_every: int = 25
     checkpoint_every: int = 200
     crops_per_image: int = 48
@@ -235,6 +236,48 @@ def analysis_step(teacher, student, x: torch.Tensor, quality: torch.Tensor):
     return loss, {"loss": float(loss.detach()), "rms_steps": float(loss.detach().sqrt())}
 
 
+def start_model(model_id: str | None, teacher_entry):
+    """The exported students ``model_id`` (both transforms, distilled from ``teacher_entry``)
+    as a model whose entropy model and gains are frozen: the start of a joint run."""
+    from georsic.models import build_model
+    from georsic.weights import find_model, load_entry_state_dict
+
+    if not model_id:
+        raise ValueError("--part joint needs --start MODEL_ID (both students, exported)")
+    start = find_model(model_id)
+    training = start.info.get("training", {})
+    if training.get("teacher_sha256") != teacher_entry.sha256:
+        raise ValueError(f"{model_id} was not distilled from {teacher_entry.id}")
+    if {p["part"] for p in training.get("parts", [])} != {"g_a", "g_s"}:
+        raise ValueError(f"{model_id} does not hold both students (export with --with)")
+    model = build_model(start.architecture, start.config)
+    model.load_state_dict(load_entry_state_dict(start))
+    model.update(force=True)
+    for param in model.parameters():
+        param.requires_grad_(False)
+    return model
+
+
+def joint_step(teacher, coder, x: torch.Tensor, quality: torch.Tensor):
+    """Both students fine-tuned together on the codec's own objective at integer levels
+    (``lambda_q * 255^2 * MSE + bpp``, the teacher's entropy model frozen, its noise in place of
+    rounding); the log's ``loss_gap`` is the students' loss over the teacher's on the same
+    crops and levels."""
+    from georsic.train.codec import rd_loss
+
+    levels = quality.round()
+    coder.train()
+    metrics = rd_loss(coder, x, levels)
+    with torch.no_grad():
+        teacher.train()
+        reference = rd_loss(teacher, x, levels)
+        teacher.eval()
+    return metrics["loss"], {"loss": float(metrics["loss"].detach()),
+                             "bpp": float(metrics["bpp"].detach()),
+                             "psnr": float(metrics["psnr"].detach()),
+                             "loss_gap": float((metrics["loss"] - reference["loss"]).detach())}
+
+
 def train_distill(cfg: DistillConfig) -> Path:
     """Run (or resume) the distillation; returns the checkpoint path."""
     torch.manual_seed(cfg.seed)
@@ -247,7 +290,13 @@ def train_distill(cfg: DistillConfig) -> Path:
         "cpu" if cfg.device == "auto" else cfg.device)
     teacher, entry = load_teacher(cfg.teacher)
     teacher.to(device)
-    student = build_student(cfg.part, cfg.width, sum(teacher.groups)).to(device)
+    if cfg.part == "joint":
+        coder = start_model(cfg.start, entry).to(device)
+        student = torch.nn.ModuleDict({"g_a": coder.g_a, "g_s": coder.g_s})
+        for param in student.parameters():
+            param.requires_grad_(True)
+    else:
+        student = build_student(cfg.part, cfg.width, sum(teacher.groups)).to(device)
     optimizer = torch.optim.Adam(student.parameters(), lr=cfg.lr)
     step = 0
     if ckpt_path.exists():
@@ -262,7 +311,7 @@ def train_distill(cfg: DistillConfig) -> Path:
     paths = find_images(cfg.data, cfg.exclude)
     log.info("%d training images; teacher %s", len(paths), entry.id)
     pool = CropPool(paths, cfg.patch, cfg.crops_per_image, seed=cfg.seed + step)
-    if step == 0 and cfg.init == "prune":
+    if step == 0 and cfg.init == "prune" and cfg.part != "joint":
         sample = pool.batch(32).to(device)
         if cfg.part == "synthesis":
             quality = torch.linspace(0, teacher.levels - 1, 32, device=device)
@@ -295,8 +344,11 @@ def train_distill(cfg: DistillConfig) -> Path:
             group["lr"] = cfg.lr * (0.1 if late else 1.0)
         x = pool.batch(cfg.batch).to(device)
         quality = (torch.rand(cfg.batch, generator=generator) * (teacher.levels - 1)).to(device)
-        step_loss = synthesis_step if cfg.part == "synthesis" else analysis_step
-        loss, metrics = step_loss(teacher, student, x, quality)
+        if cfg.part == "joint":
+            loss, metrics = joint_step(teacher, coder, x, quality)
+        else:
+            step_loss = synthesis_step if cfg.part == "synthesis" else analysis_step
+            loss, metrics = step_loss(teacher, student, x, quality)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
@@ -321,6 +373,36 @@ def train_distill(cfg: DistillConfig) -> Path:
     if step > first or not ckpt_path.exists():
         _save_atomic(state(), ckpt_path)
     return ckpt_path
+
+
+def _start_record(model_id: str) -> dict:
+    """What a joint run started from: the model and its training record."""
+    from georsic.weights import find_model
+
+    try:
+        entry = find_model(model_id)
+    except Exception:  # noqa: BLE001 - the start may be gone; the export still names it
+        return {"model": model_id}
+    return {"model": model_id, "sha256": entry.sha256,
+            "parts": entry.info.get("training", {}).get("parts", [])}
+
+
+def _split_joint(state: dict) -> list[dict]:
+    """A joint run's checkpoint as one per transform (``part``, ``width`` and the students'
+    tensors of each), any other run's as it is."""
+    cfg = state["config"]
+    if cfg.get("part") != "joint":
+        return [state]
+    out = []
+    for part, (attribute, _) in PARTS.items():
+        prefix = f"{attribute}."
+        tensors = {k[len(prefix):]: v for k, v in state["student"].items()
+                   if k.startswith(prefix)}
+        width = tensors["1.weight" if part == "synthesis" else "0.weight"].shape[
+            1 if part == "synthesis" else 0]
+        out.append({**state, "student": tensors,
+                    "config": {**cfg, "part": part, "width": width, "joint": True}})
+    return out
 
 
 def export_distilled(checkpoints: Sequence[str | Path], model_id: str,
@@ -351,13 +433,14 @@ def export_distilled(checkpoints: Sequence[str | Path], model_id: str,
 
     states = [torch.load(c, map_location="cpu", weights_only=False) for c in checkpoints]
     teacher = find_model(states[0]["config"]["teacher"])
-    parts = [s["config"].get("part", "synthesis") for s in states]
-    if len(set(parts)) != len(parts):
-        raise ValueError(f"one run per part, not {', '.join(parts)}")
     for checkpoint, state in zip(checkpoints, states, strict=True):
         if state["teacher_sha256"] != teacher.sha256:
             raise ValueError(f"{checkpoint} was distilled from other weights than the installed "
                              f"{teacher.id}")
+    states = [split for state in states for split in _split_joint(state)]
+    parts = [s["config"].get("part", "synthesis") for s in states]
+    if len(set(parts)) != len(parts):
+        raise ValueError(f"one run per part, not {', '.join(parts)}")
     bits = WeightBits.of(teacher.info.get("weight_bits", "8"))
     raw = load_entry_raw_tensors(teacher)
     prefixes = tuple(f"{PARTS[part][0]}." for part in parts)
@@ -390,9 +473,11 @@ def export_distilled(checkpoints: Sequence[str | Path], model_id: str,
             "batch": cfg["batch"], "patch": cfg["patch"], "lr": cfg["lr"],
             "threads": cfg["threads"],
             "command": f"georsic train distill {' '.join(cfg['data'])} --out {cfg['out']} "
-                       f"--teacher {teacher.id} --part {part} --width {width} --steps "
-                       f"{cfg['steps']}" + (f" --exclude {' '.join(cfg['exclude'])}"
-                                            if cfg["exclude"] else ""),
+                       f"--teacher {teacher.id} " + (
+                           f"--part joint --start {cfg['start']}" if cfg.get("joint") else
+                           f"--part {part} --width {width}") + f" --steps {cfg['steps']}"
+                       + (f" --exclude {' '.join(cfg['exclude'])}" if cfg["exclude"] else ""),
+            **({"joint_after": _start_record(cfg["start"])} if cfg.get("joint") else {}),
         })
     tensors = {k: v.detach().contiguous() for k, v in tensors.items()}
     folder = Path(out_dir) if out_dir else teacher.path.parent
