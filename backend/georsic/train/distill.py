@@ -288,6 +288,9 @@ def train_distill(cfg: DistillConfig) -> Path:
     ckpt_path = out / "checkpoint.pt"
     device = "cuda" if cfg.device == "auto" and torch.cuda.is_available() else (
         "cpu" if cfg.device == "auto" else cfg.device)
+    if ckpt_path.exists() and torch.load(ckpt_path, map_location="cpu",
+                                         weights_only=False)["step"] >= cfg.steps:
+        return ckpt_path  # nothing left to train: the run as it is
     teacher, entry = load_teacher(cfg.teacher)
     teacher.to(device)
     if cfg.part == "joint":
@@ -305,8 +308,6 @@ def train_distill(cfg: DistillConfig) -> Path:
         optimizer.load_state_dict(state["optimizer"])
         step = state["step"]
         log.info("resumed from %s at step %d", ckpt_path, step)
-    if step >= cfg.steps and ckpt_path.exists():  # nothing left to train: the run as it is
-        return ckpt_path
     first = step
     paths = find_images(cfg.data, cfg.exclude)
     log.info("%d training images; teacher %s", len(paths), entry.id)
