@@ -265,7 +265,10 @@ def test_ctrl_c_on_a_workers_batch(tmp_path, aerial):
     proc = subprocess.Popen(
         [sys.executable, "-m", "georsic.cli", "batch", "compress", str(inputs), "-o", str(out),
          "--workers", "2", "--tile-size", "256"], stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, start_new_session=True, env=NO_IMPORT_WARNINGS)
+        stderr=subprocess.PIPE, text=True, start_new_session=True, env=NO_IMPORT_WARNINGS,
+        # as from a shell: an ignored SIGINT would be inherited through exec, and the whole
+        # suite (not this test alone) once left one ignored in pytest's process
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         first = proc.stdout.readline()  # the first file done: the others are being coded
         assert "->" in first, first
