@@ -230,3 +230,20 @@ def test_to_xarray_decodes_only_the_tiles_touched(aerial_archive):
         middle = array.isel(y=slice(y - 5, y + 5), x=slice(x - 5, x + 5)).values
         assert reader.decoded_tiles(aerial_archive) - before == 4
         assert _close(middle, full[:, y - 5:y + 5, x - 5:x + 5])
+
+
+def test_the_worker_setup_leaves_the_callers_ctrl_c_alone():
+    """``dask_setup`` ignores SIGINT in a worker process of its own only: run in this process
+    (an in-process worker's case), Ctrl-C keeps its handler, so programs started from here do
+    not inherit an ignored SIGINT."""
+    import signal
+
+    from georsic.cluster import dask_setup
+
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        dask_setup()
+        assert signal.getsignal(signal.SIGINT) is before
+        assert before is not signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)

@@ -37,10 +37,14 @@ WORKER_PRELOAD = "georsic.cluster"
 def dask_setup(worker=None) -> None:
     """Run by each local worker process as it starts (Dask's preload): Ctrl-C reaches the
     whole process group, but stopping the workers is the client's job (it closes the
-    cluster), so a worker ignores SIGINT instead of printing its tasks' tracebacks."""
+    cluster), so a worker ignores SIGINT instead of printing its tasks' tracebacks.  Only in a
+    worker process of its own (one a Nanny spawned): a worker in the caller's process leaves
+    the caller's Ctrl-C alone (an ignored SIGINT would also pass to every program it runs)."""
+    import multiprocessing
     import threading
 
-    if threading.current_thread() is threading.main_thread():
+    own_process = multiprocessing.parent_process() is not None
+    if own_process and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
