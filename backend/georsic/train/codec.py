@@ -79,6 +79,14 @@ def rd_loss(model, x: torch.Tensor, quality: torch.Tensor) -> dict[str, torch.Te
     return {"loss": loss, "bpp": bpp.mean(), "mse": mse.mean(), "psnr": psnr}
 
 
+def scheduled_lr(cfg, step: int, elapsed: float) -> float:
+    """``cfg.lr``, a tenth of it once ``step`` or ``elapsed`` passes ``cfg.lr_drop`` of the run's
+    steps or time limit (every training loop here steps its rate this way)."""
+    late = step >= cfg.lr_drop * cfg.steps or (
+        cfg.time_limit and elapsed >= cfg.lr_drop * cfg.time_limit)
+    return cfg.lr * (0.1 if late else 1.0)
+
+
 def _save_atomic(obj, path: Path) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(obj, tmp)
@@ -151,9 +159,7 @@ def train_codec(cfg: CodecTrainConfig) -> Path:
         if cfg.time_limit and elapsed > cfg.time_limit:
             log.info("time limit reached at step %d", step)
             break
-        late = step >= cfg.lr_drop * cfg.steps or (
-            cfg.time_limit and elapsed >= cfg.lr_drop * cfg.time_limit)
-        lr = cfg.lr * (0.1 if late else 1.0)
+        lr = scheduled_lr(cfg, step, elapsed)
         for group in optimizer.param_groups:
             group["lr"] = lr
         x = pool.batch(cfg.batch).to(device)

@@ -32,7 +32,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -40,6 +39,7 @@ from pathlib import Path
 
 import torch
 
+from georsic.train.codec import _save_atomic, scheduled_lr
 from georsic.train.data import CropPool, find_images
 
 log = logging.getLogger(__name__)
@@ -208,12 +208,6 @@ def _psnr(mse: torch.Tensor) -> torch.Tensor:
     return -10 * torch.log10(mse.clamp_min(1e-10))
 
 
-def _save_atomic(obj, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def synthesis_step(teacher, student, x: torch.Tensor, quality: torch.Tensor):
     """The synthesis student's loss on crops ``x`` at ``quality``, and what the log shows."""
     latent = teacher_latents(teacher, x, quality)
@@ -339,10 +333,8 @@ def train_distill(cfg: DistillConfig) -> Path:
         if cfg.time_limit and elapsed > cfg.time_limit:
             log.info("time limit reached at step %d", step)
             break
-        late = step >= cfg.lr_drop * cfg.steps or (
-            cfg.time_limit and elapsed >= cfg.lr_drop * cfg.time_limit)
         for group in optimizer.param_groups:
-            group["lr"] = cfg.lr * (0.1 if late else 1.0)
+            group["lr"] = scheduled_lr(cfg, step, elapsed)
         x = pool.batch(cfg.batch).to(device)
         quality = (torch.rand(cfg.batch, generator=generator) * (teacher.levels - 1)).to(device)
         if cfg.part == "joint":
