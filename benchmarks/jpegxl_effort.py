@@ -1,4 +1,4 @@
-"""JPEG XL lossless (libjxl through imagecodecs) at efforts 7-10 and in each channel order: bits
+"""JPEG XL lossless (libjxl through imagecodecs) at efforts 5-10 and in each channel order: bits
 per pixel per band and encode seconds on the bounded benchmark's images (issue 30: which
 efforts and orders the correction layer searches, :data:`georsic.bounded.JPEGXL_EFFORTS`).
 
@@ -25,7 +25,7 @@ for path in IMAGES:
     image = np.moveaxis(data, 0, -1) if data.shape[0] == 3 else data[0]
     image = np.ascontiguousarray(image)
     cells = []
-    for effort in (7, 8, 9, 10):
+    for effort in (5, 6, 7, 8, 9, 10):
         started = time.perf_counter()
         size = len(imagecodecs.jpegxl_encode(image, lossless=True, effort=effort))
         cells.append(f"effort {effort}: {8 * size / data.size:.3f} "

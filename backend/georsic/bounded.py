@@ -155,9 +155,13 @@ _JPEGXL_MEMBER = struct.Struct("<BB")
 JPEGXL_GROUP = 3
 #: Channel orders tried for a group (libjxl's colour transforms are not symmetric).
 JPEGXL_ORDERS = ((0, 1, 2), (0, 2, 1), (1, 2, 0))
-#: libjxl efforts tried (9 and 10 were larger on the benchmark images, and 4-25 times slower
-#: than 7; 8 is sometimes smaller: benchmarks/jpegxl_effort.py).
-JPEGXL_EFFORTS = (7, 8)
+#: libjxl efforts tried, the first one for the channel order and orientation (9 and 10 were
+#: larger on the benchmark images, and 4-25 times slower than 7; 8 is sometimes smaller at
+#: D >= 1, 5 and 6 often losslessly, and they cost less than 7: benchmarks/jpegxl_effort.py).
+JPEGXL_EFFORTS = (7, 8, 6, 5)
+#: Efforts at which the channel order and orientation are searched (the best order at one
+#: effort is not always the best at another).
+JPEGXL_ORDER_EFFORTS = (7, 5)
 #: Base activity (|horizontal| + |vertical| difference) bounds of the rANS contexts.
 CONTEXT_EDGES = (3, 9, 25)
 #: Residual levels per sign with their own rANS symbol (larger ones are escaped).
@@ -576,10 +580,15 @@ def _jpegxl_section(planes: list[np.ndarray], bounds: list[int], search: bool,
     orders = JPEGXL_ORDERS if len(planes) == JPEGXL_GROUP else ((0,),)
     if not search:
         return coded(orders[0], 0, JPEGXL_EFFORTS[0])
-    # greedy: the channel order, then the orientation, then the effort
-    order = min(orders, key=lambda o: len(coded(o, 0, JPEGXL_EFFORTS[0])))
-    flags = min((0, 1, 2), key=lambda f: len(coded(order, f, JPEGXL_EFFORTS[0])))
-    return min((coded(order, flags, e) for e in JPEGXL_EFFORTS), key=len)
+    # greedy, at each of JPEGXL_ORDER_EFFORTS: the channel order, then the orientation; then
+    # every effort in the orders and orientations so found
+    layouts = set()
+    for searched in JPEGXL_ORDER_EFFORTS:
+        order = min(orders, key=lambda o: len(coded(o, 0, searched)))
+        flags = min((0, 1, 2), key=lambda f: len(coded(order, f, searched)))
+        layouts.add((order, flags))
+    return min((coded(order, flags, e) for order, flags in sorted(layouts)
+                for e in JPEGXL_EFFORTS), key=len)
 
 
 def _check_channels(channels: Sequence[tuple[int, int, int]], what: str) -> None:
