@@ -21,6 +21,7 @@ from georsic.models.exact_synthesis import (
     SYNTHESES,
     ExactConv,
     ExactSynthesis,
+    _column_peak,
     _phase_weight,
     _sigmoid_table,
     calibrate,
@@ -188,6 +189,39 @@ def test_threads_sharing_one_synthesis_get_their_own_bits(g_s, exact):
     for index in range(2):
         assert len(results[index]) == 3
         assert all(torch.equal(got, alone[index]) for got in results[index])
+
+
+def test_column_peak_is_each_columns_largest_value():
+    """The widened reduction of :func:`_column_peak` is torch's own per column, for widths
+    that divide its view and widths that leave rows over (signed: the largest magnitude)."""
+    generator = torch.Generator().manual_seed(2)
+    for channels in (1, 3, 16, 32, 200, 300):
+        for rows in (1, 7, 16, 257, 4096):
+            flat = torch.randn(rows, channels, generator=generator)
+            assert torch.equal(_column_peak(flat, signed=False), flat.amax(dim=0))
+            assert torch.equal(_column_peak(flat, signed=True), flat.abs().amax(dim=0))
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_layers_exact_at_any_input_measure_no_peaks(transposed):
+    """A layer whose sums stay below 2**24 even at the quantisation's largest input in every
+    channel takes one float32 convolution without measuring the tile's peaks, and its sums
+    are the float64 convolution's; raising its levels past that bound measures them again."""
+    generator = torch.Generator().manual_seed(6)
+    conv = _integer_conv(transposed, 8, generator, random_bias=False)
+    layer = ExactConv(conv, amax=1.0, nonneg_input=False, levels=1)
+    bound = float(layer._sum_weights[0].add(layer._sum_weights[1]).sum(1).max())
+    for levels, always in ((int(0.9 * FLOAT32_EXACT / bound), True),
+                           (int(1.2 * FLOAT32_EXACT / bound), False)):
+        layer.levels = levels
+        layer.in_mult.fill_(levels)
+        x = torch.rand(1, 16, 9, 13, generator=generator).mul_(2).sub_(1)
+        a, peak, single = layer._single_sums(x.contiguous(memory_format=torch.channels_last))
+        assert layer._always_single() is always and (peak is None) is always
+        if always:
+            want = (F.conv_transpose2d(a.double(), layer.weight.double(), None, 2, 2, 1)
+                    if transposed else F.conv2d(a.double(), layer.weight.double(), None, 1, 1))
+            assert torch.equal(single.double(), want)
 
 
 @pytest.mark.parametrize("transposed", [False, True])

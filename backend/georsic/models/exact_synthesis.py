@@ -137,6 +137,8 @@ class ExactConv(nn.Module):
                              persistent=False)
         self.register_buffer("in_mult", (in_side / q).float().reshape(1, -1, 1, 1),
                              persistent=False)
+        #: :meth:`_always_single`'s answer, by ``levels``
+        self._single_at: dict[int, bool] = {}
         #: grouped weights of :meth:`_split_sums`, by number of groups
         self._grouped: dict[int, Tensor] = {}
 
@@ -285,25 +287,39 @@ class ExactConv(nn.Module):
         negative = (-flat).clamp(min=0).sum((2, 3))
         return positive, negative
 
-    def _single_sums(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+    def _always_single(self) -> bool:
+        """Whether one float32 convolution is exact for any inputs: the sums' bound at the
+        largest input the quantisation allows (``levels`` in every channel) stays below
+        2**24, so no tile needs its inputs' peaks measured (cached per ``levels``)."""
+        if self.levels not in self._single_at:
+            peak = torch.full((self._sum_weights[0].shape[1],), float(self.levels),
+                              dtype=torch.float64)
+            bound = self._bound(self._sum_weights, peak) + self._fast_affine[0].flatten().abs()
+            self._single_at[self.levels] = float(bound.max()) < FLOAT32_EXACT
+        return self._single_at[self.levels]
+
+    def _single_sums(self, x: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """The integer inputs of ``x`` (float32, channels-last), their largest magnitude per
         channel and, where this tile allows it, their sums (bias included) by **one** float32
         convolution: when every partial sum is bounded below 2**24 by the inputs' largest
         magnitude per channel times the weights' magnitudes (plus |bias|), each addition is
         exact in any order, so the sums are the same integers as the byte route's.  ``None``
-        where the bound is not met.  Nothing is kept on the layer: threads share it."""
+        where the bound is not met.  Where any inputs meet it (:meth:`_always_single`), the
+        peaks are not measured (``None``).  Nothing is kept on the layer: threads share it."""
         a = torch.empty_like(x)
         low = 0.0 if self.nonneg_input else -float(self.levels)
         channels = x.shape[1]
+        measure = not self._always_single()
         peaks = []
         for rows in _row_blocks(x):
             block = a[:, :, rows]
             torch.mul(x[:, :, rows], self.in_mult, out=block)
             block.round_().clamp_(low, float(self.levels))
-            flat = block.permute(0, 2, 3, 1).reshape(-1, channels)  # a view: channels-last
-            peaks.append(flat.amax(dim=0))
-            if not self.nonneg_input:
-                peaks.append(flat.amin(dim=0).neg_())
+            if measure:
+                flat = block.permute(0, 2, 3, 1).reshape(-1, channels)  # a view: channels-last
+                peaks.append(_column_peak(flat, signed=not self.nonneg_input))
+        if not measure:
+            return a, None, self._float_conv(a)
         peak = torch.stack(peaks).amax(dim=0).double()
         bound = self._bound(self._sum_weights, peak)
         if float((bound + self._fast_affine[0].flatten().abs()).max()) >= FLOAT32_EXACT:
@@ -421,6 +437,27 @@ class ExactConv(nn.Module):
         if factor == 1:
             return out
         return F.pixel_shuffle(out, factor).contiguous(memory_format=torch.channels_last)
+
+
+def _column_peak(flat: Tensor, signed: bool) -> Tensor:
+    """Per column of a contiguous (rows, C) ``flat``, the largest value (``signed``: the
+    largest magnitude).  Reduced over a view ``k`` rows wide (``k * C`` about 256 values),
+    then over ``k``: torch's reduction over rows of 16 values is about 50 times slower than
+    of 32 or more; exact either way (a maximum does not round)."""
+    rows, channels = flat.shape
+    wide = max(1, 256 // channels)
+    main = rows - rows % wide
+    parts = []
+    if main:
+        view = flat[:main].view(-1, wide * channels)
+        parts.append(view.amax(dim=0).view(wide, channels))
+        if signed:
+            parts.append(view.amin(dim=0).neg_().view(wide, channels))
+    if main < rows:
+        parts.append(flat[main:].amax(dim=0, keepdim=True))
+        if signed:
+            parts.append(flat[main:].amin(dim=0, keepdim=True).neg_())
+    return torch.cat(parts).amax(dim=0)
 
 
 def _row_blocks(x: Tensor, elements: int = 2**17) -> list[slice]:
