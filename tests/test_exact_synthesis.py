@@ -79,6 +79,11 @@ def test_routes_give_the_same_bits(g_s, exact, shape):
         out = _run(exact, latent, method)
         assert out.is_contiguous() and out.dtype == torch.float32, method
         assert torch.equal(by_bytes, out), method
+    # the fast route overwrites activations no later step reads, never the caller's latent
+    before = latent.clone()
+    channels_last = latent.contiguous(memory_format=torch.channels_last)
+    assert torch.equal(_run(exact, channels_last, "fast"), by_bytes)
+    assert torch.equal(channels_last, before) and torch.equal(latent, before)
 
 
 @pytest.mark.parametrize("method", ["bytes", "fast", "fast-float32"])
@@ -103,8 +108,8 @@ def test_single_convolution_route_where_the_bound_allows(g_s, exact, monkeypatch
     taken: list[bool] = []
     single = ExactConv._single_sums
 
-    def recording(self, x):
-        a, peak, sums = single(self, x)
+    def recording(self, x, spent=False):
+        a, peak, sums = single(self, x, spent)
         taken.append(sums is not None)
         return a, peak, sums
 

@@ -173,11 +173,12 @@ class ExactConv(nn.Module):
             raise ValueError(f"unknown method {method!r}")
         return acc.add_(self.bias)
 
-    def forward(self, x: Tensor, method: str = "bytes") -> Tensor:
+    def forward(self, x: Tensor, method: str = "bytes", spent: bool = False) -> Tensor:
         """float32 activations in, float32 activations out (the sums times the layer's
-        float64 output scale, rounded to float32)."""
+        float64 output scale, rounded to float32).  ``spent``: the caller no longer needs
+        ``x``, which the fast route may then overwrite with its integer inputs."""
         if method.startswith("fast"):
-            return self.forward_fast(x, _use_int8(method, x.device))
+            return self.forward_fast(x, _use_int8(method, x.device), spent)
         return self.finish(self.sums(self.quantize(x), method))
 
     def finish(self, sums: Tensor, regular: bool = False) -> Tensor:
@@ -298,18 +299,21 @@ class ExactConv(nn.Module):
             self._single_at[self.levels] = float(bound.max()) < FLOAT32_EXACT
         return self._single_at[self.levels]
 
-    def _single_sums(self, x: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    def _single_sums(self, x: Tensor, spent: bool = False
+                     ) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """The integer inputs of ``x`` (float32, channels-last), their largest magnitude per
         channel and, where this tile allows it, their sums (bias included) by **one** float32
         convolution: when every partial sum is bounded below 2**24 by the inputs' largest
         magnitude per channel times the weights' magnitudes (plus |bias|), each addition is
         exact in any order, so the sums are the same integers as the byte route's.  ``None``
         where the bound is not met.  Where any inputs meet it (:meth:`_always_single`), the
-        peaks are not measured (``None``).  Nothing is kept on the layer: threads share it."""
-        a = torch.empty_like(x)
+        peaks are not measured (``None``), and a ``spent`` ``x`` (one no other step reads
+        after this layer) holds the integer inputs in place: no other route will need the
+        activations.  Nothing is kept on the layer: threads share it."""
+        measure = not self._always_single()
+        a = x if spent and not measure else torch.empty_like(x)
         low = 0.0 if self.nonneg_input else -float(self.levels)
         channels = x.shape[1]
-        measure = not self._always_single()
         peaks = []
         for rows in _row_blocks(x):
             block = a[:, :, rows]
@@ -398,12 +402,12 @@ class ExactConv(nn.Module):
                                                 list(self.stride), [1, 1], 1)
             return F.conv2d(a, weight, bias, self.stride, padding)
 
-    def forward_fast(self, x: Tensor, int8: bool) -> Tensor:
+    def forward_fast(self, x: Tensor, int8: bool, spent: bool = False) -> Tensor:
         """:meth:`forward` by the fast route (channels-last ``x``): the same integers, hence
         the same bits.  One float32 convolution where this tile's inputs allow it
         (:meth:`_single_sums`), else byte sums by oneDNN int8 if ``int8``, else by float32.
         The element-wise work runs on blocks of rows that stay in cache."""
-        a, peak, single = self._single_sums(x)
+        a, peak, single = self._single_sums(x, spent)
         if single is not None:
             if self.epilogue == "float32":
                 return single.mul_(self.out_scale32)
@@ -580,8 +584,9 @@ class ExactSynthesis(nn.Module):
         self.structure = [(name, type(m).__name__) for name, m in g_s.named_children()]
         self.register_buffer("sigmoid_table", _sigmoid_table(), persistent=False)
 
-    def _conv(self, name: str, x: Tensor) -> Tensor:
-        return self.convs[name.replace(".", "_")](x, self._method)
+    def _conv(self, name: str, x: Tensor, spent: bool = False) -> Tensor:
+        """Convolution ``name`` of ``x``; ``spent``: nothing reads ``x`` afterwards."""
+        return self.convs[name.replace(".", "_")](x, self._method, spent)
 
     def _sigmoid(self, x: Tensor) -> Tensor:
         steps = SIGMOID_RANGE * 2**SIGMOID_BITS
@@ -590,8 +595,8 @@ class ExactSynthesis(nn.Module):
 
     def _residual_unit(self, prefix: str, x: Tensor) -> Tensor:
         out = self._conv(f"{prefix}.conv.0", x).relu_()
-        out = self._conv(f"{prefix}.conv.2", out).relu_()
-        out = self._conv(f"{prefix}.conv.4", out)
+        out = self._conv(f"{prefix}.conv.2", out, spent=True).relu_()
+        out = self._conv(f"{prefix}.conv.4", out, spent=True)
         return out.add_(x).relu_()
 
     def _attention(self, prefix: str, x: Tensor) -> Tensor:
@@ -601,13 +606,13 @@ class ExactSynthesis(nn.Module):
         b = x
         for i in range(3):
             b = self._residual_unit(f"{prefix}.conv_b.{i}", b)
-        b = self._conv(f"{prefix}.conv_b.3", b)
+        b = self._conv(f"{prefix}.conv_b.3", b, spent=b is not x)
         return a.mul_(self._sigmoid(b)).add_(x)
 
     def _bottleneck(self, prefix: str, x: Tensor) -> Tensor:
         out = self._conv(f"{prefix}.conv1", x).relu_()
-        out = self._conv(f"{prefix}.conv2", out).relu_()
-        out = self._conv(f"{prefix}.conv3", out)
+        out = self._conv(f"{prefix}.conv2", out, spent=True).relu_()
+        out = self._conv(f"{prefix}.conv3", out, spent=True)
         return out.add_(x)
 
     _method = "fast"
@@ -627,8 +632,8 @@ class ExactSynthesis(nn.Module):
                 x = self._attention(name, x)
             elif kind == "ResidualBottleneckBlock":
                 x = self._bottleneck(name, x)
-            else:
-                x = self._conv(name, x)
+            else:  # the latent itself is the caller's
+                x = self._conv(name, x, spent=x is not y_hat)
         return x.contiguous()
 
 
