@@ -295,9 +295,14 @@ class ExactConv(nn.Module):
         if self.levels not in self._single_at:
             peak = torch.full((self._sum_weights[0].shape[1],), float(self.levels),
                               dtype=torch.float64)
-            bound = self._bound(self._sum_weights, peak) + self._fast_affine[0].flatten().abs()
-            self._single_at[self.levels] = float(bound.max()) < FLOAT32_EXACT
+            self._single_at[self.levels] = self._single_exact(peak)
         return self._single_at[self.levels]
+
+    def _single_exact(self, peak: Tensor) -> bool:
+        """Whether one float32 convolution is exact for inputs whose largest magnitude per
+        channel is ``peak``: every partial sum, bias included, bounded below 2**24."""
+        bound = self._bound(self._sum_weights, peak) + self._fast_affine[0].flatten().abs()
+        return float(bound.max()) < FLOAT32_EXACT
 
     def _single_sums(self, x: Tensor, spent: bool = False
                      ) -> tuple[Tensor, Tensor | None, Tensor | None]:
@@ -325,8 +330,7 @@ class ExactConv(nn.Module):
         if not measure:
             return a, None, self._float_conv(a)
         peak = torch.stack(peaks).amax(dim=0).double()
-        bound = self._bound(self._sum_weights, peak)
-        if float((bound + self._fast_affine[0].flatten().abs()).max()) >= FLOAT32_EXACT:
+        if not self._single_exact(peak):
             return a, peak, None
         return a, peak, self._float_conv(a)
 
